@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine: `make run` (set up, run the main job) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The torch build installed when the venv has none. The default is the CPU wheel these development machines
+# keep on disk; on your own machine pick the build for your hardware, e.g. `make run TORCH_SPEC=torch`
+# (CUDA on Linux), or install torch into .venv yourself first: an existing torch is never replaced.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup run test lint clean
+
+$(VENV)/.setup-done: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[measure,test]"
+	touch $@
+
+setup: $(VENV)/.setup-done
+
+# The main job on the shipped configuration: a CPU measurement sweep of two workloads in two precisions.
+run: setup
+	$(VENV)/bin/fleetwise measure --workload mlp --device cpu --precision fp32,bf16 --batch 1,4,16
+	$(VENV)/bin/fleetwise runs data/runs
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy measure planner fleetwise_cli
+	$(VENV)/bin/python -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy measure planner fleetwise_cli
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,250 @@
+"""`fleetwise` console script: measure, runs, schema.
+
+Library code raises typed errors; here they become one line on stderr and exit code 2. torch is imported
+only by `measure`, so listing runs and printing schemas work without it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from measure.run import Run, RunFileError, load_run, run_json_schema
+from planner.catalog import CatalogError, scan_runs
+
+if TYPE_CHECKING:
+    from measure.run import Point
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Measured capacity planning for AI inference fleets."
+)
+schema_app = typer.Typer(no_args_is_help=True, help="Print the JSON Schema of a file format.")
+app.add_typer(schema_app, name="schema")
+
+out = Console()
+if not out.is_terminal:  # pipes and CI default to 80 columns, too narrow for the summary table
+    out = Console(width=160)
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a one-line error and return the exit to raise (code 2: invalid input)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+@schema_app.command("run")
+def schema_run() -> None:
+    """JSON Schema of the run file (measure/run.py)."""
+    sys.stdout.write(json.dumps(run_json_schema(), indent=2) + "\n")
+
+
+@app.command("runs")
+def runs_cmd(folder: Path = typer.Argument(Path("data/runs"), help="folder holding run files")) -> None:
+    """List the runs in a folder with their key facts."""
+    try:
+        catalog = scan_runs(folder)
+    except CatalogError as exc:
+        raise fail(str(exc)) from None
+    table = Table(title=f"runs in {folder}")
+    for col in (
+        "id",
+        "workload",
+        "device",
+        "created (UTC)",
+        "precisions",
+        "points ok/total",
+        "complete",
+        "file",
+    ):
+        table.add_column(col)
+    for s in catalog.runs:
+        r = s.run
+        table.add_row(
+            r.short_id(),
+            r.workload.name,
+            f"{r.stack.device_kind}: {r.stack.device_name}",
+            r.created_at.strftime("%Y-%m-%d %H:%M"),
+            ",".join(s.precisions),
+            f"{s.ok_points}/{len(r.points)}",
+            "yes" if r.sweep.complete else "NO (resume it)",
+            s.path.name,
+        )
+    out.print(table)
+    for path, why in catalog.rejected:
+        err.print(f"[yellow]skipped[/] {path.name}: {why}", highlight=False, soft_wrap=True)
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}g}"
+
+
+def summary_table(run: Run) -> Table:
+    """One row per point: status, iterations, latency percentiles with CIs, throughput."""
+    t = Table(title=f"{run.workload.name} on {run.stack.device_name} ({run.stack.device})")
+    unit = run.workload.unit
+    for col in (
+        "precision",
+        "batch",
+        "seq",
+        "status",
+        "warm/meas",
+        "p50 ms",
+        "p99 ms [95% CI]",
+        "mean ±CI",
+        "items/s",
+        f"{unit}/s",
+        "TFLOP/s",
+        "notes",
+    ):
+        t.add_column(col, overflow="fold")
+    for p in run.points:
+        t.add_row(*_point_row(p))
+    return t
+
+
+def _point_row(p: Point) -> list[str]:
+    base = [p.precision, str(p.batch_size), str(p.seq_len or "-")]
+    colour = {"ok": "green", "unstable": "yellow", "oom": "magenta", "unsupported": "dim"}[p.status]
+    status = f"[{colour}]{p.status}[/]"
+    if p.latency_ms is None:
+        return [*base, status, "-", "-", "-", "-", "-", "-", "-", p.reason or ""]
+    lat = p.latency_ms
+    hi = _fmt(lat.p99_ci95_high) if lat.p99_ci95_high is not None else "n/a"
+    notes = ", ".join([*p.flags, *([p.reason] if p.reason else [])])
+    return [
+        *base,
+        status,
+        f"{p.warmup_iterations_excluded}/{p.measured_iterations}",
+        _fmt(lat.median),
+        f"{_fmt(lat.p99)} [{_fmt(lat.p99_ci95_low)}, {hi}]",
+        f"±{lat.mean_ci95_halfwidth_rel:.1%}",
+        _fmt(p.throughput_items_per_s, 4),
+        _fmt(p.throughput_units_per_s, 4),
+        _fmt(p.achieved_tflops),
+        notes,
+    ]
+
+
+@app.command("measure")
+def measure_cmd(
+    workload: str = typer.Option(
+        None, "--workload", "-w", help="mlp | transformer-encoder | cnn | gemm | pkg.mod:factory"
+    ),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
+    precision: str = typer.Option("fp32", help="comma list of fp32,tf32,bf16,fp16,fp8,int8"),
+    batch: str = typer.Option(
+        None, help="comma list of batch sizes (default: powers of two up to --max-batch)"
+    ),
+    max_batch: int = typer.Option(256, help="cap of the default batch list"),
+    seq_len: str = typer.Option(None, "--seq-len", help="comma list of sequence lengths (token workloads)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="workload parameter key=value (repeatable)"),
+    ci_target: float = typer.Option(0.02, help="target 95% CI half-width of mean latency, relative"),
+    min_seconds_per_point: float = typer.Option(1.0, help="sample each point at least this long"),
+    max_seconds_per_point: float = typer.Option(
+        10.0, help="stop a point here; unconverged points are 'unstable'"
+    ),
+    min_iterations: int = typer.Option(30, help="steady-state iterations required before stopping"),
+    scope: str = typer.Option("end-to-end", help="end-to-end (host copies + overhead) or device-compute"),
+    l2_flush: bool = typer.Option(
+        False, "--l2-flush", help="flush the GPU L2 cache before every timed iteration"
+    ),
+    compile_mode: str = typer.Option(
+        "none", "--compile", help="none | default | reduce-overhead | max-autotune"
+    ),
+    threads: int = typer.Option(None, help="torch intra-op threads (default: torch's choice)"),
+    out_dir: Path = typer.Option(Path("data/runs"), "--out", help="folder for the run file"),
+    resume: Path = typer.Option(None, help="continue an interrupted run file (its settings are reused)"),
+) -> None:
+    """Measure steady-state latency/throughput curves across precision and batch size; write a run file."""
+    try:
+        from measure.device import DeviceError
+        from measure.engine import SamplingConfig
+        from measure.precision import PrecisionError, parse_precisions
+        from measure.sweep import (
+            SweepError,
+            SweepRequest,
+            execute_sweep,
+            parse_int_list,
+            plan_sweep,
+            powers_of_two,
+            request_from_run,
+        )
+        from measure.workloads import WorkloadError, parse_param
+    except ImportError as exc:
+        raise fail(f"measuring needs torch: install the 'measure' extra ({exc})") from None
+
+    bad_input = (WorkloadError, SweepError, DeviceError, PrecisionError, RunFileError, ValueError)
+    try:
+        old: Run | None = None
+        if resume is not None:
+            old = load_run(resume)
+            if old.sweep.complete:
+                raise SweepError(f"{resume} is a complete run; nothing to resume")
+            request = request_from_run(old)
+        else:
+            if not workload:
+                raise SweepError("--workload is required")
+            request = SweepRequest(
+                workload=workload,
+                params=dict(parse_param(p) for p in param),
+                device=device,
+                precisions=parse_precisions(precision),
+                batch_sizes=parse_int_list(batch, "batch") if batch else powers_of_two(max_batch),
+                seq_lens=parse_int_list(seq_len, "seq-len") if seq_len else None,
+                sampling=SamplingConfig(
+                    ci_target=ci_target,
+                    min_iterations=min_iterations,
+                    min_seconds=min_seconds_per_point,
+                    max_seconds=max_seconds_per_point,
+                ),
+                scope=scope,
+                l2_flush=l2_flush,
+                compile_mode=compile_mode,
+                threads=threads,
+            )
+        from fleetwise_cli.progress import RichProgress
+
+        plan = plan_sweep(request, resume=old, command=["fleetwise", *sys.argv[1:]])
+        with RichProgress(err) as progress:
+            result = execute_sweep(plan, progress)
+    except bad_input as exc:
+        raise fail(str(exc)) from None
+
+    from measure.run import save_run
+
+    run = result.run
+    measured = sum(1 for p in run.points if p.status != "unsupported")
+    if result.interrupted and not run.points:
+        err.print("interrupted before any point finished; nothing written")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    out.print(summary_table(run))
+    path = save_run(run, out_dir)
+    if old is not None and resume is not None and resume.resolve() != path.resolve():
+        resume.unlink(missing_ok=True)  # superseded: every point of it is in the new file
+    if result.interrupted:
+        err.print(
+            f"interrupted: {len(run.points)} points saved ({measured} attempted); "
+            f"continue with: fleetwise measure --resume {path}"
+        )
+        out.print(str(path))
+        raise typer.Exit(EXIT_INTERRUPTED)
+    out.print(str(path))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,397 @@
+"""The run file: the contract between measuring and planning (pydantic models, JSON on disk).
+
+A run is steady-state evidence with its context: how it was measured (methodology), on what (stack), doing
+what (workload), and one point per (precision, batch size, sequence length). This module never imports
+torch, so the planner and the app can read runs anywhere.
+
+Schema history (bump SCHEMA_VERSION and add a migration in _MIGRATIONS for every change):
+  1 - first version: methodology, stack, workload, points with latency summary, mean CI, p99 order-statistic
+      CI, bounded raw steady-state and warm-up latencies, drift verdict. Power, energy, thermal telemetry,
+      numeric-quality proxy and soak windows are planned for version 2, added as new optional blocks
+      (`Point.telemetry`, `Run.quality`, `Run.soak`) with a migration that sets them to null.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SCHEMA_VERSION: Final = 1
+METHODOLOGY_VERSION = 1
+RAW_LATENCY_CAP = 2000
+WARMUP_LATENCY_CAP = 500
+MAX_RUN_FILE_BYTES = 64 * 1024 * 1024
+
+Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
+PointStatus = Literal["ok", "oom", "unsupported", "unstable"]
+
+
+class RunFileError(ValueError):
+    """A run file that cannot be read, parsed, migrated or validated; the message names the problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Unavailable(_Model):
+    """A value that could not be read, with the reason. Never replaced by a guess."""
+
+    unavailable: str = Field(min_length=1, description="why the value could not be read")
+
+
+def unavailable(reason: str) -> Unavailable:
+    """Shorthand for an unavailable value."""
+    return Unavailable(unavailable=reason)
+
+
+MaybeStr = str | Unavailable
+MaybeInt = int | Unavailable
+MaybeFloat = float | Unavailable
+NonNegFloat = Annotated[float, Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+
+
+class WarmupPolicy(_Model):
+    """How warm-up is excluded: a fixed minimum, then detection from the data."""
+
+    min_excluded_iterations: int = Field(ge=0, description="always excluded (first calls, compilation)")
+    detection: Literal["mser-5"] = "mser-5"
+    detection_parameters: dict[str, float] = Field(default_factory=dict)
+    compilation_excluded: bool = Field(description="compile/graph capture ran before any timed iteration")
+
+
+class StoppingRule(_Model):
+    """Adaptive stopping: sample until the mean's CI is tight enough, within time and count limits."""
+
+    ci_target_relative: PosFloat = Field(description="target 95% CI half-width of mean latency / mean")
+    confidence: float = Field(gt=0, lt=1)
+    ci_method: str
+    min_iterations: int = Field(ge=2)
+    max_iterations: int = Field(ge=2)
+    min_seconds: NonNegFloat
+    max_seconds: PosFloat
+
+
+class Methodology(_Model):
+    """What was executed, what was counted and what was excluded, for every point of the run."""
+
+    methodology_version: int = METHODOLOGY_VERSION
+    warmup: WarmupPolicy
+    stopping: StoppingRule
+    timer: Literal["cuda-event", "perf_counter_ns+synchronize"]
+    iteration_scope: Literal["device-compute", "end-to-end"] = Field(
+        description="device-compute: inputs already on the device, forward pass only; end-to-end: "
+        "host-to-device copy of inputs, forward, copy of outputs back and Python overhead"
+    )
+    l2_flush: bool = Field(description="L2 cache flushed before every timed iteration (GPU only)")
+    percentile_method: str
+    p99_ci_method: str
+    drift_test: str
+    raw_latency_policy: str
+    inference_mode: str
+    notes: list[str] = Field(default_factory=list)
+
+
+class Stack(_Model):
+    """The software and hardware the run executed on; anything unreadable is stored with the reason."""
+
+    device: str = Field(description="torch device string, e.g. cpu or cuda:0")
+    device_kind: Literal["cpu", "cuda"]
+    device_name: str
+    device_uuid: MaybeStr
+    compute_capability: MaybeStr
+    device_memory_bytes: MaybeInt
+    driver_version: MaybeStr
+    cuda_runtime: MaybeStr
+    cudnn_version: MaybeStr
+    torch_version: str
+    torch_build: str
+    torch_num_threads: int
+    compile_mode: str
+    python_version: str
+    numpy_version: str
+    os: str
+    kernel: str
+    hostname: str
+    cpu_model: str
+    cpu_count_logical: int
+    cpu_count_usable: int
+    cpu_flags: list[str] = Field(description="ISA extensions relevant to numeric precision")
+    cpu_governor: MaybeStr
+    gpu_power_limit_w: MaybeFloat
+    gpu_persistence_mode: MaybeStr
+    gpu_ecc_mode: MaybeStr
+    gpu_mig_mode: MaybeStr
+    gpu_app_clock_sm_mhz: MaybeInt
+    gpu_app_clock_mem_mhz: MaybeInt
+    environment: dict[str, str] = Field(description="environment variables that change performance")
+
+
+class Workload(_Model):
+    """What was executed: a named model with its parameters and the unit of work it serves."""
+
+    name: str = Field(min_length=1)
+    source: str = Field(description="'builtin' or the module:factory of a user workload")
+    description: str
+    parameters: dict[str, int | float | str | bool]
+    unit: str = Field(min_length=1, description="unit of work: samples, tokens, images, ...")
+    microbenchmark: bool = Field(description="true for kernels such as gemm: not a served model")
+    has_seq_len: bool
+
+
+class LatencySummary(_Model):
+    """Steady-state latency of one timed iteration (one batch), in milliseconds."""
+
+    n: int = Field(ge=1)
+    mean: PosFloat
+    median: PosFloat
+    p90: PosFloat
+    p95: PosFloat
+    p99: PosFloat
+    min: PosFloat
+    max: PosFloat
+    std: NonNegFloat
+    mean_ci95_halfwidth: NonNegFloat
+    mean_ci95_halfwidth_rel: NonNegFloat
+    p99_ci95_low: PosFloat | None = Field(description="null: too few samples to bound it")
+    p99_ci95_high: PosFloat | None = Field(description="null: too few samples to bound it (n < 368)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LatencySummary:
+        if not (self.min <= self.median <= self.p90 <= self.p95 <= self.p99 <= self.max):
+            raise ValueError("latency percentiles must satisfy min <= median <= p90 <= p95 <= p99 <= max")
+        return self
+
+
+class DriftCheck(_Model):
+    """Trend test on the steady window."""
+
+    detected: bool
+    p_value: float = Field(ge=0, le=1)
+    relative_change: float
+    reason: str
+
+
+class Point(_Model):
+    """One measured configuration. Anything but `ok` carries a reason and no invented numbers."""
+
+    precision: Precision
+    batch_size: int = Field(gt=0)
+    seq_len: int | None = Field(default=None, gt=0)
+    status: PointStatus
+    reason: str | None = None
+    flags: list[str] = Field(default_factory=list, description="e.g. drift, not-attempted")
+    precision_notes: str | None = Field(default=None, description="what exactly ran in this precision")
+    units_per_item: PosFloat | None = None
+    flops_per_item: PosFloat | None = None
+    warmup_iterations_excluded: int = Field(default=0, ge=0)
+    measured_iterations: int = Field(default=0, ge=0)
+    first_iteration_ms: PosFloat | None = Field(default=None, description="includes compilation; excluded")
+    elapsed_s: NonNegFloat = 0.0
+    latency_ms: LatencySummary | None = None
+    throughput_items_per_s: PosFloat | None = None
+    throughput_units_per_s: PosFloat | None = None
+    achieved_tflops: PosFloat | None = None
+    peak_memory_bytes: MaybeInt | None = None
+    drift: DriftCheck | None = None
+    raw_latencies_ms: list[PosFloat] = Field(default_factory=list, max_length=RAW_LATENCY_CAP)
+    raw_latencies_stride: int = Field(default=1, ge=1, description="every k-th steady sample was kept")
+    warmup_latencies_ms: list[PosFloat] = Field(default_factory=list, max_length=WARMUP_LATENCY_CAP)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Point:
+        measured = self.status in ("ok", "unstable")
+        if self.status != "ok" and not self.reason:
+            raise ValueError(f"a point with status {self.status!r} needs a reason")
+        if measured and (self.latency_ms is None or self.throughput_items_per_s is None):
+            raise ValueError(f"a point with status {self.status!r} needs latency_ms and throughput")
+        if not measured and (self.latency_ms is not None or self.raw_latencies_ms):
+            raise ValueError(f"a point with status {self.status!r} must not carry measurements")
+        return self
+
+    @property
+    def key(self) -> tuple[str, int, int | None]:
+        """Identity of the point inside a run."""
+        return (self.precision, self.batch_size, self.seq_len)
+
+
+class SweepSpec(_Model):
+    """The sweep that was asked for, so an interrupted run can be resumed and its gaps seen."""
+
+    precisions: list[Precision] = Field(min_length=1)
+    batch_sizes: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
+    seq_lens: list[Annotated[int, Field(gt=0)]] | None = None
+    complete: bool = Field(description="false when interrupted before every point was measured")
+
+
+class Run(_Model):
+    """A measured run: context plus points; `id` is the hash of everything else (content-addressed)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: str = Field(default="", description="sha256 of the canonical JSON of every other field")
+    created_at: datetime
+    fleetwise_version: str
+    command: list[str]
+    methodology: Methodology
+    stack: Stack
+    workload: Workload
+    sweep: SweepSpec
+    points: list[Point]
+
+    @field_validator("points")
+    @classmethod
+    def _unique_points(cls, points: list[Point]) -> list[Point]:
+        seen: set[tuple[str, int, int | None]] = set()
+        for p in points:
+            if p.key in seen:
+                raise ValueError(f"duplicate point {p.key}")
+            seen.add(p.key)
+        return points
+
+    def content_id(self) -> str:
+        """sha256 over the canonical JSON of the run without its id."""
+        return content_hash(self.model_dump(mode="json", exclude={"id"}))
+
+    def with_id(self) -> Run:
+        """This run with `id` set from its content."""
+        return self.model_copy(update={"id": self.content_id()})
+
+    def short_id(self) -> str:
+        """The first 12 hex digits of the id, for file names and tables."""
+        return self.id.removeprefix("sha256:")[:12]
+
+
+def content_hash(data: Any) -> str:
+    """sha256 of canonical JSON (sorted keys, no whitespace, UTF-8)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# version -> function turning a dict of that version into a dict of the next version
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring a run dict of any known older schema version to SCHEMA_VERSION."""
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise RunFileError("schema_version is missing or not an integer")
+    if version > SCHEMA_VERSION:
+        raise RunFileError(
+            f"schema_version {version} is newer than this fleetwise understands ({SCHEMA_VERSION}); upgrade"
+        )
+    while version < SCHEMA_VERSION:
+        step = _MIGRATIONS.get(version)
+        if step is None:
+            raise RunFileError(f"schema_version {version} is not a known run format version")
+        data = step(data)
+        version = int(data["schema_version"])
+    return data
+
+
+def _reject_constant(name: str) -> float:
+    raise RunFileError(f"run file contains {name}, which is not a valid measurement")
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        parts.append(f"{loc}: {err['msg']}")
+    more = f" (+{exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+    return "; ".join(parts) + more
+
+
+def parse_run(text: str | bytes, *, verify_id: bool = True) -> Run:
+    """Parse, migrate and validate run JSON; raise RunFileError naming the first problems found."""
+    if len(text) > MAX_RUN_FILE_BYTES:
+        raise RunFileError(f"run file is {len(text)} bytes, over the {MAX_RUN_FILE_BYTES} byte limit")
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except RunFileError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunFileError(f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RunFileError("a run file must hold a JSON object")
+    data = migrate(data)
+    try:
+        run = Run.model_validate(data)
+    except ValidationError as exc:
+        raise RunFileError(f"invalid run: {_format_validation_error(exc)}") from None
+    if verify_id:
+        expected = run.content_id()
+        if run.id != expected:
+            raise RunFileError(f"content id mismatch: file says {run.id or '(empty)'}, content is {expected}")
+    return run
+
+
+def load_run(path: str | Path) -> Run:
+    """Read and validate a run file."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_RUN_FILE_BYTES:
+            raise RunFileError(f"{p}: {size} bytes, over the {MAX_RUN_FILE_BYTES} byte limit")
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise RunFileError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return parse_run(raw)
+    except RunFileError as exc:
+        raise RunFileError(f"{p}: {exc}") from None
+
+
+def dump_run(run: Run) -> str:
+    """Pretty JSON for a run whose id is set from its content."""
+    if run.id != run.content_id():
+        run = run.with_id()
+    return json.dumps(run.model_dump(mode="json"), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write text to path via a temp file in the same folder and a rename: never a half-written file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def run_filename(run: Run) -> str:
+    """A readable, unique file name: workload, device kind, UTC date and the short content id."""
+    stamp = run.created_at.strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in run.workload.name)
+    return f"{safe}-{run.stack.device_kind}-{stamp}-{run.short_id()}.json"
+
+
+def save_run(run: Run, folder: str | Path) -> Path:
+    """Set the content id and write the run atomically into folder; returns the path."""
+    run = run.with_id()
+    text = dump_run(run)
+    return atomic_write_text(Path(folder) / run_filename(run), text)
+
+
+def run_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the run file."""
+    return Run.model_json_schema()

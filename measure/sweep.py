@@ -1,0 +1,507 @@
+"""A measurement sweep: every (precision, sequence length, batch size) point of a workload on a device.
+
+OOM at a batch size skips the larger batches of that precision; an unsupported precision is recorded with
+its reason; Ctrl-C returns the points done so far as an incomplete run that `resume` continues.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import torch
+
+from measure import stats
+from measure.device import Device, is_oom, parse_device
+from measure.engine import SamplingConfig, Step, sample_point
+from measure.precision import Prepared, cast_inputs, math_mode, prepare, unsupported_reason
+from measure.run import (
+    RAW_LATENCY_CAP,
+    WARMUP_LATENCY_CAP,
+    DriftCheck,
+    LatencySummary,
+    Methodology,
+    Point,
+    Run,
+    Stack,
+    StoppingRule,
+    SweepSpec,
+    WarmupPolicy,
+)
+from measure.run import Workload as WorkloadRecord
+from measure.stack import capture_stack
+from measure.workloads import BuiltWorkload, ParamValue, build
+
+FLEETWISE_VERSION = "0.1.0"
+DEFAULT_MAX_BATCH = 256
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+
+
+class SweepError(ValueError):
+    """A sweep request that cannot be carried out as asked (bad list, mismatching resume, ...)."""
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    """`1,2,4` into positive ints (order kept, duplicates dropped); one-line error otherwise."""
+    out = []
+    for tok in text.split(","):
+        tok = tok.strip()
+        if not tok:
+            continue
+        try:
+            v = int(tok)
+        except ValueError:
+            raise SweepError(f"malformed {what} list {text!r}: {tok!r} is not an integer") from None
+        if v <= 0:
+            raise SweepError(f"{what} must be positive, got {v}")
+        out.append(v)
+    if not out:
+        raise SweepError(f"empty {what} list {text!r}")
+    return list(dict.fromkeys(out))
+
+
+def powers_of_two(cap: int) -> list[int]:
+    """1, 2, 4, ... up to cap (the default batch list: the sweep stops earlier at an OOM)."""
+    if cap <= 0:
+        raise SweepError(f"max batch must be positive, got {cap}")
+    return [2**i for i in range(cap.bit_length()) if 2**i <= cap]
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """Everything that defines a sweep; stored in the run so the run can be resumed."""
+
+    workload: str
+    params: dict[str, ParamValue]
+    device: str
+    precisions: list[str]
+    batch_sizes: list[int]
+    seq_lens: list[int] | None = None
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    scope: str = "end-to-end"
+    l2_flush: bool = False
+    compile_mode: str = "none"
+    threads: int | None = None
+
+
+class Progress:
+    """Sweep progress callbacks; the CLI draws a progress bar, tests record calls."""
+
+    def start(self, total: int) -> None: ...
+
+    def point_started(self, precision: str, batch: int, seq_len: int | None) -> None: ...
+
+    def point_done(self, point: Point) -> None: ...
+
+
+@dataclass
+class SweepResult:
+    """The run (complete or not) and whether Ctrl-C cut it short."""
+
+    run: Run
+    interrupted: bool
+
+
+def _summary(steady: np.ndarray) -> LatencySummary:
+    mean = float(steady.mean())
+    hw = stats.mean_ci_halfwidth(steady)
+    lo, hi = stats.quantile_ci(steady, 0.99)
+    return LatencySummary(
+        n=int(steady.size),
+        mean=mean,
+        median=stats.percentile(steady, 50),
+        p90=stats.percentile(steady, 90),
+        p95=stats.percentile(steady, 95),
+        p99=stats.percentile(steady, 99),
+        min=float(steady.min()),
+        max=float(steady.max()),
+        std=float(steady.std(ddof=1)) if steady.size > 1 else 0.0,
+        mean_ci95_halfwidth=hw if np.isfinite(hw) else mean,
+        mean_ci95_halfwidth_rel=(hw / mean) if np.isfinite(hw) else 1.0,
+        p99_ci95_low=lo,
+        p99_ci95_high=hi,
+    )
+
+
+def _to_host(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out.to("cpu")
+    if isinstance(out, list | tuple):
+        return [_to_host(o) for o in out]
+    if isinstance(out, dict):
+        return {k: _to_host(v) for k, v in out.items()}
+    return out
+
+
+def make_step(prepared: Prepared, host_inputs: tuple[torch.Tensor, ...], device: Device, scope: str) -> Step:
+    """One timed iteration for the scope: forward only, or host copy + forward + copy back."""
+    module = prepared.module
+    if scope == "device-compute":
+        staged = cast_inputs(tuple(t.to(device.torch_device) for t in host_inputs), prepared.input_dtype)
+        return lambda: module(*staged)
+    pinned = tuple(t.pin_memory() for t in host_inputs) if device.kind == "cuda" else host_inputs
+
+    def step() -> Any:
+        on_dev = tuple(t.to(device.torch_device, non_blocking=True) for t in pinned)
+        return _to_host(module(*cast_inputs(on_dev, prepared.input_dtype)))
+
+    return step
+
+
+def build_point(
+    sampled_precision: str,
+    batch: int,
+    seq_len: int | None,
+    built: BuiltWorkload,
+    prepared: Prepared,
+    sampled: Any,
+    peak_memory: Any,
+) -> Point:
+    """A run `Point` from one point's samples: summary, CI, throughput, thinned raw latencies."""
+    steady = np.asarray(sampled.steady_ms, dtype=np.float64)
+    summary = _summary(steady)
+    items_per_s = batch * 1000.0 / summary.mean
+    upi = built.units_per_item(seq_len)
+    flops = built.flops_per_item(seq_len)
+    raw, stride = stats.thin(steady, RAW_LATENCY_CAP)
+    warm, _ = stats.thin(sampled.warmup_ms, WARMUP_LATENCY_CAP) if sampled.warmup_ms else ([], 1)
+    d = sampled.drift
+    return Point(
+        precision=sampled_precision,
+        batch_size=batch,
+        seq_len=seq_len,
+        status="ok" if sampled.converged else "unstable",
+        reason=None if sampled.converged else sampled.stop_reason,
+        flags=["drift"] if d.detected else [],
+        precision_notes=prepared.notes,
+        units_per_item=upi if upi > 0 else None,
+        flops_per_item=flops,
+        warmup_iterations_excluded=1 + len(sampled.warmup_ms),
+        measured_iterations=int(steady.size),
+        first_iteration_ms=sampled.first_iteration_ms,
+        elapsed_s=sampled.elapsed_s,
+        latency_ms=summary,
+        throughput_items_per_s=items_per_s,
+        throughput_units_per_s=items_per_s * upi if upi > 0 else None,
+        achieved_tflops=flops * items_per_s / 1e12 if flops else None,
+        peak_memory_bytes=peak_memory,
+        drift=DriftCheck(
+            detected=d.detected, p_value=d.p_value, relative_change=d.relative_change, reason=d.reason
+        ),
+        raw_latencies_ms=raw,
+        raw_latencies_stride=stride,
+        warmup_latencies_ms=warm,
+    )
+
+
+def _not_run(
+    precision: str, batch: int, seq_len: int | None, status: str, reason: str, flags: list[str]
+) -> Point:
+    return Point(
+        precision=precision, batch_size=batch, seq_len=seq_len, status=status, reason=reason, flags=flags
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def measure_one(
+    built: BuiltWorkload,
+    prepared: Prepared,
+    device: Device,
+    precision: str,
+    batch: int,
+    seq_len: int | None,
+    request: SweepRequest,
+) -> Point:
+    """Measure one point; allocation failures become `oom`, kernels the build lacks become `unsupported`."""
+    timer, _ = device.timer(request.scope, request.l2_flush)
+    try:
+        with torch.inference_mode(), math_mode(precision):
+            host = built.inputs(batch, seq_len)
+            step = make_step(prepared, host, device, request.scope)
+            device.reset_peak_memory()
+            sampled = sample_point(step, timer, request.sampling)
+            peak = device.peak_memory()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        device.release_memory()
+        if is_oom(exc):
+            return _not_run(precision, batch, seq_len, "oom", _first_line(exc), [])
+        return _not_run(
+            precision, batch, seq_len, "unsupported", f"the build failed to run it: {_first_line(exc)}", []
+        )
+    return build_point(precision, batch, seq_len, built, prepared, sampled, peak)
+
+
+def methodology_for(request: SweepRequest, timer_name: str) -> Methodology:
+    """The methodology block stored with every run of this request."""
+    cfg = request.sampling
+    return Methodology(
+        warmup=WarmupPolicy(
+            min_excluded_iterations=cfg.min_warmup,
+            detection="mser-5",
+            detection_parameters={
+                "batch": float(stats.MSER_BATCH),
+                "max_truncation_fraction": stats.MSER_MAX_TRUNCATION_FRACTION,
+            },
+            compilation_excluded=True,
+        ),
+        stopping=StoppingRule(
+            ci_target_relative=cfg.ci_target,
+            confidence=stats.CONFIDENCE,
+            ci_method=f"max of the i.i.d. t-interval and a {stats.BATCH_MEANS_BATCHES}-batch-means t-interval "
+            f"(batch means from {stats.BATCH_MEANS_MIN_SAMPLES} samples)",
+            min_iterations=cfg.min_iterations,
+            max_iterations=cfg.max_iterations,
+            min_seconds=cfg.min_seconds,
+            max_seconds=cfg.max_seconds,
+        ),
+        timer=timer_name,
+        iteration_scope=request.scope,
+        l2_flush=request.l2_flush,
+        percentile_method=stats.PERCENTILE_METHOD_DOC,
+        p99_ci_method="distribution-free 95% CI from order statistics with binomial ranks; a bound is null "
+        "when n is too small to identify it (the upper bound of p99 needs n >= 368)",
+        drift_test=f"Mann-Kendall on {stats.BATCH_MEANS_BATCHES} batch means of the steady window, "
+        f"alpha {stats.DRIFT_ALPHA}, flagged when the fitted change is >= {stats.DRIFT_MIN_RELATIVE_CHANGE:.0%}",
+        raw_latency_policy=f"steady-state latencies thinned by a fixed stride to at most {RAW_LATENCY_CAP}; "
+        f"warm-up latencies to at most {WARMUP_LATENCY_CAP}",
+        inference_mode="torch.inference_mode() with module.eval(); random weights, nothing downloaded",
+        notes=[
+            "throughput_items_per_s = batch_size / mean steady-state latency of back-to-back iterations (one stream)",
+            "the first iteration (and any compilation) is never part of the steady window",
+        ],
+    )
+
+
+def _workload_record(built: BuiltWorkload) -> WorkloadRecord:
+    return WorkloadRecord(
+        name=built.name,
+        source=built.source,
+        description=built.description,
+        parameters=built.parameters,
+        unit=built.unit,
+        microbenchmark=built.microbenchmark,
+        has_seq_len=built.has_seq_len,
+    )
+
+
+def check_resumable(old: Run, stack: Stack) -> None:
+    """Refuse to mix points from a different machine or software stack into one run."""
+    fields = (
+        "device_name",
+        "device_kind",
+        "torch_version",
+        "torch_build",
+        "hostname",
+        "cpu_model",
+        "torch_num_threads",
+    )
+    diff = [
+        f"{f}: {getattr(old.stack, f)!r} vs {getattr(stack, f)!r}"
+        for f in fields
+        if getattr(old.stack, f) != getattr(stack, f)
+    ]
+    if diff:
+        raise SweepError("cannot resume on a different stack (" + "; ".join(diff) + ")")
+
+
+def request_from_run(run: Run) -> SweepRequest:
+    """Rebuild the sweep request an (interrupted) run was made from."""
+    st = run.methodology.stopping
+    return SweepRequest(
+        workload=run.workload.name if run.workload.source == "builtin" else run.workload.source,
+        params=dict(run.workload.parameters),
+        device=run.stack.device,
+        precisions=list(run.sweep.precisions),
+        batch_sizes=list(run.sweep.batch_sizes),
+        seq_lens=list(run.sweep.seq_lens) if run.sweep.seq_lens else None,
+        sampling=SamplingConfig(
+            ci_target=st.ci_target_relative,
+            min_iterations=st.min_iterations,
+            max_iterations=st.max_iterations,
+            min_seconds=st.min_seconds,
+            max_seconds=st.max_seconds,
+            min_warmup=run.methodology.warmup.min_excluded_iterations,
+        ),
+        scope=run.methodology.iteration_scope,
+        l2_flush=run.methodology.l2_flush,
+        compile_mode=compile_mode_of(run.stack.compile_mode),
+        threads=run.stack.torch_num_threads,
+    )
+
+
+def compile_description(mode: str) -> str:
+    """How the stack block records a --compile mode."""
+    return "eager" if mode == "none" else f"torch.compile(mode={mode})"
+
+
+def compile_mode_of(description: str) -> str:
+    """The --compile mode a stack's compile description came from (inverse of compile_description)."""
+    if description == "eager":
+        return "none"
+    return description.removeprefix("torch.compile(mode=").removesuffix(")")
+
+
+def _compile(prepared: Prepared, mode: str) -> Prepared:
+    if mode == "none":
+        return prepared
+    compiled = torch.compile(prepared.module, mode=None if mode == "default" else mode, dynamic=False)
+    return replace(prepared, module=compiled, notes=prepared.notes + f"; torch.compile(mode={mode})")  # type: ignore[arg-type]
+
+
+@dataclass
+class SweepPlan:
+    """A validated sweep, ready to execute: every input error has been raised before any measuring."""
+
+    request: SweepRequest
+    device: Device
+    built: BuiltWorkload
+    seq_lens: list[int | None]
+    stack: Stack
+    methodology: Methodology
+    resume: Run | None
+    command: list[str]
+
+
+def plan_sweep(
+    request: SweepRequest,
+    *,
+    resume: Run | None = None,
+    command: Sequence[str] | None = None,
+    nvml_module: Any | None = None,
+    built: BuiltWorkload | None = None,
+) -> SweepPlan:
+    """Validate a request (device, workload, lists, resume compatibility) and capture the stack."""
+    if request.scope not in ("device-compute", "end-to-end"):
+        raise SweepError(f"unknown iteration scope {request.scope!r}: use device-compute or end-to-end")
+    if request.compile_mode not in COMPILE_MODES:
+        raise SweepError(
+            f"unknown compile mode {request.compile_mode!r}: choose from {', '.join(COMPILE_MODES)}"
+        )
+    if request.threads is not None and request.threads <= 0:
+        raise SweepError(f"threads must be positive, got {request.threads}")
+    device = parse_device(request.device)
+    built = built or build(request.workload, request.params)
+    if request.seq_lens and not built.has_seq_len:
+        raise SweepError(f"workload {built.name} has no sequence length; drop --seq-len")
+    seq_lens: list[int | None] = (
+        list(request.seq_lens) if request.seq_lens else [built.default_seq_len if built.has_seq_len else None]
+    )
+    if built.has_seq_len and seq_lens == [None]:
+        raise SweepError(f"workload {built.name} needs --seq-len")
+    if request.threads is not None:
+        torch.set_num_threads(request.threads)
+    stack = capture_stack(device, compile_description(request.compile_mode), nvml_module=nvml_module)
+    if resume is not None:
+        check_resumable(resume, stack)
+    _, timer_name = device.timer(request.scope, request.l2_flush)
+    return SweepPlan(
+        request,
+        device,
+        built,
+        seq_lens,
+        stack,
+        methodology_for(request, timer_name),
+        resume,
+        list(command if command is not None else sys.argv),
+    )
+
+
+def run_sweep(
+    request: SweepRequest,
+    progress: Progress | None = None,
+    *,
+    resume: Run | None = None,
+    command: Sequence[str] | None = None,
+    nvml_module: Any | None = None,
+) -> SweepResult:
+    """Plan and execute in one call (library use and tests)."""
+    plan = plan_sweep(request, resume=resume, command=command, nvml_module=nvml_module)
+    return execute_sweep(plan, progress)
+
+
+def execute_sweep(
+    sweep: SweepPlan,
+    progress: Progress | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> SweepResult:
+    """Measure every point of the plan (skipping those already in the resumed run) and return the run."""
+    progress = progress or Progress()
+    request, device, built, seq_lens, resume = (
+        sweep.request,
+        sweep.device,
+        sweep.built,
+        sweep.seq_lens,
+        sweep.resume,
+    )
+    done: dict[tuple[str, int, int | None], Point] = {p.key: p for p in (resume.points if resume else [])}
+    plan = [(p, s, b) for p in request.precisions for s in seq_lens for b in request.batch_sizes]
+    progress.start(len(plan))
+    interrupted = False
+    try:
+        for precision in request.precisions:
+            reason = unsupported_reason(precision, device, built.module)
+            fail_status = "unsupported"
+            prepared: Prepared | None = None
+            todo = any((p, b, s) not in done for p, s, b in plan if p == precision)
+            if todo and reason is None:
+                try:
+                    prepared = _compile(prepare(precision, built.module, device), request.compile_mode)
+                except Exception as exc:
+                    reason = f"conversion to {precision} failed: {_first_line(exc)}"
+                    fail_status = "oom" if is_oom(exc) else "unsupported"
+            for seq in seq_lens:
+                oom_at: int | None = None
+                for batch in request.batch_sizes:
+                    key = (precision, batch, seq)
+                    progress.point_started(precision, batch, seq)
+                    if key in done:
+                        point = done[key]
+                    elif reason is not None or prepared is None:
+                        point = _not_run(precision, batch, seq, fail_status, reason or "not prepared", [])
+                    elif oom_at is not None and batch > oom_at:
+                        point = _not_run(
+                            precision,
+                            batch,
+                            seq,
+                            "oom",
+                            f"not attempted: batch {oom_at} already ran out of memory at {precision}",
+                            ["not-attempted"],
+                        )
+                    else:
+                        point = measure_one(built, prepared, device, precision, batch, seq, request)
+                    if point.status == "oom" and oom_at is None:
+                        oom_at = batch
+                    done[key] = point
+                    progress.point_done(point)
+            del prepared
+            device.release_memory()
+    except KeyboardInterrupt:
+        interrupted = True
+    order = {k: i for i, k in enumerate((p, b, s) for p, s, b in plan)}
+    points = sorted(done.values(), key=lambda p: order.get(p.key, len(order)))
+    run = Run(
+        created_at=resume.created_at if resume else now(),
+        fleetwise_version=FLEETWISE_VERSION,
+        command=sweep.command,
+        methodology=sweep.methodology,
+        stack=sweep.stack,
+        workload=_workload_record(built),
+        sweep=SweepSpec(
+            precisions=request.precisions,
+            batch_sizes=request.batch_sizes,
+            seq_lens=[s for s in seq_lens if s is not None] or None,
+            complete=not interrupted and all(k in done for k in order),
+        ),
+        points=points,
+    ).with_id()
+    return SweepResult(run, interrupted)

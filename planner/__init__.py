@@ -1,0 +1,1 @@
+"""Planning from measured evidence: reads run files (via `measure.run` only) and never imports torch."""

@@ -1,0 +1,127 @@
+"""The command line: bad input gives one line and exit 2 with nothing written; good input writes one run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fleetwise_cli.main import app
+from measure.run import load_run, save_run
+from tests.conftest import make_run
+
+runner = CliRunner()
+FAST = ["--min-seconds-per-point", "0.05", "--max-seconds-per-point", "0.3", "--min-iterations", "10"]
+TINY = ["-p", "in_features=16", "-p", "width=16", "-p", "layers=1", "-p", "classes=16"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workload", "resnet9000"], "unknown workload 'resnet9000'"),
+        (["--workload", "mlp", "--batch", "1,x"], "malformed batch list"),
+        (["--workload", "mlp", "--batch", "0"], "batch must be positive"),
+        (["--workload", "mlp", "--precision", "fp64"], "unknown precision 'fp64'"),
+        (["--workload", "mlp", "--device", "tpu"], "unknown device 'tpu'"),
+        (["--workload", "mlp", "--device", "cuda:3"], "device 'cuda:3'"),
+        (["--workload", "mlp", "--seq-len", "128"], "no sequence length"),
+        (["--workload", "mlp", "-p", "depth=3"], "unknown parameter(s) depth"),
+        (["--workload", "mlp", "-p", "width=-3"], "positive integer"),
+        (["--workload", "mlp", "--ci-target", "0"], "ci_target"),
+        (["--workload", "no_such_pkg.mod:make"], "cannot load user workload"),
+        (["--workload", "tests.measure.fake_workloads:broken"], "must return UserWorkload"),
+        ([], "--workload is required"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["measure", *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert result.output.strip().count("\n") == 0 or "error:" in result.output.splitlines()[0]
+    assert not out.exists()
+
+
+def test_measure_writes_a_valid_run_and_prints_its_path_last(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    result = runner.invoke(
+        app,
+        [
+            "measure",
+            "-w",
+            "mlp",
+            *TINY,
+            "--precision",
+            "fp32,tf32",
+            "--batch",
+            "1,2",
+            *FAST,
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    files = list(out.glob("*.json"))
+    assert len(files) == 1
+    assert result.output.strip().splitlines()[-1].replace("\n", "") == str(files[0])
+    run = load_run(files[0])
+    assert [p.status for p in run.points if p.precision == "tf32"] == ["unsupported", "unsupported"]
+    assert "tensor-core" in result.output  # the unsupported reason is in the summary table
+
+
+def test_resume_finishes_an_interrupted_run_and_removes_the_partial_file(tmp_path: Path) -> None:
+    from measure.engine import SamplingConfig
+    from measure.sweep import Progress, SweepRequest, run_sweep
+
+    class StopAfterOne(Progress):
+        def point_done(self, point: object) -> None:
+            raise KeyboardInterrupt
+
+    req = SweepRequest(
+        "mlp",
+        {"in_features": 16, "width": 16, "layers": 1, "classes": 16},
+        "cpu",
+        ["fp32"],
+        [1, 2],
+        sampling=SamplingConfig(min_seconds=0.05, max_seconds=0.3, min_iterations=10),
+    )
+    partial = save_run(run_sweep(req, StopAfterOne()).run, tmp_path)
+    result = runner.invoke(app, ["measure", "--resume", str(partial), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1 and files[0] != partial
+    assert load_run(files[0]).sweep.complete
+    again = runner.invoke(app, ["measure", "--resume", str(files[0]), "--out", str(tmp_path)])
+    assert again.exit_code == 2 and "complete run" in again.output
+
+
+def test_runs_lists_valid_files_and_names_the_broken_ones(tmp_path: Path) -> None:
+    save_run(make_run(), tmp_path)
+    (tmp_path / "junk.json").write_text("{not json")
+    result = runner.invoke(app, ["runs", str(tmp_path)])
+    assert result.exit_code == 0
+    assert "mlp" in result.output and "junk.json" in result.output and "not valid JSON" in result.output
+    missing = runner.invoke(app, ["runs", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_schema_run_prints_the_json_schema() -> None:
+    result = runner.invoke(app, ["schema", "run"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "Run" and "points" in schema["properties"]
+
+
+def test_console_script_is_installed_and_answers() -> None:
+    exe = shutil.which("fleetwise") or str(Path(sys.executable).parent / "fleetwise")
+    proc = subprocess.run([exe, "measure", "--workload", "nope"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: unknown workload 'nope'")
+    assert len(proc.stderr.strip().splitlines()) == 1

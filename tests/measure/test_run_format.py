@@ -1,0 +1,162 @@
+"""The run file contract: round trip, content id, atomic writes, migration and rejection of bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from measure import run as run_mod
+from measure.run import (
+    Point,
+    Run,
+    RunFileError,
+    atomic_write_text,
+    dump_run,
+    load_run,
+    migrate,
+    parse_run,
+    save_run,
+)
+from tests.conftest import make_run, ok_point
+
+
+def test_round_trip_preserves_every_field_and_verifies_the_id(tmp_path: Path, run: Run) -> None:
+    path = save_run(run, tmp_path)
+    loaded = load_run(path)
+    assert loaded == run
+    assert loaded.id == loaded.content_id()
+    assert path.name.endswith(f"{run.short_id()}.json")
+
+
+def test_content_id_changes_with_content_and_ignores_key_order(run: Run) -> None:
+    other = make_run([ok_point("fp32", 1, mean_ms=2.5)])
+    assert other.id != run.id
+    data = json.loads(dump_run(run))
+    reordered = json.dumps(dict(reversed(list(data.items()))))
+    assert parse_run(reordered).id == run.id
+
+
+def test_unavailable_values_round_trip_with_their_reason(tmp_path: Path, run: Run) -> None:
+    loaded = load_run(save_run(run, tmp_path))
+    assert loaded.stack.driver_version == run_mod.unavailable("CPU run: no GPU involved")
+
+
+def _mutated(run: Run, edit) -> str:  # type: ignore[no-untyped-def]
+    data = json.loads(dump_run(run))
+    edit(data)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["points"][0]["latency_ms"].update(mean=-1.0), "greater than 0"),
+        (lambda d: d["points"][0]["raw_latencies_ms"].__setitem__(0, -0.5), "greater than 0"),
+        (lambda d: d.pop("stack"), "stack"),
+        (lambda d: d["points"][0].pop("status"), "status"),
+        (lambda d: d.update(schema_version=99), "newer"),
+        (lambda d: d.update(schema_version=0), "not a known"),
+        (lambda d: d.update(schema_version="1"), "not an integer"),
+        (lambda d: d["points"][0].update(status="oom", reason="x"), "must not carry measurements"),
+        (lambda d: d["points"][1].update(status="unstable", reason=None), "needs a reason"),
+        (lambda d: d["points"].append(d["points"][0]), "duplicate point"),
+        (lambda d: d["points"][0].update(precision="fp64"), "precision"),
+        (lambda d: d.update(surprise=1), "surprise"),
+    ],
+)
+def test_invalid_runs_are_rejected_with_the_field_named(run: Run, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(RunFileError, match=message):
+        parse_run(_mutated(run, edit), verify_id=False)
+
+
+def test_nan_and_infinity_are_rejected(run: Run) -> None:
+    text = dump_run(run).replace('"mean_ci95_halfwidth": 0.01', '"mean_ci95_halfwidth": NaN', 1)
+    with pytest.raises(RunFileError, match="NaN"):
+        parse_run(text, verify_id=False)
+    with pytest.raises(RunFileError, match="Infinity"):
+        parse_run(text.replace("NaN", "Infinity"), verify_id=False)
+
+
+def test_tampered_content_fails_the_id_check(run: Run) -> None:
+    text = _mutated(run, lambda d: d["points"][0].update(throughput_items_per_s=1e9))
+    with pytest.raises(RunFileError, match="content id mismatch"):
+        parse_run(text)
+
+
+def test_not_json_not_an_object_and_oversized_files_are_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(RunFileError, match="not valid JSON"):
+        parse_run("{nope")
+    with pytest.raises(RunFileError, match="JSON object"):
+        parse_run("[1, 2]")
+    monkeypatch.setattr(run_mod, "MAX_RUN_FILE_BYTES", 10)
+    big = tmp_path / "big.json"
+    big.write_text("{" + " " * 20 + "}")
+    with pytest.raises(RunFileError, match="byte limit"):
+        load_run(big)
+    with pytest.raises(RunFileError, match="cannot read"):
+        load_run(tmp_path / "missing.json")
+
+
+def test_point_without_reason_for_non_ok_status_is_invalid() -> None:
+    with pytest.raises(ValueError, match="needs a reason"):
+        Point(precision="fp32", batch_size=1, status="unsupported")
+
+
+def test_latency_percentiles_must_be_ordered() -> None:
+    p = ok_point()
+    assert p.latency_ms is not None
+    with pytest.raises(ValueError, match="min <= median"):
+        p.latency_ms.model_validate({**p.latency_ms.model_dump(), "p99": p.latency_ms.min / 2})
+
+
+def test_migration_chain_runs_registered_steps(monkeypatch: pytest.MonkeyPatch, run: Run) -> None:
+    old = json.loads(dump_run(run))
+    old["schema_version"] = 0
+    old["legacy"] = True
+
+    def v0_to_v1(d: dict) -> dict:  # type: ignore[type-arg]
+        d = dict(d)
+        d.pop("legacy")
+        d["schema_version"] = 1
+        return d
+
+    monkeypatch.setitem(run_mod._MIGRATIONS, 0, v0_to_v1)
+    assert migrate(old)["schema_version"] == 1
+    assert parse_run(json.dumps(old)).id == run.id
+
+
+def test_atomic_write_leaves_no_partial_file_when_the_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out.json"
+    target.write_text("previous")
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_text(target, "new content")
+    assert target.read_text() == "previous"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_atomic_write_replaces_content(tmp_path: Path) -> None:
+    target = atomic_write_text(tmp_path / "sub" / "f.txt", "hello")
+    assert target.read_text() == "hello"
+    assert [p.name for p in target.parent.iterdir()] == ["f.txt"]
+
+
+def test_json_schema_validates_a_real_file_and_rejects_a_broken_one(run: Run) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = run_mod.run_json_schema()
+    jsonschema.validate(json.loads(dump_run(run)), schema)
+    broken = json.loads(dump_run(run))
+    broken["points"][0]["batch_size"] = 0
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)

@@ -1,0 +1,165 @@
+"""Tiny real sweeps on the CPU: statuses, OOM handling, unsupported precisions, interrupt and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from measure.engine import SamplingConfig
+from measure.run import Point, load_run, save_run
+from measure.sweep import (
+    Progress,
+    SweepError,
+    SweepRequest,
+    parse_int_list,
+    powers_of_two,
+    request_from_run,
+    run_sweep,
+)
+
+FAST = SamplingConfig(
+    ci_target=0.05, min_iterations=10, min_seconds=0.05, max_seconds=0.5, check_interval_s=0.02
+)
+TINY_MLP = {"in_features": 16, "width": 16, "layers": 1, "classes": 16}
+
+
+def request(**kw: object) -> SweepRequest:
+    base: dict[str, object] = dict(
+        workload="mlp", params=TINY_MLP, device="cpu", precisions=["fp32"], batch_sizes=[1, 2], sampling=FAST
+    )
+    base.update(kw)
+    return SweepRequest(**base)  # type: ignore[arg-type]
+
+
+def test_tiny_sweep_measures_every_point_and_round_trips(tmp_path: Path) -> None:
+    res = run_sweep(request(precisions=["fp32", "bf16"]), command=["test"])
+    run = res.run
+    assert not res.interrupted and run.sweep.complete
+    assert [p.key for p in run.points] == [
+        ("fp32", 1, None),
+        ("fp32", 2, None),
+        ("bf16", 1, None),
+        ("bf16", 2, None),
+    ]
+    for p in run.points:
+        assert p.status in ("ok", "unstable")
+        assert p.latency_ms is not None and p.latency_ms.n == p.measured_iterations
+        assert p.throughput_items_per_s == pytest.approx(p.batch_size * 1000 / p.latency_ms.mean)
+        assert p.warmup_iterations_excluded >= FAST.min_warmup
+        assert 0 < len(p.raw_latencies_ms) <= 2000
+        assert p.flops_per_item == pytest.approx(2 * (16 * 16 + 16 * 16))
+    assert run.stack.device_kind == "cpu" and run.stack.device_uuid.unavailable  # type: ignore[union-attr]
+    assert run.methodology.timer == "perf_counter_ns+synchronize"
+    assert load_run(save_run(run, tmp_path)) == run
+
+
+def test_oom_is_recorded_and_larger_batches_are_skipped_while_the_sweep_goes_on() -> None:
+    req = request(
+        workload="tests.measure.fake_workloads:oom_above",
+        params={"limit": 2},
+        precisions=["fp32", "bf16"],
+        batch_sizes=[1, 2, 4, 8],
+    )
+    points = {p.key: p for p in run_sweep(req).run.points}
+    for prec in ("fp32", "bf16"):
+        assert points[(prec, 2, None)].status in ("ok", "unstable")
+        oom = points[(prec, 4, None)]
+        assert oom.status == "oom" and "out of memory" in (oom.reason or "") and oom.latency_ms is None
+        skipped = points[(prec, 8, None)]
+        assert (
+            skipped.status == "oom"
+            and "not-attempted" in skipped.flags
+            and "batch 4" in (skipped.reason or "")
+        )
+
+
+@pytest.mark.parametrize(
+    ("workload", "params", "precision", "why"),
+    [
+        ("mlp", TINY_MLP, "tf32", "tensor-core"),
+        ("mlp", TINY_MLP, "fp8", "fp8 matrix units"),
+        (
+            "cnn",
+            {"width": 4, "stages": 1, "blocks": 1, "image_size": 8, "classes": 4},
+            "int8",
+            "convolutions",
+        ),
+    ],
+)
+def test_unsupported_precision_is_recorded_with_its_reason(
+    workload: str, params: dict, precision: str, why: str
+) -> None:  # type: ignore[type-arg]
+    run = run_sweep(
+        request(workload=workload, params=params, precisions=[precision, "fp32"], batch_sizes=[1])
+    ).run
+    bad, good = run.points
+    assert bad.status == "unsupported" and why in (bad.reason or "") and bad.latency_ms is None
+    assert good.status in ("ok", "unstable")
+
+
+def test_int8_runs_dynamic_quantization_on_the_cpu_and_says_so() -> None:
+    p = run_sweep(request(precisions=["int8"], batch_sizes=[2])).run.points[0]
+    assert p.status in ("ok", "unstable")
+    assert "dynamic int8" in (p.precision_notes or "")
+
+
+class StopAfter(Progress):
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.done = 0
+
+    def point_done(self, point: Point) -> None:
+        self.done += 1
+        if self.done == self.n:
+            raise KeyboardInterrupt
+
+
+def test_interrupt_keeps_finished_points_and_resume_completes_the_run() -> None:
+    req = request(batch_sizes=[1, 2, 4])
+    first = run_sweep(req, StopAfter(2))
+    assert first.interrupted and not first.run.sweep.complete
+    assert [p.batch_size for p in first.run.points] == [1, 2]
+    again = request_from_run(first.run)
+    assert again.batch_sizes == [1, 2, 4] and again.sampling.max_seconds == FAST.max_seconds
+    second = run_sweep(again, resume=first.run)
+    assert second.run.sweep.complete and [p.batch_size for p in second.run.points] == [1, 2, 4]
+    assert second.run.points[:2] == first.run.points[:2]  # kept as measured, not re-measured
+    assert second.run.id != first.run.id
+
+
+def test_resume_refuses_a_different_stack() -> None:
+    first = run_sweep(request(batch_sizes=[1, 2]), StopAfter(1)).run
+    foreign = first.model_copy(update={"stack": first.stack.model_copy(update={"cpu_model": "Other CPU"})})
+    with pytest.raises(SweepError, match="cpu_model"):
+        run_sweep(request_from_run(foreign), resume=foreign)
+
+
+def test_bad_requests_fail_before_measuring() -> None:
+    with pytest.raises(SweepError, match="no sequence length"):
+        run_sweep(request(seq_lens=[128]))
+    with pytest.raises(SweepError, match="iteration scope"):
+        run_sweep(request(scope="kernel-only"))
+    with pytest.raises(ValueError, match="unknown device"):
+        run_sweep(request(device="tpu"))
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        run_sweep(request(device="cuda:0"))
+
+
+def test_int_lists_parse_strictly() -> None:
+    assert parse_int_list("1, 4,4,16", "batch") == [1, 4, 16]
+    for bad, msg in [("1,x", "not an integer"), ("0", "positive"), ("-2", "positive"), (",", "empty")]:
+        with pytest.raises(SweepError, match=msg):
+            parse_int_list(bad, "batch")
+    assert powers_of_two(100) == [1, 2, 4, 8, 16, 32, 64]
+
+
+def test_transformer_points_carry_tokens_per_item_and_seq_len() -> None:
+    params = {"layers": 1, "width": 32, "heads": 2, "ffn": 64, "vocab": 50, "max_seq": 64, "classes": 2}
+    run = run_sweep(
+        request(workload="transformer-encoder", params=params, seq_lens=[16, 32], batch_sizes=[1])
+    ).run
+    assert [(p.seq_len, p.units_per_item) for p in run.points] == [(16, 16.0), (32, 32.0)]
+    p = run.points[1]
+    assert p.throughput_units_per_s == pytest.approx(p.throughput_items_per_s * 32)  # type: ignore[operator]
+    assert run.workload.unit == "tokens" and run.sweep.seq_lens == [16, 32]

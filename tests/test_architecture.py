@@ -1,0 +1,35 @@
+"""The dependency direction of DESIGN.md: app -> planner -> measure.run; readers never import torch."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH_FREE = ("measure.run", "measure.stats", "measure.engine", "planner.catalog", "fleetwise_cli.main")
+
+
+def imports_of(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_planner_imports_only_measure_run_from_measure_and_never_torch() -> None:
+    for path in (ROOT / "planner").rglob("*.py"):
+        for name in imports_of(path):
+            assert not name.startswith("torch"), f"{path} imports {name}"
+            if name.startswith("measure"):
+                assert name == "measure.run", f"{path} imports {name}; planner may use only measure.run"
+
+
+def test_readers_of_runs_load_without_importing_torch() -> None:
+    code = "import sys\n" + "".join(f"import {m}\n" for m in TORCH_FREE) + "print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
