@@ -9,17 +9,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from measure.run import Run, RunFileError, load_run, run_json_schema
+from measure.run import Point, Run, RunFileError, load_run, run_json_schema
 from planner.catalog import CatalogError, scan_runs
-
-if TYPE_CHECKING:
-    from measure.run import Point
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Measured capacity planning for AI inference fleets."
@@ -89,7 +85,7 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def summary_table(run: Run) -> Table:
-    """One row per point: status, iterations, latency percentiles with CIs, throughput."""
+    """One row per measured point; points not run for the same reason share one row (batch range)."""
     t = Table(title=f"{run.workload.name} on {run.stack.device_name} ({run.stack.device})")
     unit = run.workload.unit
     for col in (
@@ -107,9 +103,31 @@ def summary_table(run: Run) -> Table:
         "notes",
     ):
         t.add_column(col, overflow="fold")
-    for p in run.points:
-        t.add_row(*_point_row(p))
+    for group in _groups(run.points):
+        row = _point_row(group[0])
+        if len(group) > 1:
+            row[1] = f"{group[0].batch_size}-{group[-1].batch_size}"
+        t.add_row(*row)
     return t
+
+
+def _groups(points: list[Point]) -> list[list[Point]]:
+    """Consecutive points that were not measured for the same reason, grouped; measured points alone."""
+    groups: list[list[Point]] = []
+    for p in points:
+        prev = groups[-1][-1] if groups else None
+        same = (
+            prev is not None
+            and p.latency_ms is None
+            and prev.latency_ms is None
+            and (p.precision, p.seq_len, p.status, p.reason)
+            == (prev.precision, prev.seq_len, prev.status, prev.reason)
+        )
+        if same:
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    return groups
 
 
 def _point_row(p: Point) -> list[str]:

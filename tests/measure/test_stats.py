@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from measure import stats
 
@@ -122,3 +124,25 @@ def test_thin_respects_the_cap_and_reports_the_stride() -> None:
     assert len(kept) <= 2000 and stride == 3 and kept[:2] == [1.0, 4.0]
     kept, stride = stats.thin([1.0, 2.0], 2000)
     assert kept == [1.0, 2.0] and stride == 1
+
+
+@given(
+    st.lists(st.floats(min_value=0.001, max_value=1e4, allow_nan=False), min_size=1, max_size=600),
+    st.sampled_from([0.5, 0.9, 0.99]),
+)
+def test_quantile_ci_brackets_the_sample_quantile_whenever_it_has_bounds(xs: list[float], q: float) -> None:
+    lo, hi = stats.quantile_ci(xs, q)
+    est = stats.percentile(xs, 100 * q)
+    if lo is not None:
+        assert lo <= est + 1e-9
+    if hi is not None:
+        assert est <= hi + 1e-9
+    if lo is not None and hi is not None:
+        assert lo <= hi
+
+
+@given(st.lists(st.floats(min_value=0.001, max_value=1e3, allow_nan=False), min_size=0, max_size=400))
+def test_mser_truncation_is_a_multiple_of_five_within_the_first_half(xs: list[float]) -> None:
+    cut = stats.mser_truncation(xs)
+    assert cut % stats.MSER_BATCH == 0
+    assert cut <= len(xs) // 2

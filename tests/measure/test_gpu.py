@@ -1,0 +1,61 @@
+"""Real-GPU paths: CUDA-event timing, tf32/bf16/fp8 on the device, NVML stack fields. Skipped without CUDA."""
+
+from __future__ import annotations
+
+import pytest
+
+from measure.engine import SamplingConfig
+from measure.run import Unavailable
+from measure.sweep import SweepRequest, run_sweep
+
+pytestmark = pytest.mark.gpu
+
+FAST = SamplingConfig(
+    ci_target=0.05, min_iterations=10, min_seconds=0.1, max_seconds=1.0, check_interval_s=0.02
+)
+
+
+def test_device_compute_scope_times_with_cuda_events_and_reads_nvml() -> None:
+    req = SweepRequest(
+        "mlp",
+        {"width": 256, "layers": 2, "in_features": 256, "classes": 256},
+        "cuda",
+        ["fp32", "tf32", "bf16"],
+        [1, 8],
+        sampling=FAST,
+        scope="device-compute",
+    )
+    run = run_sweep(req, command=["test"]).run
+    assert run.methodology.timer == "cuda-event"
+    assert run.stack.device_kind == "cuda" and not isinstance(run.stack.compute_capability, Unavailable)
+    assert not isinstance(run.stack.driver_version, Unavailable)
+    for p in run.points:
+        assert p.status in ("ok", "unstable"), p.reason
+        assert isinstance(p.peak_memory_bytes, int) and p.peak_memory_bytes > 0
+
+
+def test_fp8_runs_for_real_or_says_why() -> None:
+    import torch
+
+    req = SweepRequest("gemm", {"k": 1024, "n": 1024}, "cuda", ["fp8"], [16], sampling=FAST)
+    p = run_sweep(req, command=["test"]).run.points[0]
+    if torch.cuda.get_device_capability() >= (8, 9):
+        assert p.status in ("ok", "unstable"), p.reason
+        assert "fp8 e4m3" in (p.precision_notes or "")
+    else:
+        assert p.status == "unsupported" and "8.9" in (p.reason or "")
+
+
+def test_end_to_end_scope_uses_the_host_clock() -> None:
+    req = SweepRequest(
+        "mlp",
+        {"width": 64, "layers": 1, "in_features": 64, "classes": 64},
+        "cuda",
+        ["fp16"],
+        [4],
+        sampling=FAST,
+        scope="end-to-end",
+    )
+    run = run_sweep(req, command=["test"]).run
+    assert run.methodology.timer == "perf_counter_ns+synchronize"
+    assert run.points[0].status in ("ok", "unstable")
