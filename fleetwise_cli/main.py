@@ -241,7 +241,6 @@ def measure_cmd(
     from measure.run import save_run
 
     run = result.run
-    measured = sum(1 for p in run.points if p.status != "unsupported")
     if result.interrupted and not run.points:
         err.print("interrupted before any point finished; nothing written")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -250,13 +249,16 @@ def measure_cmd(
     if old is not None and resume is not None and resume.resolve() != path.resolve():
         resume.unlink(missing_ok=True)  # superseded: every point of it is in the new file
     if result.interrupted:
+        planned = len(request.precisions) * len(request.batch_sizes) * len(plan.seq_lens)
         err.print(
-            f"interrupted: {len(run.points)} points saved ({measured} attempted); "
-            f"continue with: fleetwise measure --resume {path}"
+            f"interrupted after {len(run.points)} of {planned} points; saved. "
+            f"Continue with: fleetwise measure --resume {path}",
+            highlight=False,
+            soft_wrap=True,
         )
-        out.print(str(path))
+        out.print(str(path), soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
-    out.print(str(path))
+    out.print(str(path), soft_wrap=True)
 
 
 def main() -> None:

@@ -18,6 +18,17 @@ from measure import stats
 Step = Callable[[], object]
 
 
+@dataclass(frozen=True)
+class ClockReading:
+    """A clock probe's answer: current clock (MHz) and active clock-event reasons (names)."""
+
+    mhz: float
+    reasons: tuple[str, ...]
+
+
+ClockProbe = Callable[[], ClockReading]
+
+
 class IterationTimer(Protocol):
     """Times `n` back-to-back iterations of a step and returns each one's latency in milliseconds."""
 
@@ -60,6 +71,9 @@ class Sampled:
     rel_halfwidth: float
     drift: stats.DriftVerdict
     detected_warmup: int = field(default=0)
+    # (number of samples taken when read, reading); read between chunks, never inside a timed iteration
+    clock_readings: list[tuple[int, ClockReading]] = field(default_factory=list)
+    clock_error: str | None = None
 
 
 def sample_point(
@@ -67,18 +81,32 @@ def sample_point(
     timer: IterationTimer,
     config: SamplingConfig,
     clock: Callable[[], float] = time.perf_counter,
+    probe: ClockProbe | None = None,
 ) -> Sampled:
     """Run `step` until the steady-state mean latency is known to `config.ci_target`, or a limit is hit."""
+    readings: list[tuple[int, ClockReading]] = []
+    probe_error: list[str] = []
+
+    def read_clock(n: int) -> None:
+        if probe is None or probe_error:
+            return
+        try:
+            readings.append((n, probe()))
+        except Exception as exc:  # a sensor failing mid-point loses the clock check, not the point
+            probe_error.append(f"clock probe failed after {len(readings)} readings: {exc}")
+
     t0 = clock()
     first = timer(step, 1)[0]
     fixed_warmup = timer(step, config.min_warmup - 1) if config.min_warmup > 1 else []
     per_iter_ms = float(np.median([first, *fixed_warmup])) if fixed_warmup else first
     samples: list[float] = []
+    read_clock(0)
     while True:
         chunk = int(config.check_interval_s * 1000.0 / max(per_iter_ms, 1e-6))
         chunk = max(1, min(chunk, 10_000, config.max_iterations - len(samples)))
         got = timer(step, chunk)
         samples.extend(got)
+        read_clock(len(samples))
         per_iter_ms = float(np.median(got))
         ss = stats.steady_state(samples)
         steady = np.asarray(samples[ss.warmup :])
@@ -109,6 +137,8 @@ def sample_point(
         rel_halfwidth=rel,
         drift=stats.drift(steady_list),
         detected_warmup=ss.warmup,
+        clock_readings=readings,
+        clock_error=probe_error[0] if probe_error else None,
     )
 
 

@@ -93,3 +93,39 @@ class NvmlDevice:
             f"{which} application clock", lambda: self.nvml.nvmlDeviceGetApplicationsClock(self.handle, clock)
         )
         return v if isinstance(v, Unavailable) else int(v)
+
+
+# Clock-event ("throttle") reason bits, named as NVML names them; the slowdowns are what cost performance.
+CLOCK_EVENT_REASONS: dict[str, int] = {
+    "gpu_idle": 0x1,
+    "applications_clocks_setting": 0x2,
+    "sw_power_cap": 0x4,
+    "hw_slowdown": 0x8,
+    "sync_boost": 0x10,
+    "sw_thermal_slowdown": 0x20,
+    "hw_thermal_slowdown": 0x40,
+    "hw_power_brake_slowdown": 0x80,
+    "display_clock_setting": 0x100,
+}
+SLOWDOWN_REASONS = frozenset(
+    {"sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"}
+)
+
+
+def decode_reasons(mask: int) -> list[str]:
+    """Named clock-event reasons in an NVML bit mask."""
+    return [name for name, bit in CLOCK_EVENT_REASONS.items() if mask & bit]
+
+
+def _reasons_mask(nvml: Any, handle: Any) -> int:
+    fn = (
+        getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+        or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+    )
+    return int(fn(handle))
+
+
+def sm_clock_and_reasons(dev: NvmlDevice) -> tuple[float, list[str]]:
+    """Current SM clock (MHz) and active clock-event reasons; raises NVML's error when unreadable."""
+    mhz = float(dev.nvml.nvmlDeviceGetClockInfo(dev.handle, dev.nvml.NVML_CLOCK_SM))
+    return mhz, decode_reasons(_reasons_mask(dev.nvml, dev.handle))

@@ -184,7 +184,7 @@ class Fp8Linear(nn.Module):
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
         x_scale = (x2.abs().amax().float() / FP8_E4M3_MAX).clamp(min=1e-12)
-        xq = (x2.float() / x_scale).to(torch.float8_e4m3fn)
+        xq = (x2.float() / x_scale).to(torch.float8_e4m3fn).contiguous()  # _scaled_mm wants row-major
         y = torch._scaled_mm(
             xq,
             self.weight_fp8.t(),  # column-major view, as _scaled_mm requires for the second operand

@@ -183,6 +183,16 @@ class DriftCheck(_Model):
     reason: str
 
 
+class ClockSummary(_Model):
+    """Clocks across the steady window, read between sampling chunks (never inside a timed iteration)."""
+
+    source: str
+    readings: int = Field(ge=1)
+    min_mhz: NonNegFloat
+    max_mhz: NonNegFloat
+    reasons_seen: list[str] = Field(description="clock-event (throttle) reasons seen, as NVML names them")
+
+
 class Point(_Model):
     """One measured configuration. Anything but `ok` carries a reason and no invented numbers."""
 
@@ -191,7 +201,9 @@ class Point(_Model):
     seq_len: int | None = Field(default=None, gt=0)
     status: PointStatus
     reason: str | None = None
-    flags: list[str] = Field(default_factory=list, description="e.g. drift, not-attempted")
+    flags: list[str] = Field(
+        default_factory=list, description="drift, clock-change, throttled, not-attempted: see methodology"
+    )
     precision_notes: str | None = Field(default=None, description="what exactly ran in this precision")
     units_per_item: PosFloat | None = None
     flops_per_item: PosFloat | None = None
@@ -205,6 +217,9 @@ class Point(_Model):
     achieved_tflops: PosFloat | None = None
     peak_memory_bytes: MaybeInt | None = None
     drift: DriftCheck | None = None
+    clocks: ClockSummary | Unavailable | None = Field(
+        default=None, description="null for points not measured; unavailable with the reason where unreadable"
+    )
     raw_latencies_ms: list[PosFloat] = Field(default_factory=list, max_length=RAW_LATENCY_CAP)
     raw_latencies_stride: int = Field(default=1, ge=1, description="every k-th steady sample was kept")
     warmup_latencies_ms: list[PosFloat] = Field(default_factory=list, max_length=WARMUP_LATENCY_CAP)
@@ -260,7 +275,7 @@ class Run(_Model):
         return points
 
     def content_id(self) -> str:
-        """sha256 over the canonical JSON of the run without its id."""
+        """sha256 over the canonical JSON of the run without its id (equal to the id of the file it writes)."""
         return content_hash(self.model_dump(mode="json", exclude={"id"}))
 
     def with_id(self) -> Run:
@@ -325,15 +340,17 @@ def parse_run(text: str | bytes, *, verify_id: bool = True) -> Run:
         raise RunFileError(f"not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise RunFileError("a run file must hold a JSON object")
+    # The id covers the content as stored, before migration: a file keeps verifying after the model
+    # gains fields, and a run copied between machines keeps its identity.
+    stored_id, content = data.get("id"), {k: v for k, v in data.items() if k != "id"}
+    expected = content_hash(content) if verify_id else ""
     data = migrate(data)
     try:
         run = Run.model_validate(data)
     except ValidationError as exc:
         raise RunFileError(f"invalid run: {_format_validation_error(exc)}") from None
-    if verify_id:
-        expected = run.content_id()
-        if run.id != expected:
-            raise RunFileError(f"content id mismatch: file says {run.id or '(empty)'}, content is {expected}")
+    if verify_id and stored_id != expected:
+        raise RunFileError(f"content id mismatch: file says {stored_id or '(empty)'}, content is {expected}")
     return run
 
 

@@ -202,6 +202,40 @@ def drift(samples: ArrayLike, batches: int = BATCH_MEANS_BATCHES) -> DriftVerdic
     return DriftVerdict(detected, p, rel, reason)
 
 
+# Clocks: a point is flagged when its clock moved by more than this across the steady window.
+CLOCK_CHANGE_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class ClockVerdict:
+    """Clock behaviour across a steady window, from readings taken between sampling chunks."""
+
+    readings: int
+    min_mhz: float
+    max_mhz: float
+    reasons_seen: tuple[str, ...]
+    changed: bool
+    throttled: bool
+
+
+def clock_stability(
+    readings: list[tuple[int, float, tuple[str, ...]]], steady_start: int, slowdown_reasons: frozenset[str]
+) -> ClockVerdict | None:
+    """Verdict over the readings that describe the steady window (from the last one at or before its start).
+
+    `readings` are (samples taken when read, MHz, active reasons) in time order; None when none apply.
+    """
+    if not readings:
+        return None
+    first = max((i for i, r in enumerate(readings) if r[0] <= steady_start), default=0)
+    window = readings[first:]
+    mhz = [r[1] for r in window]
+    seen = tuple(sorted({reason for r in window for reason in r[2]}))
+    lo, hi = min(mhz), max(mhz)
+    changed = hi > 0 and (hi - lo) / hi > CLOCK_CHANGE_TOLERANCE
+    return ClockVerdict(len(window), lo, hi, seen, changed, any(r in slowdown_reasons for r in seen))
+
+
 def thin(samples: ArrayLike, cap: int) -> tuple[list[float], int]:
     """At most `cap` samples kept by a fixed stride (preserving time coverage), and the stride used."""
     arr = as_array(samples)

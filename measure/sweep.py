@@ -16,12 +16,15 @@ import numpy as np
 import torch
 
 from measure import stats
+from measure.clocks import probe_for
 from measure.device import Device, is_oom, parse_device
-from measure.engine import SamplingConfig, Step, sample_point
+from measure.engine import ClockProbe, Sampled, SamplingConfig, Step, sample_point
+from measure.nvml import SLOWDOWN_REASONS
 from measure.precision import Prepared, cast_inputs, math_mode, prepare, unsupported_reason
 from measure.run import (
     RAW_LATENCY_CAP,
     WARMUP_LATENCY_CAP,
+    ClockSummary,
     DriftCheck,
     LatencySummary,
     Methodology,
@@ -30,7 +33,9 @@ from measure.run import (
     Stack,
     StoppingRule,
     SweepSpec,
+    Unavailable,
     WarmupPolicy,
+    unavailable,
 )
 from measure.run import Workload as WorkloadRecord
 from measure.stack import capture_stack
@@ -158,11 +163,13 @@ def build_point(
     seq_len: int | None,
     built: BuiltWorkload,
     prepared: Prepared,
-    sampled: Any,
+    sampled: Sampled,
     peak_memory: Any,
+    clock_source: str | Unavailable = unavailable("no clock probe"),
 ) -> Point:
-    """A run `Point` from one point's samples: summary, CI, throughput, thinned raw latencies."""
+    """A run `Point` from one point's samples: summary, CI, throughput, clocks, thinned raw latencies."""
     steady = np.asarray(sampled.steady_ms, dtype=np.float64)
+    clocks, clock_flags = _clock_summary(sampled, clock_source)
     summary = _summary(steady)
     items_per_s = batch * 1000.0 / summary.mean
     upi = built.units_per_item(seq_len)
@@ -176,7 +183,7 @@ def build_point(
         seq_len=seq_len,
         status="ok" if sampled.converged else "unstable",
         reason=None if sampled.converged else sampled.stop_reason,
-        flags=["drift"] if d.detected else [],
+        flags=(["drift"] if d.detected else []) + clock_flags,
         precision_notes=prepared.notes,
         units_per_item=upi if upi > 0 else None,
         flops_per_item=flops,
@@ -189,6 +196,7 @@ def build_point(
         throughput_units_per_s=items_per_s * upi if upi > 0 else None,
         achieved_tflops=flops * items_per_s / 1e12 if flops else None,
         peak_memory_bytes=peak_memory,
+        clocks=clocks,
         drift=DriftCheck(
             detected=d.detected, p_value=d.p_value, relative_change=d.relative_change, reason=d.reason
         ),
@@ -211,6 +219,30 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
+def _clock_summary(
+    sampled: Sampled, source: str | Unavailable
+) -> tuple[ClockSummary | Unavailable, list[str]]:
+    """Clock summary of the steady window and the flags it raises (clock-change, throttled)."""
+    if isinstance(source, Unavailable):
+        return source, []
+    if sampled.clock_error and not sampled.clock_readings:
+        return unavailable(sampled.clock_error), []
+    # readings are indexed by samples taken after the fixed warm-up; the steady window starts at detected_warmup
+    readings = [(n, r.mhz, r.reasons) for n, r in sampled.clock_readings]
+    verdict = stats.clock_stability(readings, sampled.detected_warmup, SLOWDOWN_REASONS)
+    if verdict is None:
+        return unavailable(sampled.clock_error or "no clock reading was taken"), []
+    flags = (["clock-change"] if verdict.changed else []) + (["throttled"] if verdict.throttled else [])
+    summary = ClockSummary(
+        source=source,
+        readings=verdict.readings,
+        min_mhz=verdict.min_mhz,
+        max_mhz=verdict.max_mhz,
+        reasons_seen=list(verdict.reasons_seen),
+    )
+    return summary, flags
+
+
 def measure_one(
     built: BuiltWorkload,
     prepared: Prepared,
@@ -219,6 +251,8 @@ def measure_one(
     batch: int,
     seq_len: int | None,
     request: SweepRequest,
+    probe: ClockProbe | None = None,
+    clock_source: str | Unavailable = unavailable("no clock probe"),
 ) -> Point:
     """Measure one point; allocation failures become `oom`, kernels the build lacks become `unsupported`."""
     timer, _ = device.timer(request.scope, request.l2_flush)
@@ -227,7 +261,7 @@ def measure_one(
             host = built.inputs(batch, seq_len)
             step = make_step(prepared, host, device, request.scope)
             device.reset_peak_memory()
-            sampled = sample_point(step, timer, request.sampling)
+            sampled = sample_point(step, timer, request.sampling, probe=probe)
             peak = device.peak_memory()
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -238,7 +272,7 @@ def measure_one(
         return _not_run(
             precision, batch, seq_len, "unsupported", f"the build failed to run it: {_first_line(exc)}", []
         )
-    return build_point(precision, batch, seq_len, built, prepared, sampled, peak)
+    return build_point(precision, batch, seq_len, built, prepared, sampled, peak, clock_source)
 
 
 def methodology_for(request: SweepRequest, timer_name: str) -> Methodology:
@@ -271,7 +305,10 @@ def methodology_for(request: SweepRequest, timer_name: str) -> Methodology:
         p99_ci_method="distribution-free 95% CI from order statistics with binomial ranks; a bound is null "
         "when n is too small to identify it (the upper bound of p99 needs n >= 368)",
         drift_test=f"Mann-Kendall on {stats.BATCH_MEANS_BATCHES} batch means of the steady window, "
-        f"alpha {stats.DRIFT_ALPHA}, flagged when the fitted change is >= {stats.DRIFT_MIN_RELATIVE_CHANGE:.0%}",
+        f"alpha {stats.DRIFT_ALPHA}, flagged when the fitted change is >= {stats.DRIFT_MIN_RELATIVE_CHANGE:.0%}; "
+        f"clocks read between sampling chunks: 'clock-change' when they move by more than "
+        f"{stats.CLOCK_CHANGE_TOLERANCE:.0%} across the steady window, 'throttled' on any slowdown reason "
+        f"({', '.join(sorted(SLOWDOWN_REASONS))})",
         raw_latency_policy=f"steady-state latencies thinned by a fixed stride to at most {RAW_LATENCY_CAP}; "
         f"warm-up latencies to at most {WARMUP_LATENCY_CAP}",
         inference_mode="torch.inference_mode() with module.eval(); random weights, nothing downloaded",
@@ -370,6 +407,8 @@ class SweepPlan:
     methodology: Methodology
     resume: Run | None
     command: list[str]
+    probe: ClockProbe | None
+    clock_source: str | Unavailable
 
 
 def plan_sweep(
@@ -404,6 +443,8 @@ def plan_sweep(
     if resume is not None:
         check_resumable(resume, stack)
     _, timer_name = device.timer(request.scope, request.l2_flush)
+    uuid = stack.device_uuid if isinstance(stack.device_uuid, str) else None
+    probe, clock_source = probe_for(device.kind, device.index, uuid, nvml_module)
     return SweepPlan(
         request,
         device,
@@ -413,6 +454,8 @@ def plan_sweep(
         methodology_for(request, timer_name),
         resume,
         list(command if command is not None else sys.argv),
+        probe,
+        clock_source,
     )
 
 
@@ -478,7 +521,17 @@ def execute_sweep(
                             ["not-attempted"],
                         )
                     else:
-                        point = measure_one(built, prepared, device, precision, batch, seq, request)
+                        point = measure_one(
+                            built,
+                            prepared,
+                            device,
+                            precision,
+                            batch,
+                            seq,
+                            request,
+                            sweep.probe,
+                            sweep.clock_source,
+                        )
                     if point.status == "oom" and oom_at is None:
                         oom_at = batch
                     done[key] = point

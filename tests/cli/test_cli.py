@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,35 @@ def test_console_script_is_installed_and_answers() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown workload 'nope'")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_finished_points_as_a_resumable_run(tmp_path: Path) -> None:
+    exe = shutil.which("fleetwise") or str(Path(sys.executable).parent / "fleetwise")
+    args = [
+        exe,
+        "measure",
+        "-w",
+        "mlp",
+        *TINY,
+        "--batch",
+        ",".join(str(b) for b in range(1, 41)),
+        "--min-seconds-per-point",
+        "0.2",
+        "--max-seconds-per-point",
+        "0.4",
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)  # torch import plus a few points; 40 points cannot finish in this time
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    files = list(tmp_path.glob("*.json"))
+    if not files:  # a very slow machine may not finish one point: then nothing is written, and it says so
+        assert "nothing written" in stderr
+        return
+    run = load_run(files[0])
+    assert not run.sweep.complete and 0 < len(run.points) < 40
+    assert "--resume" in stderr and stdout.strip().splitlines()[-1] == str(files[0])

@@ -14,6 +14,7 @@ from measure.run import (
     Run,
     RunFileError,
     atomic_write_text,
+    content_hash,
     dump_run,
     load_run,
     migrate,
@@ -118,6 +119,7 @@ def test_migration_chain_runs_registered_steps(monkeypatch: pytest.MonkeyPatch, 
     old = json.loads(dump_run(run))
     old["schema_version"] = 0
     old["legacy"] = True
+    old["id"] = content_hash({k: v for k, v in old.items() if k != "id"})  # as a v0 writer would have
 
     def v0_to_v1(d: dict) -> dict:  # type: ignore[type-arg]
         d = dict(d)
@@ -126,8 +128,18 @@ def test_migration_chain_runs_registered_steps(monkeypatch: pytest.MonkeyPatch, 
         return d
 
     monkeypatch.setitem(run_mod._MIGRATIONS, 0, v0_to_v1)
-    assert migrate(old)["schema_version"] == 1
-    assert parse_run(json.dumps(old)).id == run.id
+    assert migrate(dict(old))["schema_version"] == 1
+    migrated = parse_run(json.dumps(old))
+    assert migrated.id == old["id"]  # identity is that of the stored file
+    assert migrated.content_id() == run.id  # and the migrated content is exactly the current format
+
+
+def test_the_id_is_of_the_stored_content_so_new_optional_fields_do_not_break_old_files(run: Run) -> None:
+    data = json.loads(dump_run(run))
+    assert parse_run(json.dumps(data)).id == data["id"]
+    del data["points"][0]["flags"]  # an older writer that did not know the field
+    data["id"] = content_hash({k: v for k, v in data.items() if k != "id"})
+    assert parse_run(json.dumps(data)).id == data["id"]
 
 
 def test_atomic_write_leaves_no_partial_file_when_the_rename_fails(
