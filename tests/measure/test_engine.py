@@ -111,3 +111,13 @@ def test_perf_counter_timer_synchronises_around_every_iteration() -> None:
     timer = perf_counter_timer(lambda: syncs.append(1), clock_ns=lambda: next(ticks))
     assert timer(lambda: None, 2) == [1.5, 1.5]
     assert len(syncs) == 4
+
+
+def test_a_slow_first_call_such_as_compilation_is_excluded_from_samples_and_time_budget() -> None:
+    rng = np.random.default_rng(4)
+    script = np.concatenate([[30_000.0], 1.0 + 0.01 * rng.standard_normal(100_000)])  # 30 s "compile"
+    dev = ScriptedDevice(script)
+    res = sample_point(lambda: None, dev.timer, SamplingConfig(min_seconds=0.5, max_seconds=2.0), clock=dev.clock)
+    assert res.converged
+    assert res.first_iteration_ms == 30_000.0
+    assert max(res.steady_ms) < 2.0 and res.elapsed_s < 2.0
