@@ -103,26 +103,23 @@ def torch_build() -> str:
     return ", ".join(parts)
 
 
+# Stack fields read from torch on a GPU run, and those read from NVML.
+TORCH_GPU_KEYS = ("device_uuid", "compute_capability", "device_memory_bytes", "cuda_runtime", "cudnn_version")
+NVML_KEYS = (
+    "driver_version",
+    "gpu_power_limit_w",
+    "gpu_persistence_mode",
+    "gpu_ecc_mode",
+    "gpu_mig_mode",
+    "gpu_app_clock_sm_mhz",
+    "gpu_app_clock_mem_mhz",
+)
+
+
 def _cuda_fields(device: Device, nvml_module: Any | None) -> dict[str, Any]:
     """Every GPU field: from torch where torch knows it, NVML for the rest, Unavailable with reasons."""
     no_gpu = unavailable("CPU run: no GPU involved")
-    fields: dict[str, Any] = {
-        k: no_gpu
-        for k in (
-            "device_uuid",
-            "compute_capability",
-            "device_memory_bytes",
-            "driver_version",
-            "cuda_runtime",
-            "cudnn_version",
-            "gpu_power_limit_w",
-            "gpu_persistence_mode",
-            "gpu_ecc_mode",
-            "gpu_mig_mode",
-            "gpu_app_clock_sm_mhz",
-            "gpu_app_clock_mem_mhz",
-        )
-    }
+    fields: dict[str, Any] = dict.fromkeys(TORCH_GPU_KEYS + NVML_KEYS, no_gpu)
     if device.kind != "cuda":
         return fields
     props = torch.cuda.get_device_properties(device.torch_device)
@@ -144,15 +141,7 @@ def _cuda_fields(device: Device, nvml_module: Any | None) -> dict[str, Any]:
 
 def nvml_fields(index: int, uuid: str | None, nvml_module: Any | None = None) -> dict[str, Any]:
     """Driver, power limit, persistence/ECC/MIG modes and application clocks from NVML."""
-    keys = (
-        "driver_version",
-        "gpu_power_limit_w",
-        "gpu_persistence_mode",
-        "gpu_ecc_mode",
-        "gpu_mig_mode",
-        "gpu_app_clock_sm_mhz",
-        "gpu_app_clock_mem_mhz",
-    )
+    keys = NVML_KEYS
     nvml, why = load_nvml(nvml_module)
     if nvml is None:
         return {k: unavailable(why) for k in keys}

@@ -117,7 +117,9 @@ def test_a_slow_first_call_such_as_compilation_is_excluded_from_samples_and_time
     rng = np.random.default_rng(4)
     script = np.concatenate([[30_000.0], 1.0 + 0.01 * rng.standard_normal(100_000)])  # 30 s "compile"
     dev = ScriptedDevice(script)
-    res = sample_point(lambda: None, dev.timer, SamplingConfig(min_seconds=0.5, max_seconds=2.0), clock=dev.clock)
+    res = sample_point(
+        lambda: None, dev.timer, SamplingConfig(min_seconds=0.5, max_seconds=2.0), clock=dev.clock
+    )
     assert res.converged
     assert res.first_iteration_ms == 30_000.0
     assert max(res.steady_ms) < 2.0 and res.elapsed_s < 2.0
