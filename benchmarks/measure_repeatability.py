@@ -21,6 +21,10 @@ from measure.stack import cpu_info
 from measure.sweep import SweepRequest, parse_int_list, run_sweep
 
 
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workload", default="mlp")
@@ -63,7 +67,7 @@ def main() -> None:
         assert a.latency_ms and b.latency_ms
         print(
             f"{key[0]:>9} {key[1]:>5} {a.throughput_items_per_s:>11.1f} {b.throughput_items_per_s:>11.1f} "
-            f"{d:>+7.1%} {a.latency_ms.mean_ci95_halfwidth_rel:>6.1%} {b.latency_ms.mean_ci95_halfwidth_rel:>6.1%} "
+            f"{d:>+7.1%} {_pct(a.latency_ms.mean_ci95_halfwidth_rel):>6} {_pct(b.latency_ms.mean_ci95_halfwidth_rel):>6} "
             f"{a.elapsed_s:>9.2f} {b.elapsed_s:>9.2f} {a.status}/{b.status}"
         )
     if diffs:

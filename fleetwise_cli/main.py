@@ -17,6 +17,8 @@ from rich.table import Table
 from measure.run import Point, Run, RunFileError, load_run, run_json_schema
 from planner.catalog import CatalogError, scan_runs
 
+DEFAULT_MAX_BATCH = 256  # the default batch list is 1, 2, 4, ... up to this (earlier at an OOM)
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Measured capacity planning for AI inference fleets."
 )
@@ -137,6 +139,7 @@ def _point_row(p: Point) -> list[str]:
     if p.latency_ms is None:
         return [*base, status, "-", "-", "-", "-", "-", "-", "-", p.reason or ""]
     lat = p.latency_ms
+    ci = "n/a" if lat.mean_ci95_halfwidth_rel is None else f"±{lat.mean_ci95_halfwidth_rel:.1%}"
     hi = _fmt(lat.p99_ci95_high) if lat.p99_ci95_high is not None else "n/a"
     notes = ", ".join([*p.flags, *([p.reason] if p.reason else [])])
     return [
@@ -145,7 +148,7 @@ def _point_row(p: Point) -> list[str]:
         f"{p.warmup_iterations_excluded}/{p.measured_iterations}",
         _fmt(lat.median),
         f"{_fmt(lat.p99)} [{_fmt(lat.p99_ci95_low)}, {hi}]",
-        f"±{lat.mean_ci95_halfwidth_rel:.1%}",
+        ci,
         _fmt(p.throughput_items_per_s, 4),
         _fmt(p.throughput_units_per_s, 4),
         _fmt(p.achieved_tflops),
@@ -163,7 +166,7 @@ def measure_cmd(
     batch: str = typer.Option(
         None, help="comma list of batch sizes (default: powers of two up to --max-batch)"
     ),
-    max_batch: int = typer.Option(256, help="cap of the default batch list"),
+    max_batch: int = typer.Option(DEFAULT_MAX_BATCH, help="cap of the default batch list"),
     seq_len: str = typer.Option(None, "--seq-len", help="comma list of sequence lengths (token workloads)"),
     param: list[str] = typer.Option([], "--param", "-p", help="workload parameter key=value (repeatable)"),
     ci_target: float = typer.Option(0.02, help="target 95% CI half-width of mean latency, relative"),

@@ -162,8 +162,8 @@ class LatencySummary(_Model):
     min: PosFloat
     max: PosFloat
     std: NonNegFloat
-    mean_ci95_halfwidth: NonNegFloat
-    mean_ci95_halfwidth_rel: NonNegFloat
+    mean_ci95_halfwidth: NonNegFloat | None = Field(description="null: fewer than 2 samples")
+    mean_ci95_halfwidth_rel: NonNegFloat | None = Field(description="null: fewer than 2 samples")
     p99_ci95_low: PosFloat | None = Field(description="null: too few samples to bound it")
     p99_ci95_high: PosFloat | None = Field(description="null: too few samples to bound it (n < 368)")
 

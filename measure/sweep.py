@@ -6,6 +6,7 @@ its reason; Ctrl-C returns the points done so far as an incomplete run that `res
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -41,8 +42,10 @@ from measure.run import Workload as WorkloadRecord
 from measure.stack import capture_stack
 from measure.workloads import BuiltWorkload, ParamValue, build
 
-FLEETWISE_VERSION = "0.1.0"
-DEFAULT_MAX_BATCH = 256
+try:
+    FLEETWISE_VERSION = importlib.metadata.version("fleetwise")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    FLEETWISE_VERSION = "unknown (not installed)"
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
 
@@ -125,8 +128,8 @@ def _summary(steady: np.ndarray) -> LatencySummary:
         min=float(steady.min()),
         max=float(steady.max()),
         std=float(steady.std(ddof=1)) if steady.size > 1 else 0.0,
-        mean_ci95_halfwidth=hw if np.isfinite(hw) else mean,
-        mean_ci95_halfwidth_rel=(hw / mean) if np.isfinite(hw) else 1.0,
+        mean_ci95_halfwidth=hw if np.isfinite(hw) else None,
+        mean_ci95_halfwidth_rel=hw / mean if np.isfinite(hw) else None,
         p99_ci95_low=lo,
         p99_ci95_high=hi,
     )
@@ -269,9 +272,7 @@ def measure_one(
         device.release_memory()
         if is_oom(exc):
             return _not_run(precision, batch, seq_len, "oom", _first_line(exc), [])
-        return _not_run(
-            precision, batch, seq_len, "unsupported", f"the build failed to run it: {_first_line(exc)}", []
-        )
+        return _not_run(precision, batch, seq_len, "unsupported", f"failed to run ({_first_line(exc)})", [])
     return build_point(precision, batch, seq_len, built, prepared, sampled, peak, clock_source)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from measure.engine import SamplingConfig
@@ -164,3 +165,22 @@ def test_transformer_points_carry_tokens_per_item_and_seq_len() -> None:
     p = run.points[1]
     assert p.throughput_units_per_s == pytest.approx(p.throughput_items_per_s * 32)  # type: ignore[operator]
     assert run.workload.unit == "tokens" and run.sweep.seq_lens == [16, 32]
+
+
+def test_a_point_too_slow_for_two_samples_is_unstable_with_no_invented_ci() -> None:
+    from measure.device import parse_device
+    from measure.engine import sample_point
+    from measure.precision import prepare
+    from measure.sweep import build_point
+    from measure.workloads import build
+    from tests.measure.test_engine import ScriptedDevice
+
+    dev = ScriptedDevice(np.full(100, 6000.0))  # 6 s per batch against a 10 s budget
+    sampled = sample_point(lambda: None, dev.timer, SamplingConfig(max_seconds=10.0), clock=dev.clock)
+    built = build("mlp", TINY_MLP)
+    point = build_point(
+        "fp32", 1, None, built, prepare("fp32", built.module, parse_device("cpu")), sampled, None
+    )
+    assert point.status == "unstable" and point.latency_ms is not None
+    assert point.latency_ms.n == 1 and point.latency_ms.mean_ci95_halfwidth is None
+    assert point.latency_ms.p99_ci95_high is None
