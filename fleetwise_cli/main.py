@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from measure.run import Point, Run, RunFileError, load_run, run_json_schema
-from planner.catalog import CatalogError, scan_runs
+from planner.catalog import Catalog, CatalogError, scan_runs
 
 DEFAULT_MAX_BATCH = 256  # the default batch list is 1, 2, 4, ... up to this (earlier at an OOM)
 
@@ -47,12 +48,18 @@ def schema_run() -> None:
 
 
 @app.command("runs")
-def runs_cmd(folder: Path = typer.Argument(Path("data/runs"), help="folder holding run files")) -> None:
-    """List the runs in a folder with their key facts."""
+def runs_cmd(
+    folder: Path = typer.Argument(Path("data/runs"), help="folder holding run files"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout instead of a table"),
+) -> None:
+    """List the runs in a folder with their key facts; files that fail to load are named with the reason."""
     try:
         catalog = scan_runs(folder)
     except CatalogError as exc:
         raise fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(catalog_json(catalog), indent=1) + "\n")
+        return
     table = Table(title=f"runs in {folder}")
     for col in (
         "id",
@@ -80,6 +87,26 @@ def runs_cmd(folder: Path = typer.Argument(Path("data/runs"), help="folder holdi
     out.print(table)
     for path, why in catalog.rejected:
         err.print(f"[yellow]skipped[/] {path.name}: {why}", highlight=False, soft_wrap=True)
+
+
+def catalog_json(catalog: Catalog) -> dict[str, Any]:
+    """The key facts of every run and the rejected files, for scripts."""
+    runs = [
+        {
+            "id": s.run.id,
+            "path": str(s.path),
+            "workload": s.run.workload.name,
+            "unit": s.run.workload.unit,
+            "device_kind": s.run.stack.device_kind,
+            "device_name": s.run.stack.device_name,
+            "created_at": s.run.created_at.isoformat(),
+            "precisions": s.precisions,
+            "status_counts": s.status_counts,
+            "complete": s.run.sweep.complete,
+        }
+        for s in catalog.runs
+    ]
+    return {"runs": runs, "rejected": [{"path": str(p), "reason": why} for p, why in catalog.rejected]}
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 ParamValue = int | float | str | bool
@@ -68,7 +69,13 @@ class BuiltWorkload:
     def flops_per_item(self, seq_len: int | None) -> float | None:
         """Matmul/convolution/attention FLOPs of one item, counted by torch's FlopCounterMode at batch 1."""
         if seq_len not in self._flops:
-            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            # The math attention backend decomposes into matmuls the counter sees; fused CPU attention kernels
+            # are invisible to it and would drop the attention FLOPs.
+            with (
+                torch.inference_mode(),
+                sdpa_kernel([SDPBackend.MATH]),
+                FlopCounterMode(display=False) as counter,
+            ):
                 self.module.eval()(*self.inputs(1, seq_len))
             total = counter.get_total_flops()
             self._flops[seq_len] = float(total) if total > 0 else None

@@ -159,3 +159,17 @@ def test_ctrl_c_saves_finished_points_as_a_resumable_run(tmp_path: Path) -> None
     run = load_run(files[0])
     assert not run.sweep.complete and 0 < len(run.points) < 40
     assert "--resume" in stderr and stdout.strip().splitlines()[-1] == str(files[0])
+
+
+def test_runs_json_is_machine_readable(tmp_path: Path) -> None:
+    run = make_run()
+    save_run(run, tmp_path)
+    (tmp_path / "junk.json").write_text("[]")
+    result = runner.invoke(app, ["runs", str(tmp_path), "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert [r["id"] for r in data["runs"]] == [run.id]
+    assert data["runs"][0]["status_counts"] == {"ok": 2} and data["runs"][0]["complete"] is True
+    assert (
+        data["rejected"][0]["path"].endswith("junk.json") and "JSON object" in data["rejected"][0]["reason"]
+    )

@@ -184,3 +184,15 @@ def test_a_point_too_slow_for_two_samples_is_unstable_with_no_invented_ci() -> N
     assert point.status == "unstable" and point.latency_ms is not None
     assert point.latency_ms.n == 1 and point.latency_ms.mean_ci95_halfwidth is None
     assert point.latency_ms.p99_ci95_high is None
+
+
+def test_flops_per_item_match_the_analytic_count_including_attention() -> None:
+    from measure.workloads import build
+
+    w = build("transformer-encoder", {"preset": "bert-base"})
+    s, d, layers, ffn = 128, 768, 12, 3072
+    linear = layers * 2 * s * (4 * d * d + 2 * d * ffn)
+    attention = layers * 2 * 2 * s * s * d  # QK^T and AV
+    head = 2 * d * 2  # pooled classification head, 2 classes
+    assert w.flops_per_item(s) == pytest.approx(linear + attention + head)
+    assert build("gemm", {"k": 64, "n": 32}).flops_per_item(None) == 2 * 64 * 32
