@@ -109,6 +109,27 @@ def catalog_json(catalog: Catalog) -> dict[str, Any]:
     return {"runs": runs, "rejected": [{"path": str(p), "reason": why} for p, why in catalog.rejected]}
 
 
+@app.command("show")
+def show_cmd(path: Path = typer.Argument(..., help="a run file")) -> None:
+    """Print a run's context line and its summary table (the table `measure` prints at the end)."""
+    try:
+        run = load_run(path)
+    except RunFileError as exc:
+        raise fail(str(exc)) from None
+    st = run.stack
+    out.print(
+        f"run {run.short_id()}  created {run.created_at:%Y-%m-%d %H:%M} UTC  {'complete' if run.sweep.complete else 'INCOMPLETE'}\n"
+        f"stack: {st.device_kind} {st.device_name}; torch {st.torch_version} ({st.torch_build}), "
+        f"{st.torch_num_threads} threads, {st.compile_mode}\n"
+        f"method: {run.methodology.timer}, scope {run.methodology.iteration_scope}, "
+        f"CI target {run.methodology.stopping.ci_target_relative:.0%}, "
+        f"{run.methodology.stopping.min_seconds:g}-{run.methodology.stopping.max_seconds:g} s per point",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(summary_table(run))
+
+
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 

@@ -173,3 +173,17 @@ def test_runs_json_is_machine_readable(tmp_path: Path) -> None:
     assert (
         data["rejected"][0]["path"].endswith("junk.json") and "JSON object" in data["rejected"][0]["reason"]
     )
+
+
+def test_show_prints_the_context_and_table_of_a_run_and_rejects_a_bad_file(tmp_path: Path) -> None:
+    path = save_run(make_run(), tmp_path)
+    result = runner.invoke(app, ["show", str(path)])
+    assert result.exit_code == 0
+    assert (
+        "perf_counter_ns+synchronize" in result.output
+        and "Test CPU" in result.output
+        and "fp32" in result.output
+    )
+    path.write_text(path.read_text().replace('"batch_size": 4', '"batch_size": -4'))
+    bad = runner.invoke(app, ["show", str(path)])
+    assert bad.exit_code == 2 and "batch_size" in bad.output
