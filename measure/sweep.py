@@ -49,6 +49,13 @@ except importlib.metadata.PackageNotFoundError:  # running from a source tree th
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
 
+SCOPE_CONTENTS = {
+    "end-to-end": "copy of the batch's inputs from host to device (pinned memory on CUDA), the forward pass, "
+    "the copy of the outputs back to the host, and the Python overhead around them",
+    "device-compute": "the forward pass only, with inputs already on the device; nothing copied",
+}
+
+
 class SweepError(ValueError):
     """A sweep request that cannot be carried out as asked (bad list, mismatching resume, ...)."""
 
@@ -314,8 +321,10 @@ def methodology_for(request: SweepRequest, timer_name: str) -> Methodology:
         f"warm-up latencies to at most {WARMUP_LATENCY_CAP}",
         inference_mode="torch.inference_mode() with module.eval(); random weights, nothing downloaded",
         notes=[
+            f"one timed iteration ({request.scope}): {SCOPE_CONTENTS[request.scope]}",
             "throughput_items_per_s = batch_size / mean steady-state latency of back-to-back iterations (one stream)",
-            "the first iteration (and any compilation) is never part of the steady window",
+            "the first iteration (and any compilation) is excluded from the samples and from the time budget",
+            "inputs are random tensors of the workload's shape, generated once per point before timing",
         ],
     )
 

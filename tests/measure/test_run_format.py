@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from measure import run as run_mod
 from measure.run import (
@@ -21,7 +23,7 @@ from measure.run import (
     parse_run,
     save_run,
 )
-from tests.conftest import make_run, ok_point
+from tests.conftest import make_run, ok_point, summary_of
 
 
 def test_round_trip_preserves_every_field_and_verifies_the_id(tmp_path: Path, run: Run) -> None:
@@ -172,3 +174,34 @@ def test_json_schema_validates_a_real_file_and_rejects_a_broken_one(run: Run) ->
     broken["points"][0]["batch_size"] = 0
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["fp32", "bf16", "fp16", "int8"]),
+            st.integers(min_value=1, max_value=4096),
+            st.lists(st.floats(min_value=1e-3, max_value=1e5, allow_nan=False), min_size=2, max_size=50),
+        ),
+        min_size=1,
+        max_size=6,
+        unique_by=lambda t: (t[0], t[1]),
+    )
+)
+def test_any_valid_run_round_trips_byte_for_byte(points: list[tuple[str, int, list[float]]]) -> None:
+    pts = [
+        Point(
+            precision=prec,
+            batch_size=b,
+            status="ok",
+            latency_ms=summary_of(xs),  # type: ignore[arg-type]
+            throughput_items_per_s=b * 1000 / summary_of(xs).mean,
+            raw_latencies_ms=xs,
+        )
+        for prec, b, xs in points
+    ]
+    run = make_run(pts)
+    text = dump_run(run)
+    again = parse_run(text)
+    assert again == run and dump_run(again) == text

@@ -196,3 +196,26 @@ def test_flops_per_item_match_the_analytic_count_including_attention() -> None:
     head = 2 * d * 2  # pooled classification head, 2 classes
     assert w.flops_per_item(s) == pytest.approx(linear + attention + head)
     assert build("gemm", {"k": 64, "n": 32}).flops_per_item(None) == 2 * 64 * 32
+
+
+def test_device_compute_scope_on_the_cpu_is_recorded_and_explained() -> None:
+    run = run_sweep(request(scope="device-compute", batch_sizes=[2])).run
+    assert run.methodology.iteration_scope == "device-compute"
+    assert any("forward pass only" in n for n in run.methodology.notes)
+    assert run.points[0].status in ("ok", "unstable")
+
+
+def test_threads_are_applied_and_recorded() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        run = run_sweep(request(threads=1, batch_sizes=[1])).run
+        assert run.stack.torch_num_threads == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_l2_flush_is_refused_on_the_cpu_before_measuring() -> None:
+    with pytest.raises(ValueError, match="CUDA devices only"):
+        run_sweep(request(l2_flush=True))
