@@ -106,11 +106,16 @@ def parse_device(spec: str) -> Device:
     return Device(f"cuda:{index}", "cuda", index)
 
 
+# torch.OutOfMemoryError is the name since torch 2.5; older releases only have torch.cuda.OutOfMemoryError.
+_OOM_TYPES: tuple[type[BaseException], ...] = (
+    getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError,
+    MemoryError,
+)
 _OOM_TEXT = ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate")
 
 
 def is_oom(exc: BaseException) -> bool:
     """True for the ways torch reports an allocation failure on CUDA and on the CPU."""
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+    if isinstance(exc, _OOM_TYPES):
         return True
     return isinstance(exc, RuntimeError) and any(t in str(exc).lower() for t in _OOM_TEXT)

@@ -72,3 +72,13 @@ def test_every_unsupported_combination_on_the_cpu_says_why() -> None:
     assert "Linear layers only" in (unsupported_reason("int8", cpu, conv) or "")
     for ok in ("fp32", "bf16", "fp16", "int8"):
         assert unsupported_reason(ok, cpu, mlp) is None
+
+
+def test_is_oom_recognises_the_ways_torch_reports_allocation_failure() -> None:
+    from measure.device import is_oom
+
+    assert is_oom(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_oom(MemoryError())
+    assert is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"))
+    assert not is_oom(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not is_oom(ValueError("out of memory"))  # only allocation error types count
