@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from measure.run import Point, Run, RunFileError, load_run, run_json_schema
@@ -37,7 +38,7 @@ EXIT_INTERRUPTED = 130
 
 def fail(message: str) -> typer.Exit:
     """Print a one-line error and return the exit to raise (code 2: invalid input)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -86,7 +87,7 @@ def runs_cmd(
         )
     out.print(table)
     for path, why in catalog.rejected:
-        err.print(f"[yellow]skipped[/] {path.name}: {why}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]skipped[/] {escape(path.name)}: {escape(why)}", highlight=False, soft_wrap=True)
 
 
 def catalog_json(catalog: Catalog) -> dict[str, Any]:
@@ -185,11 +186,11 @@ def _point_row(p: Point) -> list[str]:
     colour = {"ok": "green", "unstable": "yellow", "oom": "magenta", "unsupported": "dim"}[p.status]
     status = f"[{colour}]{p.status}[/]"
     if p.latency_ms is None:
-        return [*base, status, "-", "-", "-", "-", "-", "-", "-", p.reason or ""]
+        return [*base, status, "-", "-", "-", "-", "-", "-", "-", escape(p.reason or "")]
     lat = p.latency_ms
     ci = "n/a" if lat.mean_ci95_halfwidth_rel is None else f"±{lat.mean_ci95_halfwidth_rel:.1%}"
     hi = _fmt(lat.p99_ci95_high) if lat.p99_ci95_high is not None else "n/a"
-    notes = ", ".join([*p.flags, *([p.reason] if p.reason else [])])
+    notes = escape(", ".join([*p.flags, *([p.reason] if p.reason else [])]))
     return [
         *base,
         status,
@@ -303,13 +304,13 @@ def measure_cmd(
         planned = len(request.precisions) * len(request.batch_sizes) * len(plan.seq_lens)
         err.print(
             f"interrupted after {len(run.points)} of {planned} points; saved. "
-            f"Continue with: fleetwise measure --resume {path}",
+            f"Continue with: fleetwise measure --resume {escape(str(path))}",
             highlight=False,
             soft_wrap=True,
         )
-        out.print(str(path), soft_wrap=True)
+        out.print(escape(str(path)), soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED)
-    out.print(str(path), soft_wrap=True)
+    out.print(escape(str(path)), soft_wrap=True, highlight=False)
 
 
 def main() -> None:

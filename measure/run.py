@@ -5,10 +5,13 @@ what (workload), and one point per (precision, batch size, sequence length). Thi
 torch, so the planner and the app can read runs anywhere.
 
 Schema history (bump SCHEMA_VERSION and add a migration in _MIGRATIONS for every change):
-  1 - first version: methodology, stack, workload, points with latency summary, mean CI, p99 order-statistic
-      CI, bounded raw steady-state and warm-up latencies, drift verdict. Power, energy, thermal telemetry,
-      numeric-quality proxy and soak windows are planned for version 2, added as new optional blocks
-      (`Point.telemetry`, `Run.quality`, `Run.soak`) with a migration that sets them to null.
+  1 - first version: methodology, stack, workload, sweep spec, points with latency summary, mean CI, p99
+      order-statistic CI, bounded raw steady-state and warm-up latencies, drift verdict, clock summary.
+      Power, energy, thermal telemetry, numeric-quality proxy and soak windows are planned for version 2, as
+      new optional blocks (`Point.telemetry`, `Run.quality`, `Run.soak`) with a migration that sets them to null.
+
+The id is the sha256 of the file's canonical JSON without `id`, verified against the content as stored (before
+migration), so evidence keeps its identity when the model later gains fields.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -187,3 +188,16 @@ def test_show_prints_the_context_and_table_of_a_run_and_rejects_a_bad_file(tmp_p
     path.write_text(path.read_text().replace('"batch_size": 4', '"batch_size": -4'))
     bad = runner.invoke(app, ["show", str(path)])
     assert bad.exit_code == 2 and "batch_size" in bad.output
+
+
+def test_reasons_with_brackets_are_printed_verbatim_not_eaten_as_markup(tmp_path: Path) -> None:
+    from measure.run import Point
+
+    reason = "failed to run (RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator)"
+    run = make_run([Point(precision="fp32", batch_size=1, status="unsupported", reason=reason)])
+    result = runner.invoke(app, ["show", str(save_run(run, tmp_path))])
+    assert result.exit_code == 0
+    flat = re.sub(r"[\s│]", "", result.output)  # the table wraps and frames the reason
+    assert "[enforcefailatalloc_cpu.cpp:117]" in flat
+    bad = runner.invoke(app, ["measure", "-w", "mlp", "--batch", "[bold]1", "--out", str(tmp_path / "o")])
+    assert bad.exit_code == 2 and "[bold]1" in bad.output
