@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import itertools
 import math
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -314,6 +316,9 @@ def _load_user(spec: str, params: dict[str, ParamValue]) -> BuiltWorkload:
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
         raise WorkloadError(f"user workload {spec!r} must look like package.module:factory")
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # as `python -m` would: a module next to the user is importable
+        sys.path.insert(0, cwd)
     try:
         factory = getattr(importlib.import_module(mod_name), attr)
     except (ImportError, AttributeError) as exc:

@@ -201,3 +201,26 @@ def test_reasons_with_brackets_are_printed_verbatim_not_eaten_as_markup(tmp_path
     assert "[enforcefailatalloc_cpu.cpp:117]" in flat
     bad = runner.invoke(app, ["measure", "-w", "mlp", "--batch", "[bold]1", "--out", str(tmp_path / "o")])
     assert bad.exit_code == 2 and "[bold]1" in bad.output
+
+
+def test_a_user_workload_next_to_the_user_is_measured_through_the_console_script(tmp_path: Path) -> None:
+    (tmp_path / "my_model.py").write_text(
+        "import torch\n"
+        "from measure.workloads import UserWorkload\n"
+        "def make(hidden=8):\n"
+        "    return UserWorkload(module=torch.nn.Linear(hidden, hidden),\n"
+        "                        build_input=lambda b, s: torch.randn(b, hidden), unit='requests',\n"
+        "                        description='my linear')\n"
+    )
+    exe = shutil.which("fleetwise") or str(Path(sys.executable).parent / "fleetwise")
+    proc = subprocess.run(
+        [exe, "measure", "-w", "my_model:make", "-p", "hidden=16", "--batch", "1", *FAST, "--out", "runs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    run = load_run(next((tmp_path / "runs").glob("*.json")))
+    assert run.workload.source == "my_model:make" and run.workload.unit == "requests"
+    assert run.workload.parameters == {"hidden": 16} and run.points[0].flops_per_item == 2 * 16 * 16
