@@ -202,6 +202,7 @@ DEFAULT_SEQ_LEN = 128
 
 
 def builtin_names() -> list[str]:
+    """Names of the built-in workloads."""
     return list(DEFAULTS)
 
 
@@ -369,7 +370,7 @@ def build(name: str, params: dict[str, ParamValue] | None = None) -> BuiltWorklo
     if ":" in name:
         return _load_user(name, params)
     raise WorkloadError(
-        f"unknown workload {name!r}: choose from {', '.join(DEFAULTS)} or give package.module:factory"
+        f"unknown workload {name!r}: choose from {', '.join(builtin_names())} or give package.module:factory"
     )
 
 
