@@ -233,84 +233,72 @@ def _int(params: dict[str, ParamValue], key: str) -> int:
 
 def _build_builtin(name: str, given: dict[str, ParamValue]) -> BuiltWorkload:
     p = _merge(name, given)
-    torch.manual_seed(0)  # weights are random but identical across runs, so outputs are comparable
-    gen = torch.Generator().manual_seed(1234)
-    if name == "mlp":
-        module: nn.Module = MLP(
-            _int(p, "in_features"), _int(p, "width"), _int(p, "layers"), _int(p, "classes")
-        )
-        return BuiltWorkload(
-            name,
-            "builtin",
-            f"MLP {p['layers']}x{p['width']} with a {p['classes']}-way head",
-            p,
-            "samples",
-            False,
-            False,
-            module,
-            lambda b, s: torch.randn(b, _int(p, "in_features"), generator=gen),
-            lambda s: 1.0,
-        )
-    if name == "transformer-encoder":
-        module = Encoder(
-            _int(p, "vocab"),
-            _int(p, "max_seq"),
-            _int(p, "width"),
-            _int(p, "heads"),
-            _int(p, "ffn"),
-            _int(p, "layers"),
-            _int(p, "classes"),
-        )
-        max_seq, vocab = _int(p, "max_seq"), _int(p, "vocab")
+    gen = torch.Generator().manual_seed(1234)  # inputs: random but reproducible, no global seed touched
+    common: dict[str, Any] = {"name": name, "source": "builtin", "parameters": p, "microbenchmark": False}
+    one_per_item: Callable[[int | None], float] = lambda s: 1.0  # noqa: E731
+    # Weights are random but identical across runs (seeded inside a forked RNG, global state untouched).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if name == "mlp":
+            features = _int(p, "in_features")
+            return BuiltWorkload(
+                **common,
+                description=f"MLP {p['layers']}x{p['width']} with a {p['classes']}-way head",
+                unit="samples",
+                has_seq_len=False,
+                module=MLP(features, _int(p, "width"), _int(p, "layers"), _int(p, "classes")),
+                build_input=lambda b, s: torch.randn(b, features, generator=gen),
+                units_per_item_fn=one_per_item,
+            )
+        if name == "transformer-encoder":
+            max_seq, vocab = _int(p, "max_seq"), _int(p, "vocab")
 
-        def ids(b: int, s: int | None) -> torch.Tensor:
-            assert s is not None
-            if s > max_seq:
-                raise WorkloadError(f"seq_len {s} exceeds the workload's max_seq {max_seq}")
-            return torch.randint(0, vocab, (b, s), generator=gen)
+            def ids(b: int, s: int | None) -> torch.Tensor:
+                if s is None or s > max_seq:
+                    raise WorkloadError(f"seq_len {s} is not in 1..{max_seq} (the workload's max_seq)")
+                return torch.randint(0, vocab, (b, s), generator=gen)
 
+            return BuiltWorkload(
+                **common,
+                description=f"BERT-like encoder ({p['preset']}): {p['layers']} layers, width {p['width']}, "
+                f"{p['heads']} heads",
+                unit="tokens",
+                has_seq_len=True,
+                module=Encoder(
+                    vocab,
+                    max_seq,
+                    _int(p, "width"),
+                    _int(p, "heads"),
+                    _int(p, "ffn"),
+                    _int(p, "layers"),
+                    _int(p, "classes"),
+                ),
+                build_input=ids,
+                units_per_item_fn=lambda s: float(s or 0),
+                default_seq_len=DEFAULT_SEQ_LEN,
+            )
+        if name == "cnn":
+            size = _int(p, "image_size")
+            return BuiltWorkload(
+                **common,
+                description=f"ResNet-like CNN, {p['stages']} stages x {p['blocks']} blocks, {size}px images",
+                unit="images",
+                has_seq_len=False,
+                module=ResNetLike(_int(p, "width"), _int(p, "stages"), _int(p, "blocks"), _int(p, "classes")),
+                build_input=lambda b, s: torch.randn(b, 3, size, size, generator=gen),
+                units_per_item_fn=one_per_item,
+            )
+        # gemm: one item is one row of the left operand: (batch x k) @ (k x n)
+        k = _int(p, "k")
         return BuiltWorkload(
-            name,
-            "builtin",
-            f"BERT-like encoder ({p['preset']}): {p['layers']} layers, width {p['width']}, {p['heads']} heads",
-            p,
-            "tokens",
-            False,
-            True,
-            module,
-            ids,
-            lambda s: float(s or 0),
-            default_seq_len=DEFAULT_SEQ_LEN,
+            **{**common, "microbenchmark": True},
+            description=f"GEMM microbenchmark: (batch x {k}) @ ({k} x {p['n']}); not a served model",
+            unit="rows",
+            has_seq_len=False,
+            module=nn.Linear(k, _int(p, "n"), bias=False),
+            build_input=lambda b, s: torch.randn(b, k, generator=gen),
+            units_per_item_fn=one_per_item,
         )
-    if name == "cnn":
-        module = ResNetLike(_int(p, "width"), _int(p, "stages"), _int(p, "blocks"), _int(p, "classes"))
-        size = _int(p, "image_size")
-        return BuiltWorkload(
-            name,
-            "builtin",
-            f"ResNet-like CNN, {p['stages']} stages x {p['blocks']} blocks, {size}px images",
-            p,
-            "images",
-            False,
-            False,
-            module,
-            lambda b, s: torch.randn(b, 3, size, size, generator=gen),
-            lambda s: 1.0,
-        )
-    # gemm: one item is one row of the left operand: (batch x k) @ (k x n)
-    module = nn.Linear(_int(p, "k"), _int(p, "n"), bias=False)
-    return BuiltWorkload(
-        name,
-        "builtin",
-        f"GEMM microbenchmark: (batch x {p['k']}) @ ({p['k']} x {p['n']}); not a served model",
-        p,
-        "rows",
-        True,
-        False,
-        module,
-        lambda b, s: torch.randn(b, _int(p, "k"), generator=gen),
-        lambda s: 1.0,
-    )
 
 
 def _load_user(spec: str, params: dict[str, ParamValue]) -> BuiltWorkload:
@@ -348,16 +336,16 @@ def _load_user(spec: str, params: dict[str, ParamValue]) -> BuiltWorkload:
             return per_item
 
     return BuiltWorkload(
-        attr,
-        spec,
-        made.description,
-        dict(params),
-        made.unit,
-        False,
-        made.has_seq_len,
-        made.module,
-        made.build_input,
-        upi_fn,
+        name=attr,
+        source=spec,
+        description=made.description,
+        parameters=dict(params),
+        unit=made.unit,
+        microbenchmark=False,
+        has_seq_len=made.has_seq_len,
+        module=made.module,
+        build_input=made.build_input,
+        units_per_item_fn=upi_fn,
         default_seq_len=made.default_seq_len,
     )
 

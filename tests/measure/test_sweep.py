@@ -219,3 +219,15 @@ def test_threads_are_applied_and_recorded() -> None:
 def test_l2_flush_is_refused_on_the_cpu_before_measuring() -> None:
     with pytest.raises(ValueError, match="CUDA devices only"):
         run_sweep(request(l2_flush=True))
+
+
+def test_builtin_weights_are_reproducible_and_building_leaves_the_global_rng_alone() -> None:
+    import torch
+
+    from measure.workloads import build
+
+    state = torch.get_rng_state()
+    a, b = build("mlp", TINY_MLP), build("mlp", TINY_MLP)
+    assert torch.equal(torch.get_rng_state(), state)
+    for (ka, va), (kb, vb) in zip(a.module.state_dict().items(), b.module.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
