@@ -497,7 +497,8 @@ def execute_sweep(
         sweep.resume,
     )
     done: dict[tuple[str, int, int | None], Point] = {p.key: p for p in (resume.points if resume else [])}
-    plan = [(p, s, b) for p in request.precisions for s in seq_lens for b in request.batch_sizes]
+    # point keys (precision, batch, seq_len) in sweep order: precision, then sequence length, then batch
+    plan = [(p, b, s) for p in request.precisions for s in seq_lens for b in request.batch_sizes]
     progress.start(len(plan))
     interrupted = False
     try:
@@ -505,7 +506,7 @@ def execute_sweep(
             reason = unsupported_reason(precision, device, built.module)
             fail_status = "unsupported"
             prepared: Prepared | None = None
-            todo = any((p, b, s) not in done for p, s, b in plan if p == precision)
+            todo = any(key not in done for key in plan if key[0] == precision)
             if todo and reason is None:
                 try:
                     prepared = _compile(prepare(precision, built.module, device), request.compile_mode)
@@ -550,7 +551,7 @@ def execute_sweep(
             device.release_memory()
     except KeyboardInterrupt:
         interrupted = True
-    order = {k: i for i, k in enumerate((p, b, s) for p, s, b in plan)}
+    order = {key: i for i, key in enumerate(plan)}
     points = sorted(done.values(), key=lambda p: order.get(p.key, len(order)))
     run = Run(
         created_at=resume.created_at if resume else now(),
