@@ -19,6 +19,16 @@ from measure.run import load_run, save_run
 from tests.conftest import make_run
 
 runner = CliRunner()
+
+
+def fleetwise_exe() -> str:
+    """The console script of the interpreter running the tests (not another one found on PATH)."""
+    beside = Path(sys.executable).parent / "fleetwise"
+    found = str(beside) if beside.exists() else shutil.which("fleetwise")
+    assert found, "the fleetwise console script is not installed"
+    return found
+
+
 FAST = ["--min-seconds-per-point", "0.05", "--max-seconds-per-point", "0.3", "--min-iterations", "10"]
 TINY = ["-p", "in_features=16", "-p", "width=16", "-p", "layers=1", "-p", "classes=16"]
 
@@ -123,7 +133,7 @@ def test_schema_run_prints_the_json_schema() -> None:
 
 
 def test_console_script_is_installed_and_answers() -> None:
-    exe = shutil.which("fleetwise") or str(Path(sys.executable).parent / "fleetwise")
+    exe = fleetwise_exe()
     proc = subprocess.run([exe, "measure", "--workload", "nope"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown workload 'nope'")
@@ -132,7 +142,7 @@ def test_console_script_is_installed_and_answers() -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_saves_finished_points_as_a_resumable_run(tmp_path: Path) -> None:
-    exe = shutil.which("fleetwise") or str(Path(sys.executable).parent / "fleetwise")
+    exe = fleetwise_exe()
     args = [
         exe,
         "measure",
@@ -212,7 +222,7 @@ def test_a_user_workload_next_to_the_user_is_measured_through_the_console_script
         "                        build_input=lambda b, s: torch.randn(b, hidden), unit='requests',\n"
         "                        description='my linear')\n"
     )
-    exe = shutil.which("fleetwise") or str(Path(sys.executable).parent / "fleetwise")
+    exe = fleetwise_exe()
     proc = subprocess.run(
         [exe, "measure", "-w", "my_model:make", "-p", "hidden=16", "--batch", "1", *FAST, "--out", "runs"],
         capture_output=True,
