@@ -7,18 +7,15 @@ says why instead of pretending the clocks were stable.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from measure.engine import ClockReading
+from measure.engine import ClockProbe, ClockReading
 from measure.nvml import NvmlDevice, load_nvml, sm_clock_and_reasons
 from measure.run import Unavailable, unavailable
 
-Probe = Callable[[], ClockReading]
 
-
-def cpu_probe(sys_root: Path = Path("/sys")) -> tuple[Probe | None, str]:
+def cpu_probe(sys_root: Path = Path("/sys")) -> tuple[ClockProbe | None, str]:
     """Mean `scaling_cur_freq` over the CPUs, or None and why it cannot be read."""
     files = sorted((sys_root / "devices/system/cpu").glob("cpu[0-9]*/cpufreq/scaling_cur_freq"))
     if not files:
@@ -36,7 +33,7 @@ def cpu_probe(sys_root: Path = Path("/sys")) -> tuple[Probe | None, str]:
     return read, "sysfs cpufreq scaling_cur_freq (mean over CPUs)"
 
 
-def gpu_probe(index: int, uuid: str | None, nvml_module: Any | None = None) -> tuple[Probe | None, str]:
+def gpu_probe(index: int, uuid: str | None, nvml_module: Any | None = None) -> tuple[ClockProbe | None, str]:
     """SM clock and clock-event reasons from NVML, or None and why they cannot be read."""
     nvml, why = load_nvml(nvml_module)
     if nvml is None:
@@ -62,7 +59,7 @@ def probe_for(
     uuid: str | None,
     nvml_module: Any | None = None,
     sys_root: Path = Path("/sys"),
-) -> tuple[Probe | None, str | Unavailable]:
+) -> tuple[ClockProbe | None, str | Unavailable]:
     """The probe for a device kind, and its description (or why there is none)."""
     probe, what = gpu_probe(index or 0, uuid, nvml_module) if kind == "cuda" else cpu_probe(sys_root)
     return probe, (what if probe is not None else unavailable(what))

@@ -141,13 +141,12 @@ def _cuda_fields(device: Device, nvml_module: Any | None) -> dict[str, Any]:
 
 def nvml_fields(index: int, uuid: str | None, nvml_module: Any | None = None) -> dict[str, Any]:
     """Driver, power limit, persistence/ECC/MIG modes and application clocks from NVML."""
-    keys = NVML_KEYS
     nvml, why = load_nvml(nvml_module)
     if nvml is None:
-        return {k: unavailable(why) for k in keys}
+        return dict.fromkeys(NVML_KEYS, unavailable(why))
     dev = NvmlDevice.open(nvml, uuid, index)
     if isinstance(dev, Unavailable):
-        return dict.fromkeys(keys, dev)
+        return dict.fromkeys(NVML_KEYS, dev)
     out: dict[str, Any] = {
         "driver_version": dev.driver_version(),
         "gpu_power_limit_w": dev.power_limit_w(),
