@@ -29,6 +29,18 @@ class ClockReading:
 ClockProbe = Callable[[], ClockReading]
 
 
+class ChunkObserver(Protocol):
+    """Told about every chunk edge (device synchronised there), and asked whether sampling must go on.
+
+    Energy metering uses it: counters are read at the edges, and a window too short for the counter's
+    update step extends the sampling beyond the latency stopping rule.
+    """
+
+    def mark(self, n: int) -> None: ...
+
+    def needs_more(self, steady_from: int) -> str | None: ...
+
+
 class IterationTimer(Protocol):
     """Times `n` back-to-back iterations of a step and returns each one's latency in milliseconds."""
 
@@ -46,6 +58,7 @@ class SamplingConfig:
     max_seconds: float = 10.0
     min_warmup: int = 3
     check_interval_s: float = 0.1  # how much sampling happens between two stopping-rule checks
+    extend_max_seconds: float = 30.0  # an observer (energy window) may keep sampling up to this long
 
     def __post_init__(self) -> None:
         if not 0 < self.ci_target < 1:
@@ -74,6 +87,12 @@ class Sampled:
     # (number of samples taken when read, reading); read between chunks, never inside a timed iteration
     clock_readings: list[tuple[int, ClockReading]] = field(default_factory=list)
     clock_error: str | None = None
+    fixed_warmup: int = 0
+    extended_for: str | None = None  # why sampling went on after the latency stopping rule was met
+
+    def after_fixed_warmup(self) -> list[float]:
+        """Every sample after the fixed warm-up, in order: index n here is what observers were told."""
+        return [*self.warmup_ms[self.fixed_warmup :], *self.steady_ms]
 
 
 def sample_point(
@@ -82,6 +101,7 @@ def sample_point(
     config: SamplingConfig,
     clock: Callable[[], float] = time.perf_counter,
     probe: ClockProbe | None = None,
+    observer: ChunkObserver | None = None,
 ) -> Sampled:
     """Run `step` until the steady-state mean latency is known to `config.ci_target`, or a limit is hit."""
     readings: list[tuple[int, ClockReading]] = []
@@ -101,13 +121,18 @@ def sample_point(
     fixed_warmup = timer(step, config.min_warmup - 1) if config.min_warmup > 1 else []
     per_iter_ms = float(np.median([first, *fixed_warmup])) if fixed_warmup else first
     samples: list[float] = []
+    extended_for: str | None = None
     read_clock(0)
+    if observer is not None:
+        observer.mark(0)
     while True:
         chunk = int(config.check_interval_s * 1000.0 / max(per_iter_ms, 1e-6))
         chunk = max(1, min(chunk, 10_000, config.max_iterations - len(samples)))
         got = timer(step, chunk)
         samples.extend(got)
         read_clock(len(samples))
+        if observer is not None:
+            observer.mark(len(samples))
         per_iter_ms = float(np.median(got))
         ss = stats.steady_state(samples)
         steady = np.asarray(samples[ss.warmup :])
@@ -126,7 +151,11 @@ def sample_point(
             max_seconds=config.max_seconds,
         )
         if verdict.stop:
-            break
+            can_extend = len(samples) < config.max_iterations and elapsed < config.extend_max_seconds
+            more = observer.needs_more(ss.warmup) if observer is not None and can_extend else None
+            if more is None:
+                break
+            extended_for = extended_for or more
     steady_list = samples[ss.warmup :]
     return Sampled(
         first_iteration_ms=first,
@@ -140,6 +169,8 @@ def sample_point(
         detected_warmup=ss.warmup,
         clock_readings=readings,
         clock_error=probe_error[0] if probe_error else None,
+        fixed_warmup=len(fixed_warmup),
+        extended_for=extended_for,
     )
 
 

@@ -117,7 +117,8 @@ def decode_reasons(mask: int) -> list[str]:
     return [name for name, bit in CLOCK_EVENT_REASONS.items() if mask & bit]
 
 
-def _reasons_mask(nvml: Any, handle: Any) -> int:
+def reasons_mask(nvml: Any, handle: Any) -> int:
+    """The active clock-event reason bit mask (the newer NVML name first, the older one as a fallback)."""
     fn = (
         getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
         or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
@@ -128,4 +129,4 @@ def _reasons_mask(nvml: Any, handle: Any) -> int:
 def sm_clock_and_reasons(dev: NvmlDevice) -> tuple[float, list[str]]:
     """Current SM clock (MHz) and active clock-event reasons; raises NVML's error when unreadable."""
     mhz = float(dev.nvml.nvmlDeviceGetClockInfo(dev.handle, dev.nvml.NVML_CLOCK_SM))
-    return mhz, decode_reasons(_reasons_mask(dev.nvml, dev.handle))
+    return mhz, decode_reasons(reasons_mask(dev.nvml, dev.handle))

@@ -7,8 +7,10 @@ torch, so the planner and the app can read runs anywhere.
 Schema history (bump SCHEMA_VERSION and add a migration in _MIGRATIONS for every change):
   1 - first version: methodology, stack, workload, sweep spec, points with latency summary, mean CI, p99
       order-statistic CI, bounded raw steady-state and warm-up latencies, drift verdict, clock summary.
-      Power, energy, thermal telemetry, numeric-quality proxy and soak windows are planned for version 2, as
-      new optional blocks (`Point.telemetry`, `Run.quality`, `Run.soak`) with a migration that sets them to null.
+  2 - telemetry: `Point.telemetry` (power mean/p95, energy per item and unit with method and window, SM and
+      memory clocks, temperature, utilization, clock-event reasons), `Run.idle_power`, `Run.quality` (numeric
+      proxy per precision against the fp32 reference) and `Run.soak` (per-window soak series and verdict).
+      Migrating a version-1 file sets them to null: "not measured", which is different from "unavailable".
 
 The id is the sha256 of the file's canonical JSON without `id`, verified against the content as stored (before
 migration), so evidence keeps its identity when the model later gains fields.
@@ -28,7 +30,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 METHODOLOGY_VERSION = 1
 RAW_LATENCY_CAP = 2000
 WARMUP_LATENCY_CAP = 500
@@ -104,6 +106,9 @@ class Methodology(_Model):
     raw_latency_policy: str
     inference_mode: str
     notes: list[str] = Field(default_factory=list)
+    energy_policy: str | None = Field(
+        default=None, description="how power and energy were measured; null in version-1 files"
+    )
 
 
 class Stack(_Model):
@@ -196,6 +201,64 @@ class ClockSummary(_Model):
     reasons_seen: list[str] = Field(description="clock-event (throttle) reasons seen, as NVML names them")
 
 
+class PowerStats(_Model):
+    """Power draw over a point's steady window, from the telemetry sampler."""
+
+    mean_w: NonNegFloat
+    p95_w: NonNegFloat
+    max_w: NonNegFloat
+    samples: int = Field(ge=1)
+
+
+EnergyMethod = Literal["nvml-total-energy-counter", "rapl-energy-counter", "integrated-power-samples"]
+
+
+class Energy(_Model):
+    """Energy of a window of back-to-back iterations, read at device-synchronised chunk edges."""
+
+    method: EnergyMethod
+    domain: str = Field(description="what the figure covers, e.g. the whole GPU board or the CPU package(s)")
+    window_s: PosFloat = Field(description="length of the window the energy was taken over")
+    iterations: int = Field(ge=1, description="timed iterations completed inside the window")
+    energy_j: NonNegFloat
+    mean_power_w: NonNegFloat = Field(description="energy_j / window_s")
+    energy_per_item_j: NonNegFloat
+    energy_per_unit_j: NonNegFloat | None = Field(description="null when the workload has no unit count")
+    busy_fraction: float = Field(
+        ge=0, le=1.5, description="timed iteration time / window: gaps are host work"
+    )
+    quantization_rel: NonNegFloat | None = Field(
+        description="bound on the relative error from the counter's update step (update period / window)"
+    )
+    extended: bool = Field(description="sampling ran past the latency stopping rule to lengthen this window")
+    notes: list[str] = Field(default_factory=list)
+
+
+class Stat(_Model):
+    """Mean, minimum and maximum of a sampled quantity over a window."""
+
+    mean: float
+    min: float
+    max: float
+
+
+class PointTelemetry(_Model):
+    """What the telemetry sampler and the energy counter saw over the point's steady window."""
+
+    source: str
+    sample_hz: PosFloat
+    samples: int = Field(ge=0)
+    power_w: PowerStats | Unavailable
+    energy: Energy | Unavailable
+    sm_clock_mhz: Stat | Unavailable
+    mem_clock_mhz: Stat | Unavailable
+    temperature_c: Stat | Unavailable
+    utilization_gpu_pct: Stat | Unavailable = Field(
+        description="recorded for context; never a performance figure (it counts time a kernel ran, not work)"
+    )
+    reasons_seen: list[str] = Field(description="clock-event reasons seen by the sampler, as NVML names them")
+
+
 class Point(_Model):
     """One measured configuration. Anything but `ok` carries a reason and no invented numbers."""
 
@@ -223,6 +286,9 @@ class Point(_Model):
     clocks: ClockSummary | Unavailable | None = Field(
         default=None, description="null for points not measured; unavailable with the reason where unreadable"
     )
+    telemetry: PointTelemetry | Unavailable | None = Field(
+        default=None, description="null: not measured (not run, or a version-1 file); unavailable: no sensor"
+    )
     raw_latencies_ms: list[PosFloat] = Field(default_factory=list, max_length=RAW_LATENCY_CAP)
     raw_latencies_stride: int = Field(default=1, ge=1, description="every k-th steady sample was kept")
     warmup_latencies_ms: list[PosFloat] = Field(default_factory=list, max_length=WARMUP_LATENCY_CAP)
@@ -244,6 +310,98 @@ class Point(_Model):
         return (self.precision, self.batch_size, self.seq_len)
 
 
+class IdlePower(_Model):
+    """The device's draw while idle (context created, nothing queued): the planner charges idle replicas it."""
+
+    method: EnergyMethod
+    domain: str
+    window_s: PosFloat
+    power_w: NonNegFloat
+    samples: int = Field(ge=0)
+    temperature_c: MaybeFloat | None = None
+    counter_update_ms: PosFloat | None = Field(
+        default=None, description="measured update period of the energy counter; sets the energy windows"
+    )
+
+
+QualityStatus = Literal["ok", "nonfinite", "unsupported"]
+
+
+class QualityProxy(_Model):
+    """Numeric error of one precision against the fp32 reference on identical inputs: a proxy, not accuracy."""
+
+    precision: Precision
+    seq_len: int | None = Field(default=None, gt=0)
+    status: QualityStatus
+    reason: str | None = None
+    items: int = Field(ge=1)
+    rel_l2_error: NonNegFloat | None = None
+    cosine_similarity_mean: float | None = Field(default=None, ge=-1.0001, le=1.0001)
+    cosine_similarity_min: float | None = Field(default=None, ge=-1.0001, le=1.0001)
+    max_abs_error: NonNegFloat | None = None
+    top1_agreement: float | None = Field(
+        default=None, ge=0, le=1, description="null when the workload has no classification head"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QualityProxy:
+        if self.status != "ok" and not self.reason:
+            raise ValueError(f"a quality entry with status {self.status!r} needs a reason")
+        if self.status == "ok" and (self.rel_l2_error is None or self.cosine_similarity_mean is None):
+            raise ValueError("an ok quality entry needs rel_l2_error and cosine_similarity_mean")
+        return self
+
+
+class Quality(_Model):
+    """The numeric-quality proxy of every precision in the run, and how it was computed."""
+
+    reference: str
+    inputs: str
+    entries: list[QualityProxy]
+
+
+class SoakWindow(_Model):
+    """One time window of a soak: throughput, latency percentiles and telemetry over that window."""
+
+    start_s: NonNegFloat
+    end_s: PosFloat
+    iterations: int = Field(ge=1)
+    throughput_items_per_s: PosFloat
+    latency_p50_ms: PosFloat
+    latency_p90_ms: PosFloat
+    latency_p99_ms: PosFloat
+    power_mean_w: NonNegFloat | None = None
+    energy_per_item_j: NonNegFloat | None = None
+    sm_clock_mean_mhz: NonNegFloat | None = None
+    sm_clock_min_mhz: NonNegFloat | None = None
+    temperature_max_c: float | None = None
+    reasons_seen: list[str] = Field(default_factory=list)
+
+
+class SoakComparison(_Model):
+    """Early windows against the rest for one quantity: medians, relative change, rank test."""
+
+    quantity: str
+    early_median: float
+    rest_median: float
+    relative_change: float = Field(description="(rest - early) / early")
+    p_value: float | None = Field(
+        ge=0, le=1, description="two-sided Mann-Whitney U; null with < 2 windows a side"
+    )
+    significant: bool
+
+
+class Soak(_Model):
+    """A long single-point run cut into windows, and whether the first minutes differ from the rest."""
+
+    duration_s: PosFloat
+    window_s: PosFloat
+    early_s: PosFloat = Field(description="windows starting before this are 'early' (peak), the rest steady")
+    windows: list[SoakWindow] = Field(min_length=1)
+    comparisons: list[SoakComparison]
+    verdict: str
+
+
 class SweepSpec(_Model):
     """The sweep that was asked for, so an interrupted run can be resumed and its gaps seen."""
 
@@ -256,7 +414,7 @@ class SweepSpec(_Model):
 class Run(_Model):
     """A measured run: context plus points; `id` is the hash of everything else (content-addressed)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     id: str = Field(default="", description="sha256 of the canonical JSON of every other field")
     created_at: datetime
     fleetwise_version: str
@@ -266,6 +424,11 @@ class Run(_Model):
     workload: Workload
     sweep: SweepSpec
     points: list[Point]
+    idle_power: IdlePower | Unavailable | None = Field(
+        default=None, description="null: not measured (version-1 file or skipped); unavailable: no sensor"
+    )
+    quality: Quality | None = Field(default=None, description="null: not measured (version-1 file)")
+    soak: Soak | None = Field(default=None, description="present on soak runs only")
 
     @field_validator("points")
     @classmethod
@@ -296,8 +459,14 @@ def content_hash(data: Any) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 1 measured no telemetry, idle power, quality or soak: null says "not measured", never zero.
+    points = [{**p, "telemetry": None} if isinstance(p, dict) else p for p in data.get("points", [])]
+    return {**data, "schema_version": 2, "points": points, "idle_power": None, "quality": None, "soak": None}
+
+
 # version -> function turning a dict of that version into a dict of the next version
-_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

@@ -11,12 +11,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from measure import quality as qproxy
 from measure import stats
+from measure import telemetry as tm
 from measure.clocks import probe_for
 from measure.device import Device, is_oom, parse_device
 from measure.engine import ClockProbe, Sampled, SamplingConfig, Step, sample_point
@@ -27,9 +30,13 @@ from measure.run import (
     WARMUP_LATENCY_CAP,
     ClockSummary,
     DriftCheck,
+    IdlePower,
     LatencySummary,
     Methodology,
     Point,
+    PointTelemetry,
+    Quality,
+    QualityProxy,
     Run,
     Stack,
     StoppingRule,
@@ -101,6 +108,8 @@ class SweepRequest:
     l2_flush: bool = False
     compile_mode: str = "none"
     threads: int | None = None
+    idle_seconds: float = tm.IDLE_SECONDS
+    energy_min_window_s: float = tm.MIN_ENERGY_WINDOW_S
 
 
 class Progress:
@@ -176,6 +185,8 @@ def build_point(
     sampled: Sampled,
     peak_memory: Any,
     clock_source: str | Unavailable = unavailable("no clock probe"),
+    telemetry: PointTelemetry | Unavailable | None = None,
+    telemetry_flags: Sequence[str] = (),
 ) -> Point:
     """A run `Point` from one point's samples: summary, CI, throughput, clocks, thinned raw latencies."""
     steady = np.asarray(sampled.steady_ms, dtype=np.float64)
@@ -193,7 +204,9 @@ def build_point(
         seq_len=seq_len,
         status="ok" if sampled.converged else "unstable",
         reason=None if sampled.converged else sampled.stop_reason,
-        flags=(["drift"] if d.detected else []) + clock_flags,
+        flags=(["drift"] if d.detected else [])
+        + clock_flags
+        + [f for f in telemetry_flags if f not in clock_flags],
         precision_notes=prepared.notes,
         units_per_item=upi if upi > 0 else None,
         flops_per_item=flops,
@@ -207,6 +220,7 @@ def build_point(
         achieved_tflops=flops * items_per_s / 1e12 if flops else None,
         peak_memory_bytes=peak_memory,
         clocks=clocks,
+        telemetry=telemetry,
         drift=DriftCheck(
             detected=d.detected, p_value=d.p_value, relative_change=d.relative_change, reason=d.reason
         ),
@@ -263,6 +277,8 @@ def measure_one(
     request: SweepRequest,
     probe: ClockProbe | None = None,
     clock_source: str | Unavailable = unavailable("no clock probe"),
+    meter: tm.PointMeter | None = None,
+    no_meter_reason: str = "no power sensor",
 ) -> Point:
     """Measure one point; allocation failures become `oom`, kernels the build lacks become `unsupported`."""
     timer, _ = device.timer(request.scope, request.l2_flush)
@@ -271,16 +287,29 @@ def measure_one(
             host = built.inputs(batch, seq_len)
             step = make_step(prepared, host, device, request.scope)
             device.reset_peak_memory()
-            sampled = sample_point(step, timer, request.sampling, probe=probe)
+            if meter is not None:
+                meter.start()
+            sampled = sample_point(step, timer, request.sampling, probe=probe, observer=meter)
             peak = device.peak_memory()
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as exc:
+    except BaseException as exc:
+        if meter is not None:
+            meter.abort()
+        if isinstance(exc, KeyboardInterrupt | SystemExit) or not isinstance(exc, Exception):
+            raise
         device.release_memory()
         if is_oom(exc):
             return _not_run(precision, batch, seq_len, "oom", _first_line(exc), [])
         return _not_run(precision, batch, seq_len, "unsupported", f"failed to run ({_first_line(exc)})", [])
-    return build_point(precision, batch, seq_len, built, prepared, sampled, peak, clock_source)
+    telemetry: PointTelemetry | Unavailable = unavailable(no_meter_reason)
+    flags: list[str] = []
+    if meter is not None:
+        upi = built.units_per_item(seq_len)
+        telemetry, flags = meter.finish(
+            sampled.detected_warmup, sampled.after_fixed_warmup(), batch, upi if upi > 0 else None
+        )
+    return build_point(
+        precision, batch, seq_len, built, prepared, sampled, peak, clock_source, telemetry, flags
+    )
 
 
 def methodology_for(request: SweepRequest, timer_name: str) -> Methodology:
@@ -326,7 +355,25 @@ def methodology_for(request: SweepRequest, timer_name: str) -> Methodology:
             "the first iteration (and any compilation) is excluded from the samples and from the time budget",
             "inputs are random tensors of the workload's shape, generated once per point before timing",
         ],
+        energy_policy=ENERGY_POLICY.format(
+            hz=1 / tm.SAMPLE_INTERVAL_S,
+            min_window=request.energy_min_window_s,
+            target=tm.ENERGY_QUANTIZATION_TARGET,
+            idle=request.idle_seconds,
+        ),
     )
+
+
+ENERGY_POLICY = (
+    "a telemetry thread samples the device at {hz:.0f} Hz during every point (NVML: instantaneous power where the "
+    "GPU has it, SM/memory clocks, temperature, utilization, clock-event reasons; CPU: Intel RAPL package energy). "
+    "Energy per point = difference of the cumulative energy counter (NVML total energy, or RAPL with wrap-around) "
+    "between two chunk edges where the device is synchronised, over the steady window; the window is extended "
+    "until it is >= {min_window:g} s and >= the counter's measured update period / {target:g}. Without a counter, "
+    "power samples are integrated; without either, energy is unavailable with the reason. Energy covers the "
+    "device only (whole GPU board, or CPU packages): host, DRAM, cooling and PUE are not included. Idle power is "
+    "measured once per run over {idle:g} s with nothing queued. Utilization is context, never a performance figure."
+)
 
 
 def _workload_record(built: BuiltWorkload) -> WorkloadRecord:
@@ -419,6 +466,8 @@ class SweepPlan:
     command: list[str]
     probe: ClockProbe | None
     clock_source: str | Unavailable
+    sensor: tm.Sensor | None = None
+    sensor_reason: str = "no power sensor"
 
 
 def plan_sweep(
@@ -428,6 +477,7 @@ def plan_sweep(
     command: Sequence[str] | None = None,
     nvml_module: Any | None = None,
     built: BuiltWorkload | None = None,
+    powercap_root: Path = Path("/sys/class/powercap"),
 ) -> SweepPlan:
     """Validate a request (device, workload, lists, resume compatibility) and capture the stack."""
     if request.scope not in ("device-compute", "end-to-end"):
@@ -438,6 +488,10 @@ def plan_sweep(
         )
     if request.threads is not None and request.threads <= 0:
         raise SweepError(f"threads must be positive, got {request.threads}")
+    if not (0 <= request.idle_seconds <= 600):
+        raise SweepError(f"idle seconds must be in 0..600, got {request.idle_seconds:g}")
+    if not (0 < request.energy_min_window_s <= 120):
+        raise SweepError(f"energy window must be in (0, 120] seconds, got {request.energy_min_window_s:g}")
     device = parse_device(request.device)
     built = built or build(request.workload, request.params)
     if request.seq_lens and not built.has_seq_len:
@@ -455,6 +509,7 @@ def plan_sweep(
     _, timer_name = device.timer(request.scope, request.l2_flush)
     uuid = stack.device_uuid if isinstance(stack.device_uuid, str) else None
     probe, clock_source = probe_for(device.kind, device.index, uuid, nvml_module)
+    sensor, sensor_reason = tm.sensor_for(device.kind, device.index, uuid, nvml_module, powercap_root)
     return SweepPlan(
         request,
         device,
@@ -466,6 +521,8 @@ def plan_sweep(
         list(command if command is not None else sys.argv),
         probe,
         clock_source,
+        sensor,
+        sensor_reason or "no power sensor",
     )
 
 
@@ -476,10 +533,67 @@ def run_sweep(
     resume: Run | None = None,
     command: Sequence[str] | None = None,
     nvml_module: Any | None = None,
+    powercap_root: Path = Path("/sys/class/powercap"),
 ) -> SweepResult:
     """Plan and execute in one call (library use and tests)."""
-    plan = plan_sweep(request, resume=resume, command=command, nvml_module=nvml_module)
+    plan = plan_sweep(
+        request, resume=resume, command=command, nvml_module=nvml_module, powercap_root=powercap_root
+    )
     return execute_sweep(plan, progress)
+
+
+def idle_power_for(sweep: SweepPlan) -> IdlePower | Unavailable:
+    """Idle draw of the device before the sweep (context created, nothing queued), or why it is unknown."""
+    if sweep.resume is not None and sweep.resume.idle_power is not None:
+        return sweep.resume.idle_power
+    if sweep.sensor is None:
+        return unavailable(sweep.sensor_reason)
+    sweep.device.synchronize()
+    return tm.measure_idle(sweep.sensor, sweep.request.idle_seconds)
+
+
+def _meter(sweep: SweepPlan, idle: IdlePower | Unavailable) -> tm.PointMeter | None:
+    if sweep.sensor is None:
+        return None
+    period = (
+        idle.counter_update_ms / 1000.0 if isinstance(idle, IdlePower) and idle.counter_update_ms else None
+    )
+    return tm.PointMeter(sweep.sensor, period, min_window_s=sweep.request.energy_min_window_s)
+
+
+class _QualityProbe:
+    """Reference inputs and strict-fp32 outputs per sequence length, computed once, on first use."""
+
+    def __init__(self, sweep: SweepPlan) -> None:
+        self.sweep = sweep
+        self.refs: dict[int | None, tuple[tuple[torch.Tensor, ...], torch.Tensor] | str] = {}
+
+    def _reference(self, seq: int | None) -> tuple[tuple[torch.Tensor, ...], torch.Tensor] | str:
+        error = ""
+        for items in qproxy.ITEM_FALLBACKS:  # a model too big for 32 items at once still gets a proxy
+            try:
+                return qproxy.reference(self.sweep.built, self.sweep.device, seq, items)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:
+                self.sweep.device.release_memory()
+                error = f"the fp32 reference failed at {items} items ({_first_line(exc)})"
+                if not is_oom(exc):
+                    break
+        return error
+
+    def entry(self, precision: str, seq: int | None, prepared: Prepared) -> QualityProxy:
+        if seq not in self.refs:
+            self.refs[seq] = self._reference(seq)
+        ref = self.refs[seq]
+        if isinstance(ref, str):
+            return QualityProxy(
+                precision=precision, seq_len=seq, status="unsupported", reason=ref, items=qproxy.QUALITY_ITEMS
+            )
+        inputs, out = ref
+        return qproxy.proxy(
+            precision, seq, prepared, self.sweep.device, inputs, out, self.sweep.built.classifier
+        )
 
 
 def execute_sweep(
@@ -497,16 +611,24 @@ def execute_sweep(
         sweep.resume,
     )
     done: dict[tuple[str, int, int | None], Point] = {p.key: p for p in (resume.points if resume else [])}
+    quality: dict[tuple[str, int | None], QualityProxy] = {
+        (q.precision, q.seq_len): q for q in (resume.quality.entries if resume and resume.quality else [])
+    }
     # point keys (precision, batch, seq_len) in sweep order: precision, then sequence length, then batch
     plan = [(p, b, s) for p in request.precisions for s in seq_lens for b in request.batch_sizes]
     progress.start(len(plan))
     interrupted = False
+    idle: IdlePower | Unavailable = unavailable("not measured: interrupted before the sweep")
+    probe_q = _QualityProbe(sweep)
     try:
+        idle = idle_power_for(sweep)
         for precision in request.precisions:
             reason = unsupported_reason(precision, device, built.module)
             fail_status = "unsupported"
             prepared: Prepared | None = None
-            todo = any(key not in done for key in plan if key[0] == precision)
+            todo = any(key not in done for key in plan if key[0] == precision) or any(
+                (precision, s) not in quality for s in seq_lens
+            )
             if todo and reason is None:
                 try:
                     prepared = _compile(prepare(precision, built.module, device), request.compile_mode)
@@ -514,6 +636,18 @@ def execute_sweep(
                     reason = f"conversion to {precision} failed: {_first_line(exc)}"
                     fail_status = "oom" if is_oom(exc) else "unsupported"
             for seq in seq_lens:
+                if (precision, seq) not in quality:
+                    quality[(precision, seq)] = (
+                        probe_q.entry(precision, seq, prepared)
+                        if prepared is not None
+                        else QualityProxy(
+                            precision=precision,
+                            seq_len=seq,
+                            status="unsupported",
+                            reason=reason or "not prepared",
+                            items=qproxy.QUALITY_ITEMS,
+                        )
+                    )
                 oom_at: int | None = None
                 for batch in request.batch_sizes:
                     key = (precision, batch, seq)
@@ -542,6 +676,8 @@ def execute_sweep(
                             request,
                             sweep.probe,
                             sweep.clock_source,
+                            _meter(sweep, idle),
+                            sweep.sensor_reason,
                         )
                     if point.status == "oom" and oom_at is None:
                         oom_at = batch
@@ -553,6 +689,8 @@ def execute_sweep(
         interrupted = True
     order = {key: i for i, key in enumerate(plan)}
     points = sorted(done.values(), key=lambda p: order.get(p.key, len(order)))
+    qorder = {(p, s): i for i, (p, s) in enumerate((p, s) for p in request.precisions for s in seq_lens)}
+    entries = sorted(quality.values(), key=lambda q: qorder.get((q.precision, q.seq_len), len(qorder)))
     run = Run(
         created_at=resume.created_at if resume else now(),
         fleetwise_version=FLEETWISE_VERSION,
@@ -567,5 +705,14 @@ def execute_sweep(
             complete=not interrupted and all(k in done for k in order),
         ),
         points=points,
+        idle_power=idle,
+        quality=Quality(
+            reference=qproxy.REFERENCE,
+            inputs=f"{qproxy.QUALITY_ITEMS} items of the workload's random inputs (fixed seed); random weights, "
+            "so this is a numeric-error proxy, not task accuracy",
+            entries=entries,
+        )
+        if entries
+        else None,
     ).with_id()
     return SweepResult(run, interrupted)

@@ -41,6 +41,7 @@ class UserWorkload:
     has_seq_len: bool = False
     default_seq_len: int | None = None
     description: str = "user workload"
+    classifier: bool = False  # output rows are class logits: the quality proxy adds top-1 agreement
 
 
 @dataclass
@@ -58,6 +59,7 @@ class BuiltWorkload:
     build_input: InputBuilder
     units_per_item_fn: Callable[[int | None], float]
     default_seq_len: int | None = None
+    classifier: bool = False
     _flops: dict[int | None, float | None] = field(default_factory=dict)
 
     def inputs(self, batch: int, seq_len: int | None) -> tuple[torch.Tensor, ...]:
@@ -234,7 +236,13 @@ def _int(params: dict[str, ParamValue], key: str) -> int:
 def _build_builtin(name: str, given: dict[str, ParamValue]) -> BuiltWorkload:
     p = _merge(name, given)
     gen = torch.Generator().manual_seed(1234)  # inputs: random but reproducible, no global seed touched
-    common: dict[str, Any] = {"name": name, "source": "builtin", "parameters": p, "microbenchmark": False}
+    common: dict[str, Any] = {
+        "name": name,
+        "source": "builtin",
+        "parameters": p,
+        "microbenchmark": False,
+        "classifier": name != "gemm",
+    }
     one_per_item: Callable[[int | None], float] = lambda s: 1.0  # noqa: E731
     # Weights are random but identical across runs (seeded inside a forked RNG, global state untouched).
     with torch.random.fork_rng(devices=[]):
@@ -347,6 +355,7 @@ def _load_user(spec: str, params: dict[str, ParamValue]) -> BuiltWorkload:
         build_input=made.build_input,
         units_per_item_fn=upi_fn,
         default_seq_len=made.default_seq_len,
+        classifier=made.classifier,
     )
 
 

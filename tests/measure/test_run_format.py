@@ -130,7 +130,7 @@ def test_migration_chain_runs_registered_steps(monkeypatch: pytest.MonkeyPatch, 
         return d
 
     monkeypatch.setitem(run_mod._MIGRATIONS, 0, v0_to_v1)
-    assert migrate(dict(old))["schema_version"] == 1
+    assert migrate(dict(old))["schema_version"] == run_mod.SCHEMA_VERSION
     migrated = parse_run(json.dumps(old))
     assert migrated.id == old["id"]  # identity is that of the stored file
     assert migrated.content_id() == run.id  # and the migrated content is exactly the current format
