@@ -43,10 +43,10 @@ def forward(
 
 
 def reference(
-    built: BuiltWorkload, device: Device, seq_len: int | None
+    built: BuiltWorkload, device: Device, seq_len: int | None, items: int = QUALITY_ITEMS
 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     """Fixed inputs for the proxy and the strict-fp32 outputs on them."""
-    inputs = built.inputs(QUALITY_ITEMS, seq_len)
+    inputs = built.inputs(items, seq_len)
     ref_module = prepare("fp32", built.module, device)
     try:
         return inputs, forward(ref_module, inputs, device, "fp32")

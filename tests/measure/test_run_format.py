@@ -205,3 +205,15 @@ def test_any_valid_run_round_trips_byte_for_byte(points: list[tuple[str, int, li
     text = dump_run(run)
     again = parse_run(text)
     assert again == run and dump_run(again) == text
+
+
+def test_a_version_1_file_migrates_with_telemetry_quality_and_soak_marked_not_measured() -> None:
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "run-v1-cnn.json"
+    stored = json.loads(path.read_text())
+    assert stored["schema_version"] == 1
+    run = run_mod.load_run(path)
+    assert run.id == stored["id"]  # the stored identity survives the migration
+    assert run.schema_version == run_mod.SCHEMA_VERSION
+    assert run.idle_power is None and run.quality is None and run.soak is None
+    assert all(p.telemetry is None for p in run.points)
+    assert run.methodology.energy_policy is None

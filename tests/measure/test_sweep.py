@@ -63,7 +63,10 @@ def test_oom_is_recorded_and_larger_batches_are_skipped_while_the_sweep_goes_on(
         precisions=["fp32", "bf16"],
         batch_sizes=[1, 2, 4, 8],
     )
-    points = {p.key: p for p in run_sweep(req).run.points}
+    run = run_sweep(req).run
+    points = {p.key: p for p in run.points}
+    # the quality proxy's reference batch ran out of memory too, and fell back to fewer items
+    assert run.quality is not None and [(q.status, q.items) for q in run.quality.entries] == [("ok", 1)] * 2
     for prec in ("fp32", "bf16"):
         assert points[(prec, 2, None)].status in ("ok", "unstable")
         oom = points[(prec, 4, None)]
