@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from measure.run import Point, Run, RunFileError, load_run, run_json_schema
+from measure.run import Point, Run, RunFileError, Unavailable, load_run, run_json_schema
 from planner.catalog import Catalog, CatalogError, scan_runs
 
 DEFAULT_MAX_BATCH = 256  # the default batch list is 1, 2, 4, ... up to this (earlier at an OOM)
@@ -29,7 +30,7 @@ app.add_typer(schema_app, name="schema")
 
 out = Console()
 if not out.is_terminal:  # pipes and CI default to 80 columns, too narrow for the summary table
-    out = Console(width=160)
+    out = Console(width=200)
 err = Console(stderr=True)
 
 EXIT_BAD_INPUT = 2
@@ -151,15 +152,45 @@ def summary_table(run: Run) -> Table:
         "items/s",
         f"{unit}/s",
         "TFLOP/s",
+        "W",
+        f"mJ/{unit.rstrip('s') or unit}",
+        "vs fp32 err, top-1",
         "notes",
     ):
         t.add_column(col, overflow="fold")
+    quality = _quality_cells(run)
     for group in _groups(run.points):
         row = _point_row(group[0])
         if len(group) > 1:
             row[1] = f"{group[0].batch_size}-{group[-1].batch_size}"
+        row.insert(-1, quality.get((group[0].precision, group[0].seq_len), "-"))
         t.add_row(*row)
+    t.caption = _power_caption(run)
     return t
+
+
+def _quality_cells(run: Run) -> dict[tuple[str, int | None], str]:
+    if run.quality is None:
+        return {}
+    cells: dict[tuple[str, int | None], str] = {}
+    for q in run.quality.entries:
+        if q.status != "ok":
+            cells[(q.precision, q.seq_len)] = f"{q.status}"
+            continue
+        top1 = "" if q.top1_agreement is None else f", {q.top1_agreement:.0%}"
+        cells[(q.precision, q.seq_len)] = f"{q.rel_l2_error:.1e}{top1}"
+    return cells
+
+
+def _power_caption(run: Run) -> str:
+    idle = run.idle_power
+    if idle is None:
+        return "power: not measured (run format version 1)"
+    if isinstance(idle, Unavailable):
+        return escape(f"power and energy unavailable: {idle.unavailable}")
+    return escape(
+        f"idle power {idle.power_w:.1f} W ({idle.method}, {idle.window_s:.1f} s); W and mJ cover {idle.domain}"
+    )
 
 
 def _groups(points: list[Point]) -> list[list[Point]]:
@@ -186,7 +217,7 @@ def _point_row(p: Point) -> list[str]:
     colour = {"ok": "green", "unstable": "yellow", "oom": "magenta", "unsupported": "dim"}[p.status]
     status = f"[{colour}]{p.status}[/]"
     if p.latency_ms is None:
-        return [*base, status, "-", "-", "-", "-", "-", "-", "-", escape(p.reason or "")]
+        return [*base, status, "-", "-", "-", "-", "-", "-", "-", "-", "-", escape(p.reason or "")]
     lat = p.latency_ms
     ci = "n/a" if lat.mean_ci95_halfwidth_rel is None else f"±{lat.mean_ci95_halfwidth_rel:.1%}"
     hi = _fmt(lat.p99_ci95_high) if lat.p99_ci95_high is not None else "n/a"
@@ -201,8 +232,48 @@ def _point_row(p: Point) -> list[str]:
         _fmt(p.throughput_items_per_s, 4),
         _fmt(p.throughput_units_per_s, 4),
         _fmt(p.achieved_tflops),
+        *_energy_cells(p),
         notes,
     ]
+
+
+def soak_table(run: Run) -> Table:
+    """The soak's windows (at most 12 rows, evenly spaced) and its verdict as the caption."""
+    assert run.soak is not None
+    soak = run.soak
+    t = Table(
+        title=f"soak: {soak.duration_s:.0f} s in {soak.window_s:g} s windows (early: first {soak.early_s:g} s)"
+    )
+    for col in ("window s", "items/s", "p50 ms", "p99 ms", "W", "mJ/item", "SM MHz", "max °C", "reasons"):
+        t.add_column(col)
+    idx = np.unique(np.linspace(0, len(soak.windows) - 1, min(12, len(soak.windows))).round().astype(int))
+    for i in idx:
+        w = soak.windows[int(i)]
+        t.add_row(
+            f"{_fmt(w.start_s)}-{_fmt(w.end_s)}",
+            _fmt(w.throughput_items_per_s, 4),
+            _fmt(w.latency_p50_ms),
+            _fmt(w.latency_p99_ms),
+            _fmt(w.power_mean_w),
+            _fmt(w.energy_per_item_j * 1000 if w.energy_per_item_j is not None else None),
+            _fmt(w.sm_clock_mean_mhz, 4),
+            _fmt(w.temperature_max_c),
+            escape(", ".join(w.reasons_seen)),
+        )
+    t.caption = escape(soak.verdict)
+    return t
+
+
+def _energy_cells(p: Point) -> list[str]:
+    tel = p.telemetry
+    if tel is None or isinstance(tel, Unavailable):
+        return ["-", "-"]
+    watts = "-" if isinstance(tel.power_w, Unavailable) else f"{tel.power_w.mean_w:.1f}"
+    e = tel.energy
+    if isinstance(e, Unavailable):
+        return [watts, "-"]
+    per = e.energy_per_unit_j if e.energy_per_unit_j is not None else e.energy_per_item_j
+    return [watts, f"{per * 1000:.3g}"]
 
 
 @app.command("measure")
@@ -232,6 +303,12 @@ def measure_cmd(
         "none", "--compile", help="none | default | reduce-overhead | max-autotune"
     ),
     threads: int = typer.Option(None, help="torch intra-op threads (default: torch's choice)"),
+    idle_seconds: float = typer.Option(3.0, help="idle-power window before the sweep (0 skips it)"),
+    energy_window: float = typer.Option(
+        2.0, help="minimum energy window per point, seconds (longer when the counter is coarse)"
+    ),
+    soak: str = typer.Option(None, help="run ONE point for this long (e.g. 30m, 90s, 1h) in soak mode"),
+    soak_window: str = typer.Option("10s", help="soak window length"),
     out_dir: Path = typer.Option(Path("data/runs"), "--out", help="folder for the run file"),
     resume: Path = typer.Option(None, help="continue an interrupted run file (its settings are reused)"),
 ) -> None:
@@ -281,12 +358,28 @@ def measure_cmd(
                 l2_flush=l2_flush,
                 compile_mode=compile_mode,
                 threads=threads,
+                idle_seconds=idle_seconds,
+                energy_min_window_s=energy_window,
             )
-        from fleetwise_cli.progress import RichProgress
+        from fleetwise_cli.progress import RichProgress, SoakProgress
+        from measure.soak import check_soak, parse_duration, run_soak
 
+        soak_s = parse_duration(soak) if soak is not None else None
+        window_s = parse_duration(soak_window)
+        if soak_s is not None and resume is not None:
+            raise SweepError("--soak cannot resume a run")
         plan = plan_sweep(request, resume=old, command=["fleetwise", *sys.argv[1:]])
-        with RichProgress(err) as progress:
-            result = execute_sweep(plan, progress)
+        if soak_s is not None:
+            check_soak(plan, soak_s, window_s)
+            with SoakProgress(err, soak_s) as ticker:
+                try:
+                    result = run_soak(plan, soak_s, window_s, ticker.tick)
+                except KeyboardInterrupt:
+                    err.print("interrupted before the soak's first chunk; nothing written")
+                    raise typer.Exit(EXIT_INTERRUPTED) from None
+        else:
+            with RichProgress(err) as progress:
+                result = execute_sweep(plan, progress)
     except bad_input as exc:
         raise fail(str(exc)) from None
 
@@ -297,6 +390,8 @@ def measure_cmd(
         err.print("interrupted before any point finished; nothing written")
         raise typer.Exit(EXIT_INTERRUPTED)
     out.print(summary_table(run))
+    if run.soak is not None:
+        out.print(soak_table(run))
     path = save_run(run, out_dir)
     if old is not None and resume is not None and resume.resolve() != path.resolve():
         resume.unlink(missing_ok=True)  # superseded: every point of it is in the new file

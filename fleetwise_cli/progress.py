@@ -52,3 +52,32 @@ class RichProgress(SweepProgress):
 
     def point_done(self, point: Point) -> None:
         self._bar.advance(self._task)
+
+
+class SoakProgress:
+    """A time bar for a soak: seconds done of the total, elapsed and ETA."""
+
+    def __init__(self, console: Console, total_s: float) -> None:
+        self._bar = Progress(
+            TextColumn("soak"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task = self._bar.add_task("soak", total=total_s)
+
+    def __enter__(self) -> SoakProgress:
+        self._bar.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._bar.stop()
+
+    def tick(self, elapsed_s: float) -> None:
+        self._bar.update(self._task, completed=elapsed_s)

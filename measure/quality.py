@@ -19,6 +19,10 @@ from measure.workloads import BuiltWorkload
 QUALITY_ITEMS = 32
 ITEM_FALLBACKS = (QUALITY_ITEMS, 8, 1)  # fewer items when the reference batch does not fit in memory
 REFERENCE = "fp32 with tf32 disabled, same device, same weights"
+INPUTS_DOC = (
+    f"up to {QUALITY_ITEMS} items of the workload's random inputs (fixed seed; fewer when the reference batch "
+    "runs out of memory); random weights, so this is a numeric-error proxy, not task accuracy"
+)
 
 
 def _first_tensor(out: Any) -> torch.Tensor:

@@ -243,3 +243,38 @@ def thin(samples: ArrayLike, cap: int) -> tuple[list[float], int]:
         return arr.tolist(), 1
     stride = int(np.ceil(arr.size / cap))
     return arr[::stride].tolist(), stride
+
+
+# Soak: the first minutes (boost clocks, cold device) against the rest, per window. Flagged when a rank test
+# says they differ and the difference is large enough to change a capacity plan.
+SOAK_ALPHA = 0.01
+SOAK_MIN_RELATIVE_CHANGE = 0.02
+
+
+@dataclass(frozen=True)
+class EarlyVsRest:
+    """Medians of the early and later windows, their relative change, and the rank test's verdict."""
+
+    early_median: float
+    rest_median: float
+    relative_change: float
+    p_value: float | None
+    significant: bool
+
+
+def early_vs_rest(
+    early: ArrayLike,
+    rest: ArrayLike,
+    alpha: float = SOAK_ALPHA,
+    min_relative_change: float = SOAK_MIN_RELATIVE_CHANGE,
+) -> EarlyVsRest:
+    """Two-sided Mann-Whitney U on per-window values; significant only if also >= min_relative_change."""
+    a, b = as_array(early), as_array(rest)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("need at least one window on each side")
+    ma, mb = float(np.median(a)), float(np.median(b))
+    rel = (mb - ma) / ma if ma != 0 else 0.0
+    if a.size < 2 or b.size < 2:
+        return EarlyVsRest(ma, mb, rel, None, False)
+    p = float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    return EarlyVsRest(ma, mb, rel, p, p < alpha and abs(rel) >= min_relative_change)

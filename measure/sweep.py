@@ -708,8 +708,7 @@ def execute_sweep(
         idle_power=idle,
         quality=Quality(
             reference=qproxy.REFERENCE,
-            inputs=f"{qproxy.QUALITY_ITEMS} items of the workload's random inputs (fixed seed); random weights, "
-            "so this is a numeric-error proxy, not task accuracy",
+            inputs=qproxy.INPUTS_DOC,
             entries=entries,
         )
         if entries

@@ -441,6 +441,7 @@ class PointMeter:
     make_sampler: Callable[[Sensor, float], Sampler] = Sampler
     marks: list[Mark] = field(default_factory=list)
     extended: bool = False
+    samples: list[Sample] = field(default_factory=list)  # every sample, kept after finish() for soak windows
     _sampler: Sampler | None = None
     _counter_error: str | None = None
 
@@ -478,10 +479,14 @@ class PointMeter:
         return f"energy window {have:.2f} s < {need:.2f} s"
 
     def finish(
-        self, steady_from: int, latencies_ms: Sequence[float], batch: int, units_per_item: float | None
+        self,
+        steady_from: int,
+        latencies_ms: Sequence[float] | np.ndarray,
+        batch: int,
+        units_per_item: float | None,
     ) -> tuple[PointTelemetry, list[str]]:
         """Stop sampling; the point's telemetry over its steady window and the flags it raises."""
-        samples = self._sampler.stop() if self._sampler else []
+        samples = self.samples = self._sampler.stop() if self._sampler else []
         error = self._sampler.error if self._sampler else "sampler never started"
         w = self._window(steady_from)
         inside = [s for s in samples if w and w[0].t_s <= s.t_s <= w[1].t_s] if w else []
@@ -523,7 +528,7 @@ class PointMeter:
         self,
         w: tuple[Mark, Mark] | None,
         inside: Sequence[Sample],
-        latencies_ms: Sequence[float],
+        latencies_ms: Sequence[float] | np.ndarray,
         batch: int,
         units_per_item: float | None,
     ) -> Energy | Unavailable:

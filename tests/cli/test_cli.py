@@ -49,6 +49,14 @@ TINY = ["-p", "in_features=16", "-p", "width=16", "-p", "layers=1", "-p", "class
         (["--workload", "no_such_pkg.mod:make"], "cannot load user workload"),
         (["--workload", "tests.measure.fake_workloads:broken"], "must return UserWorkload"),
         ([], "--workload is required"),
+        (["--workload", "mlp", "--idle-seconds", "-1"], "idle seconds"),
+        (["--workload", "mlp", "--energy-window", "0"], "energy window"),
+        (["--workload", "mlp", "--soak", "soon"], "malformed duration"),
+        (["--workload", "mlp", "--batch", "1,2", "--soak", "1m"], "--soak measures one point"),
+        (
+            ["--workload", "mlp", "--batch", "1", "--soak", "20s", "--soak-window", "10s"],
+            "fewer than 4 windows",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
@@ -234,3 +242,15 @@ def test_a_user_workload_next_to_the_user_is_measured_through_the_console_script
     run = load_run(next((tmp_path / "runs").glob("*.json")))
     assert run.workload.source == "my_model:make" and run.workload.unit == "requests"
     assert run.workload.parameters == {"hidden": 16} and run.points[0].flops_per_item == 2 * 16 * 16
+
+
+def test_a_soak_from_the_command_line_prints_windows_and_a_verdict(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    args = ["measure", "-w", "mlp", *TINY, "--batch", "4", "--soak", "2s", "--soak-window", "0.5s"]
+    result = runner.invoke(app, [*args, "--idle-seconds", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (path,) = out.glob("*.json")
+    run = load_run(path)
+    assert run.soak is not None and len(run.soak.windows) >= 3
+    assert "soak:" in result.output and run.soak.verdict.split(":")[0] in result.output.replace("\n", " ")
+    assert result.output.strip().endswith(path.name)
