@@ -130,6 +130,8 @@ def show_cmd(path: Path = typer.Argument(..., help="a run file")) -> None:
         soft_wrap=True,
     )
     out.print(summary_table(run))
+    if run.soak is not None:
+        out.print(soak_table(run))
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -307,6 +309,9 @@ def measure_cmd(
     energy_window: float = typer.Option(
         2.0, help="minimum energy window per point, seconds (longer when the counter is coarse)"
     ),
+    energy_error: float = typer.Option(
+        0.02, help="bound on the energy counter's step error per point (window >= update period / this)"
+    ),
     soak: str = typer.Option(None, help="run ONE point for this long (e.g. 30m, 90s, 1h) in soak mode"),
     soak_window: str = typer.Option("10s", help="soak window length"),
     out_dir: Path = typer.Option(Path("data/runs"), "--out", help="folder for the run file"),
@@ -360,6 +365,7 @@ def measure_cmd(
                 threads=threads,
                 idle_seconds=idle_seconds,
                 energy_min_window_s=energy_window,
+                energy_quantization_target=energy_error,
             )
         from fleetwise_cli.progress import RichProgress, SoakProgress
         from measure.soak import check_soak, parse_duration, run_soak

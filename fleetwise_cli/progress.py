@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Self
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -18,23 +20,26 @@ from measure.run import Point
 from measure.sweep import Progress as SweepProgress
 
 
-class RichProgress(SweepProgress):
-    """Sweep callbacks drawn as one bar: points done of total, elapsed, ETA, and the current point."""
+class _Bar:
+    """A rich progress bar on a console, started and stopped as a context manager."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *columns: ProgressColumn | str, total: float | None = None) -> None:
         self._bar = Progress(
-            TextColumn("{task.description}"),
+            *columns,
             BarColumn(),
-            MofNCompleteColumn(),
+            *self.count_columns(),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=console,
             transient=False,
         )
-        self._task = self._bar.add_task("measuring", total=None)
+        self._task = self._bar.add_task("", total=total)
 
-    def __enter__(self) -> RichProgress:
+    def count_columns(self) -> list[ProgressColumn]:
+        return [MofNCompleteColumn()]
+
+    def __enter__(self) -> Self:
         self._bar.start()
         return self
 
@@ -42,6 +47,13 @@ class RichProgress(SweepProgress):
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._bar.stop()
+
+
+class RichProgress(_Bar, SweepProgress):
+    """Sweep callbacks drawn as one bar: points done of total, elapsed, ETA, and the current point."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console, TextColumn("{task.description}"))
 
     def start(self, total: int) -> None:
         self._bar.update(self._task, total=total)
@@ -54,30 +66,14 @@ class RichProgress(SweepProgress):
         self._bar.advance(self._task)
 
 
-class SoakProgress:
+class SoakProgress(_Bar):
     """A time bar for a soak: seconds done of the total, elapsed and ETA."""
 
     def __init__(self, console: Console, total_s: float) -> None:
-        self._bar = Progress(
-            TextColumn("soak"),
-            BarColumn(),
-            TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self._task = self._bar.add_task("soak", total=total_s)
+        super().__init__(console, TextColumn("soak"), total=total_s)
 
-    def __enter__(self) -> SoakProgress:
-        self._bar.start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._bar.stop()
+    def count_columns(self) -> list[ProgressColumn]:
+        return [TextColumn("{task.completed:.0f}/{task.total:.0f} s")]
 
     def tick(self, elapsed_s: float) -> None:
         self._bar.update(self._task, completed=elapsed_s)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from measure.engine import ClockProbe, ClockReading
-from measure.nvml import NvmlDevice, load_nvml, sm_clock_and_reasons
+from measure.nvml import open_device, sm_clock_and_reasons
 from measure.run import Unavailable, unavailable
 
 
@@ -35,12 +35,9 @@ def cpu_probe(sys_root: Path = Path("/sys")) -> tuple[ClockProbe | None, str]:
 
 def gpu_probe(index: int, uuid: str | None, nvml_module: Any | None = None) -> tuple[ClockProbe | None, str]:
     """SM clock and clock-event reasons from NVML, or None and why they cannot be read."""
-    nvml, why = load_nvml(nvml_module)
-    if nvml is None:
+    dev, why = open_device(index, uuid, nvml_module)
+    if dev is None:
         return None, why
-    dev = NvmlDevice.open(nvml, uuid, index)
-    if isinstance(dev, Unavailable):
-        return None, dev.unavailable
     try:
         sm_clock_and_reasons(dev)
     except Exception as exc:

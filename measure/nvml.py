@@ -130,3 +130,16 @@ def sm_clock_and_reasons(dev: NvmlDevice) -> tuple[float, list[str]]:
     """Current SM clock (MHz) and active clock-event reasons; raises NVML's error when unreadable."""
     mhz = float(dev.nvml.nvmlDeviceGetClockInfo(dev.handle, dev.nvml.NVML_CLOCK_SM))
     return mhz, decode_reasons(reasons_mask(dev.nvml, dev.handle))
+
+
+def open_device(
+    index: int, uuid: str | None, nvml_module: Any | None = None
+) -> tuple[NvmlDevice | None, str]:
+    """Initialise NVML and open one GPU (by UUID when known), or None and why not."""
+    nvml, why = load_nvml(nvml_module)
+    if nvml is None:
+        return None, why
+    dev = NvmlDevice.open(nvml, uuid, index)
+    if isinstance(dev, Unavailable):
+        return None, dev.unavailable
+    return dev, ""

@@ -34,16 +34,16 @@ from measure.run import (
 )
 from measure.sweep import (
     FLEETWISE_VERSION,
+    QualityProbe,
     SweepError,
     SweepPlan,
     SweepResult,
-    _compile,
-    _meter,
-    _QualityProbe,
-    _workload_record,
     build_point,
+    compile_prepared,
     idle_power_for,
     make_step,
+    point_meter,
+    workload_record,
 )
 
 EARLY_MAX_S = 120.0  # "the first minutes": at most two minutes, at most a fifth of the soak
@@ -176,12 +176,12 @@ def verdict(ws: list[SoakWindow], early_s: float) -> tuple[list[SoakComparison],
         )
     tput = next(c for c in comps if c.quantity == "throughput_items_per_s")
     differs = [COMPARED[c.quantity] for c in comps if c.significant]
-    head = f"first {early_s:g} s vs the remaining {ws[-1].end_s - early_s:.0f} s"
+    head = f"first {early_s:.3g} s vs the remaining {ws[-1].end_s - early_s:.0f} s"
     p = "n/a" if tput.p_value is None else f"{tput.p_value:.2g}"
     if tput.significant:
         text = (
             f"peak differs from steady state: throughput {tput.relative_change:+.1%} after the first "
-            f"{early_s:g} s ({tput.early_median:.4g} -> {tput.rest_median:.4g} items/s, Mann-Whitney p={p}); "
+            f"{early_s:.3g} s ({tput.early_median:.4g} -> {tput.rest_median:.4g} items/s, Mann-Whitney p={p}); "
             f"plan with the steady figure"
         )
     else:
@@ -209,10 +209,10 @@ def run_soak(
     if reason is not None:
         raise SweepError(f"cannot soak {precision}: {reason}")
     idle = idle_power_for(sweep)
-    prepared = _compile(prepare(precision, built.module, device), request.compile_mode)
-    q = _QualityProbe(sweep).entry(precision, seq, prepared)
+    prepared = compile_prepared(prepare(precision, built.module, device), request.compile_mode)
+    q = QualityProbe(sweep).entry(precision, seq, prepared)
     timer, _ = device.timer(request.scope, request.l2_flush)
-    meter = _meter(sweep, idle)
+    meter = point_meter(sweep, idle)
     chunks: list[np.ndarray] = []
     readings: list[tuple[int, ClockReading]] = []
     interrupted = False
@@ -298,7 +298,7 @@ def run_soak(
             "notes": [
                 *sweep.methodology.notes,
                 f"soak: one point run back to back for {duration_s:g} s, cut into {window_s:g} s windows at "
-                f"synchronised chunk edges; windows starting before {early_s:g} s are 'early' and compared "
+                f"synchronised chunk edges; windows starting before {early_s:.3g} s are 'early' and compared "
                 f"with the rest by a two-sided Mann-Whitney U test (alpha {stats.SOAK_ALPHA}, practical "
                 f"threshold {stats.SOAK_MIN_RELATIVE_CHANGE:.0%})",
             ]
@@ -310,7 +310,7 @@ def run_soak(
         command=sweep.command,
         methodology=methodology,
         stack=sweep.stack,
-        workload=_workload_record(built),
+        workload=workload_record(built),
         sweep=SweepSpec(
             precisions=[precision],
             batch_sizes=[batch],

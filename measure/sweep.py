@@ -110,6 +110,7 @@ class SweepRequest:
     threads: int | None = None
     idle_seconds: float = tm.IDLE_SECONDS
     energy_min_window_s: float = tm.MIN_ENERGY_WINDOW_S
+    energy_quantization_target: float = tm.ENERGY_QUANTIZATION_TARGET
 
 
 class Progress:
@@ -358,7 +359,7 @@ def methodology_for(request: SweepRequest, timer_name: str) -> Methodology:
         energy_policy=ENERGY_POLICY.format(
             hz=1 / tm.SAMPLE_INTERVAL_S,
             min_window=request.energy_min_window_s,
-            target=tm.ENERGY_QUANTIZATION_TARGET,
+            target=request.energy_quantization_target,
             idle=request.idle_seconds,
         ),
     )
@@ -376,7 +377,8 @@ ENERGY_POLICY = (
 )
 
 
-def _workload_record(built: BuiltWorkload) -> WorkloadRecord:
+def workload_record(built: BuiltWorkload) -> WorkloadRecord:
+    """The run file's record of a built workload."""
     return WorkloadRecord(
         name=built.name,
         source=built.source,
@@ -445,7 +447,8 @@ def compile_mode_of(description: str) -> str:
     return description.removeprefix("torch.compile(mode=").removesuffix(")")
 
 
-def _compile(prepared: Prepared, mode: str) -> Prepared:
+def compile_prepared(prepared: Prepared, mode: str) -> Prepared:
+    """The prepared module wrapped in torch.compile for a --compile mode (unchanged for 'none')."""
     if mode == "none":
         return prepared
     compiled = torch.compile(prepared.module, mode=None if mode == "default" else mode, dynamic=False)
@@ -492,6 +495,8 @@ def plan_sweep(
         raise SweepError(f"idle seconds must be in 0..600, got {request.idle_seconds:g}")
     if not (0 < request.energy_min_window_s <= 120):
         raise SweepError(f"energy window must be in (0, 120] seconds, got {request.energy_min_window_s:g}")
+    if not (0 < request.energy_quantization_target < 1):
+        raise SweepError(f"energy error bound must be in (0, 1), got {request.energy_quantization_target:g}")
     device = parse_device(request.device)
     built = built or build(request.workload, request.params)
     if request.seq_lens and not built.has_seq_len:
@@ -552,16 +557,22 @@ def idle_power_for(sweep: SweepPlan) -> IdlePower | Unavailable:
     return tm.measure_idle(sweep.sensor, sweep.request.idle_seconds)
 
 
-def _meter(sweep: SweepPlan, idle: IdlePower | Unavailable) -> tm.PointMeter | None:
+def point_meter(sweep: SweepPlan, idle: IdlePower | Unavailable) -> tm.PointMeter | None:
+    """A meter for one point, with the counter update period found during the idle phase; None: no sensor."""
     if sweep.sensor is None:
         return None
     period = (
         idle.counter_update_ms / 1000.0 if isinstance(idle, IdlePower) and idle.counter_update_ms else None
     )
-    return tm.PointMeter(sweep.sensor, period, min_window_s=sweep.request.energy_min_window_s)
+    return tm.PointMeter(
+        sweep.sensor,
+        period,
+        min_window_s=sweep.request.energy_min_window_s,
+        quantization_target=sweep.request.energy_quantization_target,
+    )
 
 
-class _QualityProbe:
+class QualityProbe:
     """Reference inputs and strict-fp32 outputs per sequence length, computed once, on first use."""
 
     def __init__(self, sweep: SweepPlan) -> None:
@@ -619,7 +630,7 @@ def execute_sweep(
     progress.start(len(plan))
     interrupted = False
     idle: IdlePower | Unavailable = unavailable("not measured: interrupted before the sweep")
-    probe_q = _QualityProbe(sweep)
+    probe_q = QualityProbe(sweep)
     try:
         idle = idle_power_for(sweep)
         for precision in request.precisions:
@@ -631,7 +642,9 @@ def execute_sweep(
             )
             if todo and reason is None:
                 try:
-                    prepared = _compile(prepare(precision, built.module, device), request.compile_mode)
+                    prepared = compile_prepared(
+                        prepare(precision, built.module, device), request.compile_mode
+                    )
                 except Exception as exc:
                     reason = f"conversion to {precision} failed: {_first_line(exc)}"
                     fail_status = "oom" if is_oom(exc) else "unsupported"
@@ -676,7 +689,7 @@ def execute_sweep(
                             request,
                             sweep.probe,
                             sweep.clock_source,
-                            _meter(sweep, idle),
+                            point_meter(sweep, idle),
                             sweep.sensor_reason,
                         )
                     if point.status == "oom" and oom_at is None:
@@ -697,7 +710,7 @@ def execute_sweep(
         command=sweep.command,
         methodology=sweep.methodology,
         stack=sweep.stack,
-        workload=_workload_record(built),
+        workload=workload_record(built),
         sweep=SweepSpec(
             precisions=request.precisions,
             batch_sizes=request.batch_sizes,

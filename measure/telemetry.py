@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from measure.nvml import NvmlDevice, decode_reasons, load_nvml, reasons_mask
+from measure.nvml import NvmlDevice, decode_reasons, open_device, reasons_mask
 from measure.run import (
     Energy,
     EnergyMethod,
@@ -187,12 +187,9 @@ def nvml_sensor(
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[NvmlSensor | None, str]:
     """The NVML sensor of a GPU, or None and why there is none."""
-    nvml, why = load_nvml(nvml_module)
-    if nvml is None:
+    dev, why = open_device(index, uuid, nvml_module)
+    if dev is None:
         return None, why
-    dev = NvmlDevice.open(nvml, uuid, index)
-    if isinstance(dev, Unavailable):
-        return None, dev.unavailable
     sensor = NvmlSensor(dev, clock)
     if "power" in sensor.missing and "energy" in sensor.missing:
         return None, f"NVML reads neither power nor energy: {sensor.missing['power']}"

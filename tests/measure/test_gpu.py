@@ -59,3 +59,29 @@ def test_end_to_end_scope_uses_the_host_clock() -> None:
     run = run_sweep(req, command=["test"]).run
     assert run.methodology.timer == "perf_counter_ns+synchronize"
     assert run.points[0].status in ("ok", "unstable")
+
+
+def test_nvml_telemetry_gives_idle_power_energy_per_item_clocks_and_reasons() -> None:
+    from measure.run import Energy, IdlePower, PointTelemetry, PowerStats, Stat
+
+    req = SweepRequest(
+        "mlp",
+        {"width": 1024, "layers": 4, "in_features": 1024, "classes": 1024},
+        "cuda",
+        ["bf16"],
+        [256],
+        sampling=FAST,
+        scope="device-compute",
+        idle_seconds=1.0,
+        energy_min_window_s=1.0,
+        energy_quantization_target=0.1,
+    )
+    run = run_sweep(req, command=["test"]).run
+    assert isinstance(run.idle_power, IdlePower) and run.idle_power.power_w > 0
+    tel = run.points[0].telemetry
+    assert isinstance(tel, PointTelemetry), tel
+    assert isinstance(tel.power_w, PowerStats) and tel.power_w.mean_w > run.idle_power.power_w * 0.5
+    assert isinstance(tel.energy, Energy) and tel.energy.energy_per_item_j > 0 and tel.energy.window_s >= 1.0
+    assert isinstance(tel.sm_clock_mhz, Stat) and tel.sm_clock_mhz.min > 0
+    assert tel.sample_hz >= 10 and tel.samples >= 10
+    assert run.quality is not None and run.quality.entries[0].status == "ok"
