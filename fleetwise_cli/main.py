@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fleetwise_cli.common import EXIT_INTERRUPTED, err, fail, out
+from fleetwise_cli.simulate_cmd import simulate
 from measure.run import Point, Run, RunFileError, Unavailable, load_run, run_json_schema
 from planner.catalog import Catalog, CatalogError, scan_runs
 
@@ -28,19 +29,24 @@ app = typer.Typer(
 schema_app = typer.Typer(no_args_is_help=True, help="Print the JSON Schema of a file format.")
 app.add_typer(schema_app, name="schema")
 
-out = Console()
-if not out.is_terminal:  # pipes and CI default to 80 columns, too narrow for the summary table
-    out = Console(width=200)
-err = Console(stderr=True)
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+@schema_app.command("scenario")
+def schema_scenario() -> None:
+    """JSON Schema of the scenario file (planner/scenario.py)."""
+    from planner.scenario import scenario_json_schema
+
+    sys.stdout.write(json.dumps(scenario_json_schema(), indent=2) + "\n")
 
 
-def fail(message: str) -> typer.Exit:
-    """Print a one-line error and return the exit to raise (code 2: invalid input)."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(EXIT_BAD_INPUT)
+@schema_app.command("profile")
+def schema_profile() -> None:
+    """JSON Schema of the assumed-profile file (planner/service.py)."""
+    from planner.service import profile_json_schema
+
+    sys.stdout.write(json.dumps(profile_json_schema(), indent=2) + "\n")
+
+
+app.command("simulate")(simulate)
 
 
 @schema_app.command("run")

@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TORCH_FREE = ("measure.run", "measure.stats", "measure.engine", "planner.catalog", "fleetwise_cli.main")
+TORCH_FREE = (
+    "measure.run",
+    "measure.stats",
+    "measure.engine",
+    "measure.telemetry",
+    "planner.catalog",
+    "planner.serving",
+    "fleetwise_cli.main",
+)
 
 
 def imports_of(path: Path) -> set[str]:

@@ -254,3 +254,121 @@ def test_a_soak_from_the_command_line_prints_windows_and_a_verdict(tmp_path: Pat
     assert run.soak is not None and len(run.soak.windows) >= 3
     assert "soak:" in result.output and run.soak.verdict.split(":")[0] in result.output.replace("\n", " ")
     assert result.output.strip().endswith(path.name)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILE = str(ROOT / "profiles" / "example-accelerator.yaml")
+STEADY = str(ROOT / "scenarios" / "steady-api.yaml")
+
+
+def test_simulate_json_has_the_documented_keys_and_is_the_same_for_the_same_seed() -> None:
+    args = [
+        "simulate",
+        "--profile",
+        PROFILE,
+        "--scenario",
+        STEADY,
+        "--replicas",
+        "6",
+        "--router",
+        "jsq",
+        "--max-batch",
+        "8",
+        "--max-delay-ms",
+        "4",
+        "--requests",
+        "20000",
+        "--seed",
+        "3",
+        "--json",
+    ]
+    a, b = runner.invoke(app, args), runner.invoke(app, args)
+    assert a.exit_code == 0, a.output
+    assert a.stdout == b.stdout
+    res = json.loads(a.stdout)
+    for key in (
+        "latency_ms",
+        "queue_ms",
+        "offered_rps",
+        "throughput_rps",
+        "utilization",
+        "rejected",
+        "stable",
+        "requests_measured",
+        "energy_j_per_request",
+        "source",
+        "inputs",
+    ):
+        assert key in res, key
+    assert set(res["latency_ms"]) == {"mean", "p50", "p90", "p95", "p99", "p999"} == set(res["queue_ms"])
+    assert res["source"] == "assumed" and res["inputs"]["seed"] == 3 and res["inputs"]["router"] == "jsq"
+    assert res["energy_j_per_request"] > 0
+
+
+def test_simulate_prints_the_source_and_slo_verdicts_for_a_measured_run() -> None:
+    run = next((ROOT / "data" / "runs").glob("mlp-*.json"))
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--run",
+            str(run),
+            "--precision",
+            "fp32",
+            "--scenario",
+            STEADY,
+            "--max-batch",
+            "8",
+            "--max-delay-ms",
+            "1",
+            "--requests",
+            "5000",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "measured" in result.output
+        and "SLO p99 latency <= 100 ms" in result.output
+        and "met" in result.output
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scenario", STEADY], "exactly one of --run or --profile"),
+        (["--profile", PROFILE, "--scenario", STEADY, "--router", "smart"], "unknown router"),
+        (["--profile", PROFILE, "--scenario", STEADY, "--max-batch", "16"], "above what the model can serve"),
+        (["--profile", PROFILE, "--scenario", STEADY, "--replicas", "0"], "replicas must be"),
+        (["--profile", PROFILE, "--scenario", STEADY, "--max-delay-ms", "-1"], "max_delay"),
+        (["--profile", PROFILE, "--scenario", "/nonexistent.yaml"], "cannot read"),
+        (["--profile", STEADY, "--scenario", STEADY], "not an assumed profile"),
+    ],
+)
+def test_simulate_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["simulate", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_an_invalid_scenario_file_names_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\narrivals: {process: poisson, rate_rps: 0}\nrequests: 10\n")
+    result = runner.invoke(app, ["simulate", "--profile", PROFILE, "--scenario", str(bad)])
+    assert result.exit_code == 2 and "arrivals.poisson.rate_rps" in result.output
+
+
+def test_overload_says_stable_false_instead_of_percentiles() -> None:
+    result = runner.invoke(
+        app, ["simulate", "--profile", PROFILE, "--scenario", STEADY, "--requests", "2000", "--json"]
+    )
+    res = json.loads(result.stdout)
+    assert (
+        res["stable"] is False and res["latency_ms"] is None and res["sustainable_rps"] < res["offered_rps"]
+    )
+
+
+def test_schema_scenario_and_profile_print_json_schemas() -> None:
+    for kind, field in (("scenario", "arrivals"), ("profile", "points")):
+        result = runner.invoke(app, ["schema", kind])
+        assert result.exit_code == 0 and field in json.loads(result.stdout)["properties"]

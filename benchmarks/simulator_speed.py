@@ -1,0 +1,83 @@
+"""Simulator speed: simulated requests per wall-second, end to end (traffic generation, simulation, metrics).
+
+Cases: one replica with dynamic batching; 8 replicas under every router; 64 replicas. Each case runs
+`--repeats` times and the median is reported (shared machines are noisy). Load is about 70% of what the
+replicas sustain, with batches of up to 8.
+
+    python benchmarks/simulator_speed.py [--requests 300000] [--repeats 3] [--million]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import simpy
+
+from planner.scenario import parse_scenario
+from planner.service import AssumedProfile, from_profile
+from planner.serving import run_simulation
+from planner.sim import BatchPolicy
+
+PROFILE = {
+    "kind": "assumed-profile",
+    "name": "bench",
+    "device": "bench",
+    "points": [
+        {"batch": b, "latency": {"dist": "lognormal", "median_ms": 4 + 1.5 * b, "sigma": 0.2}}
+        for b in (1, 2, 4, 8)
+    ],
+}
+
+
+def case(replicas: int, router: str, n: int, repeats: int) -> tuple[float, float]:
+    model = from_profile(AssumedProfile.model_validate(PROFILE))
+    policy = BatchPolicy(8, 0.002)
+    per_replica = model.sustainable_items_per_s(8)
+    rate = 0.7 * per_replica * replicas
+    sc = parse_scenario(
+        {"name": "bench", "arrivals": {"process": "poisson", "rate_rps": rate}, "requests": n}
+    )
+    speeds, batch = [], 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        r = run_simulation(sc, model, replicas, router, policy)  # type: ignore[arg-type]
+        speeds.append(n / (time.perf_counter() - t))
+        batch = r.mean_batch_size or 0.0
+    return statistics.median(speeds), batch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=300_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--million", action="store_true", help="also time one 1,000,000-request single-replica run"
+    )
+    args = ap.parse_args()
+    print(
+        f"Python {platform.python_version()}, SimPy {simpy.__version__}, {platform.processor() or platform.machine()}"
+    )
+    print(
+        f"{args.requests} requests per run, median of {args.repeats}; load 70% of sustainable; max_batch 8, 2 ms"
+    )
+    print("| replicas | router | simulated requests/s | mean batch |")
+    print("| --- | --- | --- | --- |")
+    cases = (
+        [(1, "central")]
+        + [(8, r) for r in ("central", "random", "rr", "jsq")]
+        + [(64, r) for r in ("central", "random", "jsq")]
+    )
+    for replicas, router in cases:
+        speed, batch = case(replicas, router, args.requests, args.repeats)
+        print(f"| {replicas} | {router} | {speed:,.0f} | {batch:.2f} |", flush=True)
+    if args.million:
+        t = time.perf_counter()
+        case(1, "central", 1_000_000, 1)
+        print(f"1,000,000 requests, 1 replica with batching: {time.perf_counter() - t:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Consoles, exit codes and the one-line error shared by every command."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+out = Console()
+if not out.is_terminal:  # pipes and CI default to 80 columns, too narrow for the summary table
+    out = Console(width=200)
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a one-line error and return the exit to raise (code 2: invalid input)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_BAD_INPUT)

@@ -1,0 +1,136 @@
+"""`fleetwise simulate`: replay a scenario against a measured run or an assumed profile."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from fleetwise_cli.common import fail, out
+from measure.run import RunFileError, load_run
+from planner.scenario import ScenarioError, load_scenario
+from planner.service import ServiceError, ServiceModel, from_profile, from_run, load_profile
+from planner.serving import SimResult, Summary, run_simulation
+from planner.sim import ROUTERS, BatchPolicy
+
+
+def simulate(
+    run: Path = typer.Option(None, "--run", help="a measured run file"),
+    precision: str = typer.Option(None, help="precision of the run to use (needed when it has several)"),
+    profile: Path = typer.Option(None, "--profile", help="an assumed-profile YAML (what-if, not evidence)"),
+    scenario: Path = typer.Option(..., "--scenario", help="a scenario YAML"),
+    replicas: int = typer.Option(1, help="number of replicas"),
+    router: str = typer.Option("central", help="central | random | rr | jsq"),
+    max_batch: int = typer.Option(1, help="largest batch, in items"),
+    max_delay_ms: float = typer.Option(0.0, help="how long the oldest request may wait for a fuller batch"),
+    queue_capacity: int = typer.Option(None, help="bound on queued requests per queue (default: unbounded)"),
+    requests: int = typer.Option(None, help="simulate this many arrivals (overrides the scenario's window)"),
+    seed: int = typer.Option(None, help="random seed (overrides the scenario's)"),
+    exclude_throttled: bool = typer.Option(
+        False, help="leave out points flagged power-capped, thermal-slowdown or hw-slowdown"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+) -> None:
+    """Simulate a serving fleet: latency percentiles, throughput, utilization, energy and SLOs."""
+    try:
+        if (run is None) == (profile is None):
+            raise ServiceError("give exactly one of --run or --profile")
+        if router not in ROUTERS:
+            raise ServiceError(f"unknown router {router!r}: use {', '.join(ROUTERS)}")
+        if replicas < 1 or replicas > 10_000:
+            raise ServiceError(f"replicas must be in 1..10000, got {replicas}")
+        if requests is not None and not 0 < requests <= 50_000_000:
+            raise ServiceError(f"requests must be in 1..50000000, got {requests}")
+        if seed is not None and seed < 0:
+            raise ServiceError(f"seed must be >= 0, got {seed}")
+        sc = load_scenario(scenario)
+        model: ServiceModel
+        if run is not None:
+            flags = frozenset(
+                {"power-capped", "thermal-slowdown", "hw-slowdown"} if exclude_throttled else set()
+            )
+            model = from_run(load_run(run), precision, flags)
+        else:
+            if precision is not None:
+                raise ServiceError("--precision applies to --run only")
+            model = from_profile(load_profile(profile))
+        policy = BatchPolicy(max_batch, max_delay_ms / 1000.0, queue_capacity)
+        result = run_simulation(
+            sc,
+            model,
+            replicas,
+            router,  # type: ignore[arg-type]
+            policy,
+            requests=requests,
+            seed=seed,
+            extra_inputs={
+                "run": str(run) if run else None,
+                "profile": str(profile) if profile else None,
+                "precision": precision,
+            },
+        )
+    except (ScenarioError, ServiceError, RunFileError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=1) + "\n")
+        return
+    print_result(result)
+
+
+def _ms(s: Summary | None, key: str) -> str:
+    return "-" if s is None else f"{getattr(s, key):.4g}"
+
+
+def print_result(r: SimResult) -> None:
+    """Human-readable result: source first, then latency, throughput, utilization, energy, SLOs, warnings."""
+    tag = "[bold yellow]ASSUMED, NOT MEASURED[/]" if r.source == "assumed" else "[green]measured[/]"
+    i = r.inputs
+    out.print(
+        f"{tag}: {escape(r.source_label)}\n"
+        f"scenario {escape(str(i['scenario']))}: {i['replicas']} replica(s), router {i['router']}, "
+        f"max_batch {i['max_batch']}, max_delay {i['max_delay_ms']:g} ms, seed {i['seed']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if not r.stable:
+        out.print(
+            f"[bold red]stable: false[/] offered {r.offered_rps:.4g} req/s >= sustainable {r.sustainable_rps:.4g} "
+            f"req/s: add replicas or raise max_batch",
+            highlight=False,
+        )
+    else:
+        t = Table(title=f"{r.requests_measured} requests measured ({escape(r.transient_rule)})")
+        t.add_column("ms")
+        for k in ("mean", "p50", "p90", "p95", "p99", "p999"):
+            t.add_column(k)
+        for name, s, ci in (
+            ("latency", r.latency_ms, r.latency_ci95_halfwidth_ms),
+            ("queueing", r.queue_ms, r.queue_ci95_halfwidth_ms),
+        ):
+            t.add_row(name, *(_ms(s, k) for k in ("mean", "p50", "p90", "p95", "p99", "p999")))
+            if ci is not None:
+                t.add_row("  ±95% CI", *(_ms(ci, k) for k in ("mean", "p50", "p90", "p95", "p99", "p999")))
+        out.print(t)
+        util = r.utilization or 0.0
+        energy = (
+            f"{r.energy_j_per_request:.4g} J/request, {r.energy_j_per_unit:.4g} J/{r.unit.rstrip('s')}"
+            if r.energy_j_per_request is not None and r.energy_j_per_unit is not None
+            else escape(r.energy_note)
+        )
+        out.print(
+            f"offered {r.offered_rps:.4g} req/s, throughput {r.throughput_rps or 0:.4g} req/s, sustainable "
+            f"{r.sustainable_rps:.4g} req/s; utilization {util:.1%}; mean batch {r.mean_batch_size or 0:.3g}; "
+            f"rejected {r.rejected}; energy: {energy}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for c in r.slo:
+        mark = "[green]met[/]" if c.met else "[red]MISSED[/]"
+        obs = "-" if c.observed_ms is None else f"{c.observed_ms:.4g} ms"
+        out.print(f"SLO {escape(c.slo)}: {obs} {mark}", highlight=False)
+    for w in r.warnings:
+        out.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)

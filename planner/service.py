@@ -1,0 +1,365 @@
+"""Service-time models: how long a batch takes, from a measured run or from an assumed profile.
+
+Measured: the service time of a batch of b items is drawn from the steady-state latencies measured at b.
+Between measured batch sizes, the distribution of the nearest measured size (in log-batch distance) is
+scaled by the ratio of medians, where the median is a monotone PCHIP interpolation of the measured medians
+(made non-decreasing first). Batches above the largest measured size are refused (an OOM or an untested
+size is a hard limit). Batches below the smallest measured size use that size's distribution unscaled
+(conservative: a smaller batch is never assumed faster than what was measured).
+
+Assumed profiles are what-if inputs for hardware nobody has measured; everything computed from them is
+labelled `assumed`. Schema history of the profile file: 1 - first version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from scipy.interpolate import PchipInterpolator
+
+from measure.run import PointTelemetry, PowerStats, Run
+from planner.scenario import ScenarioError, format_validation_error, read_yaml
+
+Source = Literal["measured", "assumed"]
+
+
+class ServiceError(ValueError):
+    """A service model that cannot be built, or a batch it cannot serve; the message says why."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Deterministic(_Model):
+    """Always `ms`."""
+
+    dist: Literal["deterministic"]
+    ms: float = Field(gt=0)
+
+
+class Exponential(_Model):
+    """Exponential with the given mean."""
+
+    dist: Literal["exponential"]
+    mean_ms: float = Field(gt=0)
+
+
+class LogNormalLatency(_Model):
+    """Lognormal with the given median and log-scale sigma."""
+
+    dist: Literal["lognormal"]
+    median_ms: float = Field(gt=0)
+    sigma: float = Field(gt=0)
+
+
+class EmpiricalLatency(_Model):
+    """Draws (with replacement) from the listed samples."""
+
+    dist: Literal["empirical"]
+    samples_ms: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+
+
+LatencyDist = Annotated[
+    Deterministic | Exponential | LogNormalLatency | EmpiricalLatency, Field(discriminator="dist")
+]
+
+
+class ProfilePoint(_Model):
+    """The latency distribution of one batch size (and sequence length, for token workloads)."""
+
+    batch: int = Field(gt=0)
+    seq_len: int | None = Field(default=None, gt=0)
+    latency: LatencyDist
+
+
+class ProfilePower(_Model):
+    """Assumed power: idle, and busy by batch size (interpolated between the listed sizes)."""
+
+    idle: float = Field(ge=0)
+    busy: dict[int, Annotated[float, Field(ge=0)]] = Field(min_length=1)
+
+
+class AssumedProfile(_Model):
+    """A what-if device described by assumed latency distributions; never evidence."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["assumed-profile"]
+    name: str = Field(min_length=1)
+    device: str = Field(min_length=1, description="the key the price book uses")
+    unit: str = "requests"
+    units_per_item: float = Field(default=1.0, gt=0)
+    points: list[ProfilePoint] = Field(min_length=1)
+    power_w: ProfilePower | None = None
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _unique(self) -> AssumedProfile:
+        keys = [(p.seq_len, p.batch) for p in self.points]
+        if len(set(keys)) != len(keys):
+            raise ValueError("two points share a batch size (and sequence length)")
+        return self
+
+
+def load_profile(path: str | Path) -> AssumedProfile:
+    """Read and validate an assumed-profile YAML file."""
+    data = read_yaml(path)
+    if not isinstance(data, dict) or data.get("kind") != "assumed-profile":
+        raise ScenarioError(f"{path}: not an assumed profile (needs kind: assumed-profile)")
+    try:
+        return AssumedProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(f"{path}: invalid profile: {format_validation_error(exc)}") from None
+
+
+def profile_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the assumed-profile file."""
+    return AssumedProfile.model_json_schema()
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+Draw = Callable[[np.random.Generator, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class BatchLatency:
+    """The latency distribution at one batch size: its median, mean and a sampler (ms)."""
+
+    batch: int
+    median_ms: float
+    mean_ms: float
+    draw: Draw
+
+
+def _dist_latency(
+    batch: int, d: Deterministic | Exponential | LogNormalLatency | EmpiricalLatency
+) -> BatchLatency:
+    if isinstance(d, Deterministic):
+        return BatchLatency(batch, d.ms, d.ms, lambda rng, k: np.full(k, d.ms))
+    if isinstance(d, Exponential):
+        return BatchLatency(
+            batch, d.mean_ms * np.log(2), d.mean_ms, lambda rng, k: rng.exponential(d.mean_ms, k)
+        )
+    if isinstance(d, LogNormalLatency):
+        mu = np.log(d.median_ms)
+        return BatchLatency(
+            batch,
+            d.median_ms,
+            float(np.exp(mu + d.sigma**2 / 2)),
+            lambda rng, k: rng.lognormal(mu, d.sigma, k),
+        )
+    s = np.asarray(d.samples_ms, dtype=np.float64)
+    return _samples_latency(batch, s)
+
+
+def _samples_latency(batch: int, s: np.ndarray) -> BatchLatency:
+    return BatchLatency(
+        batch, float(np.median(s)), float(s.mean()), lambda rng, k: s[rng.integers(0, s.size, k)]
+    )
+
+
+@dataclass
+class LatencyTable:
+    """Latency by batch size for one sequence length, with the interpolation rule of the module docstring."""
+
+    points: list[BatchLatency]  # sorted by batch
+    _median: PchipInterpolator | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.points.sort(key=lambda p: p.batch)
+        if len(self.points) >= 2:
+            b = np.array([p.batch for p in self.points], dtype=np.float64)
+            med = np.maximum.accumulate([p.median_ms for p in self.points])  # non-decreasing in batch
+            self._median = PchipInterpolator(b, med)
+
+    @property
+    def max_batch(self) -> int:
+        return self.points[-1].batch
+
+    def base(self, b: int) -> tuple[BatchLatency, float]:
+        """The measured distribution used for a batch of b and the factor its samples are scaled by."""
+        exact = next((p for p in self.points if p.batch == b), None)
+        if exact is not None:
+            return exact, 1.0
+        if b > self.max_batch:
+            raise ServiceError(f"batch {b} is above the largest measured batch {self.max_batch}")
+        if b < self.points[0].batch or self._median is None:
+            return self.points[0], 1.0
+        near = min(self.points, key=lambda p: abs(np.log(p.batch) - np.log(b)))
+        return near, float(self._median(b)) / near.median_ms
+
+    def mean_ms(self, b: int) -> float:
+        p, scale = self.base(b)
+        return p.mean_ms * scale
+
+
+@dataclass
+class ServiceModel:
+    """What the simulator needs from a device: batch service times, limits, power; and where they come from."""
+
+    source: Source
+    label: str
+    evidence: str  # run id or profile name: what to look at to check these numbers
+    unit: str
+    units_per_item: float | None  # None: per-request units come from the sequence length (tokens)
+    tables: dict[int | None, LatencyTable]  # by sequence length (None: the workload has none)
+    max_batch: int
+    limit_reason: str
+    idle_power_w: float | None
+    busy_power: Callable[[int], float] | None
+    power_reason: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def seq_lens(self) -> list[int]:
+        return sorted(s for s in self.tables if s is not None)
+
+    def table_for(self, seq_len: int | None) -> tuple[LatencyTable, bool]:
+        """The table for a batch whose longest sequence is seq_len, and whether it exceeded every measured one."""
+        if None in self.tables or seq_len is None:
+            return self.tables[None] if None in self.tables else self.tables[max(self.seq_lens)], False
+        for s in self.seq_lens:
+            if seq_len <= s:
+                return self.tables[s], False
+        return self.tables[max(self.seq_lens)], True
+
+    def mean_service_s(self, b: int, seq_len: int | None = None) -> float:
+        return self.table_for(seq_len)[0].mean_ms(b) / 1000.0
+
+    def sustainable_items_per_s(self, max_batch: int, seq_len: int | None = None) -> float:
+        """The most items/s one replica can serve with batches of at most max_batch (back to back)."""
+        return max(b / self.mean_service_s(b, seq_len) for b in range(1, max_batch + 1))
+
+    def sampler(self, rng: np.random.Generator) -> BatchSampler:
+        return BatchSampler(self, rng)
+
+
+class BatchSampler:
+    """Draws batch service times in seconds from per-(sequence, batch) buffers refilled in blocks."""
+
+    BLOCK = 2048
+
+    def __init__(self, model: ServiceModel, rng: np.random.Generator) -> None:
+        self.model, self.rng = model, rng
+        self._buf: dict[tuple[int | None, int], tuple[list[float], list[int]]] = {}
+        self.seq_over = 0
+
+    def draw(self, b: int, seq_len: int | None = None) -> float:
+        key = (seq_len, b)
+        entry = self._buf.get(key)
+        if entry is None or entry[1][0] >= len(entry[0]):
+            table, _ = self.model.table_for(seq_len)
+            base, scale = table.base(b)
+            entry = ((base.draw(self.rng, self.BLOCK) * (scale / 1000.0)).tolist(), [0])
+            self._buf[key] = entry
+        if seq_len is not None and self.model.seq_lens and seq_len > self.model.seq_lens[-1]:
+            self.seq_over += 1
+        i = entry[1][0]
+        entry[1][0] = i + 1
+        return entry[0][i]
+
+
+def _pchip_power(points: dict[int, float]) -> Callable[[int], float]:
+    bs = sorted(points)
+    if len(bs) == 1:
+        only = points[bs[0]]
+        return lambda b: only
+    f = PchipInterpolator(np.array(bs, dtype=np.float64), np.array([points[b] for b in bs]))
+    lo, hi = bs[0], bs[-1]
+    return lambda b: float(f(min(max(b, lo), hi)))
+
+
+def from_profile(profile: AssumedProfile) -> ServiceModel:
+    """A service model from an assumed profile (labelled assumed, never measured)."""
+    tables: dict[int | None, list[BatchLatency]] = {}
+    for p in profile.points:
+        tables.setdefault(p.seq_len, []).append(_dist_latency(p.batch, p.latency))
+    if None in tables and len(tables) > 1:
+        raise ServiceError("a profile either gives seq_len on every point or on none")
+    built = {s: LatencyTable(v) for s, v in tables.items()}
+    max_b = min(t.max_batch for t in built.values())
+    pw = profile.power_w
+    return ServiceModel(
+        source="assumed",
+        label=f"assumed profile {profile.name} ({profile.device})",
+        evidence=f"assumed-profile:{profile.name}",
+        unit=profile.unit,
+        units_per_item=None if None not in built else profile.units_per_item,
+        tables=built,
+        max_batch=max_b,
+        limit_reason=f"the profile lists batches up to {max_b}",
+        idle_power_w=pw.idle if pw else None,
+        busy_power=_pchip_power(pw.busy) if pw else None,
+        power_reason="" if pw else "the profile gives no power",
+    )
+
+
+def from_run(
+    run: Run, precision: str | None = None, exclude_flags: frozenset[str] = frozenset()
+) -> ServiceModel:
+    """A service model from a measured run's ok points at one precision."""
+    ok_all = [p for p in run.points if p.status == "ok" and p.raw_latencies_ms]
+    precisions = sorted({p.precision for p in ok_all})
+    if precision is None:
+        if len(precisions) != 1:
+            raise ServiceError(
+                f"run {run.short_id()} has ok points in {', '.join(precisions) or 'no precision'}: pick --precision"
+            )
+        precision = precisions[0]
+    ok = [p for p in ok_all if p.precision == precision and not (set(p.flags) & exclude_flags)]
+    if not ok:
+        raise ServiceError(
+            f"run {run.short_id()} has no ok point at {precision} (has: {', '.join(precisions)})"
+        )
+    tables: dict[int | None, list[BatchLatency]] = {}
+    for p in ok:
+        tables.setdefault(p.seq_len, []).append(
+            _samples_latency(p.batch_size, np.asarray(p.raw_latencies_ms, dtype=np.float64))
+        )
+    built = {s: LatencyTable(v) for s, v in tables.items()}
+    max_b = min(t.max_batch for t in built.values())
+    larger = sorted(
+        (p for p in run.points if p.precision == precision and p.status == "oom" and p.batch_size > max_b),
+        key=lambda p: p.batch_size,
+    )
+    limit = f"largest ok batch measured at {precision} is {max_b}" + (
+        f"; batch {larger[0].batch_size} ran out of memory" if larger else ""
+    )
+    idle = run.idle_power
+    busy: dict[int, list[float]] = {}
+    for p in ok:
+        tel = p.telemetry
+        if isinstance(tel, PointTelemetry) and isinstance(tel.power_w, PowerStats):
+            busy.setdefault(p.batch_size, []).append(tel.power_w.mean_w)
+    idle_w = getattr(idle, "power_w", None)
+    if idle is None:
+        reason = "the run predates power telemetry (format version 1)"
+    elif idle_w is None:
+        reason = f"idle power unavailable: {getattr(idle, 'unavailable', '')}"
+    elif not busy:
+        reason = "no point has a power reading"
+    else:
+        reason = ""
+    workload = run.workload
+    upi = {p.units_per_item for p in ok}
+    return ServiceModel(
+        source="measured",
+        label=f"{workload.name} {precision} on {run.stack.device_name} (run {run.short_id()})",
+        evidence=f"run:{run.id}",
+        unit=workload.unit,
+        units_per_item=None
+        if workload.has_seq_len
+        else (upi.pop() if len(upi) == 1 and None not in upi else 1.0),
+        tables=built,
+        max_batch=max_b,
+        limit_reason=limit,
+        idle_power_w=idle_w if not reason else None,
+        busy_power=_pchip_power({b: float(np.mean(v)) for b, v in busy.items()}) if not reason else None,
+        power_reason=reason,
+    )

@@ -1,0 +1,307 @@
+"""Scenario x service model x serving config -> a simulation result with percentiles, CIs, energy and SLOs.
+
+The transient rule: the system starts empty, so the first `warmup_fraction` of the arrivals (10% by default,
+by arrival order) are simulated but not counted. Stability is judged before simulating: when the mean
+offered load reaches what the replicas can sustain with back-to-back batches of `max_batch`, the queue grows
+without bound and the result is `stable: false` with the sustainable rate, never percentiles of that queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from scipy import stats as sps
+
+from planner.scenario import Scenario, Slo
+from planner.service import ServiceError, ServiceModel, Source
+from planner.sim import BatchPolicy, Router, simulate
+from planner.traffic import Requests, generate
+
+CI_BATCHES = 20
+MIN_FOR_CI = 20 * CI_BATCHES
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+
+class Summary(_Out):
+    """Mean and percentiles in milliseconds (type-7 percentiles over the measured requests)."""
+
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    p999: float
+
+
+class SloCheck(_Out):
+    """One SLO against the simulation: observed value, its CI upper end, and whether it is met."""
+
+    slo: str
+    metric: str
+    percentile: float
+    threshold_ms: float
+    observed_ms: float | None
+    ci95_high_ms: float | None
+    met: bool
+    margin_ms: float | None  # threshold - observed: negative when missed
+
+
+class SimResult(_Out):
+    """Everything a simulation reports; `source` says whether the service times were measured or assumed."""
+
+    source: Source
+    source_label: str
+    evidence: str
+    inputs: dict[str, Any]
+    stable: bool
+    offered_rps: float
+    peak_offered_rps: float | None
+    sustainable_rps: float
+    requests_total: int
+    requests_measured: int
+    warmup_excluded: int
+    rejected: int
+    throughput_rps: float | None
+    latency_ms: Summary | None
+    latency_ci95_halfwidth_ms: Summary | None
+    queue_ms: Summary | None
+    queue_ci95_halfwidth_ms: Summary | None
+    utilization: float | None
+    utilization_per_replica: list[float]
+    mean_batch_size: float | None
+    batch_size_histogram: dict[str, int]
+    energy_j_per_request: float | None
+    energy_j_per_unit: float | None
+    energy_note: str
+    unit: str
+    slo: list[SloCheck]
+    transient_rule: str
+    warnings: list[str]
+
+
+def _summary(x: np.ndarray) -> Summary:
+    q = np.percentile(x, list(PERCENTILES.values()), method="linear") * 1000.0
+    return Summary(
+        mean=float(x.mean() * 1000.0), **{k: float(v) for k, v in zip(PERCENTILES, q, strict=True)}
+    )
+
+
+def _ci(x: np.ndarray) -> Summary | None:
+    """Batch-means (and batch-quantile) 95% half-widths over CI_BATCHES contiguous batches (arrival order)."""
+    if x.size < MIN_FOR_CI:
+        return None
+    parts = np.array_split(x, CI_BATCHES)
+    rows = np.array(
+        [[p.mean(), *np.percentile(p, list(PERCENTILES.values()), method="linear")] for p in parts]
+    )
+    half = sps.t.ppf(0.975, CI_BATCHES - 1) * rows.std(axis=0, ddof=1) / np.sqrt(CI_BATCHES) * 1000.0
+    return Summary(mean=float(half[0]), **{k: float(v) for k, v in zip(PERCENTILES, half[1:], strict=True)})
+
+
+def _slo_checks(slos: list[Slo], lat: np.ndarray | None, queue: np.ndarray | None) -> list[SloCheck]:
+    out = []
+    for s in slos:
+        x = lat if s.metric == "latency" else queue
+        if x is None or x.size == 0:
+            out.append(
+                SloCheck(
+                    slo=s.label(),
+                    metric=s.metric,
+                    percentile=s.percentile,
+                    threshold_ms=s.threshold_ms,
+                    observed_ms=None,
+                    ci95_high_ms=None,
+                    met=False,
+                    margin_ms=None,
+                )
+            )
+            continue
+        obs = float(np.percentile(x, s.percentile, method="linear") * 1000.0)
+        hi = None
+        if x.size >= MIN_FOR_CI:
+            per = [np.percentile(p, s.percentile, method="linear") for p in np.array_split(x, CI_BATCHES)]
+            half = sps.t.ppf(0.975, CI_BATCHES - 1) * np.std(per, ddof=1) / np.sqrt(CI_BATCHES) * 1000.0
+            hi = obs + float(half)
+        out.append(
+            SloCheck(
+                slo=s.label(),
+                metric=s.metric,
+                percentile=s.percentile,
+                threshold_ms=s.threshold_ms,
+                observed_ms=obs,
+                ci95_high_ms=hi,
+                met=obs <= s.threshold_ms,
+                margin_ms=s.threshold_ms - obs,
+            )
+        )
+    return out
+
+
+def _seq_for(sc: Scenario, model: ServiceModel, reqs: Requests, warnings: list[str]) -> np.ndarray | None:
+    if None in model.tables:
+        if reqs.seq_len is not None:
+            warnings.append("the scenario gives sequence lengths but the workload has none: ignored")
+        return None
+    if reqs.seq_len is not None:
+        return reqs.seq_len
+    if len(model.seq_lens) == 1:
+        return np.full(len(reqs), model.seq_lens[0], dtype=np.int64)
+    raise ServiceError(
+        f"the service model has sequence lengths {model.seq_lens}: the scenario must give size.seq_len"
+    )
+
+
+def run_simulation(
+    sc: Scenario,
+    model: ServiceModel,
+    replicas: int,
+    router: Router,
+    policy: BatchPolicy,
+    *,
+    requests: int | None = None,
+    seed: int | None = None,
+    extra_inputs: dict[str, Any] | None = None,
+) -> SimResult:
+    """Generate the scenario's traffic, check stability, simulate and summarise. Same seed, same result."""
+    if requests is not None:
+        sc = sc.model_copy(update={"requests": requests, "duration_s": None})
+    if seed is not None:
+        sc = sc.model_copy(update={"seed": seed})
+    if policy.max_batch > model.max_batch:
+        raise ServiceError(
+            f"max_batch {policy.max_batch} is above what the model can serve: {model.limit_reason}"
+        )
+    traffic_rng, service_rng, router_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(sc.seed).spawn(3)
+    )
+    reqs = generate(sc, traffic_rng)
+    warnings = [*reqs.notes, *model.warnings]
+    if model.source == "assumed":
+        warnings.insert(0, "assumed, not measured: service times come from an assumed profile")
+    if int(reqs.items.max()) > policy.max_batch:
+        raise ServiceError(
+            f"a request has {int(reqs.items.max())} items, more than max_batch {policy.max_batch}"
+        )
+    seq = _seq_for(sc, model, reqs, warnings)
+    n = len(reqs)
+    offered = n / reqs.window_s if reqs.window_s > 0 else float("inf")
+    peak = sc.peak_rate_rps()
+    rep_seq = int(np.median(seq)) if seq is not None else None
+    sustainable = (
+        replicas * model.sustainable_items_per_s(policy.max_batch, rep_seq) / float(reqs.items.mean())
+    )
+    inputs = {
+        "scenario": sc.name,
+        "replicas": replicas,
+        "router": router,
+        "max_batch": policy.max_batch,
+        "max_delay_ms": policy.max_delay_s * 1000.0,
+        "queue_capacity": policy.capacity,
+        "requests": sc.requests,
+        "duration_s": sc.duration_s,
+        "growth": sc.growth,
+        "seed": sc.seed,
+        **(extra_inputs or {}),
+    }
+    warm = int(np.floor(sc.warmup_fraction * n))
+    rule = f"first {sc.warmup_fraction:.0%} of arrivals ({warm} requests) excluded: the system starts empty"
+    common: dict[str, Any] = dict(
+        source=model.source,
+        source_label=model.label,
+        evidence=model.evidence,
+        inputs=inputs,
+        offered_rps=offered,
+        peak_offered_rps=peak,
+        sustainable_rps=sustainable,
+        requests_total=n,
+        unit=model.unit,
+        transient_rule=rule,
+    )
+    if offered >= sustainable:
+        warnings.append(
+            f"offered load {offered:.4g} req/s is at or above the sustainable {sustainable:.4g} req/s: "
+            "the queue grows without bound, so no percentiles are reported"
+        )
+        return SimResult(
+            **common,
+            stable=False,
+            requests_measured=0,
+            warmup_excluded=warm,
+            rejected=0,
+            throughput_rps=None,
+            latency_ms=None,
+            latency_ci95_halfwidth_ms=None,
+            queue_ms=None,
+            queue_ci95_halfwidth_ms=None,
+            utilization=1.0,
+            utilization_per_replica=[1.0] * replicas,
+            mean_batch_size=None,
+            batch_size_histogram={},
+            energy_j_per_request=None,
+            energy_j_per_unit=None,
+            energy_note="not simulated: unstable",
+            slo=_slo_checks(sc.slo, None, None),
+            warnings=warnings,
+        )
+    if peak is not None and peak >= sustainable:
+        warnings.append(
+            f"the peak rate {peak:.4g} req/s exceeds the sustainable {sustainable:.4g} req/s: queues build up "
+            "during peaks and drain after them"
+        )
+    sampler = model.sampler(service_rng)
+    out = simulate(
+        reqs.arrival_s, reqs.items, seq, replicas, router, policy, sampler.draw, router_rng, model.busy_power
+    )
+    if sampler.seq_over:
+        warnings.append(
+            f"{sampler.seq_over} batches were longer than the longest measured sequence ({model.seq_lens[-1]}): "
+            "they were served at that length's speed (optimistic)"
+        )
+    served = ~out.rejected
+    measured = served.copy()
+    measured[:warm] = False
+    lat = (out.done_s - reqs.arrival_s)[measured]
+    queue = (out.start_s - reqs.arrival_s)[measured]
+    span = out.end_s
+    util = out.busy_s / span if span > 0 else np.zeros(replicas)
+    units = reqs.items.astype(np.float64) * (seq if seq is not None else (model.units_per_item or 1.0))
+    e_req: float | None
+    e_unit: float | None
+    if model.busy_power is not None and model.idle_power_w is not None:
+        energy = float(out.busy_energy_j.sum() + model.idle_power_w * np.sum(span - out.busy_s))
+        e_req = energy / int(served.sum())
+        e_unit = energy / float(units[served].sum())
+        note = "busy power at each batch size x service time + idle power x idle time, every replica"
+    else:
+        e_req = e_unit = None
+        note = f"energy unavailable: {model.power_reason}"
+    first = float(reqs.arrival_s[measured].min()) if measured.any() else 0.0
+    last = float(out.done_s[measured].max()) if measured.any() else 0.0
+    hist = np.bincount(np.asarray(out.batch_sizes, dtype=np.int64), minlength=policy.max_batch + 1)
+    return SimResult(
+        **common,
+        stable=True,
+        requests_measured=int(measured.sum()),
+        warmup_excluded=warm,
+        rejected=int(out.rejected.sum()),
+        throughput_rps=float(measured.sum() / (last - first)) if last > first else None,
+        latency_ms=_summary(lat) if lat.size else None,
+        latency_ci95_halfwidth_ms=_ci(lat),
+        queue_ms=_summary(queue) if queue.size else None,
+        queue_ci95_halfwidth_ms=_ci(queue),
+        utilization=float(util.mean()),
+        utilization_per_replica=[float(u) for u in util],
+        mean_batch_size=float(np.mean(out.batch_sizes)) if out.batch_sizes else None,
+        batch_size_histogram={str(b): int(c) for b, c in enumerate(hist) if c},
+        energy_j_per_request=e_req,
+        energy_j_per_unit=e_unit,
+        energy_note=note,
+        slo=_slo_checks(sc.slo, lat, queue),
+        warnings=warnings,
+    )

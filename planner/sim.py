@@ -1,0 +1,315 @@
+"""The serving simulator core (SimPy): replicas with dynamic batchers behind a router, replaying a request stream.
+
+Pure: arrays in, per-request times and per-replica counters out; no files, no printing. Event-efficient by
+design (SimPy costs microseconds per event): arrivals are known in advance, so a queue that no router decides
+at run time (central, random, round robin) admits them lazily when a replica looks, and an idle replica sleeps
+exactly until its next batch can launch. Only join-the-shortest-queue needs an event per arrival.
+
+Batcher semantics: a free replica with a non-empty queue launches a batch as soon as the queue holds
+`max_batch` items (batch = the first requests FCFS that fit in `max_batch` items) or the oldest queued
+request has waited `max_delay` (batch = all queued, up to `max_batch` items); `max_delay = 0` launches at
+once with whatever is queued. With a bounded queue, an arrival that finds `capacity` requests waiting is
+rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import simpy
+
+Router = Literal["central", "random", "rr", "jsq"]
+ROUTERS: tuple[str, ...] = ("central", "random", "rr", "jsq")
+INF = float("inf")
+EPS_S = 1e-9  # float slack when a timer lands on an arrival or a deadline computed from it
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """The dynamic batcher's knobs: items per batch, how long the oldest request may wait, queue bound."""
+
+    max_batch: int
+    max_delay_s: float
+    capacity: int | None = None  # queued requests per queue; None: unbounded
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        if self.max_delay_s < 0 or not np.isfinite(self.max_delay_s):
+            raise ValueError(f"max_delay must be a finite number >= 0, got {self.max_delay_s}")
+        if self.capacity is not None and self.capacity < 1:
+            raise ValueError(f"queue capacity must be >= 1, got {self.capacity}")
+
+
+@dataclass
+class SimOutput:
+    """Per-request times (NaN where rejected) and per-replica counters."""
+
+    start_s: np.ndarray
+    done_s: np.ndarray
+    rejected: np.ndarray  # bool
+    batch_sizes: list[int]  # items per launched batch, in launch order
+    busy_s: np.ndarray  # per replica
+    busy_energy_j: np.ndarray  # per replica: sum of busy power(batch) x service time
+    end_s: float
+    seq_over: int = 0  # batches whose longest sequence exceeded every measured one
+
+
+class _Queue:
+    """One FCFS queue. Static: its arrivals are known (ids in arrival order), admitted lazily. Dynamic: pushed."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        ids: np.ndarray | None,
+        arrivals: np.ndarray,
+        items: np.ndarray,
+        policy: BatchPolicy,
+        rejected: np.ndarray,
+    ) -> None:
+        self.env, self.A, self.items, self.policy, self.rejected = env, arrivals, items, policy, rejected
+        self.static = ids is not None
+        self.ids = ids if ids is not None else np.empty(0, dtype=np.int64)
+        self.ids_arrival = arrivals[self.ids] if ids is not None else np.empty(0)
+        self.unit_items = bool((items == 1).all())
+        self.cum = np.cumsum(items[self.ids]) if ids is not None and not self.unit_items else None
+        self.adm = 0  # static: ids admitted so far
+        self.acc: list[int] = []  # accepted request ids in FCFS order
+        self.head = 0  # acc[head:] are waiting
+        self.queued_items = 0
+        self.leader: _Replica | None = None
+        self.waiters: list[tuple[_Replica, simpy.Event]] = []
+        self.closed = self.static  # dynamic queues close when the dispatcher has pushed every arrival
+        self.wake: simpy.Event | None = None  # dynamic: the idle replica's wake-up
+        self.in_service = 0  # requests in service (for jsq)
+
+    # -- admission
+    def admit(self, now: float) -> None:
+        if not self.static:
+            return
+        k = int(np.searchsorted(self.ids_arrival, now + EPS_S, side="right"))
+        if k <= self.adm:
+            return
+        new = self.ids[self.adm : k]
+        cap = self.policy.capacity
+        if cap is None:
+            self.acc.extend(new.tolist())
+            self.queued_items += int(new.size) if self.unit_items else int(self.items[new].sum())
+        else:
+            for (
+                rid
+            ) in new.tolist():  # queue length at each arrival: nothing left the queue since the last look
+                if len(self.acc) - self.head >= cap:
+                    self.rejected[rid] = True
+                else:
+                    self.acc.append(rid)
+                    self.queued_items += int(self.items[rid])
+        self.adm = k
+
+    def push(self, rid: int) -> bool:
+        cap = self.policy.capacity
+        if cap is not None and len(self.acc) - self.head >= cap:
+            self.rejected[rid] = True
+            return False
+        self.acc.append(rid)
+        self.queued_items += int(self.items[rid])
+        return True
+
+    def waiting(self) -> int:
+        return len(self.acc) - self.head
+
+    def more_coming(self) -> bool:
+        return self.adm < self.ids.size if self.static else not self.closed
+
+    # -- batching decisions
+    def launchable(self, now: float) -> bool:
+        if self.head >= len(self.acc):
+            return False
+        p = self.policy
+        return self.queued_items >= p.max_batch or now + EPS_S >= self.A[self.acc[self.head]] + p.max_delay_s
+
+    def next_launch(self, now: float) -> float:
+        """When a batch can launch next, from known arrivals (static); INF when nothing more will come."""
+        p = self.policy
+        if self.head < len(self.acc):
+            deadline = self.A[self.acc[self.head]] + p.max_delay_s
+        elif self.static and self.adm < self.ids.size:
+            deadline = self.ids_arrival[self.adm] + p.max_delay_s
+        else:
+            return INF
+        if not self.static or (p.capacity is not None and p.capacity < p.max_batch):
+            return deadline
+        need = p.max_batch - self.queued_items  # items still to arrive for a full batch
+        if need <= 0:
+            return now
+        if self.unit_items:
+            j = self.adm + need - 1
+        else:
+            assert self.cum is not None
+            before = self.cum[self.adm - 1] if self.adm > 0 else 0
+            j = int(np.searchsorted(self.cum, before + need, side="left"))
+        fill = self.ids_arrival[j] if j < self.ids.size else INF
+        return min(deadline, fill)
+
+    def take(self) -> list[int]:
+        mb = self.policy.max_batch
+        if self.unit_items:
+            batch = self.acc[self.head : self.head + mb]
+            self.queued_items -= len(batch)
+        else:
+            total, end = 0, self.head
+            while end < len(self.acc) and total + int(self.items[self.acc[end]]) <= mb:
+                total += int(self.items[self.acc[end]])
+                end += 1
+            batch = self.acc[self.head : end]
+            self.queued_items -= total
+        self.head += len(batch)
+        return batch
+
+
+@dataclass
+class _Replica:
+    index: int
+    busy_s: float = 0.0
+    energy_j: float = 0.0
+
+
+@dataclass
+class _World:
+    env: simpy.Environment
+    A: np.ndarray
+    items: np.ndarray
+    seq: np.ndarray | None
+    draw: Callable[[int, int | None], float]
+    power: Callable[[int], float] | None
+    start: np.ndarray
+    done: np.ndarray
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+def _serve(w: _World, q: _Queue, r: _Replica) -> Generator[simpy.Event, Any, None]:
+    env = w.env
+    while True:
+        now = env.now
+        q.admit(now)
+        if q.launchable(now):
+            batch = q.take()
+            size = len(batch) if q.unit_items else int(w.items[batch].sum())
+            seq = int(w.seq[batch].max()) if w.seq is not None else None
+            svc = w.draw(size, seq)
+            w.start[batch] = now
+            w.done[batch] = now + svc
+            w.batch_sizes.append(size)
+            r.busy_s += svc
+            if w.power is not None:
+                r.energy_j += w.power(size) * svc
+            if q.waiters and (q.waiting() or q.more_coming()):
+                _, ev = q.waiters.pop()
+                ev.succeed()  # another idle replica takes over watching the queue
+            q.in_service += len(batch)
+            yield env.timeout(svc)
+            q.in_service -= len(batch)
+            continue
+        if q.static:
+            t = q.next_launch(now)
+            if t == INF:
+                for _, ev in q.waiters:  # nothing will ever come: every idle replica can stop
+                    ev.succeed()
+                q.waiters.clear()
+                return
+            if q.leader is None:
+                q.leader = r
+                yield env.timeout(max(t - now, 0.0))
+                q.leader = None
+            else:
+                ev = env.event()
+                q.waiters.append((r, ev))
+                yield ev
+            continue
+        # dynamic (jsq): the dispatcher wakes us on an arrival; a deadline also wakes us
+        if not q.waiting() and q.closed:
+            return
+        q.wake = env.event()
+        if q.waiting():
+            yield env.any_of([q.wake, env.timeout(max(q.next_launch(now) - now, 0.0))])
+        else:
+            yield q.wake
+        q.wake = None
+
+
+def _dispatch_jsq(w: _World, queues: list[_Queue]) -> Generator[simpy.Event, Any, None]:
+    env = w.env
+    for rid in range(w.A.size):
+        dt = w.A[rid] - env.now
+        if dt > 0:
+            yield env.timeout(dt)
+        q = min(queues, key=lambda x: x.waiting() + x.in_service)  # fewest outstanding, lowest index on ties
+        pushed = q.push(rid)
+        if (
+            pushed
+            and q.wake is not None
+            and not q.wake.triggered
+            and (q.waiting() == 1 or q.queued_items >= q.policy.max_batch or q.policy.max_delay_s == 0)
+        ):
+            q.wake.succeed()
+    for q in queues:
+        q.closed = True
+        if q.wake is not None and not q.wake.triggered:
+            q.wake.succeed()
+
+
+def simulate(
+    arrival_s: np.ndarray,
+    items: np.ndarray,
+    seq_len: np.ndarray | None,
+    replicas: int,
+    router: Router,
+    policy: BatchPolicy,
+    draw: Callable[[int, int | None], float],
+    rng: np.random.Generator,
+    busy_power_w: Callable[[int], float] | None = None,
+) -> SimOutput:
+    """Replay the stream through `replicas` batching replicas behind `router`; every request is run to completion."""
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    if router not in ROUTERS:
+        raise ValueError(f"unknown router {router!r}: use {', '.join(ROUTERS)}")
+    if int(items.max()) > policy.max_batch:
+        raise ValueError(f"a request has {int(items.max())} items, more than max_batch {policy.max_batch}")
+    n = arrival_s.size
+    env = simpy.Environment()
+    w = _World(env, arrival_s, items, seq_len, draw, busy_power_w, np.full(n, np.nan), np.full(n, np.nan))
+    rejected = np.zeros(n, dtype=bool)
+    reps = [_Replica(i) for i in range(replicas)]
+    ids = np.arange(n, dtype=np.int64)
+    queues: list[_Queue] = []
+    if router == "central":
+        q = _Queue(env, ids, arrival_s, items, policy, rejected)
+        queues = [q]
+        for r in reps:
+            env.process(_serve(w, q, r))
+    elif router in ("random", "rr"):
+        assign = rng.integers(0, replicas, n) if router == "random" else ids % replicas
+        for r in reps:
+            q = _Queue(env, ids[assign == r.index], arrival_s, items, policy, rejected)
+            queues.append(q)
+            env.process(_serve(w, q, r))
+    else:
+        for r in reps:
+            q = _Queue(env, None, arrival_s, items, policy, rejected)
+            queues.append(q)
+            env.process(_serve(w, q, r))
+        env.process(_dispatch_jsq(w, queues))
+    env.run()
+    return SimOutput(
+        start_s=w.start,
+        done_s=w.done,
+        rejected=rejected,
+        batch_sizes=w.batch_sizes,
+        busy_s=np.array([r.busy_s for r in reps]),
+        busy_energy_j=np.array([r.energy_j for r in reps]),
+        end_s=float(env.now),
+    )
