@@ -140,7 +140,7 @@ class _Queue:
             deadline = self.ids_arrival[self.adm] + p.max_delay_s
         else:
             return INF
-        if not self.static or (p.capacity is not None and p.capacity < p.max_batch):
+        if not self.static:
             return deadline
         need = p.max_batch - self.queued_items  # items still to arrive for a full batch
         if need <= 0:
@@ -151,6 +151,12 @@ class _Queue:
             assert self.cum is not None
             before = self.cum[self.adm - 1] if self.adm > 0 else 0
             j = int(np.searchsorted(self.cum, before + need, side="left"))
+        if p.capacity is not None:
+            room = p.capacity - self.waiting()  # arrivals accepted before the queue is full
+            if room <= 0:
+                return deadline  # full: arrivals are rejected until a launch, so only the deadline is left
+            if j - self.adm + 1 > room:
+                j = self.adm + room - 1  # the queue fills (in requests) first: wake then and look again
         fill = self.ids_arrival[j] if j < self.ids.size else INF
         return min(deadline, fill)
 

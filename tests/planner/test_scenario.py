@@ -191,3 +191,33 @@ def test_a_listed_profile_batch_is_sampled_exactly() -> None:
     assert {s.draw(2) for _ in range(50)} == {0.012}
     assert {round(s.draw(8), 4) for _ in range(200)} <= {0.021, 0.0225, 0.0208, 0.0231}
     assert m.source == "assumed" and m.busy_power is not None and m.busy_power(8) == 320
+
+
+def test_a_small_azure_format_trace_is_read_sorted_and_looped_to_fill_the_window(tmp_path: Path) -> None:
+    f = tmp_path / "azure.csv"
+    f.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.6805900,374,44\n"
+        "2023-11-16 18:15:47.6805900,100,10\n"
+        "2023-11-16 18:15:46.1805900,50,5\n"
+    )
+    df = read_trace(f)
+    assert df["t_s"].tolist() == pytest.approx([0.0, 0.5, 1.5]) and df["ContextTokens"].tolist() == [
+        50,
+        374,
+        100,
+    ]
+    s = parse_scenario(
+        {
+            "name": "t",
+            "arrivals": {"process": "trace", "path": "azure.csv", "speedup": 2},
+            "requests": 7,
+            "size": {"seq_len": {"dist": "trace"}},
+        },
+        base_dir=tmp_path,
+    )
+    r = generate(s)
+    # 2x faster: 0, 0.25, 0.75; the next loop starts one median gap (0.375 s) after the last request
+    assert r.arrival_s[:4].tolist() == pytest.approx([0.0, 0.25, 0.75, 1.125]) and len(r) == 7
+    assert r.seq_len is not None and r.seq_len.tolist() == [50, 374, 100, 50, 374, 100, 50]
+    assert any("replayed 3 times" in n for n in r.notes)
