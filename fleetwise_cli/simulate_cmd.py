@@ -43,8 +43,8 @@ def simulate(
             raise ServiceError(f"unknown router {router!r}: use {', '.join(ROUTERS)}")
         if replicas < 1 or replicas > 10_000:
             raise ServiceError(f"replicas must be in 1..10000, got {replicas}")
-        if requests is not None and not 0 < requests <= 50_000_000:
-            raise ServiceError(f"requests must be in 1..50000000, got {requests}")
+        if requests is not None and not 0 < requests <= 10_000_000:
+            raise ServiceError(f"requests must be in 1..10000000, got {requests}")
         if seed is not None and seed < 0:
             raise ServiceError(f"seed must be >= 0, got {seed}")
         sc = load_scenario(scenario)

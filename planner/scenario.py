@@ -185,7 +185,7 @@ class Scenario(_Model):
     arrivals: Arrivals
     size: RequestSize = Field(default_factory=RequestSize)
     slo: list[Slo] = Field(default_factory=list)
-    requests: int | None = Field(default=None, gt=0, le=50_000_000, description="simulate this many arrivals")
+    requests: int | None = Field(default=None, gt=0, le=10_000_000, description="simulate this many arrivals")
     duration_s: PosFloat | None = Field(default=None, description="or simulate this long")
     warmup_fraction: float = Field(
         default=0.1,

@@ -29,6 +29,7 @@ from planner.scenario import (
 )
 
 _BLOCK = 65_536
+MAX_REQUESTS = 10_000_000  # per simulation: memory grows with it (times, ids, queues)
 MAX_TRACE_BYTES = 512 * 1024 * 1024
 
 
@@ -191,6 +192,12 @@ def generate(sc: Scenario, rng: np.random.Generator | None = None) -> Requests:
     """The request stream of a scenario (growth applied), from `rng` or the scenario's seed."""
     rng = rng if rng is not None else np.random.default_rng(sc.seed)
     n, horizon = sc.requests, sc.duration_s
+    rate = sc.mean_rate_rps()
+    if horizon is not None and rate is not None and rate * horizon > MAX_REQUESTS:
+        raise ScenarioError(
+            f"scenario {sc.name}: {horizon:g} s at {rate:.4g} req/s is about {rate * horizon:,.0f} requests, over "
+            f"the {MAX_REQUESTS:,} limit of one simulation; shorten duration_s or give requests"
+        )
     a = sc.arrivals
     frame: pd.DataFrame | None = None
     notes: list[str] = []
@@ -211,6 +218,10 @@ def generate(sc: Scenario, rng: np.random.Generator | None = None) -> Requests:
             notes.append(f"the trace was replayed {loops} times back to back to fill the window")
     if t.size == 0:
         raise ScenarioError(f"scenario {sc.name}: the window holds no arrivals")
+    if t.size > MAX_REQUESTS:
+        raise ScenarioError(
+            f"scenario {sc.name}: {t.size:,} requests, over the {MAX_REQUESTS:,} limit of one simulation"
+        )
     items, clipped = _sizes(rng, sc.size.items, t.size)
     seq = None
     if isinstance(sc.size.seq_len, FromTrace):

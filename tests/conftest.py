@@ -155,3 +155,26 @@ def make_run(points: list[Point] | None = None, **stack_overrides: object) -> Ru
 @pytest.fixture
 def run() -> Run:
     return make_run()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shipped_files() -> list[Path]:
+    """The run files committed to the repository (runs a user measured locally, e.g. by `make run`, are not
+    shipped evidence and must not change what the tests see)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "data/runs"], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        files = [REPO / line for line in out.stdout.splitlines() if line.endswith(".json")]
+    except (OSError, subprocess.CalledProcessError):
+        files = []
+    return files or sorted((REPO / "data" / "runs").glob("*.json"))
+
+
+def shipped_run(workload: str) -> Path:
+    """The shipped run file of a workload."""
+    return next(p for p in shipped_files() if p.name.startswith(workload + "-cpu-"))

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from measure.run import load_run, run_json_schema
+from tests.conftest import shipped_files
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "data" / "runs"
-
-
-def shipped_files() -> list[Path]:
-    """The run files committed to the repository (runs a user measured locally are not shipped evidence)."""
-    try:
-        out = subprocess.run(
-            ["git", "ls-files", "data/runs"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-        files = [ROOT / line for line in out.stdout.splitlines() if line.endswith(".json")]
-    except (OSError, subprocess.CalledProcessError):
-        files = []
-    return files or sorted(RUNS.glob("*.json"))
 
 
 def test_every_shipped_run_loads_verifies_its_id_and_matches_the_json_schema() -> None:

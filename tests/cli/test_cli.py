@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from fleetwise_cli.main import app
 from measure.run import load_run, save_run
-from tests.conftest import make_run
+from tests.conftest import make_run, shipped_run
 
 runner = CliRunner()
 
@@ -306,7 +306,7 @@ def test_simulate_json_has_the_documented_keys_and_is_the_same_for_the_same_seed
 
 
 def test_simulate_prints_the_source_and_slo_verdicts_for_a_measured_run() -> None:
-    run = next((ROOT / "data" / "runs").glob("mlp-*.json"))
+    run = shipped_run("mlp")
     result = runner.invoke(
         app,
         [

@@ -12,6 +12,7 @@ from measure.run import load_run
 from planner.scenario import ScenarioError, load_scenario, parse_scenario
 from planner.service import ServiceError, from_profile, from_run, load_profile
 from planner.traffic import generate, read_trace
+from tests.conftest import shipped_run
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACES = ROOT.parent / "shared" / "traces"
@@ -172,7 +173,7 @@ def test_a_trace_without_a_time_column_is_refused(tmp_path: Path) -> None:
 
 
 def test_measured_service_interpolates_monotonically_and_stops_at_the_largest_batch() -> None:
-    run = load_run(next((ROOT / "data" / "runs").glob("mlp-*.json")))
+    run = load_run(shipped_run("mlp"))
     m = from_run(run, "fp32")
     assert m.source == "measured" and m.max_batch == 64
     t, _ = m.table_for(None)
@@ -221,3 +222,11 @@ def test_a_small_azure_format_trace_is_read_sorted_and_looped_to_fill_the_window
     assert r.arrival_s[:4].tolist() == pytest.approx([0.0, 0.25, 0.75, 1.125]) and len(r) == 7
     assert r.seq_len is not None and r.seq_len.tolist() == [50, 374, 100, 50, 374, 100, 50]
     assert any("replayed 3 times" in n for n in r.notes)
+
+
+def test_a_window_too_large_for_one_simulation_is_refused_before_generating() -> None:
+    s = parse_scenario(
+        {"name": "big", "arrivals": {"process": "poisson", "rate_rps": 1000}, "duration_s": 86_400}
+    )
+    with pytest.raises(ScenarioError, match="over the 10,000,000 limit"):
+        generate(s)

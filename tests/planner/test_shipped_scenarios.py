@@ -17,6 +17,7 @@ from planner.scenario import load_scenario
 from planner.service import from_profile, from_run, load_profile
 from planner.serving import run_simulation
 from planner.sim import BatchPolicy
+from tests.conftest import shipped_run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = ROOT / "tests" / "expected"
@@ -52,10 +53,7 @@ def test_a_shipped_scenario_against_the_example_profile_matches_its_expected_out
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_a_shipped_scenario_runs_against_the_shipped_cpu_runs(path: Path) -> None:
     sc = load_scenario(path)
-    runs = ROOT / "data" / "runs"
-    run = load_run(
-        next(runs.glob("transformer-encoder-*.json")) if sc.size.seq_len else next(runs.glob("mlp-*.json"))
-    )
+    run = load_run(shipped_run("transformer-encoder" if sc.size.seq_len else "mlp"))
     model = from_run(run, "fp32")
     r = run_simulation(sc, model, 2, "jsq", BatchPolicy(16, 0.002), requests=20_000)
     assert r.source == "measured" and r.evidence == f"run:{run.id}"
