@@ -192,10 +192,10 @@ def generate(sc: Scenario, rng: np.random.Generator | None = None) -> Requests:
     """The request stream of a scenario (growth applied), from `rng` or the scenario's seed."""
     rng = rng if rng is not None else np.random.default_rng(sc.seed)
     n, horizon = sc.requests, sc.duration_s
-    rate = sc.mean_rate_rps()
-    if horizon is not None and rate is not None and rate * horizon > MAX_REQUESTS:
+    mean_rate = sc.mean_rate_rps()
+    if horizon is not None and mean_rate is not None and mean_rate * horizon > MAX_REQUESTS:
         raise ScenarioError(
-            f"scenario {sc.name}: {horizon:g} s at {rate:.4g} req/s is about {rate * horizon:,.0f} requests, over "
+            f"scenario {sc.name}: {horizon:g} s at {mean_rate:.4g} req/s is about {mean_rate * horizon:,.0f} requests, over "
             f"the {MAX_REQUESTS:,} limit of one simulation; shorten duration_s or give requests"
         )
     a = sc.arrivals
