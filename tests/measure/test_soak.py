@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from measure import stats
 from measure.engine import SamplingConfig
+from measure.run import Unavailable
 from measure.soak import early_seconds, parse_duration, run_soak, verdict, windows
 from measure.sweep import SweepError, SweepRequest, plan_sweep
 from measure.telemetry import Mark, Sample
@@ -125,3 +128,18 @@ def test_a_soak_takes_one_point_and_enough_windows() -> None:
     plan = plan_sweep(soak_request(), command=["test"])
     with pytest.raises(SweepError, match="fewer than 4 windows"):
         run_soak(plan, 3.0, 1.0)
+
+
+def test_a_soak_with_readable_rapl_stores_power_and_energy_per_window(tmp_path: Path) -> None:
+    from tests.measure.test_telemetry import FakeRapl
+
+    with FakeRapl(tmp_path, watts=30.0):
+        plan = plan_sweep(soak_request(idle_seconds=0.3), command=["test"], powercap_root=tmp_path)
+        run = run_soak(plan, 2.0, 0.4).run
+    assert run.soak is not None and run.idle_power is not None
+    ws = run.soak.windows
+    assert all(w.energy_per_item_j is not None and w.power_mean_w is not None for w in ws)
+    assert np.median([w.power_mean_w for w in ws]) == pytest.approx(30.0, rel=0.25)
+    assert any(c.quantity == "power_mean_w" for c in run.soak.comparisons)
+    tel = run.points[0].telemetry
+    assert tel is not None and not isinstance(tel, Unavailable) and not isinstance(tel.energy, Unavailable)
