@@ -104,43 +104,29 @@ def _ci(x: np.ndarray) -> Summary | None:
     return Summary(mean=float(half[0]), **{k: float(v) for k, v in zip(PERCENTILES, half[1:], strict=True)})
 
 
-def _slo_checks(slos: list[Slo], lat: np.ndarray | None, queue: np.ndarray | None) -> list[SloCheck]:
-    out = []
-    for s in slos:
-        x = lat if s.metric == "latency" else queue
-        if x is None or x.size == 0:
-            out.append(
-                SloCheck(
-                    slo=s.label(),
-                    metric=s.metric,
-                    percentile=s.percentile,
-                    threshold_ms=s.threshold_ms,
-                    observed_ms=None,
-                    ci95_high_ms=None,
-                    met=False,
-                    margin_ms=None,
-                )
-            )
-            continue
+def _slo_check(s: Slo, x: np.ndarray | None) -> SloCheck:
+    """One SLO: the observed percentile, its batch-quantile 95% upper end, met or missed (None: no data)."""
+    obs = hi = None
+    if x is not None and x.size:
         obs = float(np.percentile(x, s.percentile, method="linear") * 1000.0)
-        hi = None
         if x.size >= MIN_FOR_CI:
             per = [np.percentile(p, s.percentile, method="linear") for p in np.array_split(x, CI_BATCHES)]
             half = sps.t.ppf(0.975, CI_BATCHES - 1) * np.std(per, ddof=1) / np.sqrt(CI_BATCHES) * 1000.0
             hi = obs + float(half)
-        out.append(
-            SloCheck(
-                slo=s.label(),
-                metric=s.metric,
-                percentile=s.percentile,
-                threshold_ms=s.threshold_ms,
-                observed_ms=obs,
-                ci95_high_ms=hi,
-                met=obs <= s.threshold_ms,
-                margin_ms=s.threshold_ms - obs,
-            )
-        )
-    return out
+    return SloCheck(
+        slo=s.label(),
+        metric=s.metric,
+        percentile=s.percentile,
+        threshold_ms=s.threshold_ms,
+        observed_ms=obs,
+        ci95_high_ms=hi,
+        met=obs is not None and obs <= s.threshold_ms,
+        margin_ms=None if obs is None else s.threshold_ms - obs,
+    )
+
+
+def _slo_checks(slos: list[Slo], lat: np.ndarray | None, queue: np.ndarray | None) -> list[SloCheck]:
+    return [_slo_check(s, lat if s.metric == "latency" else queue) for s in slos]
 
 
 def _seq_for(sc: Scenario, model: ServiceModel, reqs: Requests, warnings: list[str]) -> np.ndarray | None:
