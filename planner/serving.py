@@ -267,8 +267,9 @@ def run_simulation(
     else:
         e_req = e_unit = None
         note = f"energy unavailable: {model.power_reason}"
-    first = float(reqs.arrival_s[measured].min()) if measured.any() else 0.0
-    last = float(out.done_s[measured].max()) if measured.any() else 0.0
+    # achieved rate next to the offered one: every completed request over first arrival .. last completion
+    first = float(reqs.arrival_s[0])
+    last = float(np.nanmax(out.done_s)) if served.any() else 0.0
     hist = np.bincount(np.asarray(out.batch_sizes, dtype=np.int64), minlength=policy.max_batch + 1)
     return SimResult(
         **common,
@@ -276,7 +277,7 @@ def run_simulation(
         requests_measured=int(measured.sum()),
         warmup_excluded=warm,
         rejected=int(out.rejected.sum()),
-        throughput_rps=float(measured.sum() / (last - first)) if last > first else None,
+        throughput_rps=float(served.sum() / (last - first)) if last > first else None,
         latency_ms=_summary(lat) if lat.size else None,
         latency_ci95_halfwidth_ms=_ci(lat),
         queue_ms=_summary(queue) if queue.size else None,

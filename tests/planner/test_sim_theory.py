@@ -52,6 +52,9 @@ def test_mm1_latency_percentiles_match_the_exponential_sojourn_time() -> None:
         theory = 1000.0 / rate if q is None else -math.log(1 - q) / rate * 1000.0
         assert close(getattr(r.latency_ms, key), theory, getattr(r.latency_ci95_halfwidth_ms, key)), key
     assert r.utilization == pytest.approx(lam / MU, rel=0.02)
+    assert r.throughput_rps == pytest.approx(r.offered_rps, rel=0.01) and r.offered_rps == pytest.approx(
+        lam, rel=0.01
+    )
 
 
 def erlang_c(c: int, a: float) -> float:
