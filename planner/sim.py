@@ -14,6 +14,7 @@ rejected.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -71,6 +72,7 @@ class _Queue:
         rejected: np.ndarray,
     ) -> None:
         self.env, self.A, self.items, self.policy, self.rejected = env, arrivals, items, policy, rejected
+        self.item_list: list[int] = items.tolist()  # per-request access: Python ints beat numpy scalars
         self.static = ids is not None
         self.ids = ids if ids is not None else np.empty(0, dtype=np.int64)
         self.ids_arrival = arrivals[self.ids] if ids is not None else np.empty(0)
@@ -106,7 +108,7 @@ class _Queue:
                     self.rejected[rid] = True
                 else:
                     self.acc.append(rid)
-                    self.queued_items += int(self.items[rid])
+                    self.queued_items += self.item_list[rid]
         self.adm = k
 
     def push(self, rid: int) -> bool:
@@ -115,7 +117,7 @@ class _Queue:
             self.rejected[rid] = True
             return False
         self.acc.append(rid)
-        self.queued_items += int(self.items[rid])
+        self.queued_items += self.item_list[rid]
         return True
 
     def waiting(self) -> int:
@@ -160,20 +162,21 @@ class _Queue:
         fill = self.ids_arrival[j] if j < self.ids.size else INF
         return min(deadline, fill)
 
-    def take(self) -> list[int]:
+    def take(self) -> tuple[list[int], int]:
+        """The next batch (request ids, FCFS) and its size in items."""
         mb = self.policy.max_batch
         if self.unit_items:
             batch = self.acc[self.head : self.head + mb]
-            self.queued_items -= len(batch)
+            total = len(batch)
         else:
-            total, end = 0, self.head
-            while end < len(self.acc) and total + int(self.items[self.acc[end]]) <= mb:
-                total += int(self.items[self.acc[end]])
+            total, end, items = 0, self.head, self.item_list
+            while end < len(self.acc) and total + items[self.acc[end]] <= mb:
+                total += items[self.acc[end]]
                 end += 1
             batch = self.acc[self.head : end]
-            self.queued_items -= total
+        self.queued_items -= total
         self.head += len(batch)
-        return batch
+        return batch, total
 
 
 @dataclass
@@ -187,13 +190,22 @@ class _Replica:
 class _World:
     env: simpy.Environment
     A: np.ndarray
-    items: np.ndarray
-    seq: np.ndarray | None
+    seq: list[int] | None
     draw: Callable[[int, int | None], float]
     power: Callable[[int], float] | None
-    start: np.ndarray
-    done: np.ndarray
+    # per launched batch, in launch order; per-request arrays are filled from these once, at the end
+    batch_ids: list[list[int]] = field(default_factory=list)
+    batch_start: list[float] = field(default_factory=list)
+    batch_done: list[float] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
+    power_memo: dict[int, float] = field(default_factory=dict)
+
+    def busy_power(self, size: int) -> float:
+        w = self.power_memo.get(size)
+        if w is None:
+            assert self.power is not None
+            w = self.power_memo[size] = self.power(size)
+        return w
 
 
 def _serve(w: _World, q: _Queue, r: _Replica) -> Generator[simpy.Event, Any, None]:
@@ -202,16 +214,16 @@ def _serve(w: _World, q: _Queue, r: _Replica) -> Generator[simpy.Event, Any, Non
         now = env.now
         q.admit(now)
         if q.launchable(now):
-            batch = q.take()
-            size = len(batch) if q.unit_items else int(w.items[batch].sum())
-            seq = int(w.seq[batch].max()) if w.seq is not None else None
+            batch, size = q.take()
+            seq = max(w.seq[i] for i in batch) if w.seq is not None else None
             svc = w.draw(size, seq)
-            w.start[batch] = now
-            w.done[batch] = now + svc
+            w.batch_ids.append(batch)
+            w.batch_start.append(now)
+            w.batch_done.append(now + svc)
             w.batch_sizes.append(size)
             r.busy_s += svc
             if w.power is not None:
-                r.energy_j += w.power(size) * svc
+                r.energy_j += w.busy_power(size) * svc
             if q.waiters and (q.waiting() or q.more_coming()):
                 _, ev = q.waiters.pop()
                 ev.succeed()  # another idle replica takes over watching the queue
@@ -248,8 +260,8 @@ def _serve(w: _World, q: _Queue, r: _Replica) -> Generator[simpy.Event, Any, Non
 
 def _dispatch_jsq(w: _World, queues: list[_Queue]) -> Generator[simpy.Event, Any, None]:
     env = w.env
-    for rid in range(w.A.size):
-        dt = w.A[rid] - env.now
+    for rid, t in enumerate(w.A.tolist()):
+        dt = t - env.now
         if dt > 0:
             yield env.timeout(dt)
         q = min(queues, key=lambda x: x.waiting() + x.in_service)  # fewest outstanding, lowest index on ties
@@ -287,7 +299,7 @@ def simulate(
         raise ValueError(f"a request has {int(items.max())} items, more than max_batch {policy.max_batch}")
     n = arrival_s.size
     env = simpy.Environment()
-    w = _World(env, arrival_s, items, seq_len, draw, busy_power_w, np.full(n, np.nan), np.full(n, np.nan))
+    w = _World(env, arrival_s, seq_len.tolist() if seq_len is not None else None, draw, busy_power_w)
     rejected = np.zeros(n, dtype=bool)
     reps = [_Replica(i) for i in range(replicas)]
     ids = np.arange(n, dtype=np.int64)
@@ -310,9 +322,15 @@ def simulate(
             env.process(_serve(w, q, r))
         env.process(_dispatch_jsq(w, queues))
     env.run()
+    start, done = np.full(n, np.nan), np.full(n, np.nan)
+    if w.batch_ids:
+        lens = np.fromiter((len(b) for b in w.batch_ids), dtype=np.int64, count=len(w.batch_ids))
+        idx = np.fromiter(itertools.chain.from_iterable(w.batch_ids), dtype=np.int64, count=int(lens.sum()))
+        start[idx] = np.repeat(np.asarray(w.batch_start), lens)
+        done[idx] = np.repeat(np.asarray(w.batch_done), lens)
     return SimOutput(
-        start_s=w.start,
-        done_s=w.done,
+        start_s=start,
+        done_s=done,
         rejected=rejected,
         batch_sizes=w.batch_sizes,
         busy_s=np.array([r.busy_s for r in reps]),
