@@ -70,9 +70,10 @@ class _Queue:
         items: np.ndarray,
         policy: BatchPolicy,
         rejected: np.ndarray,
+        item_list: list[int],
     ) -> None:
         self.env, self.A, self.items, self.policy, self.rejected = env, arrivals, items, policy, rejected
-        self.item_list: list[int] = items.tolist()  # per-request access: Python ints beat numpy scalars
+        self.item_list = item_list  # per-request access: Python ints beat numpy scalars
         self.static = ids is not None
         self.ids = ids if ids is not None else np.empty(0, dtype=np.int64)
         self.ids_arrival = arrivals[self.ids] if ids is not None else np.empty(0)
@@ -303,21 +304,22 @@ def simulate(
     rejected = np.zeros(n, dtype=bool)
     reps = [_Replica(i) for i in range(replicas)]
     ids = np.arange(n, dtype=np.int64)
+    item_list: list[int] = items.tolist()
     queues: list[_Queue] = []
     if router == "central":
-        q = _Queue(env, ids, arrival_s, items, policy, rejected)
+        q = _Queue(env, ids, arrival_s, items, policy, rejected, item_list)
         queues = [q]
         for r in reps:
             env.process(_serve(w, q, r))
     elif router in ("random", "rr"):
         assign = rng.integers(0, replicas, n) if router == "random" else ids % replicas
         for r in reps:
-            q = _Queue(env, ids[assign == r.index], arrival_s, items, policy, rejected)
+            q = _Queue(env, ids[assign == r.index], arrival_s, items, policy, rejected, item_list)
             queues.append(q)
             env.process(_serve(w, q, r))
     else:
         for r in reps:
-            q = _Queue(env, None, arrival_s, items, policy, rejected)
+            q = _Queue(env, None, arrival_s, items, policy, rejected, item_list)
             queues.append(q)
             env.process(_serve(w, q, r))
         env.process(_dispatch_jsq(w, queues))
