@@ -230,3 +230,20 @@ def test_a_window_too_large_for_one_simulation_is_refused_before_generating() ->
     )
     with pytest.raises(ScenarioError, match="over the 10,000,000 limit"):
         generate(s)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_a_scenario_round_trips_through_yaml(path: Path) -> None:
+    import yaml
+
+    from planner.scenario import dump_scenario
+
+    s = load_scenario(path)
+    assert parse_scenario(yaml.safe_load(dump_scenario(s))) == s
+
+
+def test_the_profile_round_trips_through_json() -> None:
+    from planner.service import AssumedProfile
+
+    prof = load_profile(ROOT / "profiles" / "example-accelerator.yaml")
+    assert AssumedProfile.model_validate_json(prof.model_dump_json()) == prof
