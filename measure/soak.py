@@ -222,10 +222,17 @@ def run_soak(
         first = timer(step, 1)[0]
         fixed = timer(step, request.sampling.min_warmup - 1) if request.sampling.min_warmup > 1 else []
         per_iter = float(np.median([first, *fixed]))
+        own_marks: list[tm.Mark] = []  # chunk edges when there is no meter to keep them (and the energy)
+
+        def mark(n: int) -> None:
+            if meter is not None:
+                meter.mark(n)
+            else:
+                own_marks.append(tm.Mark(n, clock(), None))
+
         if meter is not None:
             meter.start()
-            meter.mark(0)
-        marks_local: list[tm.Mark] = [tm.Mark(0, clock(), None)]
+        mark(0)
         t0 = clock()
         try:
             while clock() - t0 < duration_s:
@@ -236,9 +243,7 @@ def run_soak(
                 chunks.append(got)
                 n += got.size
                 per_iter = float(np.median(got))
-                if meter is not None:
-                    meter.mark(n)
-                marks_local.append(tm.Mark(n, clock(), None))
+                mark(n)
                 if sweep.probe is not None:
                     # the clock probe is context; losing it must not end the soak
                     with contextlib.suppress(Exception):
@@ -247,6 +252,7 @@ def run_soak(
                     on_tick(clock() - t0)
         except KeyboardInterrupt:
             interrupted = True
+        elapsed = clock() - t0
     if n == 0:
         if meter is not None:
             meter.abort()
@@ -261,7 +267,7 @@ def run_soak(
         steady_ms=steady.tolist(),
         converged=bool(ss.settled and rel <= request.sampling.ci_target),
         stop_reason="soak: steady state never settled" if not ss.settled else f"soak: mean CI ±{rel:.1%}",
-        elapsed_s=marks_local[-1].t_s - t0,
+        elapsed_s=elapsed,
         rel_halfwidth=rel,
         drift=stats.drift(steady),
         detected_warmup=ss.warmup,
@@ -272,7 +278,7 @@ def run_soak(
     telemetry: PointTelemetry | Unavailable = unavailable(sweep.sensor_reason)
     flags: list[str] = []
     samples: list[tm.Sample] = []
-    marks = marks_local
+    marks = own_marks
     if meter is not None:
         telemetry, flags = meter.finish(ss.warmup, lat, batch, upi if upi > 0 else None)
         samples, marks = meter.samples, meter.marks
