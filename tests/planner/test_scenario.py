@@ -247,3 +247,13 @@ def test_the_profile_round_trips_through_json() -> None:
 
     prof = load_profile(ROOT / "profiles" / "example-accelerator.yaml")
     assert AssumedProfile.model_validate_json(prof.model_dump_json()) == prof
+
+
+def test_throttled_points_can_be_left_out_of_a_measured_service_model() -> None:
+    from tests.conftest import make_run, ok_point
+
+    hot = ok_point(batch=4, mean_ms=3.0).model_copy(update={"flags": ["power-capped"]})
+    run = make_run([ok_point(batch=1), ok_point(batch=2, mean_ms=2.5), hot])
+    assert from_run(run).max_batch == 4
+    kept = from_run(run, exclude_flags=frozenset({"power-capped", "thermal-slowdown", "hw-slowdown"}))
+    assert kept.max_batch == 2 and kept.power_reason  # and the run has no power: said, not guessed
