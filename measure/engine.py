@@ -70,6 +70,10 @@ class SamplingConfig:
         if self.min_warmup < 1:
             raise ValueError("min_warmup must be >= 1: the first call is never timed as steady state")
 
+    def chunk(self, per_iter_ms: float, room: int = 10_000) -> int:
+        """Iterations to time before the next check: about check_interval_s worth, 1..min(10000, room)."""
+        return max(1, min(int(self.check_interval_s * 1000.0 / max(per_iter_ms, 1e-6)), 10_000, room))
+
 
 @dataclass
 class Sampled:
@@ -126,9 +130,7 @@ def sample_point(
     if observer is not None:
         observer.mark(0)
     while True:
-        chunk = int(config.check_interval_s * 1000.0 / max(per_iter_ms, 1e-6))
-        chunk = max(1, min(chunk, 10_000, config.max_iterations - len(samples)))
-        got = timer(step, chunk)
+        got = timer(step, config.chunk(per_iter_ms, config.max_iterations - len(samples)))
         samples.extend(got)
         read_clock(len(samples))
         if observer is not None:

@@ -491,12 +491,13 @@ def _reject_constant(name: str) -> float:
     raise RunFileError(f"run file contains {name}, which is not a valid measurement")
 
 
-def _format_validation_error(exc: ValidationError) -> str:
+def format_validation_error(exc: ValidationError, limit: int = 5) -> str:
+    """Pydantic's field-level errors in one line: 'points.0.batch_size: Input should be greater than 0; ...'."""
     parts = []
-    for err in exc.errors()[:5]:
+    for err in exc.errors()[:limit]:
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
         parts.append(f"{loc}: {err['msg']}")
-    more = f" (+{exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+    more = f" (+{exc.error_count() - limit} more)" if exc.error_count() > limit else ""
     return "; ".join(parts) + more
 
 
@@ -520,7 +521,7 @@ def parse_run(text: str | bytes, *, verify_id: bool = True) -> Run:
     try:
         run = Run.model_validate(data)
     except ValidationError as exc:
-        raise RunFileError(f"invalid run: {_format_validation_error(exc)}") from None
+        raise RunFileError(f"invalid run: {format_validation_error(exc)}") from None
     if verify_id and stored_id != expected:
         raise RunFileError(f"content id mismatch: file says {stored_id or '(empty)'}, content is {expected}")
     return run

@@ -236,10 +236,7 @@ def run_soak(
         t0 = clock()
         try:
             while clock() - t0 < duration_s:
-                chunk = max(
-                    1, min(10_000, int(request.sampling.check_interval_s * 1000.0 / max(per_iter, 1e-6)))
-                )
-                got = np.asarray(timer(step, chunk), dtype=np.float64)
+                got = np.asarray(timer(step, request.sampling.chunk(per_iter)), dtype=np.float64)
                 chunks.append(got)
                 n += got.size
                 per_iter = float(np.median(got))

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from measure.run import format_validation_error
+
 SCENARIO_SCHEMA_VERSION: Final = 1
 MAX_SCENARIO_BYTES = 1024 * 1024
 
@@ -224,16 +226,6 @@ class Scenario(_Model):
         if isinstance(a, Diurnal):
             return a.peak_rate_rps * max(a.hourly_multipliers) * self.growth
         return self.mean_rate_rps()
-
-
-def format_validation_error(exc: ValidationError, limit: int = 5) -> str:
-    """Pydantic's field-level errors in one line: 'arrivals.rate_rps: Input should be greater than 0; ...'."""
-    parts = []
-    for err in exc.errors()[:limit]:
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        parts.append(f"{loc}: {err['msg']}")
-    more = f" (+{exc.error_count() - limit} more)" if exc.error_count() > limit else ""
-    return "; ".join(parts) + more
 
 
 def read_yaml(path: str | Path) -> Any:
