@@ -13,6 +13,7 @@ labelled `assumed`. Schema history of the profile file: 1 - first version.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +23,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from scipy.interpolate import PchipInterpolator
 
-from measure.run import PointTelemetry, PowerStats, Run
+from measure.run import Point, PointTelemetry, PowerStats, Run
 from planner.scenario import ScenarioError, format_validation_error, read_yaml
 
 Source = Literal["measured", "assumed"]
+Bound = Literal["nominal", "pessimistic", "optimistic"]
 
 
 class ServiceError(ValueError):
@@ -247,18 +249,24 @@ class BatchSampler:
 
     def __init__(self, model: ServiceModel, rng: np.random.Generator) -> None:
         self.model, self.rng = model, rng
+        self._seqs = model.seq_lens if None not in model.tables else []
+        self._longest = self._seqs[-1] if self._seqs else None
         self._buf: dict[tuple[int | None, int], tuple[list[float], list[int]]] = {}
         self.seq_over = 0
 
     def draw(self, b: int, seq_len: int | None = None) -> float:
-        key = (seq_len, b)
+        # one buffer per measured (sequence bucket, batch): every length in a bucket is served alike
+        bucket = None
+        if seq_len is not None and self._seqs:
+            bucket = self._seqs[min(bisect.bisect_left(self._seqs, seq_len), len(self._seqs) - 1)]
+        key = (bucket, b)
         entry = self._buf.get(key)
         if entry is None or entry[1][0] >= len(entry[0]):
-            table, _ = self.model.table_for(seq_len)
+            table, _ = self.model.table_for(bucket)
             base, scale = table.base(b)
             entry = ((base.draw(self.rng, self.BLOCK) * (scale / 1000.0)).tolist(), [0])
             self._buf[key] = entry
-        if seq_len is not None and self.model.seq_lens and seq_len > self.model.seq_lens[-1]:
+        if seq_len is not None and self._longest is not None and seq_len > self._longest:
             self.seq_over += 1
         i = entry[1][0]
         entry[1][0] = i + 1
@@ -300,10 +308,25 @@ def from_profile(profile: AssumedProfile) -> ServiceModel:
     )
 
 
+def ci_scale(p: Point, bound: Bound) -> float:
+    """The factor a point's samples are scaled by to sit at an end of its mean-latency 95% CI (1 = nominal)."""
+    rel = p.latency_ms.mean_ci95_halfwidth_rel if p.latency_ms is not None else None
+    if bound == "nominal" or rel is None:
+        return 1.0
+    return 1.0 + rel if bound == "pessimistic" else max(1.0 - rel, 0.5)
+
+
 def from_run(
-    run: Run, precision: str | None = None, exclude_flags: frozenset[str] = frozenset()
+    run: Run,
+    precision: str | None = None,
+    exclude_flags: frozenset[str] = frozenset(),
+    bound: Bound = "nominal",
 ) -> ServiceModel:
-    """A service model from a measured run's ok points at one precision."""
+    """A service model from a measured run's ok points at one precision.
+
+    `bound` scales each point's samples to the slow (pessimistic) or fast (optimistic) end of the 95% CI of
+    its mean latency: the measurement's own uncertainty, carried into sizing.
+    """
     ok_all = [p for p in run.points if p.status == "ok" and p.raw_latencies_ms]
     precisions = sorted({p.precision for p in ok_all})
     if precision is None:
@@ -320,7 +343,9 @@ def from_run(
     tables: dict[int | None, list[BatchLatency]] = {}
     for p in ok:
         tables.setdefault(p.seq_len, []).append(
-            _samples_latency(p.batch_size, np.asarray(p.raw_latencies_ms, dtype=np.float64))
+            _samples_latency(
+                p.batch_size, np.asarray(p.raw_latencies_ms, dtype=np.float64) * ci_scale(p, bound)
+            )
         )
     built = {s: LatencyTable(v) for s, v in tables.items()}
     max_b = min(t.max_batch for t in built.values())
@@ -350,7 +375,8 @@ def from_run(
     upi = {p.units_per_item for p in ok}
     return ServiceModel(
         source="measured",
-        label=f"{workload.name} {precision} on {run.stack.device_name} (run {run.short_id()})",
+        label=f"{workload.name} {precision} on {run.stack.device_name} (run {run.short_id()})"
+        + ("" if bound == "nominal" else f", {bound} end of the service-time CI"),
         evidence=f"run:{run.id}",
         unit=workload.unit,
         units_per_item=None

@@ -78,6 +78,7 @@ class SimResult(_Out):
     batch_size_histogram: dict[str, int]
     energy_j_per_request: float | None
     energy_j_per_unit: float | None
+    marginal_energy_j_per_request: float | None  # (busy power - idle power) x service time, per request
     energy_note: str
     unit: str
     slo: list[SloCheck]
@@ -153,8 +154,13 @@ def run_simulation(
     requests: int | None = None,
     seed: int | None = None,
     extra_inputs: dict[str, Any] | None = None,
+    traffic: Requests | None = None,
 ) -> SimResult:
-    """Generate the scenario's traffic, check stability, simulate and summarise. Same seed, same result."""
+    """Generate the scenario's traffic, check stability, simulate and summarise. Same seed, same result.
+
+    `traffic` replays a stream generated earlier from this scenario (the sizing search simulates many
+    replica counts against one stream: common random numbers, and no regeneration).
+    """
     if requests is not None:
         sc = sc.model_copy(update={"requests": requests, "duration_s": None})
     if seed is not None:
@@ -166,7 +172,7 @@ def run_simulation(
     traffic_rng, service_rng, router_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(sc.seed).spawn(3)
     )
-    reqs = generate(sc, traffic_rng)
+    reqs = generate(sc, traffic_rng) if traffic is None else traffic
     warnings = [*reqs.notes, *model.warnings]
     if model.source == "assumed":
         warnings.insert(0, "assumed, not measured: service times come from an assumed profile")
@@ -231,6 +237,7 @@ def run_simulation(
             batch_size_histogram={},
             energy_j_per_request=None,
             energy_j_per_unit=None,
+            marginal_energy_j_per_request=None,
             energy_note="not simulated: unstable",
             slo=_slo_checks(sc.slo, None, None),
             warnings=warnings,
@@ -259,13 +266,17 @@ def run_simulation(
     units = reqs.items.astype(np.float64) * (seq if seq is not None else (model.units_per_item or 1.0))
     e_req: float | None
     e_unit: float | None
+    e_marginal: float | None
     if model.busy_power is not None and model.idle_power_w is not None:
         energy = float(out.busy_energy_j.sum() + model.idle_power_w * np.sum(span - out.busy_s))
         e_req = energy / int(served.sum())
         e_unit = energy / float(units[served].sum())
+        e_marginal = float(out.busy_energy_j.sum() - model.idle_power_w * out.busy_s.sum()) / int(
+            served.sum()
+        )
         note = "busy power at each batch size x service time + idle power x idle time, every replica"
     else:
-        e_req = e_unit = None
+        e_req = e_unit = e_marginal = None
         note = f"energy unavailable: {model.power_reason}"
     # achieved rate next to the offered one: every completed request over first arrival .. last completion
     first = float(reqs.arrival_s[0])
@@ -288,6 +299,7 @@ def run_simulation(
         batch_size_histogram={str(b): int(c) for b, c in enumerate(hist) if c},
         energy_j_per_request=e_req,
         energy_j_per_unit=e_unit,
+        marginal_energy_j_per_request=e_marginal,
         energy_note=note,
         slo=_slo_checks(sc.slo, lat, queue),
         warnings=warnings,

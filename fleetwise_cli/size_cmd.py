@@ -1,0 +1,292 @@
+"""`fleetwise size` and `fleetwise compare`: fleet sizing with cost and an audit report; run-vs-run checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fleetwise_cli.common import err, fail, out
+from measure.run import RunFileError, load_run
+from planner.compare import compare_runs
+from planner.plan import RANK_BY, Plan, PlannedOption, Question, Redundancy, make_plan, sensitivity
+from planner.prices import PRICINGS, PriceError, load_prices
+from planner.report import register_runs, write_report
+from planner.scenario import ScenarioError, load_scenario
+from planner.service import ServiceError
+from planner.sim import ROUTERS
+from planner.sizing import MAX_REPLICAS, SIZING_REQUESTS, SizingError
+
+
+def _list(text: str | None, kind: type, name: str) -> tuple | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ServiceError(f"{name} must be a comma-separated list of numbers, got {text!r}") from None
+    if not values:
+        raise ServiceError(f"{name} is empty")
+    return values
+
+
+def size(
+    scenario: Path = typer.Option(..., "--scenario", help="a scenario YAML with at least one SLO"),
+    runs: list[Path] = typer.Option([], "--runs", help="measured run files (repeat the option)"),
+    profiles: list[Path] = typer.Option([], "--profiles", help="assumed-profile YAML files (what-if)"),
+    precision: str = typer.Option(None, help="comma-separated precisions (default: every ok one)"),
+    max_batch: str = typer.Option(None, help="comma-separated max_batch grid (default 1,4,16,64 + largest)"),
+    max_delay_ms: str = typer.Option(None, help="comma-separated max_delay grid in ms (default 0,5)"),
+    prices: Path = typer.Option(Path("data/prices.yaml"), help="price book YAML"),
+    pricing: str = typer.Option("on_demand", help="on_demand | reserved | owned"),
+    router: str = typer.Option("central", help="central | random | rr | jsq"),
+    rank_by: str = typer.Option("monthly_cost", help="monthly_cost | cost_per_1k | tokens_per_joule"),
+    spares: int = typer.Option(0, help="redundancy: N+k spare replicas after sizing"),
+    headroom: float = typer.Option(
+        0.0, help="redundancy: extra fraction of replicas after sizing (0.2 = 20%)"
+    ),
+    requests: int = typer.Option(SIZING_REQUESTS, help="arrivals simulated per steady level"),
+    max_replicas: int = typer.Option(MAX_REPLICAS, help="give up above this many replicas"),
+    jobs: int = typer.Option(0, help="worker processes (0: one per CPU)"),
+    exclude_throttled: bool = typer.Option(False, help="leave out points flagged as throttled"),
+    as_json: bool = typer.Option(False, "--json", help="the plan as JSON on stdout"),
+    report: Path = typer.Option(None, help="write the audit report (.md or .html) with sensitivity tables"),
+) -> None:
+    """Size a fleet per option: fewest replicas meeting every SLO, monthly cost, cost per request/token, energy."""
+    try:
+        if not runs and not profiles:
+            raise SizingError("give at least one --runs or --profiles file")
+        if pricing not in PRICINGS:
+            raise SizingError(f"unknown pricing {pricing!r}: use {', '.join(PRICINGS)}")
+        if router not in ROUTERS:
+            raise SizingError(f"unknown router {router!r}: use {', '.join(ROUTERS)}")
+        if rank_by not in RANK_BY:
+            raise SizingError(f"unknown --rank-by {rank_by!r}: use {', '.join(RANK_BY)}")
+        if not 1_000 <= requests <= 2_000_000:
+            raise SizingError(f"--requests must be in 1000..2000000, got {requests}")
+        if not 1 <= max_replicas <= 10_000:
+            raise SizingError(f"--max-replicas must be in 1..10000, got {max_replicas}")
+        if report is not None and report.suffix.lower() not in (".md", ".html", ".htm"):
+            raise SizingError(f"--report {report}: the file name must end in .md or .html")
+        batches = _list(max_batch, int, "--max-batch")
+        delays = _list(max_delay_ms, float, "--max-delay-ms")
+        if batches and min(batches) < 1:
+            raise SizingError("--max-batch values must be >= 1")
+        if delays and min(delays) < 0:
+            raise SizingError("--max-delay-ms values must be >= 0")
+        for p in runs:
+            load_run(p)  # a bad run file is named before any simulation starts
+        sc = load_scenario(scenario)
+        book = load_prices(prices)
+        q = Question(
+            scenario=sc,
+            runs=tuple(str(p) for p in runs),
+            profiles=tuple(str(p) for p in profiles),
+            precisions=tuple(v.strip() for v in precision.split(",") if v.strip()) if precision else None,
+            max_batches=batches,
+            max_delays_ms=delays,
+            router=router,  # type: ignore[arg-type]
+            pricing=pricing,  # type: ignore[arg-type]
+            rank_by=rank_by,  # type: ignore[arg-type]
+            redundancy=Redundancy(spares, headroom),
+            sizing_requests=requests,
+            max_replicas=max_replicas,
+            exclude_throttled=exclude_throttled,
+        )
+        n_jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
+        with _progress(as_json) as bar:
+            task = bar.add_task("sizing", total=None)
+
+            def tick(done: int, total: int, label: str) -> None:
+                bar.update(task, completed=done, total=total, description=f"sizing {label[:60]}")
+
+            plan = make_plan(q, book, jobs=n_jobs, progress=tick)
+            rows = None
+            if report is not None:
+                t2 = bar.add_task("sensitivity", total=None)
+                rows = sensitivity(
+                    q, book, plan, n_jobs, lambda d, t, _l: bar.update(t2, completed=d, total=t)
+                )
+        if report is not None:
+            register_runs(list(q.runs))
+            write_report(report, plan, book, rows)
+    except (ScenarioError, ServiceError, RunFileError, PriceError, SizingError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(plan.model_dump(mode="json"), indent=1) + "\n")
+    else:
+        print_plan(plan)
+    if report is not None:
+        err.print(f"report written to {report}", highlight=False)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    )
+
+
+def _money(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"${v:.3g}" if v < 1 else f"${v:,.2f}" if v < 100 else f"${v:,.0f}"
+
+
+def _evidence(o: PlannedOption) -> str:
+    if o.source == "assumed":
+        return "ASSUMED " + o.evidence_ids[0].removeprefix("assumed-profile:")
+    short = o.representative.removeprefix("sha256:")[:12]
+    return f"{o.device} run {short}" + (f" (+{len(o.evidence_ids) - 1})" if len(o.evidence_ids) > 1 else "")
+
+
+def _quality(o: PlannedOption) -> str:
+    q = o.quality
+    if not q:
+        return "-"
+    if q.get("status") != "ok":
+        return str(q.get("status"))
+    top1 = q.get("top1_agreement")
+    return f"L2 {q['rel_l2_error']:.2g}" + (f", top-1 {top1:.0%}" if top1 is not None else "")
+
+
+def print_plan(plan: Plan) -> None:
+    """The answer table per comparability group, then what was left out."""
+    out.print(
+        f"[bold]{escape(plan.scenario)}[/]: SLO {escape('; '.join(plan.slo))}; peak {plan.peak_rate_rps:.4g} req/s "
+        f"(mean {plan.mean_rate_rps:.4g}), growth x{plan.growth:g}; pricing {plan.pricing}; redundancy "
+        f"{escape(plan.redundancy)}; ranked by {plan.rank_by}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(f"sized at: {escape(plan.sized_at)}", highlight=False, soft_wrap=True)
+    for g in plan.groups:
+        opts = [o for o in plan.options if o.key in g.options]
+        title = ("[bold yellow]ASSUMED, NOT MEASURED[/]: " if g.source == "assumed" else "") + escape(g.label)
+        t = Table(title=title, title_justify="left")
+        for c in (
+            "#",
+            "evidence",
+            "prec",
+            "batch",
+            "delay",
+            "replicas",
+            "SLO",
+            "p99 ms",
+            "$/month",
+            "$/1k req",
+        ):
+            t.add_column(c)
+        for c in ("$/1M tok", "units/J", "util", "quality vs fp32"):
+            t.add_column(c)
+        for o in opts:
+            reps = "-" if o.replicas is None else f"{o.replicas_deployed}"
+            if o.replicas is not None and (
+                o.replicas_optimistic != o.replicas or o.replicas_deployed != o.replicas
+            ):
+                reps += f" ({o.replicas} sized, {o.replicas_optimistic} opt.)"
+            cost = _money(o.monthly_cost_usd) + (
+                "*" if o.cost is not None and not o.cost.cost_complete else ""
+            )
+            t.add_row(
+                str(o.rank or "-"),
+                escape(_evidence(o)),
+                o.precision or "-",
+                str(o.max_batch),
+                f"{o.max_delay_ms:g} ms",
+                reps,
+                "[green]met[/]" if o.meets_slo else "[red]no[/]",
+                "-" if o.latency_ms is None else f"{o.latency_ms.p99:.4g}",
+                cost,
+                _money(o.cost_per_1k_requests_usd),
+                _money(o.cost_per_1m_tokens_usd),
+                "-" if o.units_per_joule is None else f"{o.units_per_joule:.4g}",
+                "-" if o.utilization_peak is None else f"{o.utilization_peak:.0%}",
+                _quality(o),
+            )
+        out.print(t)
+        for o in opts:
+            if not o.meets_slo and o.reason:
+                out.print(
+                    f"  [red]no answer[/] {escape(o.label)}: {escape(o.reason)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    if any(o.cost is not None and not o.cost.cost_complete for o in plan.options):
+        out.print("* lower bound: energy is not in the price and the evidence has no power measurement")
+    if plan.not_comparable:
+        out.print(f"[yellow]{escape(plan.not_comparable)}[/]", highlight=False, soft_wrap=True)
+    out.print(f"[bold]answer[/]:\n{escape(plan.answer)}", highlight=False, soft_wrap=True)
+    for w in sorted({w for o in plan.options for w in o.warnings}):
+        out.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    for s in plan.skipped:
+        out.print(f"[dim]left out: {escape(s)}[/]", highlight=False, soft_wrap=True)
+    out.print(f"{plan.simulations} simulations", highlight=False)
+
+
+def compare(
+    run_a: Path = typer.Argument(..., help="run file A"),
+    run_b: Path = typer.Argument(..., help="run file B"),
+    as_json: bool = typer.Option(False, "--json", help="the comparison as JSON on stdout"),
+) -> None:
+    """Compare two runs: comparability verdict first, then per shared point the difference and its test."""
+    try:
+        a, b = load_run(run_a), load_run(run_b)
+    except RunFileError as exc:
+        raise fail(str(exc)) from None
+    c = compare_runs(a, b)
+    if as_json:
+        sys.stdout.write(json.dumps(c.model_dump(mode="json"), indent=1) + "\n")
+        return
+    if c.comparable:
+        out.print(
+            f"[green]comparable[/]: A {a.short_id()} and B {b.short_id()} share workload and methodology"
+        )
+    else:
+        out.print(f"[bold red]not comparable[/]: A {a.short_id()} vs B {b.short_id()}")
+        for d in c.differences:
+            out.print(f"  {escape(d.field)}: A {escape(d.a)} | B {escape(d.b)}", highlight=False)
+    for d in c.context:
+        out.print(f"[dim]  context {escape(d.field)}: A {escape(d.a)} | B {escape(d.b)}[/]", highlight=False)
+    if not c.points:
+        out.print("no point was measured ok in both runs")
+        return
+    t = Table(title=f"shared points ({escape(c.test)}, alpha {c.alpha:g})", title_justify="left")
+    for col in (
+        "precision",
+        "batch",
+        "seq",
+        f"A {c.unit}/s",
+        f"B {c.unit}/s",
+        "diff",
+        "p50 A",
+        "p50 B",
+        "p",
+        "verdict",
+    ):
+        t.add_column(col)
+    for p in c.points:
+        t.add_row(
+            p.precision,
+            str(p.batch_size),
+            str(p.seq_len or "-"),
+            f"{p.throughput_a:,.0f}",
+            f"{p.throughput_b:,.0f}",
+            f"{p.throughput_diff_pct:+.1f}%",
+            f"{p.p50_ms_a:.4g}",
+            f"{p.p50_ms_b:.4g}",
+            "-" if p.p_value is None else f"{p.p_value:.2g}",
+            p.verdict if p.significant or not c.comparable else f"[dim]{p.verdict}[/]",
+        )
+    out.print(t)

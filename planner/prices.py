@@ -1,0 +1,166 @@
+"""The price book: what a device costs per hour under each pricing model, and what electricity costs.
+
+Every price carries its `source` and `as_of` date; nothing is priced from a default hidden in code. A run is
+priced by the entry whose `match` strings occur in its device name (and whose `cpus`, when given, equals
+the run's usable CPU count); an assumed profile names its entry by `device`.
+
+Schema history: 1 - first version.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from measure.run import Run, format_validation_error
+from planner.scenario import read_yaml
+
+HOURS_PER_MONTH = 730.0  # 8760 h / 12: the month every monthly figure uses
+Pricing = Literal["on_demand", "reserved", "owned"]
+PRICINGS: tuple[str, ...] = ("on_demand", "reserved", "owned")
+
+
+class PriceError(ValueError):
+    """A price book that cannot be read, or a device or pricing model it does not price."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Sourced(_Model):
+    """Where a figure comes from and when it was true."""
+
+    source: str = Field(min_length=1)
+    as_of: date
+
+
+class HourlyPrice(Sourced):
+    """A rental price per device-hour (on-demand or reserved)."""
+
+    usd_per_hour: float = Field(gt=0)
+    energy_included: bool = Field(description="true when the provider's price already pays for power")
+    term_years: float | None = Field(default=None, gt=0, description="reserved: commitment length")
+
+
+class OwnedPrice(Sourced):
+    """Buying the device: capex amortized straight-line, plus hosting (rack, network, staff) per month."""
+
+    capex_usd: float = Field(gt=0)
+    amortization_years: float = Field(gt=0)
+    hosting_usd_per_month: float = Field(ge=0)
+    energy_included: bool = Field(default=False, description="true when hosting already pays for power")
+
+    @property
+    def usd_per_hour(self) -> float:
+        return (
+            self.capex_usd / (self.amortization_years * 12) + self.hosting_usd_per_month
+        ) / HOURS_PER_MONTH
+
+
+class DevicePrice(_Model):
+    """One device kind (one replica = one of these) under up to three pricing models."""
+
+    device: str = Field(min_length=1, description="key an assumed profile's `device` names")
+    description: str = ""
+    match: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="substrings of a run's device name this entry prices"
+    )
+    cpus: int | None = Field(default=None, gt=0, description="CPU runs: usable CPUs of the priced machine")
+    on_demand: HourlyPrice | None = None
+    reserved: HourlyPrice | None = None
+    owned: OwnedPrice | None = None
+
+    @model_validator(mode="after")
+    def _some_price(self) -> DevicePrice:
+        if self.on_demand is None and self.reserved is None and self.owned is None:
+            raise ValueError(f"device {self.device!r} has no price (on_demand, reserved or owned)")
+        return self
+
+    def price(self, pricing: Pricing) -> HourlyPrice | OwnedPrice:
+        """The entry for one pricing model, or a PriceError naming the device and what it does have."""
+        got = getattr(self, pricing)
+        if got is None:
+            have = [p for p in PRICINGS if getattr(self, p) is not None]
+            raise PriceError(f"device {self.device!r} has no {pricing} price (has: {', '.join(have)})")
+        return got
+
+
+class Electricity(Sourced):
+    """Energy price at the facility meter and the facility's power usage effectiveness."""
+
+    usd_per_kwh: float = Field(gt=0)
+    pue: float = Field(ge=1.0, le=3.0)
+
+
+class PriceBook(_Model):
+    """Device prices and electricity: the only place fleetwise gets money figures from."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["price-book"]
+    currency: Literal["USD"] = "USD"
+    note: str = ""
+    electricity: Electricity
+    devices: list[DevicePrice] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> PriceBook:
+        keys = [d.device for d in self.devices]
+        if len(set(keys)) != len(keys):
+            raise ValueError("two entries share a device key")
+        return self
+
+    def by_key(self, device: str) -> DevicePrice:
+        """The entry an assumed profile names."""
+        for d in self.devices:
+            if d.device == device:
+                return d
+        raise PriceError(
+            f"no price for device {device!r}: add it to the price book (has: "
+            f"{', '.join(d.device for d in self.devices)})"
+        )
+
+    def for_run(self, run: Run) -> DevicePrice:
+        """The one entry that prices a run's device, or a PriceError saying why none (or several) do."""
+        name = run.stack.device_name.lower()
+        hits = [
+            d
+            for d in self.devices
+            if any(m.lower() in name for m in d.match)
+            and (d.cpus is None or run.stack.device_kind != "cpu" or d.cpus == run.stack.cpu_count_usable)
+        ]
+        what = f"{run.stack.device_name!r}" + (
+            f" with {run.stack.cpu_count_usable} CPUs" if run.stack.device_kind == "cpu" else ""
+        )
+        if not hits:
+            raise PriceError(
+                f"no price for device {what} (run {run.short_id()}): add an entry whose match names it"
+            )
+        if len(hits) > 1:
+            raise PriceError(
+                f"device {what} (run {run.short_id()}) matches several price entries: "
+                f"{', '.join(d.device for d in hits)}"
+            )
+        return hits[0]
+
+
+def parse_prices(data: Any, where: str = "price book") -> PriceBook:
+    """Validate a price-book mapping with one-line, field-level errors."""
+    if not isinstance(data, dict) or data.get("kind") != "price-book":
+        raise PriceError(f"{where}: not a price book (needs kind: price-book)")
+    try:
+        return PriceBook.model_validate(data)
+    except ValidationError as exc:
+        raise PriceError(f"{where}: invalid price book: {format_validation_error(exc)}") from None
+
+
+def load_prices(path: str | Path) -> PriceBook:
+    """Read and validate a price-book YAML file."""
+    try:
+        data = read_yaml(path)
+    except ValueError as exc:
+        raise PriceError(str(exc)) from None
+    return parse_prices(data, str(path))

@@ -1,0 +1,270 @@
+"""The audit report of a plan: question, answer, evidence, prices, sensitivity, assumptions (markdown / HTML).
+
+Written for a finance reader: every figure says whether it was measured or assumed, which run or profile
+it came from, which price-book entry priced it (source and date), and what the model leaves out.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from pathlib import Path
+
+import markdown
+
+from measure.run import Run, atomic_write_text
+from planner.plan import Plan, PlannedOption, SensitivityRow
+from planner.prices import PriceBook
+from planner.sizing import load_run_cached
+
+ASSUMPTIONS = [
+    "Latency is simulated, not measured under load: service times are drawn from the steady-state latencies "
+    "measured in isolation at each batch size (warm-up and compilation excluded). Contention between "
+    "requests beyond batching (memory bandwidth shared with other tenants, host overheads outside the timed "
+    "iteration) is not modelled.",
+    "Sizing uses the slow end of each measured point's 95% confidence interval and, where a device kind has "
+    "several runs, the slowest; the optimistic count uses the fast end and the fastest run.",
+    "One replica is one device as measured (for CPU runs: the machine with the CPU count the run used).",
+    "A month is 730 hours. Cloud prices are assumed to include power unless the price book says otherwise; "
+    "owned devices pay electricity at the price book's $/kWh times its PUE.",
+    "Energy per request = busy power at each batch size x service time + idle power x idle time, from the "
+    "run's measured power; where a run has no power measurement, energy figures are absent, never estimated.",
+    "The numeric-quality proxy compares each precision's outputs with fp32 on identical inputs with random "
+    "weights: it flags numeric damage, it is not task accuracy.",
+    "Routing, batching and queueing follow the simulator's documented rules (README, 'Simulator'); "
+    "network latency, retries and failures are not modelled.",
+]
+
+
+def _money(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"${v:.3g}" if v < 1 else f"${v:,.2f}" if v < 100 else f"${v:,.0f}"
+
+
+def _num(v: float | None, fmt: str = ".4g") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0%}"
+
+
+def _quality(o: PlannedOption) -> str:
+    q = o.quality
+    if not q:
+        return "n/a" if o.source == "assumed" else "not measured"
+    if q.get("status") != "ok":
+        return str(q.get("status"))
+    top1 = q.get("top1_agreement")
+    return f"rel. L2 {q['rel_l2_error']:.2g}" + (f", top-1 {top1:.0%}" if top1 is not None else "")
+
+
+def _answer_table(plan: Plan, options: list[PlannedOption]) -> list[str]:
+    head = (
+        "| rank | option | source | replicas (sized / optimistic / deployed) | meets SLO | p50 ms | p99 ms | "
+        "monthly cost | per 1k requests | per 1M tokens | units per J | utilization peak / mean | quality vs fp32 |"
+    )
+    lines = [head, "|" + "---|" * 13]
+    for o in options:
+        lat = o.latency_ms
+        reps = (
+            f"{o.replicas} / {o.replicas_optimistic} / {o.replicas_deployed}"
+            if o.replicas is not None
+            else "-"
+        )
+        cost = _money(o.monthly_cost_usd) + ("" if o.cost is None or o.cost.cost_complete else " (no energy)")
+        lines.append(
+            f"| {o.rank or '-'} | {o.label} | {'**ASSUMED**' if o.source == 'assumed' else 'measured'} | {reps} | "
+            f"{'yes' if o.meets_slo else 'no: ' + (o.reason or '')} | {_num(lat.p50 if lat else None)} | "
+            f"{_num(lat.p99 if lat else None)} | {cost} | {_money(o.cost_per_1k_requests_usd)} | "
+            f"{_money(o.cost_per_1m_tokens_usd)} | {_num(o.units_per_joule)} | "
+            f"{_pct(o.utilization_peak)} / {_pct(o.utilization_mean)} | {_quality(o)} |"
+        )
+    return lines
+
+
+def _evidence(plan: Plan) -> list[str]:
+    lines: list[str] = []
+    seen: set[str] = set()
+    for o in plan.options:
+        for ev in o.evidence_ids:
+            if ev in seen:
+                continue
+            seen.add(ev)
+            run = _find_run(ev)
+            if run is None:
+                lines.append(f"- **ASSUMED** `{ev}`: an assumed profile, not a measurement")
+                continue
+            s, m, w = run.stack, run.methodology, run.workload
+            excluded = [p for p in run.points if p.status != "ok"]
+            reasons = sorted({f"{p.precision} {p.status}: {p.reason}" for p in excluded})
+            flagged = sorted(
+                {f"{p.precision} b{p.batch_size}: {', '.join(p.flags)}" for p in run.points if p.flags}
+            )
+            lines += [
+                f"- run `{run.id}` ({run.created_at:%Y-%m-%d %H:%M} UTC): {w.name} ({w.unit}), "
+                f"{s.device_name} ({s.device}), torch {s.torch_version}, {s.torch_num_threads} threads, "
+                f"compile {s.compile_mode}; methodology v{m.methodology_version}, timer {m.timer}, "
+                f"scope {m.iteration_scope}; warm-up: first {m.warmup.min_excluded_iterations} iterations, then "
+                f"{m.warmup.detection} detection, compilation excluded: {m.warmup.compilation_excluded}",
+                f"  - excluded points: {'; '.join(reasons) if reasons else 'none'}",
+                f"  - flagged points: {'; '.join(flagged) if flagged else 'none'}",
+            ]
+    return lines
+
+
+_RUNS_BY_ID: dict[str, Run] = {}
+
+
+def register_runs(paths: list[str]) -> None:
+    """Make runs findable by id for the evidence section."""
+    for p in paths:
+        r = load_run_cached(p)
+        _RUNS_BY_ID[r.id] = r
+
+
+def _find_run(run_id: str) -> Run | None:
+    return _RUNS_BY_ID.get(run_id)
+
+
+def _prices(plan: Plan, book: PriceBook) -> list[str]:
+    lines = [
+        "| device entry | pricing | $/device-hour | energy in price | source | as of |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key in dict.fromkeys(o.price_entry for o in plan.options):
+        e = book.by_key(key)
+        p = e.price(plan.pricing)
+        lines.append(
+            f"| {key} | {plan.pricing} | {p.usd_per_hour:.4g} | {'yes' if p.energy_included else 'no'} | "
+            f"{p.source} | {p.as_of} |"
+        )
+    el = book.electricity
+    lines.append("")
+    lines.append(
+        f"Electricity: ${el.usd_per_kwh:g}/kWh, PUE {el.pue:g} (source: {el.source}; as of {el.as_of})."
+    )
+    if book.note:
+        lines.append(f"Price book note: {book.note}.")
+    return lines
+
+
+def _sensitivity(rows: list[SensitivityRow]) -> list[str]:
+    lines: list[str] = []
+    for key in dict.fromkeys(r.option for r in rows):
+        mine = [r for r in rows if r.option == key]
+        lines.append(f"**{mine[0].label}**")
+        lines.append("")
+        for vary, title in (("growth", "traffic growth x"), ("slo", "every SLO threshold x")):
+            part = [r for r in mine if r.vary == vary]
+            lines.append(f"| {title} | " + " | ".join(f"{r.factor:g}" for r in part) + " |")
+            lines.append("|---|" + "---|" * len(part))
+            lines.append(
+                "| replicas deployed | "
+                + " | ".join(
+                    str(r.replicas_deployed) if r.replicas_deployed is not None else "none meets"
+                    for r in part
+                )
+                + " |"
+            )
+            lines.append("| monthly cost | " + " | ".join(_money(r.monthly_cost_usd) for r in part) + " |")
+            lines.append("")
+    return lines
+
+
+def render_markdown(plan: Plan, book: PriceBook, rows: list[SensitivityRow] | None = None) -> str:
+    """The report as markdown."""
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        f"# Fleet sizing report: {plan.scenario}",
+        "",
+        f"Generated {now} by fleetwise. Figures marked **ASSUMED** come from what-if profiles, not measurements.",
+        "",
+        "## The question",
+        "",
+        f"- Traffic: {plan.scenario_description or plan.scenario}; peak {plan.peak_rate_rps:.4g} requests/s, "
+        f"mean {plan.mean_rate_rps:.4g} requests/s, growth x{plan.growth:g} applied.",
+        f"- Service-level objectives (all must hold at peak): {'; '.join(plan.slo)}.",
+        f"- Sized at: {plan.sized_at}.",
+        f"- Pricing: {plan.pricing}; redundancy: {plan.redundancy}; ranked by {plan.rank_by} within each group.",
+        "",
+        "## The answer",
+        "",
+        *[f"- {line}" for line in plan.answer.splitlines()],
+        "",
+    ]
+    if plan.not_comparable:
+        out += [f"> {plan.not_comparable}", ""]
+    for g in plan.groups:
+        opts = [o for o in plan.options if o.key in g.options]
+        out += [
+            f"### {'ASSUMED: ' if g.source == 'assumed' else ''}{g.label}",
+            "",
+            *_answer_table(plan, opts),
+            "",
+        ]
+    hourly = [o for o in plan.options if o.rank == 1 and o.hourly]
+    if hourly:
+        out += ["## Devices over the day (best option per group)", ""]
+        for o in hourly:
+            out += [
+                f"**{o.label}**: always-on fleet {o.replicas_deployed}, autoscaled "
+                f"{o.device_hours_per_day_autoscaled:g} device-hours per day "
+                f"(autoscaled monthly cost {_money(o.cost_autoscaled.monthly_cost_usd if o.cost_autoscaled else None)}; "
+                "saves money only where devices are rented by the hour)",
+                "",
+                "| hour | " + " | ".join(str(h.hour) for h in o.hourly) + " |",
+                "|---|" + "---|" * len(o.hourly),
+                "| requests/s | " + " | ".join(f"{h.rate_rps:.3g}" for h in o.hourly) + " |",
+                "| replicas | " + " | ".join(str(h.replicas_deployed) for h in o.hourly) + " |",
+                "",
+            ]
+    out += ["## Why not fewer", ""]
+    for o in plan.options:
+        if o.meets_slo and o.rank is not None and o.rank <= 3:
+            b = o.below
+            why = "1 replica is the fewest possible" if b is None else f"{b.replicas} replica(s): {b.reason}"
+            out.append(f"- {o.label}: {why}")
+    out += ["", "## Evidence", "", *_evidence(plan), "", "## Prices used", "", *_prices(plan, book), ""]
+    if rows:
+        out += [
+            "## Sensitivity",
+            "",
+            "Re-sized with the same method; factor 1 is the answer above.",
+            "",
+            *_sensitivity(rows),
+        ]
+    out += ["## Assumptions and limits", "", *[f"- {a}" for a in ASSUMPTIONS], ""]
+    out += [
+        f"- Simulations run: {plan.simulations}; each steady level simulated at most {plan.sizing_requests:,} arrivals.",
+    ]
+    warns = sorted({w for o in plan.options for w in o.warnings})
+    if warns:
+        out += ["", "### Warnings from the simulations", "", *[f"- {w}" for w in warns]]
+    if plan.skipped:
+        out += ["", "### Options left out", "", *[f"- {s}" for s in plan.skipped]]
+    return "\n".join(out) + "\n"
+
+
+def render_html(md: str, title: str) -> str:
+    """A self-contained HTML page (inline style, no external assets) from the markdown report."""
+    body = markdown.markdown(md, extensions=["tables"])
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 6px}"
+        "th{background:#f3f3f3}blockquote{border-left:4px solid #c90;margin:0;padding:0 1em;background:#fff8e6}"
+        "code{font-size:12px}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{body}</body></html>\n"
+    )
+
+
+def write_report(path: str | Path, plan: Plan, book: PriceBook, rows: list[SensitivityRow] | None) -> Path:
+    """Write the report atomically; `.html` gives HTML, anything else markdown."""
+    md = render_markdown(plan, book, rows)
+    p = Path(path)
+    text = render_html(md, f"Fleet sizing: {plan.scenario}") if p.suffix.lower() in (".html", ".htm") else md
+    return atomic_write_text(p, text)
