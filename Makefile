@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine: `make run` (set up, run the main job) and `make test`.
+# Two entry points for a fresh machine: `make run` (set up, open the planner app) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,30 +7,35 @@ PY := $(VENV)/bin/python
 # (CUDA on Linux), or install torch into .venv yourself first: an existing torch is never replaced.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test lint clean
+.PHONY: setup run measure test lint clean
+PORT ?= 8501
 
 $(VENV)/.setup-done: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[measure,test]"
+	$(PY) -m pip install --quiet -e ".[measure,app,test]"
 	touch $@
 
 setup: $(VENV)/.setup-done
 
-# The main job on the shipped configuration: a CPU measurement sweep of two workloads in two precisions.
+# The main job: the planner app on the shipped runs, scenarios, profiles and price book.
 run: setup
+	$(PY) serve.py --server.port $(PORT) --browser.gatherUsageStats false
+
+# A CPU measurement sweep (mlp, fp32 and bf16, batch 1, 4, 16) into data/runs, then the list of runs.
+measure: setup
 	$(VENV)/bin/fleetwise measure --workload mlp --device cpu --precision fp32,bf16 --batch 1,4,16
 	$(VENV)/bin/fleetwise runs data/runs
 
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy measure planner fleetwise_cli
+	$(VENV)/bin/mypy measure planner fleetwise_cli app.py serve.py pages
 	$(VENV)/bin/python -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy measure planner fleetwise_cli
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy measure planner fleetwise_cli app.py serve.py pages
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

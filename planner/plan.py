@@ -380,7 +380,8 @@ def _not_comparable(specs: list[OptionSpec]) -> str | None:
     return "not comparable across groups: " + "; ".join(parts) + " (each group is ranked on its own)"
 
 
-def _options(q: Question) -> tuple[list[OptionSpec], list[str]]:
+def options_for(q: Question) -> tuple[list[OptionSpec], list[str]]:
+    """The question's option grid and what it left out (see sizing.build_options)."""
     return build_options(
         list(q.runs),
         list(q.profiles),
@@ -398,7 +399,7 @@ def make_plan(q: Question, book: PriceBook, jobs: int = 1, progress: Progress | 
     sc = q.scenario
     if not sc.slo:
         raise SizingError(f"scenario {sc.name} has no SLO: there is nothing to size against")
-    specs, skipped = _options(q)
+    specs, skipped = options_for(q)
     entries = _entries(q, book, specs)
     register_run_paths({load_run_cached(p).id: p for p in q.runs})
     sized = size_all(
@@ -467,7 +468,7 @@ def sensitivity(
 ) -> list[SensitivityRow]:
     """Growth x0.5..x3 and SLO thresholds x0.5..x1.5 for the best option of each group (factor 1 reused)."""
     best = {o.key: o for o in plan.options if o.rank == 1}
-    specs, _ = _options(q)
+    specs, _ = options_for(q)
     chosen = [s for s in specs if s.key in best]
     entries = _entries(q, book, chosen)
     sc = q.scenario

@@ -6,13 +6,14 @@ Schema history (bump SCENARIO_SCHEMA_VERSION and migrate in `load_scenario` for 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from measure.run import format_validation_error
+from measure.run import atomic_write_text, format_validation_error
 
 SCENARIO_SCHEMA_VERSION: Final = 1
 MAX_SCENARIO_BYTES = 1024 * 1024
@@ -273,6 +274,12 @@ def load_scenario(path: str | Path) -> Scenario:
 def dump_scenario(sc: Scenario) -> str:
     """YAML text of a scenario (defaults included, so the file says everything it means)."""
     return yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False)
+
+
+def save_scenario(sc: Scenario, folder: str | Path) -> Path:
+    """Write the scenario as `<name>.yaml` (name made file-safe) into folder, atomically."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", sc.name).strip("-") or "scenario"
+    return atomic_write_text(Path(folder) / f"{safe}.yaml", dump_scenario(sc))
 
 
 def scenario_json_schema() -> dict[str, Any]:

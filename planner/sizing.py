@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -373,7 +374,9 @@ class SizedOption(_Out):
 
 
 @dataclass
-class _Probe:
+class Probe:
+    """One simulated count: its result, whether every SLO held, and the worst observed/threshold ratio."""
+
     n: int
     result: SimResult
     ok: bool
@@ -381,7 +384,7 @@ class _Probe:
 
 
 @dataclass
-class _Searcher:
+class Searcher:
     """Evaluates replica counts for one option and level, caching every simulation it runs."""
 
     sc: Scenario
@@ -389,7 +392,7 @@ class _Searcher:
     policy: BatchPolicy
     router: Router
     traffic: Requests
-    cache: dict[int, _Probe] = field(default_factory=dict)
+    cache: dict[int, Probe] = field(default_factory=dict)
     simulations: int = 0
 
     def lower_bound(self) -> int:
@@ -401,7 +404,7 @@ class _Searcher:
         offered = len(self.traffic) / self.traffic.window_s
         return max(1, math.floor(offered / per) + 1)
 
-    def probe(self, n: int) -> _Probe:
+    def probe(self, n: int) -> Probe:
         hit = self.cache.get(n)
         if hit is not None:
             return hit
@@ -409,16 +412,16 @@ class _Searcher:
         if r.stable:
             self.simulations += 1
         ratios = [(c.observed_ms / c.threshold_ms) if c.observed_ms is not None else math.inf for c in r.slo]
-        p = _Probe(n, r, r.stable and all(c.met for c in r.slo), max(ratios) if r.stable else math.inf)
+        p = Probe(n, r, r.stable and all(c.met for c in r.slo), max(ratios) if r.stable else math.inf)
         self.cache[n] = p
         return p
 
-    def smallest(self, cap: int) -> tuple[_Probe | None, str | None]:
+    def smallest(self, cap: int) -> tuple[Probe | None, str | None]:
         """The smallest passing count (gallop, then bisect) or None with the reason."""
         n0 = self.lower_bound()
         lo = n0 - 1  # unstable by the bound: fails without simulation
         step, n = 1, n0
-        prev: _Probe | None = None
+        prev: Probe | None = None
         while True:
             if n > cap:
                 last = self.probe(min(cap, max(lo, 1)))
@@ -478,7 +481,7 @@ class _Searcher:
         )
 
 
-def _why(p: _Probe) -> str:
+def _why(p: Probe) -> str:
     if not p.result.stable:
         return f"{p.n} replicas are unstable"
     missed = [c for c in p.result.slo if not c.met]
@@ -504,7 +507,8 @@ class Task:
 _TRAFFIC: dict[str, Requests] = {}
 
 
-def _traffic(sc: Scenario) -> Requests:
+def traffic_for(sc: Scenario) -> Requests:
+    """The scenario's request stream, generated once per process (the same stream for every count)."""
     key = sc.model_dump_json()
     hit = _TRAFFIC.get(key)
     if hit is None:
@@ -520,7 +524,7 @@ def _run_model(path: str, precision: str | None, bound: Bound, exclude: bool) ->
     return from_run(load_run_cached(path), precision, THROTTLE_FLAGS if exclude else frozenset(), bound)
 
 
-def _models(opt: OptionSpec) -> tuple[ServiceModel, str, ServiceModel, str, list[str]]:
+def option_models(opt: OptionSpec) -> tuple[ServiceModel, str, ServiceModel, str, list[str]]:
     """Pessimistic model (slowest run, slow CI end) and optimistic one (fastest run, fast CI end)."""
     ev = opt.evidence
     if ev.kind == "profile":
@@ -539,7 +543,8 @@ def _seq(m: ServiceModel) -> int | None:
     return m.seq_lens[0] if m.seq_lens else None
 
 
-def _units(model: ServiceModel, reqs: Requests) -> float:
+def units_per_request(model: ServiceModel, reqs: Requests) -> float:
+    """Mean work units per request: items x tokens per item, or items x units per item."""
     items = reqs.items.astype(np.float64)
     if model.units_per_item is None and reqs.seq_len is not None:
         return float(np.mean(items * reqs.seq_len))
@@ -552,7 +557,7 @@ def size_option(task: Task) -> SizedOption:
     """Size one option at every level of the scenario (runs in a worker process)."""
     opt = task.option
     policy = BatchPolicy(opt.max_batch, opt.max_delay_ms / 1000.0)
-    pess, rep, opti, opt_ev, ids = _models(opt)
+    pess, rep, opti, opt_ev, ids = option_models(opt)
     lvls, _ = levels(task.scenario, task.sizing_requests)
     answers: list[LevelAnswer] = []
     sims = 0
@@ -564,13 +569,13 @@ def size_option(task: Task) -> SizedOption:
             answers.append(_empty_level(lv))
             continue
         try:
-            reqs = _traffic(lv.scenario)
-            s = _Searcher(lv.scenario, pess, policy, opt.router, reqs)
+            reqs = traffic_for(lv.scenario)
+            s = Searcher(lv.scenario, pess, policy, opt.router, reqs)
             best, reason = s.smallest(cap)
         except ServiceError as exc:
             error = str(exc)
             break
-        units = _units(pess, reqs)
+        units = units_per_request(pess, reqs)
         rate = lv.rate_rps if not math.isnan(lv.rate_rps) else len(reqs) / reqs.window_s
         if best is None:
             answers.append(_no_answer(lv, rate, units, reason or "no answer"))
@@ -580,7 +585,7 @@ def size_option(task: Task) -> SizedOption:
             warnings.extend(best.result.warnings)
         optimistic = best.n
         if opti is not pess:
-            o = _Searcher(lv.scenario, opti, policy, opt.router, reqs)
+            o = Searcher(lv.scenario, opti, policy, opt.router, reqs)
             floor = o.lower_bound()
             n = best.n - 1
             while n >= floor and o.probe(n).ok:
@@ -684,15 +689,26 @@ def size_all(
 
 def run_tasks(tasks: list[Task], jobs: int = 1, progress: Progress | None = None) -> list[SizedOption]:
     """Size each task's option under its scenario, in `jobs` worker processes; results in task order."""
-    results: dict[int, SizedOption] = {}
+    return in_workers(size_option, tasks, jobs, progress)
+
+
+R = TypeVar("R")
+
+
+def in_workers(fn: Callable[[Task], R], tasks: list[Task], jobs: int, progress: Progress | None) -> list[R]:
+    """fn over tasks in `jobs` processes (inline when 1), reporting each finished task; results in order."""
+    results: dict[int, R] = {}
     if jobs <= 1 or len(tasks) == 1:
         for i, t in enumerate(tasks):
-            results[i] = size_option(t)
+            results[i] = fn(t)
             if progress:
                 progress(i + 1, len(tasks), t.option.label)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(size_option, t): i for i, t in enumerate(tasks)}
+        # forkserver: forking a process that runs threads (the app's server) can deadlock a worker
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
             for done, fut in enumerate(as_completed(futures), start=1):
                 i = futures[fut]
                 results[i] = fut.result()

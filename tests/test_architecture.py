@@ -41,3 +41,11 @@ def test_readers_of_runs_load_without_importing_torch() -> None:
     code = "import sys\n" + "".join(f"import {m}\n" for m in TORCH_FREE) + "print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_app_uses_the_planner_and_never_measure_or_torch() -> None:
+    for path in [ROOT / "app.py", *(ROOT / "pages").glob("*.py")]:
+        for name in imports_of(path):
+            assert not name.startswith(("torch", "measure")), (
+                f"{path} imports {name}: the app goes through planner"
+            )

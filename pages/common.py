@@ -1,0 +1,231 @@
+"""Shared UI plumbing for the pages: where data lives, cached loaders keyed on content, labels.
+
+Caches are keyed on real inputs only: file fingerprints and content ids for runs, the scenario's JSON, the
+price book's digest and every sizing parameter. Runs are kept with st.cache_resource (no pickling); plans,
+ladders and sensitivity tables in a ResultCache keyed the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import streamlit as st
+
+from planner.catalog import Catalog, scan_runs
+from planner.plan import (
+    Plan,
+    PlannedOption,
+    Question,
+    Redundancy,
+    SensitivityRow,
+    make_plan,
+    options_for,
+    sensitivity,
+)
+from planner.prices import PriceBook, load_prices
+from planner.scenario import Scenario, load_scenario, parse_scenario
+from planner.sizing import Progress, Task, in_workers
+from planner.tradeoff import Ladder, ladder
+
+ROOT = Path(__file__).resolve().parents[1]
+JOBS = max(1, min(os.cpu_count() or 1, 4))
+
+
+def runs_dir() -> Path:
+    """Where runs are read and uploads saved (FLEETWISE_RUNS_DIR overrides data/runs)."""
+    return Path(os.environ.get("FLEETWISE_RUNS_DIR", ROOT / "data" / "runs"))
+
+
+def scenarios_dir() -> Path:
+    """Where shipped scenarios are read and edited ones saved (FLEETWISE_SCENARIOS_DIR overrides)."""
+    return Path(os.environ.get("FLEETWISE_SCENARIOS_DIR", ROOT / "scenarios"))
+
+
+def profile_paths() -> list[str]:
+    """The shipped assumed profiles."""
+    return [str(p) for p in sorted((ROOT / "profiles").glob("*.yaml"))]
+
+
+def prices_path() -> Path:
+    """The price book in use (FLEETWISE_PRICES overrides data/prices.yaml)."""
+    return Path(os.environ.get("FLEETWISE_PRICES", ROOT / "data" / "prices.yaml"))
+
+
+def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.glob("*.json")))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _catalog(folder: str, fingerprint: tuple[tuple[str, int, int], ...]) -> Catalog:
+    return scan_runs(folder)
+
+
+def catalog() -> Catalog:
+    """Every run in the runs folder; a new or changed file changes the key, so it appears at once."""
+    folder = runs_dir()
+    return _catalog(str(folder), _fingerprint(folder))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _prices(path: str, digest: str) -> PriceBook:
+    return load_prices(path)
+
+
+def price_book() -> PriceBook:
+    """The price book, reloaded when its content changes."""
+    p = prices_path()
+    return _prices(str(p), hashlib.sha256(p.read_bytes()).hexdigest())
+
+
+def shipped_scenarios() -> dict[str, Scenario]:
+    """Scenario name -> scenario, for every YAML in the scenarios folder that validates."""
+    out: dict[str, Scenario] = {}
+    for p in sorted(scenarios_dir().glob("*.yaml")):
+        try:
+            sc = load_scenario(p)
+        except ValueError:
+            continue
+        out[sc.name] = sc
+    return out
+
+
+def current_scenario() -> Scenario | None:
+    """The scenario edited on the Scenario page in this session, if any."""
+    data = st.session_state.get("scenario_json")
+    return parse_scenario(data, "edited scenario") if data else None
+
+
+def short_label(o: PlannedOption) -> str:
+    """A compact option name: evidence, precision, batching (ASSUMED first for profiles)."""
+    if o.source == "assumed":
+        what = "ASSUMED " + o.evidence_ids[0].removeprefix("assumed-profile:")
+    else:
+        what = f"{o.group.split(' (')[0]} {o.precision} run {o.representative.removeprefix('sha256:')[:8]}"
+    return f"{what} · batch {o.max_batch} · delay {o.max_delay_ms:g} ms"
+
+
+def source_badge(source: str) -> str:
+    """Markdown badge saying where a figure comes from."""
+    return ":orange[**ASSUMED, not measured**]" if source == "assumed" else ":green[**measured**]"
+
+
+# ------------------------------------------------------------------------------------------------ compute
+
+
+class ResultCache:
+    """Results keyed on their full inputs (parameters JSON, run content ids, price-book digest), LRU-bounded.
+
+    Not st.cache_data: a cached function's Streamlit calls are recorded and replayed, and these computations
+    report progress to a bar on the page, which must not be replayed.
+    """
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self.items: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...]) -> Any:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        return None
+
+    def put(self, key: tuple[str, ...], value: Any) -> None:
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def _results() -> ResultCache:
+    return ResultCache()
+
+
+def cached(key: tuple[str, ...], compute: Callable[[Progress], Any], text: str) -> Any:
+    """The stored result for key, or compute it with a progress bar (only a miss shows one) and store it."""
+    store = _results()
+    hit = store.get(key)
+    if hit is not None:
+        return hit
+    bar = st.progress(0.0, text=text)
+
+    def report(done: int, total: int, label: str) -> None:
+        bar.progress(done / max(total, 1), text=f"{text}: {done}/{total} options ({label[:70]})")
+
+    try:
+        value = compute(report)
+    finally:
+        bar.empty()
+    store.put(key, value)
+    return value
+
+
+def question_from(params: dict[str, Any]) -> Question:
+    """A sizing Question from the plain parameters the cache is keyed on."""
+    return Question(
+        scenario=parse_scenario(params["scenario"], "scenario"),
+        runs=tuple(params["runs"]),
+        profiles=tuple(params["profiles"]),
+        precisions=tuple(params["precisions"]) or None,
+        max_batches=tuple(params["max_batches"]) or None,
+        max_delays_ms=tuple(params["max_delays_ms"]),
+        pricing=params["pricing"],
+        rank_by=params["rank_by"],
+        redundancy=Redundancy(params["spares"], params["headroom"]),
+        sizing_requests=params["requests"],
+    )
+
+
+def _key(kind: str, params: dict[str, Any], *extra: str) -> tuple[str, ...]:
+    return (kind, json.dumps(params, sort_keys=True), *run_ids_for(params["runs"]), prices_digest(), *extra)
+
+
+def plan_for(params: dict[str, Any]) -> Plan:
+    """The sizing plan for these parameters (cached on them, the runs' content ids and the price book)."""
+    q = question_from(params)
+    return cast(Plan, cached(_key("plan", params), lambda p: make_plan(q, price_book(), JOBS, p), "Sizing"))
+
+
+def ladders_for(params: dict[str, Any], keys: tuple[str, ...]) -> list[Ladder]:
+    """Latency by replica count for the chosen options (keys) of the parameters' grid."""
+    q = question_from(params)
+
+    def compute(progress: Progress) -> list[Ladder]:
+        specs, _ = options_for(q)
+        tasks = [Task(s, q.scenario, q.sizing_requests, q.max_replicas) for s in specs if s.key in keys]
+        return in_workers(ladder, tasks, JOBS, progress)
+
+    return cast(list[Ladder], cached(_key("ladders", params, *keys), compute, "Simulating"))
+
+
+def sensitivity_for(params: dict[str, Any]) -> list[SensitivityRow]:
+    """Sensitivity rows of the plan for these parameters (re-sizes the best option of each group)."""
+    q, plan = question_from(params), plan_for(params)
+    return cast(
+        list[SensitivityRow],
+        cached(
+            _key("sensitivity", params), lambda p: sensitivity(q, price_book(), plan, JOBS, p), "Sensitivity"
+        ),
+    )
+
+
+def run_ids_for(paths: list[str]) -> tuple[str, ...]:
+    """Content ids of the runs at these paths (the cache key for their evidence)."""
+    by_path = {str(s.path): s.run.id for s in catalog().runs}
+    return tuple(by_path.get(p, p) for p in paths)
+
+
+def prices_digest() -> str:
+    """Digest of the price book's bytes (part of every cost cache key)."""
+    return hashlib.sha256(prices_path().read_bytes()).hexdigest()

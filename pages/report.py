@@ -1,0 +1,41 @@
+"""Report: download the audit report of the current plan (markdown or HTML) and its answer table (CSV)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages.common import price_book, sensitivity_for
+from planner.plan import Plan
+from planner.report import register_runs, render_html, render_markdown
+
+st.title("Audit report")
+if "plan" not in st.session_state:
+    st.info("Size a fleet first: the report documents the current plan.")
+    st.page_link("pages/sizing.py", label="Go to Fleet sizing", icon=":material/calculate:")
+    st.stop()
+plan = Plan.model_validate(st.session_state["plan"])
+params = st.session_state["plan_params"]
+book = price_book()
+register_runs(params["runs"])
+rows = None
+if st.toggle(
+    "Include sensitivity tables (re-sizes the best option of each group: growth x0.5..x3, SLO x0.5..x1.5)",
+    key="rep_sens",
+):
+    rows = sensitivity_for(params)
+md = render_markdown(plan, book, rows)
+c1, c2, c3 = st.columns(3)
+c1.download_button("Report (markdown)", md, file_name=f"plan-{plan.scenario}.md", mime="text/markdown")
+c2.download_button(
+    "Report (HTML)",
+    render_html(md, f"Fleet sizing: {plan.scenario}"),
+    file_name=f"plan-{plan.scenario}.html",
+    mime="text/html",
+)
+c3.download_button(
+    "Answer table (CSV)",
+    st.session_state.get("plan_table_csv", ""),
+    file_name=f"plan-{plan.scenario}.csv",
+    mime="text/csv",
+)
+st.markdown(md)

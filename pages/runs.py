@@ -1,0 +1,189 @@
+"""Runs: browse measured runs, their curves and one point's latency series; upload a new run."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages.common import catalog, runs_dir
+from planner.catalog import accept_upload, point_series, run_curves
+
+st.title("Measured runs")
+cat = catalog()
+
+with st.expander("Upload a run file", expanded=not cat.runs):
+    up = st.file_uploader("Run file (JSON written by `fleetwise measure`)", type=["json"], key="upload")
+    if up is not None and st.session_state.get("upload_done") != up.file_id:
+        try:
+            got = accept_upload(up.getvalue(), runs_dir(), cat.runs)
+        except ValueError as exc:
+            st.error(f"Rejected, nothing saved: {exc}")
+        else:
+            st.session_state["upload_done"] = up.file_id
+            st.session_state["upload_msg"] = (
+                f"Already present: run {got.run.short_id()} is {got.path.name}"
+                if got.duplicate
+                else f"Saved run {got.run.short_id()} as {got.path.name}"
+            )
+            st.rerun()
+    if msg := st.session_state.get("upload_msg"):
+        st.success(msg)
+
+for path, why in cat.rejected:
+    st.warning(f"{path.name} was not loaded: {why}")
+if not cat.runs:
+    st.info(f"No runs in {runs_dir()}: measure one with `fleetwise measure` or upload one above.")
+    st.stop()
+
+table = pd.DataFrame(
+    [
+        {
+            "run": s.run.short_id(),
+            "workload": s.run.workload.name,
+            "device": s.run.stack.device_name,
+            "stack": f"torch {s.run.stack.torch_version}, {s.run.stack.torch_num_threads} threads",
+            "measured (UTC)": s.run.created_at.strftime("%Y-%m-%d %H:%M"),
+            "points ok": s.ok_points,
+            "other points": ", ".join(f"{k} {v}" for k, v in s.status_counts.items() if k != "ok") or "-",
+            "precisions": ", ".join(s.precisions),
+            "file": s.path.name,
+        }
+        for s in cat.runs
+    ]
+)
+st.table(table.set_index("run"))
+
+labels = {f"{s.run.short_id()} · {s.run.workload.name} · {s.run.stack.device_name}": s for s in cat.runs}
+chosen = labels[st.selectbox("Run", list(labels), key="run_pick")]
+run = chosen.run
+st.caption(
+    f":green[**measured**] evidence: run `{run.id}` ({chosen.path.name}); methodology v"
+    f"{run.methodology.methodology_version}, timer {run.methodology.timer}, scope {run.methodology.iteration_scope}; "
+    f"warm-up and compilation excluded"
+)
+curves = run_curves(run)
+ok = curves[curves.status == "ok"].copy()
+unit = run.workload.unit
+ok["series"] = ok.precision + ok.seq_len.map(lambda s: "" if pd.isna(s) else f" seq {int(s)}")
+tput = "units_per_s" if ok.units_per_s.notna().any() else "items_per_s"
+left, right = st.columns(2)
+left.plotly_chart(
+    px.line(
+        ok,
+        x="batch",
+        y=tput,
+        color="series",
+        markers=True,
+        log_x=True,
+        title=f"Throughput ({unit}/s) vs batch: measured",
+        labels={tput: f"{unit}/s"},
+    ),
+    key="tput",
+)
+lat = ok.melt(
+    id_vars=["batch", "series"], value_vars=["p50_ms", "p99_ms"], var_name="percentile", value_name="ms"
+)
+right.plotly_chart(
+    px.line(
+        lat,
+        x="batch",
+        y="ms",
+        color="series",
+        line_dash="percentile",
+        markers=True,
+        log_x=True,
+        log_y=True,
+        title="Latency per batch (p50, p99) vs batch: measured",
+    ),
+    key="lat",
+)
+if ok.power_w.notna().any():
+    left.plotly_chart(
+        px.line(
+            ok,
+            x="batch",
+            y="power_w",
+            color="series",
+            markers=True,
+            log_x=True,
+            title="Mean power (W) vs batch: measured",
+        ),
+        key="power",
+    )
+    right.plotly_chart(
+        px.line(
+            ok,
+            x="batch",
+            y="energy_j_per_item",
+            color="series",
+            markers=True,
+            log_x=True,
+            log_y=True,
+            title="Energy per item (J) vs batch: measured",
+        ),
+        key="energy",
+    )
+else:
+    why = getattr(run.idle_power, "unavailable", None) or "this run has no power readings"
+    st.info(f"Power and energy: not measured on this run ({why}). No figure is estimated.")
+
+if run.quality is not None:
+    st.subheader("Numeric-quality proxy vs fp32 (same inputs, random weights: a proxy, not accuracy)")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "precision": e.precision,
+                    "seq": e.seq_len,
+                    "status": e.status,
+                    "rel. L2 error": e.rel_l2_error,
+                    "cosine mean": e.cosine_similarity_mean,
+                    "top-1 agreement": e.top1_agreement,
+                    "note": e.reason or "",
+                }
+                for e in run.quality.entries
+            ]
+        ),
+        hide_index=True,
+    )
+
+not_ok = curves[curves.status != "ok"]
+if len(not_ok):
+    st.caption("Points not measured, with the reason (never filled in):")
+    st.dataframe(not_ok[["precision", "batch", "seq_len", "status", "reason"]], hide_index=True)
+
+st.subheader("One point's latency series")
+keys = [(r.precision, int(r.batch), None if pd.isna(r.seq_len) else int(r.seq_len)) for r in ok.itertuples()]
+points = {f"{k[0]} batch {k[1]}" + (f" seq {k[2]}" if k[2] else ""): k for k in keys}
+picked = st.selectbox(
+    "Point",
+    list(points),
+    index=None,
+    placeholder="choose a point to see every iteration, warm-up included",
+    key="run_point",
+)
+if picked is None:
+    st.stop()
+key = points[picked]
+warm, steady, stride = point_series(run, *key)
+fig = go.Figure()
+fig.add_scatter(
+    x=list(range(len(warm))), y=warm, mode="markers", name="warm-up (excluded)", marker={"color": "grey"}
+)
+xs = [len(warm) + i * stride for i in range(len(steady))]
+fig.add_scatter(x=xs, y=steady, mode="markers", name="steady state (counted)", marker={"size": 4})
+if warm:
+    fig.add_vrect(
+        x0=-0.5,
+        x1=len(warm) - 0.5,
+        fillcolor="grey",
+        opacity=0.15,
+        line_width=0,
+        annotation_text="excluded warm-up",
+    )
+fig.update_layout(title="Latency per iteration (ms): measured", xaxis_title="iteration", yaxis_title="ms")
+st.plotly_chart(fig, key="series")
+if stride > 1:
+    st.caption(f"Every {stride}th steady sample was kept in the file (bounded size); all were counted.")

@@ -1,0 +1,213 @@
+"""Fleet sizing: choose evidence, precisions, batching grid and pricing; see replicas, cost and energy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages.common import (
+    catalog,
+    current_scenario,
+    plan_for,
+    profile_paths,
+    shipped_scenarios,
+    short_label,
+    source_badge,
+)
+from planner.plan import RANK_BY, Plan
+from planner.prices import PRICINGS
+
+st.title("Fleet sizing")
+shipped = shipped_scenarios()
+edited = current_scenario()
+choices = ([f"from the Scenario page: {edited.name}"] if edited else []) + list(shipped)
+pick = st.selectbox("Scenario", choices, key="sz_scenario")
+scenario = edited if edited and pick.startswith("from the Scenario page: ") else shipped[pick]
+st.caption(f"{scenario.description} SLOs: " + ("; ".join(s.label() for s in scenario.slo) or "none"))
+
+cat = catalog()
+run_labels = {
+    f"{s.run.short_id()} · {s.run.workload.name} · {s.run.stack.device_name}": str(s.path) for s in cat.runs
+}
+prof_labels = {p.rsplit("/", 1)[-1]: p for p in profile_paths()}
+precisions = sorted({p for s in cat.runs for p in s.precisions})
+with st.form("sizing"):
+    c1, c2 = st.columns(2)
+    runs = c1.multiselect("Measured runs", list(run_labels), default=list(run_labels), key="sz_runs")
+    profiles = c2.multiselect(
+        "Assumed profiles (what-if)", list(prof_labels), default=list(prof_labels), key="sz_profiles"
+    )
+    c1, c2, c3 = st.columns(3)
+    prec = c1.multiselect("Precisions (empty: every ok one)", precisions, key="sz_prec")
+    batches = c2.multiselect(
+        "max_batch grid (the largest measured is always added)",
+        [1, 2, 4, 8, 16, 32, 64, 128],
+        default=[1, 4, 16, 64],
+        key="sz_batch",
+    )
+    delays = c3.multiselect(
+        "max_delay grid (ms)", [0.0, 1.0, 2.0, 5.0, 10.0, 20.0], default=[0.0, 5.0], key="sz_delay"
+    )
+    c1, c2, c3, c4, c5 = st.columns(5)
+    pricing = c1.selectbox("Pricing", PRICINGS, key="sz_pricing")
+    rank_by = c2.selectbox("Rank by", RANK_BY, key="sz_rank")
+    spares = int(c3.number_input("Spare replicas (N+k)", 0, 100, 0, key="sz_spares"))
+    headroom = c4.number_input("Headroom fraction", 0.0, 5.0, 0.0, step=0.05, key="sz_headroom")
+    requests = int(
+        c5.number_input("Arrivals per simulation", 1000, 500_000, 30_000, step=5000, key="sz_requests")
+    )
+    submitted = st.form_submit_button("Size the fleet", type="primary")
+
+params: dict[str, Any] = {
+    "scenario": scenario.model_dump(mode="json"),
+    "runs": sorted(run_labels[r] for r in runs),
+    "profiles": sorted(prof_labels[p] for p in profiles),
+    "precisions": sorted(prec),
+    "max_batches": sorted(batches) if batches else [1, 4, 16, 64],
+    "max_delays_ms": sorted(delays) if delays else [0.0],
+    "pricing": pricing,
+    "rank_by": rank_by,
+    "spares": spares,
+    "headroom": headroom,
+    "requests": requests,
+}
+if submitted:
+    st.session_state["plan_params"] = params
+if "plan_params" not in st.session_state:
+    st.info(
+        "Choose the options and press **Size the fleet**: each option's fewest replicas meeting every SLO."
+    )
+    st.stop()
+params = st.session_state["plan_params"]
+try:
+    plan: Plan = plan_for(params)
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+st.session_state["plan"] = plan.model_dump(mode="json")
+
+st.subheader("Answer")
+for line in plan.answer.splitlines():
+    st.markdown(
+        ("- :orange[ASSUMED] " if line.startswith("ASSUMED") else "- ") + line.removeprefix("ASSUMED ")
+    )
+if plan.not_comparable:
+    st.warning(plan.not_comparable)
+st.caption(
+    f"Sized at: {plan.sized_at}. Pricing {plan.pricing}, redundancy {plan.redundancy}; "
+    f"{plan.simulations} simulations."
+)
+
+rows = []
+for o in plan.options:
+    rows.append(
+        {
+            "group": ("ASSUMED: " if o.source == "assumed" else "") + o.group.split(" (")[0],
+            "rank": o.rank,
+            "source": o.source,
+            "evidence": ", ".join(e.removeprefix("sha256:")[:12] for e in o.evidence_ids),
+            "precision": o.precision or "-",
+            "max_batch": o.max_batch,
+            "max_delay_ms": o.max_delay_ms,
+            "replicas": o.replicas_deployed,
+            "sized": o.replicas,
+            "optimistic": o.replicas_optimistic,
+            "meets SLO": o.meets_slo,
+            "p99 ms": o.latency_ms.p99 if o.latency_ms else None,
+            "monthly $": o.monthly_cost_usd,
+            "$ per 1k requests": o.cost_per_1k_requests_usd,
+            "$ per 1M tokens": o.cost_per_1m_tokens_usd,
+            "units per J": o.units_per_joule,
+            "utilization at peak": o.utilization_peak,
+            "why not": o.reason or "",
+            "label": o.label,
+            "option": short_label(o),
+        }
+    )
+table = pd.DataFrame(rows)
+st.session_state["plan_table_csv"] = table.to_csv(index=False)
+st.dataframe(
+    table.drop(columns=["label", "option"]),
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "monthly $": st.column_config.NumberColumn(format="$%.2f"),
+        "utilization at peak": st.column_config.NumberColumn(format="%.2f"),
+    },
+)
+
+ok = table[table["meets SLO"]].copy()
+if len(ok):
+    best = ok.sort_values("monthly $").head(15)
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(
+        px.bar(
+            best,
+            x="monthly $",
+            y="option",
+            color="source",
+            orientation="h",
+            title="Monthly cost (cost): the cheapest 15 options meeting the SLOs",
+        ),
+        key="cost_bar",
+    )
+    c2.plotly_chart(
+        px.scatter(
+            ok,
+            x="p99 ms",
+            y="monthly $",
+            color="group",
+            symbol="source",
+            hover_name="option",
+            title="p99 at the sized count vs monthly cost",
+        ),
+        key="cost_scatter",
+    )
+    eff = ok[ok["units per J"].notna()]
+    if len(eff):
+        st.plotly_chart(
+            px.bar(
+                eff.sort_values("units per J", ascending=False).head(15),
+                x="units per J",
+                y="option",
+                color="source",
+                orientation="h",
+                title="Units per joule (efficiency; device energy)",
+            ),
+            key="eff_bar",
+        )
+    else:
+        st.info(
+            "Units per joule: no option's evidence has a power measurement, so none is shown (never estimated)."
+        )
+hourly = [o for o in plan.options if o.rank == 1 and o.hourly]
+if hourly:
+    day = pd.DataFrame(
+        [
+            {"hour": h.hour, "replicas": h.replicas_deployed, "option": short_label(o), "source": o.source}
+            for o in hourly
+            for h in o.hourly
+        ]
+    )
+    st.plotly_chart(
+        px.line(
+            day,
+            x="hour",
+            y="replicas",
+            color="option",
+            markers=True,
+            line_shape="hv",
+            title="Devices over the day (best option per group)",
+        ),
+        key="day",
+    )
+    for o in hourly:
+        st.caption(
+            f"{source_badge(o.source)} {o.label}: always-on {o.replicas_deployed} devices; autoscaled "
+            f"{o.device_hours_per_day_autoscaled:g} device-hours/day"
+        )
+for s in plan.skipped:
+    st.caption(f"Left out: {s}")

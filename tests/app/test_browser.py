@@ -1,0 +1,138 @@
+"""The app in a real browser (Debian's chromium via playwright): every page, an upload, charts drawn.
+
+Screenshots go to tests/artifacts/ (git-ignored). Skipped where chromium or playwright is missing; .ci/run
+installs both, so CI always runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from measure.run import save_run
+from tests.conftest import REPO, make_run, shipped_files
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = REPO / "tests" / "artifacts"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for f in shipped_files():
+        shutil.copy(f, runs)
+    port = free_port()
+    env = {**os.environ, "FLEETWISE_RUNS_DIR": str(runs), "FLEETWISE_SCENARIOS_DIR": str(tmp_path / "sc")}
+    shutil.copytree(REPO / "scenarios", tmp_path / "sc")
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + (proc.stdout.read().decode() if proc.stdout else ""))
+    yield url, runs, tmp_path
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_every_page_renders_in_chromium_and_an_upload_lands(server) -> None:  # type: ignore[no-untyped-def]
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, runs, tmp = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    # a run of the development VM's kind, so the price book prices it when the sizing page uses it
+    upload = save_run(make_run(device_name="Intel(R) Xeon(R) Processor"), tmp / "upload")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        page.get_by_text("Measured runs").first.wait_for()
+        page.locator(".stPlotlyChart .main-svg").first.wait_for()  # plotly drew a chart
+        page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
+
+        page.get_by_text("Upload a run file").first.click()
+        page.locator("input[type=file]").set_input_files(str(upload))
+        page.get_by_text("Saved run").first.wait_for()
+        assert len(list(runs.glob("*.json"))) == len(shipped_files()) + 1
+        page.screenshot(path=str(ARTIFACTS / "upload.png"), full_page=True)
+
+        nav = page.locator("[data-testid=stSidebarNav]")
+        nav.get_by_text("Scenario").click()
+        page.get_by_text("Valid scenario").first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "scenario.png"), full_page=True)
+
+        nav.get_by_text("Fleet sizing").click()
+        page.get_by_role("button", name="Size the fleet").click()
+        try:
+            page.get_by_text("Answer", exact=True).wait_for()
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "sizing.png"), full_page=True)
+        page.locator(".stPlotlyChart .main-svg").first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "sizing.png"), full_page=True)
+
+        nav.get_by_text("SLO explorer").click()
+        page.get_by_text("Latency-cost frontier").first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "slo_explorer.png"), full_page=True)
+
+        nav.get_by_text("Compare runs").click()
+        page.get_by_text("Comparability").first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+        nav.get_by_text("Report").click()
+        page.get_by_text("Fleet sizing report").first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        errors = page.locator("[data-testid=stException]").count()
+        browser.close()
+    assert errors == 0
