@@ -1,4 +1,4 @@
-"""`fleetwise` console script: measure, runs, show, schema, simulate, size, compare.
+"""`fleetwise` console script: measure, runs, show, schema, simulate, size, compare, validate.
 
 Library code raises typed errors; here they become one line on stderr and exit code 2. torch is imported
 only by `measure`, so listing runs and printing schemas work without it.
@@ -19,6 +19,7 @@ from rich.table import Table
 from fleetwise_cli.common import EXIT_INTERRUPTED, err, fail, out
 from fleetwise_cli.simulate_cmd import simulate
 from fleetwise_cli.size_cmd import compare, size
+from fleetwise_cli.validate_cmd import validate
 from measure.run import Point, Run, RunFileError, Unavailable, load_run, run_json_schema
 from planner.catalog import Catalog, CatalogError, scan_runs
 
@@ -50,6 +51,7 @@ def schema_profile() -> None:
 app.command("simulate")(simulate)
 app.command("size")(size)
 app.command("compare")(compare)
+app.command("validate")(validate)
 
 
 @schema_app.command("run")

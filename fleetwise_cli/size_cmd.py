@@ -57,6 +57,9 @@ def size(
     exclude_throttled: bool = typer.Option(False, help="leave out points flagged as throttled"),
     as_json: bool = typer.Option(False, "--json", help="the plan as JSON on stdout"),
     report: Path = typer.Option(None, help="write the audit report (.md or .html) with sensitivity tables"),
+    validations: Path = typer.Option(
+        Path("data/validations"), help="live validation files cited in the report"
+    ),
 ) -> None:
     """Size a fleet per option: fewest replicas meeting every SLO, monthly cost, cost per request/token, energy."""
     try:
@@ -114,7 +117,7 @@ def size(
                     q, book, plan, n_jobs, lambda d, t, _l: bar.update(t2, completed=d, total=t)
                 )
         if report is not None:
-            register_runs(list(q.runs))
+            register_runs(list(q.runs), validations)
             write_report(report, plan, book, rows)
     except (ScenarioError, ServiceError, RunFileError, PriceError, SizingError, ValueError) as exc:
         raise fail(str(exc)) from None

@@ -48,6 +48,11 @@ def scenarios_dir() -> Path:
     return Path(os.environ.get("FLEETWISE_SCENARIOS_DIR", ROOT / "scenarios"))
 
 
+def validations_dir() -> Path:
+    """Where live validation files are read (FLEETWISE_VALIDATIONS_DIR overrides data/validations)."""
+    return Path(os.environ.get("FLEETWISE_VALIDATIONS_DIR", ROOT / "data" / "validations"))
+
+
 def profile_paths() -> list[str]:
     """The shipped assumed profiles."""
     return [str(p) for p in sorted((ROOT / "profiles").glob("*.yaml"))]

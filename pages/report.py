@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import price_book, sensitivity_for
+from pages.common import price_book, sensitivity_for, validations_dir
 from planner.plan import Plan
 from planner.report import register_runs, render_html, render_markdown
 
@@ -16,7 +16,7 @@ if "plan" not in st.session_state:
 plan = Plan.model_validate(st.session_state["plan"])
 params = st.session_state["plan_params"]
 book = price_book()
-register_runs(params["runs"])
+register_runs(params["runs"], validations_dir())
 rows = None
 if st.toggle(
     "Include sensitivity tables (re-sizes the best option of each group: growth x0.5..x3, SLO x0.5..x1.5)",

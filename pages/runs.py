@@ -7,8 +7,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import catalog, runs_dir
+from pages.common import catalog, runs_dir, validations_dir
 from planner.catalog import accept_upload, point_series, run_curves
+from planner.validation import validations_for
 
 st.title("Measured runs")
 cat = catalog()
@@ -148,6 +149,47 @@ if run.quality is not None:
         ),
         hide_index=True,
     )
+
+st.subheader("Prediction checked live")
+vals = validations_for(run.id, validations_dir())
+if not vals:
+    st.caption(
+        "No live validation of this run: `fleetwise validate --run FILE --scenario FILE` serves it under load "
+        "and compares the simulator's prediction with what was measured."
+    )
+for v in vals:
+    st.markdown(
+        f"**{v.created_at:%Y-%m-%d %H:%M} UTC**, {v.precision}, max_batch {v.max_batch}, max_delay "
+        f"{v.max_delay_ms:g} ms, {v.arrivals}: {v.verdict}"
+    )
+    st.table(
+        pd.DataFrame(
+            [
+                {
+                    "load": lv.load,
+                    "req/s": round(lv.rate_rps, 2),
+                    "p50 predicted / measured ms": f"{lv.predicted.p50_ms:.3g} / {lv.measured.p50_ms:.3g}"
+                    if lv.predicted
+                    else f"unstable / {lv.measured.p50_ms:.3g}",
+                    "p99 predicted / measured ms": f"{lv.predicted.p99_ms:.3g} / {lv.measured.p99_ms:.3g}"
+                    if lv.predicted
+                    else f"unstable / {lv.measured.p99_ms:.3g}",
+                    "p50 error": f"{lv.error_pct['p50_ms']:+.1f}%" if lv.error_pct else "-",
+                    "p99 error": f"{lv.error_pct['p99_ms']:+.1f}%" if lv.error_pct else "-",
+                    "error with live batch times (p50 / p99)": (
+                        f"{lv.error_live_service_pct['p50_ms']:+.1f}% / {lv.error_live_service_pct['p99_ms']:+.1f}%"
+                        if lv.error_live_service_pct
+                        else "-"
+                    ),
+                    "late > 1 ms": f"{lv.late_fraction_over_1ms:.1%}",
+                }
+                for lv in v.levels
+            ]
+        ).set_index("load")
+    )
+    for lv in v.levels:
+        for d in lv.diagnosis:
+            st.caption(f"load {lv.load:g}: {d}")
 
 not_ok = curves[curves.status != "ok"]
 if len(not_ok):

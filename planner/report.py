@@ -16,6 +16,7 @@ from measure.run import Run, atomic_write_text
 from planner.plan import Plan, PlannedOption, SensitivityRow
 from planner.prices import PriceBook
 from planner.sizing import load_run_cached
+from planner.validation import Validation, validations_for
 
 ASSUMPTIONS = [
     "Latency is simulated, not measured under load: service times are drawn from the steady-state latencies "
@@ -31,6 +32,8 @@ ASSUMPTIONS = [
     "run's measured power; where a run has no power measurement, energy figures are absent, never estimated.",
     "The numeric-quality proxy compares each precision's outputs with fp32 on identical inputs with random "
     "weights: it flags numeric damage, it is not task accuracy.",
+    "Where a run has a live validation (`fleetwise validate`), the evidence below gives its verdict; without "
+    "one, the simulator's latency prediction has not been checked against live serving for that run.",
     "Routing, batching and queueing follow the simulator's documented rules (README, 'Simulator'); "
     "network latency, retries and failures are not modelled.",
 ]
@@ -111,17 +114,29 @@ def _evidence(plan: Plan) -> list[str]:
                 f"  - excluded points: {'; '.join(reasons) if reasons else 'none'}",
                 f"  - flagged points: {'; '.join(flagged) if flagged else 'none'}",
             ]
+            for v in _VALIDATIONS.get(run.id, []):
+                lines.append(
+                    f"  - live validation {v.created_at:%Y-%m-%d %H:%M} UTC ({v.precision}, max_batch {v.max_batch}, "
+                    f"max_delay {v.max_delay_ms:g} ms): {v.verdict}"
+                )
+            if run.id not in _VALIDATIONS:
+                lines.append(
+                    "  - live validation: none (the simulator's prediction was not checked on this run)"
+                )
     return lines
 
 
 _RUNS_BY_ID: dict[str, Run] = {}
+_VALIDATIONS: dict[str, list[Validation]] = {}
 
 
-def register_runs(paths: list[str]) -> None:
-    """Make runs findable by id for the evidence section."""
+def register_runs(paths: list[str], validations: str | Path | None = None) -> None:
+    """Make runs (and their live validations in that folder) findable by id for the evidence section."""
     for p in paths:
         r = load_run_cached(p)
         _RUNS_BY_ID[r.id] = r
+        if validations is not None and (found := validations_for(r.id, validations)):
+            _VALIDATIONS[r.id] = found
 
 
 def _find_run(run_id: str) -> Run | None:

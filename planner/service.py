@@ -157,10 +157,11 @@ def _dist_latency(
             lambda rng, k: rng.lognormal(mu, d.sigma, k),
         )
     s = np.asarray(d.samples_ms, dtype=np.float64)
-    return _samples_latency(batch, s)
+    return samples_latency(batch, s)
 
 
-def _samples_latency(batch: int, s: np.ndarray) -> BatchLatency:
+def samples_latency(batch: int, s: np.ndarray) -> BatchLatency:
+    """The empirical latency distribution of one batch size (ms samples, drawn with replacement)."""
     return BatchLatency(
         batch, float(np.median(s)), float(s.mean()), lambda rng, k: s[rng.integers(0, s.size, k)]
     )
@@ -343,7 +344,7 @@ def from_run(
     tables: dict[int | None, list[BatchLatency]] = {}
     for p in ok:
         tables.setdefault(p.seq_len, []).append(
-            _samples_latency(
+            samples_latency(
                 p.batch_size, np.asarray(p.raw_latencies_ms, dtype=np.float64) * ci_scale(p, bound)
             )
         )

@@ -139,7 +139,8 @@ def build_options(
             f"unknown precision {', '.join(map(repr, unknown))}: use {', '.join(get_args(Precision))}"
         )
     tokens = scenario is not None and scenario.size.seq_len is not None
-    groups: dict[tuple[str, str, int, str], list[tuple[str, Run]]] = {}
+    # one device kind = same device, same CPU count, same intra-op threads: a serving configuration
+    groups: dict[tuple[str, str, int, int, str], list[tuple[str, Run]]] = {}
     for path in runs:
         run = load_run_cached(str(path))
         if tokens and not run.workload.has_seq_len:
@@ -149,10 +150,15 @@ def build_options(
             )
             continue
         dev = (run.stack.device_name, run.stack.device_kind, run.stack.cpu_count_usable)
-        key = (*dev[:2], dev[2] if dev[1] == "cpu" else 0, comparability_key(run))
+        key = (
+            *dev[:2],
+            dev[2] if dev[1] == "cpu" else 0,
+            run.stack.torch_num_threads,
+            comparability_key(run),
+        )
         groups.setdefault(key, []).append((str(path), run))
     evidence: list[tuple[Evidence, int]] = []
-    for (device, _, _, _), members in groups.items():
+    for (device, _, _, threads, _), members in groups.items():
         ok_precisions = sorted({p.precision for _, r in members for p in r.points if p.status == "ok"})
         wanted = precisions or ok_precisions
         for prec in wanted:
@@ -186,7 +192,7 @@ def build_options(
                         prec,
                         device,
                         _group_label(run0),
-                        f"{run0.workload.name} {prec} on {device} ({n})",
+                        f"{run0.workload.name} {prec} on {device}, {threads} thread{'s' if threads != 1 else ''} ({n})",
                     ),
                     max_b,
                 )

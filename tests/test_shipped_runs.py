@@ -28,11 +28,11 @@ def test_every_shipped_run_loads_verifies_its_id_and_matches_the_json_schema() -
 def test_shipped_cpu_evidence_covers_two_workloads_and_two_precisions() -> None:
     runs = [load_run(f) for f in shipped_files()]
     cpu = [r for r in runs if r.stack.device_kind == "cpu"]
-    workloads = {r.workload.name for r in cpu}
-    assert len(workloads) >= 2
+    swept = [r for r in cpu if len({p.precision for p in r.points if p.status == "ok"}) >= 2]
+    assert (
+        len({r.workload.name for r in swept}) >= 2
+    )  # single-precision runs (e.g. for validation) may be added
     for run in cpu:
-        ok = {p.precision for p in run.points if p.status == "ok"}
-        assert len(ok) >= 2, f"{run.workload.name}: ok points in {ok} only"
         assert run.stack.device == "cpu" and run.stack.cpu_model == run.stack.device_name
         for p in run.points:
             if p.status in ("unsupported", "oom"):

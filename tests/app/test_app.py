@@ -160,8 +160,15 @@ def test_compare_page_shows_the_comparability_check_first(data: Path) -> None:
     at = app()
     at.switch_page("pages/compare.py").run()
     assert not at.exception
-    assert at.error and "NOT comparable" in at.error[0].value  # two different shipped workloads
+    pick = at.multiselect(key="cmp_runs")
+    two = [next(o for o in pick.options if "· mlp ·" in o), next(o for o in pick.options if "· cnn ·" in o)]
+    pick.set_value(two).run()
+    assert at.error and "NOT comparable" in at.error[0].value and "workload.name" in at.error[0].value
     assert len(at.get("plotly_chart")) >= 2
+    cnn = [o for o in pick.options if "· cnn ·" in o]
+    if len(cnn) >= 2:  # two runs of one workload and methodology: comparable, with the per-point tests
+        at.multiselect(key="cmp_runs").set_value(cnn[:2]).run()
+        assert any("comparable" in s.value for s in at.success)
 
 
 def test_report_page_offers_the_downloads_of_the_current_plan(data: Path) -> None:
@@ -170,3 +177,17 @@ def test_report_page_offers_the_downloads_of_the_current_plan(data: Path) -> Non
     assert not at.exception
     assert len(at.get("download_button")) == 3
     assert any("## Evidence" in m.value for m in at.markdown)
+
+
+def test_runs_page_shows_a_runs_live_validation(data: Path) -> None:
+    shipped = sorted((REPO / "data" / "validations").glob("validation-*.json"))
+    if not shipped:
+        pytest.skip("no validation file is shipped")
+    short = json.loads(shipped[0].read_text())["run_id"].removeprefix("sha256:")[:12]
+    at = app()
+    pick = at.selectbox(key="run_pick")
+    pick.set_value(next(o for o in pick.options if o.startswith(short))).run()
+    assert not at.exception
+    assert any("Prediction checked live" in h.value for h in at.subheader)
+    tables = [t.value for t in at.table]
+    assert any("p50 error" in t.columns for t in tables)

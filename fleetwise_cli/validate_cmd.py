@@ -1,0 +1,193 @@
+"""`fleetwise validate`: serve a run's workload live under a scenario's arrivals and check the simulator."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from fleetwise_cli.common import err, fail, out
+from measure.run import RunFileError, load_run
+from planner.scenario import Fixed, Gamma, Poisson, Scenario, ScenarioError, load_scenario
+from planner.service import ServiceError, from_run
+from planner.serving import run_simulation
+from planner.sim import BatchPolicy
+from planner.traffic import generate
+from planner.validation import (
+    P50_TARGET_PCT,
+    P99_TARGET_PCT,
+    TARGET_UP_TO_LOAD,
+    Validation,
+    compare_level,
+    cpu_count,
+    live_service_model,
+    save_validation,
+    verdict,
+    with_live_service,
+)
+
+
+def _level_scenario(sc: Scenario, rate: float, seconds: float, seq_len: int | None) -> tuple[Scenario, str]:
+    a = sc.arrivals
+    if isinstance(a, Gamma):
+        arrivals: Poisson | Gamma = Gamma(process="gamma", rate_rps=rate, cv=a.cv)
+        what = f"gamma arrivals (cv {a.cv:g}) as in the scenario"
+    else:
+        arrivals = Poisson(process="poisson", rate_rps=rate)
+        what = "Poisson arrivals" + (
+            "" if isinstance(a, Poisson) else f" (the scenario's {a.process} replaced)"
+        )
+    size = sc.size
+    if seq_len is not None:
+        size = size.model_copy(update={"seq_len": Fixed(dist="fixed", value=seq_len)})
+    n = max(200, int(rate * seconds))
+    return sc.model_copy(
+        update={"arrivals": arrivals, "requests": n, "duration_s": None, "growth": 1.0, "size": size}
+    ), what
+
+
+def validate(
+    run: Path = typer.Option(..., "--run", help="the measured run whose prediction is checked"),
+    precision: str = typer.Option(None, help="precision of the run (needed when it has several)"),
+    scenario: Path = typer.Option(..., "--scenario", help="scenario whose arrival shape and sizes are used"),
+    load: str = typer.Option("0.3,0.5,0.7,0.85", help="load levels as fractions of the sustainable rate"),
+    max_batch: int = typer.Option(1, help="largest batch, in items"),
+    max_delay_ms: float = typer.Option(0.0, help="how long the oldest request may wait for a fuller batch"),
+    seconds: float = typer.Option(20.0, help="live seconds per level (at least 200 requests are sent)"),
+    out_dir: Path = typer.Option(Path("data/validations"), "--out", help="folder for the validation file"),
+    as_json: bool = typer.Option(False, "--json", help="the validation as JSON on stdout"),
+) -> None:
+    """Predicted vs live-measured p50/p90/p99 latency and throughput per load level, with the error in %."""
+    try:
+        levels = [float(x) for x in load.split(",") if x.strip()]
+        if not levels or any(not 0 < x < 1 for x in levels):
+            raise ServiceError(f"--load must be fractions in (0, 1), got {load!r}")
+        if not 1 <= seconds <= 3600:
+            raise ServiceError(f"--seconds must be in 1..3600, got {seconds:g}")
+        r = load_run(run)
+        sc = load_scenario(scenario)
+        model = from_run(r, precision)
+        prec = precision or next(p.precision for p in r.points if p.status == "ok")
+        policy = BatchPolicy(max_batch, max_delay_ms / 1000.0)
+        if max_batch > model.max_batch:
+            raise ServiceError(f"max_batch {max_batch} is above what the run measured: {model.limit_reason}")
+        seq = model.seq_lens[0] if model.seq_lens else None
+        probe, _ = _level_scenario(sc, 1.0, 10_000, seq)
+        mean_items = float(generate(probe).items.mean())
+        per_s = model.sustainable_items_per_s(max_batch, seq) / mean_items
+    except (ScenarioError, ServiceError, RunFileError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    from measure.live import LiveError, serve_live  # torch: only once the input is known to be good
+
+    results = []
+    notes: list[str] = []
+    threads = 0
+    what = ""
+    table, _ = model.table_for(seq)
+    for lv in levels:
+        rate = lv * per_s
+        lsc, what = _level_scenario(sc, rate, seconds, seq)
+        traffic = generate(lsc, np.random.default_rng(np.random.SeedSequence(lsc.seed).spawn(3)[0]))
+        if not as_json:
+            err.print(
+                f"load {lv:g}: {rate:.4g} req/s for {traffic.arrival_s[-1]:.1f} s live ...", highlight=False
+            )
+        try:
+            live = serve_live(r, prec, traffic.arrival_s, traffic.items, max_batch, policy.max_delay_s, seq)
+        except (LiveError, ValueError) as exc:
+            raise fail(str(exc)) from None
+        pred = run_simulation(lsc, model, 1, "central", policy, traffic=traffic)
+        la = live.load_average_after[0] if live.load_average_after else None
+        level = compare_level(
+            lv,
+            rate,
+            pred,
+            live.scheduled_s,
+            live.enqueue_s,
+            live.done_s,
+            live.batch_sizes,
+            live.batch_service_s,
+            lsc.warmup_fraction,
+            lambda b: (lambda base: base[0].median_ms * base[1])(table.base(b)),
+            la,
+            cpu_count(),
+        )
+        live_model = live_service_model(model, live.batch_sizes, live.batch_service_s, max_batch)
+        again = run_simulation(lsc, live_model, 1, "central", policy, traffic=traffic)
+        results.append(with_live_service(level, again))
+        notes, threads = live.notes, live.threads
+    v = Validation(
+        run_id=r.id,
+        precision=prec,
+        scenario=sc.name,
+        arrivals=what,
+        max_batch=max_batch,
+        max_delay_ms=max_delay_ms,
+        seconds=seconds,
+        seq_len=seq,
+        created_at=datetime.now(UTC),
+        device=r.stack.device_name,
+        threads=threads,
+        cpu_count=cpu_count(),
+        notes=notes,
+        targets=f"|p50 error| <= {P50_TARGET_PCT:g}% and |p99 error| <= {P99_TARGET_PCT:g}% at loads up to "
+        f"{TARGET_UP_TO_LOAD:g}; above that the error is reported, not judged",
+        levels=results,
+        verdict=verdict(results),
+    )
+    path = save_validation(v, out_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(v.model_dump(mode="json"), indent=1) + "\n")
+        return
+    print_validation(v)
+    out.print(f"written: {path}", highlight=False)
+
+
+def print_validation(v: Validation) -> None:
+    """Predicted vs measured per level, errors, generator lag, and the reasons where the error is large."""
+    t = Table(
+        title=f"run {v.run_id.removeprefix('sha256:')[:12]} {v.precision}, max_batch {v.max_batch}, "
+        f"max_delay {v.max_delay_ms:g} ms, {escape(v.arrivals)}",
+        title_justify="left",
+    )
+    for c in ("load", "req/s", "p50 pred/meas", "p90 pred/meas", "p99 pred/meas", "tput pred/meas"):
+        t.add_column(c)
+    for c in ("p50 err", "p99 err", "err w/ live svc", "late>1ms", "batch live/pred", "ok"):
+        t.add_column(c)
+    for lv in v.levels:
+        p, m, e = lv.predicted, lv.measured, lv.error_pct
+
+        def pm(k: str, p: object = p, m: object = m) -> str:
+            return (
+                f"{getattr(p, k):.3g} / {getattr(m, k):.3g}"
+                if p is not None
+                else f"unstable / {getattr(m, k):.3g}"
+            )
+
+        t.add_row(
+            f"{lv.load:g}",
+            f"{lv.rate_rps:.4g}",
+            pm("p50_ms"),
+            pm("p90_ms"),
+            pm("p99_ms"),
+            pm("throughput_rps"),
+            "-" if e is None else f"{e['p50_ms']:+.1f}%",
+            "-" if e is None else f"{e['p99_ms']:+.1f}%",
+            "-"
+            if lv.error_live_service_pct is None
+            else f"{lv.error_live_service_pct['p50_ms']:+.1f}% / {lv.error_live_service_pct['p99_ms']:+.1f}%",
+            f"{lv.late_fraction_over_1ms:.1%}" + (" [red]LAG[/]" if lv.generator_flag else ""),
+            f"{lv.mean_batch_live:.2f} / {lv.mean_batch_predicted or 0:.2f}",
+            {True: "[green]yes[/]", False: "[red]NO[/]", None: "not judged"}[lv.within_target],
+        )
+    out.print(t)
+    for lv in v.levels:
+        for d in lv.diagnosis:
+            out.print(f"[yellow]load {lv.load:g}:[/] {escape(d)}", highlight=False, soft_wrap=True)
+    out.print(f"[bold]verdict[/]: {escape(v.verdict)}", highlight=False, soft_wrap=True)

@@ -1,0 +1,325 @@
+"""Prediction checked against reality: simulated vs live-measured latency per load level, and the file format.
+
+A validation file is linked to a run id and says, per load level, what the simulator predicted and what a
+live replay on the device measured for the same arrivals and batching config, the error in percent, how
+late the load generator was, and, when the error is large, the likely reasons visible in the records.
+
+Schema history of the validation file: 1 - first version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from measure.run import atomic_write_text, format_validation_error
+from planner.service import BatchLatency, LatencyTable, ServiceModel, samples_latency
+from planner.serving import SimResult
+
+P50_TARGET_PCT = 5.0
+P99_TARGET_PCT = 10.0
+TARGET_UP_TO_LOAD = 0.7
+LATE_MS = 1.0
+LATE_FRACTION = 0.01
+SERVICE_DRIFT = 0.05
+
+
+class ValidationFileError(ValueError):
+    """A validation file that cannot be read or validated."""
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
+
+
+class Figures(_Out):
+    """Latency percentiles (ms) from the scheduled arrival, and completed requests per second."""
+
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    throughput_rps: float
+
+
+class LevelResult(_Out):
+    """One load level: predicted vs measured, errors, generator lag and the reasons for a large error."""
+
+    load: float
+    rate_rps: float
+    requests: int
+    requests_measured: int
+    predicted: Figures | None  # None: the simulator judged the level unstable
+    measured: Figures
+    error_pct: dict[str, float] | None  # (predicted - measured) / measured x 100
+    late_fraction_over_1ms: float
+    late_p99_ms: float
+    late_max_ms: float
+    generator_flag: bool
+    mean_batch_live: float
+    mean_batch_predicted: float | None
+    service_ratio: float | None  # live median batch time / isolated median, at the most common batch size
+    service_batch: int | None
+    within_target: bool | None  # None above TARGET_UP_TO_LOAD (reported, not judged)
+    # the simulator fed the batch service times observed live instead of the isolated ones: separates the
+    # queueing model's error from the service-time input's error
+    predicted_live_service: Figures | None = None
+    error_live_service_pct: dict[str, float] | None = None
+    diagnosis: list[str]
+
+
+class Validation(_Out):
+    """A live validation of one run's config against the simulator."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["validation"] = "validation"
+    run_id: str
+    precision: str
+    scenario: str
+    arrivals: str
+    max_batch: int
+    max_delay_ms: float
+    seconds: float
+    seq_len: int | None
+    created_at: datetime
+    device: str
+    threads: int
+    cpu_count: int
+    notes: list[str]
+    targets: str
+    levels: list[LevelResult]
+    verdict: str
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q, method="linear") * 1000.0)
+
+
+def compare_level(
+    load: float,
+    rate_rps: float,
+    predicted: SimResult,
+    scheduled_s: np.ndarray,
+    enqueue_s: np.ndarray,
+    done_s: np.ndarray,
+    batch_sizes: list[int],
+    batch_service_s: list[float],
+    warmup_fraction: float,
+    isolated_median_ms: Callable[[int], float],
+    load_average: float | None,
+    cpu_count: int,
+) -> LevelResult:
+    """Predicted vs measured for one level, with the same warm-up rule as the simulator."""
+    n = scheduled_s.size
+    warm = int(np.floor(warmup_fraction * n))
+    lat = (done_s - scheduled_s)[warm:]
+    late_ms = (enqueue_s - scheduled_s) * 1000.0
+    span = float(np.nanmax(done_s) - scheduled_s[0])
+    measured = Figures(
+        p50_ms=_pct(lat, 50),
+        p90_ms=_pct(lat, 90),
+        p99_ms=_pct(lat, 99),
+        throughput_rps=n / span if span > 0 else 0.0,
+    )
+    pred = None
+    errors = None
+    if predicted.stable and predicted.latency_ms is not None:
+        pl = predicted.latency_ms
+        pred = Figures(
+            p50_ms=pl.p50, p90_ms=pl.p90, p99_ms=pl.p99, throughput_rps=predicted.throughput_rps or 0.0
+        )
+        errors = {
+            k: (getattr(pred, k) - getattr(measured, k)) / getattr(measured, k) * 100.0
+            for k in ("p50_ms", "p90_ms", "p99_ms", "throughput_rps")
+        }
+    sizes = np.asarray(batch_sizes)
+    services = np.asarray(batch_service_s) * 1000.0
+    common = int(np.bincount(sizes).argmax()) if sizes.size else None
+    ratio = None
+    if common is not None:
+        ratio = float(np.median(services[sizes == common])) / isolated_median_ms(common)
+    late_frac = float(np.mean(late_ms > LATE_MS))
+    flag = late_frac > LATE_FRACTION
+    within = None
+    if load <= TARGET_UP_TO_LOAD + 1e-9:
+        within = (
+            errors is not None
+            and abs(errors["p50_ms"]) <= P50_TARGET_PCT
+            and abs(errors["p99_ms"]) <= P99_TARGET_PCT
+        )
+    large = errors is None or abs(errors["p50_ms"]) > P50_TARGET_PCT or abs(errors["p99_ms"]) > P99_TARGET_PCT
+    diagnosis: list[str] = []
+    if large:
+        if errors is None:
+            diagnosis.append("the simulator judged this load unstable for the measured service times")
+        if flag:
+            diagnosis.append(
+                f"generator lag: {late_frac:.1%} of requests were enqueued more than {LATE_MS:g} ms after their "
+                f"schedule (max {np.max(late_ms):.2f} ms); latency counts that lag, the prediction does not"
+            )
+        if ratio is not None and common is not None and abs(ratio - 1) > SERVICE_DRIFT:
+            diagnosis.append(
+                f"service time under load differs from the isolated measurement: at batch {common} the median "
+                f"batch took {ratio:.2f}x the run's median ({float(np.median(services[sizes == common])):.3g} ms "
+                f"live vs {isolated_median_ms(common):.3g} ms measured)"
+            )
+        if load_average is not None and load_average > cpu_count:
+            diagnosis.append(
+                f"CPU contention: the load average was {load_average:.2f} on {cpu_count} CPUs during the level"
+            )
+        if not diagnosis:
+            diagnosis.append(
+                "no cause visible in the records: the simulator's assumption (batch service times drawn "
+                "independently from the isolated measurement) may not hold for this workload under load"
+            )
+    return LevelResult(
+        load=load,
+        rate_rps=rate_rps,
+        requests=n,
+        requests_measured=int(lat.size),
+        predicted=pred,
+        measured=measured,
+        error_pct=errors,
+        late_fraction_over_1ms=late_frac,
+        late_p99_ms=float(np.percentile(late_ms, 99)),
+        late_max_ms=float(np.max(late_ms)),
+        generator_flag=flag,
+        mean_batch_live=float(sizes.mean()) if sizes.size else 0.0,
+        mean_batch_predicted=predicted.mean_batch_size,
+        service_ratio=ratio,
+        service_batch=common,
+        within_target=within,
+        diagnosis=diagnosis,
+    )
+
+
+MIN_LIVE_SAMPLES = 5
+
+
+def live_service_model(
+    isolated: ServiceModel, batch_sizes: list[int], batch_service_s: list[float], max_batch: int
+) -> ServiceModel:
+    """A service model from the batch times observed live (empirical per batch size); a size seen fewer than
+    MIN_LIVE_SAMPLES times uses the isolated distribution scaled by the overall live/isolated median ratio."""
+    sizes = np.asarray(batch_sizes)
+    ms = np.asarray(batch_service_s) * 1000.0
+    seq = isolated.seq_lens[0] if isolated.seq_lens else None
+    table, _ = isolated.table_for(seq)
+    ratios = [float(np.median(ms[sizes == b])) / table.mean_ms(b) for b in set(batch_sizes)]
+    scale = float(np.median(ratios)) if ratios else 1.0
+    points: list[BatchLatency] = []
+    for b in range(1, max_batch + 1):
+        seen = ms[sizes == b]
+        if seen.size >= MIN_LIVE_SAMPLES:
+            points.append(samples_latency(b, seen))
+        else:
+            base, k = table.base(b)
+            rng = np.random.default_rng(b)
+            points.append(samples_latency(b, base.draw(rng, 256) * k * scale))
+    return replace(
+        isolated,
+        label=isolated.label + ", batch times observed live",
+        tables={seq: LatencyTable(points)},
+        max_batch=max_batch,
+        busy_power=None,
+        idle_power_w=None,
+        power_reason="not used",
+    )
+
+
+def with_live_service(level: LevelResult, predicted: SimResult) -> LevelResult:
+    """The level with the prediction made from live batch times added."""
+    if not predicted.stable or predicted.latency_ms is None:
+        return level
+    pl = predicted.latency_ms
+    f = Figures(p50_ms=pl.p50, p90_ms=pl.p90, p99_ms=pl.p99, throughput_rps=predicted.throughput_rps or 0.0)
+    m = level.measured
+    err = {k: (getattr(f, k) - getattr(m, k)) / getattr(m, k) * 100.0 for k in ("p50_ms", "p90_ms", "p99_ms")}
+    diagnosis = list(level.diagnosis)
+    if level.diagnosis and abs(err["p50_ms"]) <= P50_TARGET_PCT and abs(err["p99_ms"]) <= P99_TARGET_PCT:
+        diagnosis.append(
+            f"fed the batch times observed live, the simulator is within target (p50 {err['p50_ms']:+.1f}%, "
+            f"p99 {err['p99_ms']:+.1f}%): the queueing model holds and the error comes from the service times"
+        )
+    return level.model_copy(
+        update={"predicted_live_service": f, "error_live_service_pct": err, "diagnosis": diagnosis}
+    )
+
+
+def verdict(levels: list[LevelResult]) -> str:
+    """One sentence: did the prediction hold where it is judged, and what happened above."""
+    judged = [lv for lv in levels if lv.within_target is not None]
+    ok = all(lv.within_target for lv in judged)
+    head = (
+        f"prediction within |p50| <= {P50_TARGET_PCT:g}% and |p99| <= {P99_TARGET_PCT:g}% at every load up to "
+        f"{TARGET_UP_TO_LOAD:g}"
+        if ok and judged
+        else "prediction OFF TARGET at load "
+        + ", ".join(f"{lv.load:g}" for lv in judged if not lv.within_target)
+        if judged
+        else "no level at or below the judged load"
+    )
+    above = [lv for lv in levels if lv.within_target is None and lv.error_pct is not None]
+    tail = "; ".join(
+        f"at {lv.load:g}: p50 {lv.error_pct['p50_ms']:+.1f}%, p99 {lv.error_pct['p99_ms']:+.1f}%"
+        for lv in above
+        if lv.error_pct
+    )
+    return head + (f"; {tail}" if tail else "")
+
+
+def validation_filename(v: Validation) -> str:
+    """validation-<run short id>-<precision>-b<max_batch>-<UTC time>.json."""
+    short = v.run_id.removeprefix("sha256:")[:12]
+    return f"validation-{short}-{v.precision}-b{v.max_batch}-{v.created_at:%Y%m%dT%H%M%SZ}.json"
+
+
+def save_validation(v: Validation, folder: str | Path) -> Path:
+    """Write the validation file atomically into folder."""
+    text = json.dumps(v.model_dump(mode="json"), indent=1, allow_nan=False) + "\n"
+    return atomic_write_text(Path(folder) / validation_filename(v), text)
+
+
+def load_validation(path: str | Path) -> Validation:
+    """Read and validate a validation file."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationFileError(f"{p}: cannot read: {exc}") from None
+    try:
+        return Validation.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFileError(f"{p}: invalid validation file: {format_validation_error(exc)}") from None
+
+
+def validations_for(run_id: str, folder: str | Path) -> list[Validation]:
+    """Every readable validation of a run in folder, newest first (unreadable files are skipped)."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    short = run_id.removeprefix("sha256:")[:12]
+    out = []
+    for p in sorted(root.glob(f"validation-{short}-*.json")):
+        try:
+            v = load_validation(p)
+        except ValidationFileError:
+            continue
+        if v.run_id == run_id:
+            out.append(v)
+    return sorted(out, key=lambda v: v.created_at, reverse=True)
+
+
+def cpu_count() -> int:
+    """Usable CPUs of this process (affinity-aware)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1

@@ -1,0 +1,110 @@
+"""`fleetwise validate` mechanics with a tiny workload, and the comparison's arithmetic and diagnosis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fleetwise_cli.main import app
+from planner.scenario import parse_scenario
+from planner.service import from_run
+from planner.serving import run_simulation
+from planner.sim import BatchPolicy
+from planner.validation import compare_level, live_service_model, load_validation, validations_for
+from tests.cli.test_cli import FAST, TINY
+from tests.conftest import REPO, make_run, ok_point
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    args = ["measure", "-w", "mlp", *TINY, "--precision", "fp32", "--batch", "1,2", "--threads", "1", *FAST]
+    result = runner.invoke(app, [*args, "--idle-seconds", "0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return next(out.glob("*.json"))
+
+
+@pytest.mark.slow
+def test_two_live_levels_are_recorded_compared_and_written(tiny_run: Path, tmp_path: Path) -> None:
+    args = ["validate", "--run", str(tiny_run), "--scenario", str(REPO / "scenarios" / "steady-api.yaml")]
+    args += ["--load", "0.2,0.4", "--max-batch", "2", "--max-delay-ms", "1", "--seconds", "1"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    v = json.loads(result.stdout)
+    assert [lv["load"] for lv in v["levels"]] == [0.2, 0.4]
+    for lv in v["levels"]:
+        assert lv["requests"] >= 200 and lv["requests_measured"] == lv["requests"] - int(0.1 * lv["requests"])
+        assert lv["predicted"] is not None and set(lv["error_pct"]) >= {"p50_ms", "p99_ms"}
+        m, p = lv["measured"], lv["predicted"]
+        assert lv["error_pct"]["p50_ms"] == pytest.approx((p["p50_ms"] - m["p50_ms"]) / m["p50_ms"] * 100)
+        assert 0 < m["p50_ms"] <= m["p99_ms"] and lv["error_live_service_pct"] is not None
+        assert 1 <= lv["mean_batch_live"] <= 2
+    assert any("pinned" in n or "not pinned" in n for n in v["notes"])
+    (path,) = tmp_path.glob("validation-*.json")
+    loaded = load_validation(path)
+    assert loaded.run_id == v["run_id"] and validations_for(loaded.run_id, tmp_path)[0] == loaded
+
+
+def test_bad_validate_input_is_exit_2(tiny_run: Path) -> None:
+    base = ["validate", "--run", str(tiny_run), "--scenario", str(REPO / "scenarios" / "steady-api.yaml")]
+    for extra, message in (
+        (["--load", "1.2"], "fractions in (0, 1)"),
+        (["--max-batch", "64"], "above what the run"),
+    ):
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
+def level_inputs(late_ms: float, slow: float) -> dict:  # type: ignore[type-arg]
+    run = make_run([ok_point("fp32", 1, 2.0), ok_point("fp32", 2, 3.0)])
+    model = from_run(run, "fp32")
+    sc = parse_scenario({"name": "t", "arrivals": {"process": "poisson", "rate_rps": 100}, "requests": 2000})
+    pred = run_simulation(sc, model, 1, "central", BatchPolicy(1, 0))
+    rng = np.random.default_rng(0)
+    sched = np.cumsum(rng.exponential(0.01, 2000))
+    service = 0.002 * slow
+    done = np.empty_like(sched)
+    free = 0.0
+    for i, t in enumerate(sched):
+        free = max(free, t) + service
+        done[i] = free
+    late = np.where(np.arange(2000) % 10 == 0, late_ms / 1000.0, 0.0)
+    return dict(
+        load=0.2,
+        rate_rps=100.0,
+        predicted=pred,
+        scheduled_s=sched,
+        enqueue_s=sched + late,
+        done_s=done,
+        batch_sizes=[1] * 2000,
+        batch_service_s=[service] * 2000,
+        warmup_fraction=0.1,
+        isolated_median_ms=lambda b: 2.0,
+        load_average=0.5,
+        cpu_count=2,
+    )
+
+
+def test_a_late_generator_and_slower_service_are_named_as_reasons() -> None:
+    lv = compare_level(**level_inputs(late_ms=5.0, slow=1.5))
+    assert lv.generator_flag and lv.late_fraction_over_1ms == pytest.approx(0.1)
+    assert lv.within_target is False
+    text = " ".join(lv.diagnosis)
+    assert "generator lag" in text and "1.50x the run's median" in text
+    calm = compare_level(**level_inputs(late_ms=0.0, slow=1.0))
+    assert not calm.generator_flag and calm.service_ratio == pytest.approx(1.0)
+
+
+def test_the_live_service_model_uses_what_was_observed() -> None:
+    model = from_run(make_run([ok_point("fp32", 1, 2.0), ok_point("fp32", 2, 3.0)]), "fp32")
+    live = live_service_model(model, [1] * 50 + [2] * 2, [0.004] * 50 + [0.006] * 2, 2)
+    assert live.mean_service_s(1) == pytest.approx(0.004)
+    assert live.mean_service_s(2) == pytest.approx(
+        model.mean_service_s(2) * 2.0, rel=0.05
+    )  # scaled by the ratio
