@@ -713,6 +713,8 @@ def in_workers(fn: Callable[[Task], R], tasks: list[Task], jobs: int, progress: 
         # forkserver: forking a process that runs threads (the app's server) can deadlock a worker
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
+        if ctx.get_start_method() == "forkserver":
+            ctx.set_forkserver_preload(["planner.sizing"])  # workers fork with numpy/scipy/simpy imported
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
             for done, fut in enumerate(as_completed(futures), start=1):
