@@ -191,3 +191,14 @@ def test_runs_page_shows_a_runs_live_validation(data: Path) -> None:
     assert any("Prediction checked live" in h.value for h in at.subheader)
     tables = [t.value for t in at.table]
     assert any("p50 error" in t.columns for t in tables)
+
+
+def test_an_oversized_upload_is_refused_before_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import planner.catalog as catalog
+
+    monkeypatch.setattr(catalog, "MAX_RUN_FILE_BYTES", 1000)
+    with pytest.raises(ValueError, match="over the 1,000 byte limit"):
+        catalog.accept_upload(b"{" + b" " * 2000 + b"}", tmp_path, [])
+    assert not list(tmp_path.iterdir())
