@@ -17,7 +17,7 @@ from measure.run import RunFileError, load_run
 from planner.compare import compare_runs
 from planner.plan import RANK_BY, Plan, PlannedOption, Question, Redundancy, make_plan, sensitivity
 from planner.prices import PRICINGS, PriceError, load_prices
-from planner.report import register_runs, write_report
+from planner.report import evidence_for, write_report
 from planner.scenario import ScenarioError, load_scenario
 from planner.service import ServiceError
 from planner.sim import ROUTERS
@@ -117,8 +117,8 @@ def size(
                     q, book, plan, n_jobs, lambda d, t, _l: bar.update(t2, completed=d, total=t)
                 )
         if report is not None:
-            register_runs(list(q.runs), validations)
-            write_report(report, plan, book, rows)
+            runs_by_id, found = evidence_for(list(q.runs), validations)
+            write_report(report, plan, book, rows, runs_by_id, found)
     except (ScenarioError, ServiceError, RunFileError, PriceError, SizingError, ValueError) as exc:
         raise fail(str(exc)) from None
     if as_json:

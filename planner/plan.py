@@ -148,36 +148,6 @@ class Plan(_Out):
     answer: str
 
 
-def _quality(opt: SizedOption) -> dict[str, Any] | None:
-    if opt.source != "measured" or opt.precision is None:
-        return None
-    run = next((r for r in (_run_by_id(i) for i in opt.evidence_ids) if r is not None), None)
-    if run is None or run.quality is None:
-        return None
-    for e in run.quality.entries:
-        if e.precision == opt.precision:
-            return {
-                "status": e.status,
-                "rel_l2_error": e.rel_l2_error,
-                "top1_agreement": e.top1_agreement,
-                "reference": run.quality.reference,
-            }
-    return None
-
-
-_RUN_PATHS: dict[str, str] = {}
-
-
-def register_run_paths(paths: dict[str, str]) -> None:
-    """Let the plan find a run's file by id (for its quality proxy)."""
-    _RUN_PATHS.update(paths)
-
-
-def _run_by_id(run_id: str) -> Any:
-    path = _RUN_PATHS.get(run_id)
-    return load_run_cached(path) if path else None
-
-
 def _power(deployed: int, idle_w: float | None, rate: float, marginal: float | None) -> float | None:
     if idle_w is None or marginal is None:
         return None
@@ -264,7 +234,7 @@ def plan_option(
         cost_per_1k_requests_usd=cost.cost_per_1k_requests_usd if cost else None,
         cost_per_1m_tokens_usd=cost.cost_per_1m_tokens_usd if cost else None,
         units_per_joule=cost.units_per_joule if cost else None,
-        quality=_quality(opt),
+        quality=opt.quality,
         rank=None,
         simulations=opt.simulations,
         warnings=opt.warnings,
@@ -401,7 +371,6 @@ def make_plan(q: Question, book: PriceBook, jobs: int = 1, progress: Progress | 
         raise SizingError(f"scenario {sc.name} has no SLO: there is nothing to size against")
     specs, skipped = options_for(q)
     entries = _entries(q, book, specs)
-    register_run_paths({load_run_cached(p).id: p for p in q.runs})
     sized = size_all(
         sc,
         specs,

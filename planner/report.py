@@ -87,7 +87,7 @@ def _answer_table(plan: Plan, options: list[PlannedOption]) -> list[str]:
     return lines
 
 
-def _evidence(plan: Plan) -> list[str]:
+def _evidence(plan: Plan, runs: dict[str, Run], validations: dict[str, list[Validation]]) -> list[str]:
     lines: list[str] = []
     seen: set[str] = set()
     for o in plan.options:
@@ -95,7 +95,7 @@ def _evidence(plan: Plan) -> list[str]:
             if ev in seen:
                 continue
             seen.add(ev)
-            run = _find_run(ev)
+            run = runs.get(ev)
             if run is None:
                 lines.append(f"- **ASSUMED** `{ev}`: an assumed profile, not a measurement")
                 continue
@@ -114,33 +114,25 @@ def _evidence(plan: Plan) -> list[str]:
                 f"  - excluded points: {'; '.join(reasons) if reasons else 'none'}",
                 f"  - flagged points: {'; '.join(flagged) if flagged else 'none'}",
             ]
-            for v in _VALIDATIONS.get(run.id, []):
+            for v in validations.get(run.id, []):
                 lines.append(
                     f"  - live validation {v.created_at:%Y-%m-%d %H:%M} UTC ({v.precision}, max_batch {v.max_batch}, "
                     f"max_delay {v.max_delay_ms:g} ms): {v.verdict}"
                 )
-            if run.id not in _VALIDATIONS:
+            if run.id not in validations:
                 lines.append(
                     "  - live validation: none (the simulator's prediction was not checked on this run)"
                 )
     return lines
 
 
-_RUNS_BY_ID: dict[str, Run] = {}
-_VALIDATIONS: dict[str, list[Validation]] = {}
-
-
-def register_runs(paths: list[str], validations: str | Path | None = None) -> None:
-    """Make runs (and their live validations in that folder) findable by id for the evidence section."""
-    for p in paths:
-        r = load_run_cached(p)
-        _RUNS_BY_ID[r.id] = r
-        if validations is not None and (found := validations_for(r.id, validations)):
-            _VALIDATIONS[r.id] = found
-
-
-def _find_run(run_id: str) -> Run | None:
-    return _RUNS_BY_ID.get(run_id)
+def evidence_for(
+    paths: list[str], validations: str | Path | None = None
+) -> tuple[dict[str, Run], dict[str, list[Validation]]]:
+    """The runs at these paths by id, and their live validations found in that folder."""
+    runs = {r.id: r for r in map(load_run_cached, paths)}
+    found = {i: v for i in runs if validations is not None and (v := validations_for(i, validations))}
+    return runs, found
 
 
 def _prices(plan: Plan, book: PriceBook) -> list[str]:
@@ -188,8 +180,14 @@ def _sensitivity(rows: list[SensitivityRow]) -> list[str]:
     return lines
 
 
-def render_markdown(plan: Plan, book: PriceBook, rows: list[SensitivityRow] | None = None) -> str:
-    """The report as markdown."""
+def render_markdown(
+    plan: Plan,
+    book: PriceBook,
+    rows: list[SensitivityRow] | None = None,
+    runs: dict[str, Run] | None = None,
+    validations: dict[str, list[Validation]] | None = None,
+) -> str:
+    """The report as markdown; `runs` (by id) and their `validations` fill the evidence section."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         f"# Fleet sizing report: {plan.scenario}",
@@ -241,7 +239,17 @@ def render_markdown(plan: Plan, book: PriceBook, rows: list[SensitivityRow] | No
             b = o.below
             why = "1 replica is the fewest possible" if b is None else f"{b.replicas} replica(s): {b.reason}"
             out.append(f"- {o.label}: {why}")
-    out += ["", "## Evidence", "", *_evidence(plan), "", "## Prices used", "", *_prices(plan, book), ""]
+    out += [
+        "",
+        "## Evidence",
+        "",
+        *_evidence(plan, runs or {}, validations or {}),
+        "",
+        "## Prices used",
+        "",
+        *_prices(plan, book),
+        "",
+    ]
     if rows:
         out += [
             "## Sensitivity",
@@ -277,9 +285,16 @@ def render_html(md: str, title: str) -> str:
     )
 
 
-def write_report(path: str | Path, plan: Plan, book: PriceBook, rows: list[SensitivityRow] | None) -> Path:
+def write_report(
+    path: str | Path,
+    plan: Plan,
+    book: PriceBook,
+    rows: list[SensitivityRow] | None,
+    runs: dict[str, Run] | None = None,
+    validations: dict[str, list[Validation]] | None = None,
+) -> Path:
     """Write the report atomically; `.html` gives HTML, anything else markdown."""
-    md = render_markdown(plan, book, rows)
+    md = render_markdown(plan, book, rows, runs, validations)
     p = Path(path)
     text = render_html(md, f"Fleet sizing: {plan.scenario}") if p.suffix.lower() in (".html", ".htm") else md
     return atomic_write_text(p, text)

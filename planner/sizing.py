@@ -377,6 +377,7 @@ class SizedOption(_Out):
     simulations: int
     warnings: list[str]
     error: str | None  # the option could not be sized at all (e.g. a request larger than max_batch)
+    quality: dict[str, Any] | None = None  # the precision's numeric-quality proxy vs fp32, where measured
 
 
 @dataclass
@@ -639,7 +640,26 @@ def size_option(task: Task) -> SizedOption:
         simulations=sims,
         warnings=warnings,
         error=error,
+        quality=_quality(opt, rep),
     )
+
+
+def _quality(opt: OptionSpec, run_id: str) -> dict[str, Any] | None:
+    """The representative run's quality proxy at the option's precision (None for profiles or not measured)."""
+    if opt.evidence.kind != "run":
+        return None
+    run = next((r for r in map(load_run_cached, opt.evidence.paths) if r.id == run_id), None)
+    if run is None or run.quality is None:
+        return None
+    entry = next((e for e in run.quality.entries if e.precision == opt.evidence.precision), None)
+    if entry is None:
+        return None
+    return {
+        "status": entry.status,
+        "rel_l2_error": entry.rel_l2_error,
+        "top1_agreement": entry.top1_agreement,
+        "reference": run.quality.reference,
+    }
 
 
 def _empty_level(lv: Level) -> LevelAnswer:
