@@ -132,7 +132,7 @@ else:
 
 if run.quality is not None:
     st.subheader("Numeric-quality proxy vs fp32 (same inputs, random weights: a proxy, not accuracy)")
-    st.dataframe(
+    st.table(
         pd.DataFrame(
             [
                 {
@@ -146,8 +146,7 @@ if run.quality is not None:
                 }
                 for e in run.quality.entries
             ]
-        ),
-        hide_index=True,
+        ).set_index("precision")
     )
 
 st.subheader("Prediction checked live")
@@ -194,7 +193,7 @@ for v in vals:
 not_ok = curves[curves.status != "ok"]
 if len(not_ok):
     st.caption("Points not measured, with the reason (never filled in):")
-    st.dataframe(not_ok[["precision", "batch", "seq_len", "status", "reason"]], hide_index=True)
+    st.table(not_ok[["precision", "batch", "seq_len", "status", "reason"]].set_index("precision"))
 
 st.subheader("One point's latency series")
 keys = [(r.precision, int(r.batch), None if pd.isna(r.seq_len) else int(r.seq_len)) for r in ok.itertuples()]
