@@ -13,7 +13,7 @@ from rich.table import Table
 from fleetwise_cli.common import fail, out
 from measure.run import RunFileError, load_run
 from planner.scenario import ScenarioError, load_scenario
-from planner.service import ServiceError, ServiceModel, from_profile, from_run, load_profile
+from planner.service import ServiceError, ServiceModel, from_profile, from_run, load_profile, scaled_model
 from planner.serving import SimResult, Summary, run_simulation
 from planner.sim import ROUTERS, BatchPolicy
 
@@ -32,6 +32,9 @@ def simulate(
     seed: int = typer.Option(None, help="random seed (overrides the scenario's)"),
     exclude_throttled: bool = typer.Option(
         False, help="leave out points flagged power-capped, thermal-slowdown or hw-slowdown"
+    ),
+    service_scale: float = typer.Option(
+        1.0, help="multiply every service time (an assumption, e.g. the live/isolated ratio of a validation)"
     ),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> None:
@@ -58,6 +61,7 @@ def simulate(
             if precision is not None:
                 raise ServiceError("--precision applies to --run only")
             model = from_profile(load_profile(profile))
+        model = scaled_model(model, service_scale)
         policy = BatchPolicy(max_batch, max_delay_ms / 1000.0, queue_capacity)
         result = run_simulation(
             sc,
@@ -71,6 +75,7 @@ def simulate(
                 "run": str(run) if run else None,
                 "profile": str(profile) if profile else None,
                 "precision": precision,
+                "service_scale": service_scale,
             },
         )
     except (ScenarioError, ServiceError, RunFileError, ValueError) as exc:

@@ -55,6 +55,9 @@ def size(
     max_replicas: int = typer.Option(MAX_REPLICAS, help="give up above this many replicas"),
     jobs: int = typer.Option(0, help="worker processes (0: one per CPU)"),
     exclude_throttled: bool = typer.Option(False, help="leave out points flagged as throttled"),
+    service_scale: float = typer.Option(
+        1.0, help="multiply every service time (an assumption, e.g. the live/isolated ratio of a validation)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="the plan as JSON on stdout"),
     report: Path = typer.Option(None, help="write the audit report (.md or .html) with sensitivity tables"),
     validations: Path = typer.Option(
@@ -73,6 +76,8 @@ def size(
             raise SizingError(f"unknown --rank-by {rank_by!r}: use {', '.join(RANK_BY)}")
         if not 1_000 <= requests <= 2_000_000:
             raise SizingError(f"--requests must be in 1000..2000000, got {requests}")
+        if not 0.1 <= service_scale <= 10:
+            raise SizingError(f"--service-scale must be in 0.1..10, got {service_scale:g}")
         if not 1 <= max_replicas <= 10_000:
             raise SizingError(f"--max-replicas must be in 1..10000, got {max_replicas}")
         if report is not None and report.suffix.lower() not in (".md", ".html", ".htm"):
@@ -101,6 +106,7 @@ def size(
             sizing_requests=requests,
             max_replicas=max_replicas,
             exclude_throttled=exclude_throttled,
+            service_scale=service_scale,
         )
         n_jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
         with _progress(as_json) as bar:
@@ -174,6 +180,8 @@ def print_plan(plan: Plan) -> None:
         soft_wrap=True,
     )
     out.print(f"sized at: {escape(plan.sized_at)}", highlight=False, soft_wrap=True)
+    if plan.service_scale != 1.0:
+        out.print(f"[yellow]assumption:[/] every service time x{plan.service_scale:g}", highlight=False)
     for g in plan.groups:
         opts = [o for o in plan.options if o.key in g.options]
         title = ("[bold yellow]ASSUMED, NOT MEASURED[/]: " if g.source == "assumed" else "") + escape(g.label)

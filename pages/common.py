@@ -189,6 +189,7 @@ def question_from(params: dict[str, Any]) -> Question:
         rank_by=params["rank_by"],
         redundancy=Redundancy(params["spares"], params["headroom"]),
         sizing_requests=params["requests"],
+        service_scale=params.get("service_scale", 1.0),
     )
 
 
@@ -208,7 +209,11 @@ def ladders_for(params: dict[str, Any], keys: tuple[str, ...]) -> list[Ladder]:
 
     def compute(progress: Progress) -> list[Ladder]:
         specs, _ = options_for(q)
-        tasks = [Task(s, q.scenario, q.sizing_requests, q.max_replicas) for s in specs if s.key in keys]
+        tasks = [
+            Task(s, q.scenario, q.sizing_requests, q.max_replicas, q.service_scale)
+            for s in specs
+            if s.key in keys
+        ]
         return in_workers(ladder, tasks, JOBS, progress)
 
     return cast(list[Ladder], cached(_key("ladders", params, *keys), compute, "Simulating"))

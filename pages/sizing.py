@@ -59,6 +59,14 @@ with st.form("sizing"):
     requests = int(
         c5.number_input("Arrivals per simulation", 1000, 500_000, 30_000, step=5000, key="sz_requests")
     )
+    scale = st.number_input(
+        "Service-time scale (an assumption: 1 = as measured; e.g. a live validation's live/isolated ratio)",
+        0.1,
+        10.0,
+        1.0,
+        step=0.05,
+        key="sz_scale",
+    )
     submitted = st.form_submit_button("Size the fleet", type="primary")
 
 params: dict[str, Any] = {
@@ -73,6 +81,7 @@ params: dict[str, Any] = {
     "spares": spares,
     "headroom": headroom,
     "requests": requests,
+    "service_scale": scale,
 }
 if submitted:
     st.session_state["plan_params"] = params
@@ -100,6 +109,10 @@ st.caption(
     f"Sized at: {plan.sized_at}. Pricing {plan.pricing}, redundancy {plan.redundancy}; "
     f"{plan.simulations} simulations."
 )
+if plan.service_scale != 1.0:
+    st.warning(
+        f"Assumption: every service time multiplied by {plan.service_scale:g} (not part of the evidence)."
+    )
 
 rows = []
 for o in plan.options:

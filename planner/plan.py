@@ -140,6 +140,7 @@ class Plan(_Out):
     rank_by: RankBy
     redundancy: str
     sizing_requests: int
+    service_scale: float
     options: list[PlannedOption]
     groups: list[Group]
     not_comparable: str | None
@@ -313,6 +314,7 @@ class Question:
     sizing_requests: int = SIZING_REQUESTS
     max_replicas: int = MAX_REPLICAS
     exclude_throttled: bool = False
+    service_scale: float = 1.0  # every service time x this: an explicit assumption (e.g. from a validation)
 
 
 def _entries(q: Question, book: PriceBook, specs: list[OptionSpec]) -> dict[str, DevicePrice]:
@@ -378,6 +380,7 @@ def make_plan(q: Question, book: PriceBook, jobs: int = 1, progress: Progress | 
         max_replicas=q.max_replicas,
         jobs=jobs,
         progress=progress,
+        service_scale=q.service_scale,
     )
     planned = []
     for spec, s in zip(specs, sized, strict=True):
@@ -404,6 +407,7 @@ def make_plan(q: Question, book: PriceBook, jobs: int = 1, progress: Progress | 
         rank_by=q.rank_by,
         redundancy=q.redundancy.label(),
         sizing_requests=q.sizing_requests,
+        service_scale=q.service_scale,
         options=ordered,
         groups=groups,
         not_comparable=_not_comparable(specs),
@@ -444,7 +448,9 @@ def sensitivity(
     variants: list[tuple[str, float, Scenario]] = [
         ("growth", f, sc.model_copy(update={"growth": sc.growth * f})) for f in GROWTH_FACTORS if f != 1.0
     ] + [("slo", f, with_slo_scale(sc, f)) for f in SLO_FACTORS if f != 1.0]
-    tasks = [Task(s, v[2], q.sizing_requests, q.max_replicas) for s in chosen for v in variants]
+    tasks = [
+        Task(s, v[2], q.sizing_requests, q.max_replicas, q.service_scale) for s in chosen for v in variants
+    ]
     sized = run_tasks(tasks, jobs, progress)
     rows: list[SensitivityRow] = []
     it = iter(sized)

@@ -201,6 +201,13 @@ def render_markdown(
         f"- Service-level objectives (all must hold at peak): {'; '.join(plan.slo)}.",
         f"- Sized at: {plan.sized_at}.",
         f"- Pricing: {plan.pricing}; redundancy: {plan.redundancy}; ranked by {plan.rank_by} within each group.",
+        *(
+            [
+                f"- **Assumption**: every service time multiplied by {plan.service_scale:g} (supplied with the question)."
+            ]
+            if plan.service_scale != 1.0
+            else []
+        ),
         "",
         "## The answer",
         "",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -272,6 +272,26 @@ class BatchSampler:
         i = entry[1][0]
         entry[1][0] = i + 1
         return entry[0][i]
+
+
+def scaled_model(model: ServiceModel, factor: float) -> ServiceModel:
+    """The model with every service time multiplied by factor: an explicit, labelled assumption (for example
+    the live/isolated ratio a validation measured), never applied silently."""
+    if factor == 1.0:
+        return model
+    if not 0.1 <= factor <= 10:
+        raise ServiceError(f"a service-time scale must be in 0.1..10, got {factor:g}")
+
+    def scale(p: BatchLatency) -> BatchLatency:
+        return BatchLatency(
+            p.batch, p.median_ms * factor, p.mean_ms * factor, lambda rng, k: p.draw(rng, k) * factor
+        )
+
+    tables = {s: LatencyTable([scale(p) for p in t.points]) for s, t in model.tables.items()}
+    note = f"service times x{factor:g}: an assumption supplied with the question, not part of the evidence"
+    return replace(
+        model, label=f"{model.label}, service x{factor:g}", tables=tables, warnings=[*model.warnings, note]
+    )
 
 
 def _pchip_power(points: dict[int, float]) -> Callable[[int], float]:

@@ -41,6 +41,7 @@ from planner.service import (
     from_profile,
     from_run,
     load_profile,
+    scaled_model,
 )
 from planner.serving import SimResult, Summary, run_simulation
 from planner.sim import BatchPolicy, Router
@@ -509,6 +510,7 @@ class Task:
     scenario: Scenario
     sizing_requests: int
     max_replicas: int
+    service_scale: float = 1.0
 
 
 _TRAFFIC: dict[str, Requests] = {}
@@ -531,11 +533,14 @@ def _run_model(path: str, precision: str | None, bound: Bound, exclude: bool) ->
     return from_run(load_run_cached(path), precision, THROTTLE_FLAGS if exclude else frozenset(), bound)
 
 
-def option_models(opt: OptionSpec) -> tuple[ServiceModel, str, ServiceModel, str, list[str]]:
-    """Pessimistic model (slowest run, slow CI end) and optimistic one (fastest run, fast CI end)."""
+def option_models(
+    opt: OptionSpec, scale: float = 1.0
+) -> tuple[ServiceModel, str, ServiceModel, str, list[str]]:
+    """Pessimistic model (slowest run, slow CI end) and optimistic one (fastest run, fast CI end), with every
+    service time multiplied by `scale` (1: as measured)."""
     ev = opt.evidence
     if ev.kind == "profile":
-        m = from_profile(_load_profile(ev.paths[0]))
+        m = scaled_model(from_profile(_load_profile(ev.paths[0])), scale)
         return m, m.evidence, m, m.evidence, []
     b = opt.max_batch
     pess = [(_run_model(p, ev.precision, "pessimistic", opt.exclude_throttled), p) for p in ev.paths]
@@ -543,7 +548,8 @@ def option_models(opt: OptionSpec) -> tuple[ServiceModel, str, ServiceModel, str
     slow = min(pess, key=lambda mp: mp[0].sustainable_items_per_s(b, _seq(mp[0])))
     fast = max(opti, key=lambda mp: mp[0].sustainable_items_per_s(b, _seq(mp[0])))
     ids = [load_run_cached(p).id for p in ev.paths]
-    return slow[0], load_run_cached(slow[1]).id, fast[0], load_run_cached(fast[1]).id, ids
+    slow_m, fast_m = scaled_model(slow[0], scale), scaled_model(fast[0], scale)
+    return slow_m, load_run_cached(slow[1]).id, fast_m, load_run_cached(fast[1]).id, ids
 
 
 def _seq(m: ServiceModel) -> int | None:
@@ -564,7 +570,7 @@ def size_option(task: Task) -> SizedOption:
     """Size one option at every level of the scenario (runs in a worker process)."""
     opt = task.option
     policy = BatchPolicy(opt.max_batch, opt.max_delay_ms / 1000.0)
-    pess, rep, opti, opt_ev, ids = option_models(opt)
+    pess, rep, opti, opt_ev, ids = option_models(opt, task.service_scale)
     lvls, _ = levels(task.scenario, task.sizing_requests)
     answers: list[LevelAnswer] = []
     sims = 0
@@ -706,11 +712,14 @@ def size_all(
     max_replicas: int = MAX_REPLICAS,
     jobs: int = 1,
     progress: Progress | None = None,
+    service_scale: float = 1.0,
 ) -> list[SizedOption]:
     """Size every option (in `jobs` worker processes); results in the order of `options`."""
     if not scenario.slo:
         raise SizingError(f"scenario {scenario.name} has no SLO: there is nothing to size against")
-    return run_tasks([Task(o, scenario, sizing_requests, max_replicas) for o in options], jobs, progress)
+    return run_tasks(
+        [Task(o, scenario, sizing_requests, max_replicas, service_scale) for o in options], jobs, progress
+    )
 
 
 def run_tasks(tasks: list[Task], jobs: int = 1, progress: Progress | None = None) -> list[SizedOption]:

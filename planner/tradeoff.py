@@ -50,7 +50,7 @@ class Ladder(_Out):
 def ladder(task: Task) -> Ladder:
     """Simulate counts upward from the stability bound until the p99 stops improving (worker process)."""
     opt = task.option
-    pess, *_ = option_models(opt)
+    pess, *_ = option_models(opt, task.service_scale)
     lv = levels(task.scenario, task.sizing_requests)[0][0]
     assert lv.scenario is not None
     reqs = traffic_for(lv.scenario)

@@ -200,3 +200,20 @@ def test_energy_is_paid_only_where_the_price_does_not_include_it() -> None:
     assert r.energy_cost_usd_per_month is None and r.cost_complete and r.cost_per_1m_tokens_usd is None
     unknown = price_fleet("d", "owned", owned, el, 730.0, None, load)
     assert not unknown.cost_complete and unknown.monthly_cost_usd == pytest.approx(1270)
+
+
+def test_a_service_time_scale_is_applied_and_stated(tmp_path: Path) -> None:
+    sc = parse_scenario(
+        {
+            "name": "t",
+            "arrivals": {"process": "poisson", "rate_rps": 150},
+            "requests": 5_000,
+            "slo": [{"percentile": 99, "threshold_ms": 100}],
+        }
+    )
+    path = profile(tmp_path, "det", {"dist": "deterministic", "ms": 10})  # 100 req/s per replica
+    q = Question(scenario=sc, runs=(), profiles=(path,), max_batches=(1,), max_delays_ms=(0.0,))
+    base = make_plan(q, book(det=1.0)).options[0]
+    slower = make_plan(Question(**{**q.__dict__, "service_scale": 1.5}), book(det=1.0))
+    assert base.replicas == 2 and slower.options[0].replicas == 3  # 150 req/s at 66.7 req/s per replica
+    assert slower.service_scale == 1.5 and any("x1.5" in w for w in slower.options[0].warnings)
