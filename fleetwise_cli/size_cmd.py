@@ -17,7 +17,7 @@ from measure.run import RunFileError, load_run
 from planner.compare import compare_runs
 from planner.plan import RANK_BY, Plan, PlannedOption, Question, Redundancy, make_plan, sensitivity
 from planner.prices import PRICINGS, PriceError, load_prices
-from planner.report import evidence_for, write_report
+from planner.report import evidence_for, money, quality_text, write_report
 from planner.scenario import ScenarioError, load_scenario
 from planner.service import ServiceError
 from planner.sim import ROUTERS
@@ -147,27 +147,11 @@ def _progress(quiet: bool) -> Progress:
     )
 
 
-def _money(v: float | None) -> str:
-    if v is None:
-        return "-"
-    return f"${v:.3g}" if v < 1 else f"${v:,.2f}" if v < 100 else f"${v:,.0f}"
-
-
 def _evidence(o: PlannedOption) -> str:
     if o.source == "assumed":
         return "ASSUMED " + o.evidence_ids[0].removeprefix("assumed-profile:")
     short = o.representative.removeprefix("sha256:")[:12]
     return f"{o.device} run {short}" + (f" (+{len(o.evidence_ids) - 1})" if len(o.evidence_ids) > 1 else "")
-
-
-def _quality(o: PlannedOption) -> str:
-    q = o.quality
-    if not q:
-        return "-"
-    if q.get("status") != "ok":
-        return str(q.get("status"))
-    top1 = q.get("top1_agreement")
-    return f"L2 {q['rel_l2_error']:.2g}" + (f", top-1 {top1:.0%}" if top1 is not None else "")
 
 
 def print_plan(plan: Plan) -> None:
@@ -207,7 +191,7 @@ def print_plan(plan: Plan) -> None:
                 o.replicas_optimistic != o.replicas or o.replicas_deployed != o.replicas
             ):
                 reps += f" ({o.replicas} sized, {o.replicas_optimistic} opt.)"
-            cost = _money(o.monthly_cost_usd) + (
+            cost = money(o.monthly_cost_usd) + (
                 "*" if o.cost is not None and not o.cost.cost_complete else ""
             )
             t.add_row(
@@ -220,11 +204,11 @@ def print_plan(plan: Plan) -> None:
                 "[green]met[/]" if o.meets_slo else "[red]no[/]",
                 "-" if o.latency_ms is None else f"{o.latency_ms.p99:.4g}",
                 cost,
-                _money(o.cost_per_1k_requests_usd),
-                _money(o.cost_per_1m_tokens_usd),
+                money(o.cost_per_1k_requests_usd),
+                money(o.cost_per_1m_tokens_usd),
                 "-" if o.units_per_joule is None else f"{o.units_per_joule:.4g}",
                 "-" if o.utilization_peak is None else f"{o.utilization_peak:.0%}",
-                _quality(o),
+                quality_text(o),
             )
         out.print(t)
         for o in opts:

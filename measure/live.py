@@ -167,7 +167,6 @@ def _replay(
     done = np.full(n, np.nan)
     queue: deque[int] = deque()
     cond = threading.Condition()
-    finished = threading.Event()
     load_before = _load_average()
     t0 = clock() + 0.05  # scheduled time 0, a moment after both threads are ready
 
@@ -183,9 +182,6 @@ def _replay(
                 enq[i] = clock() - t0
                 queue.append(i)
                 cond.notify()
-        finished.set()
-        with cond:
-            cond.notify()
 
     gen = threading.Thread(target=generate, name="fleetwise-live-generator", daemon=True)
     sizes: list[int] = []

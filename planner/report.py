@@ -39,7 +39,8 @@ ASSUMPTIONS = [
 ]
 
 
-def _money(v: float | None) -> str:
+def money(v: float | None) -> str:
+    """Dollars with precision that suits the size (cents per request need significant digits)."""
     if v is None:
         return "-"
     return f"${v:.3g}" if v < 1 else f"${v:,.2f}" if v < 100 else f"${v:,.0f}"
@@ -53,7 +54,8 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.0%}"
 
 
-def _quality(o: PlannedOption) -> str:
+def quality_text(o: PlannedOption) -> str:
+    """The option's numeric-quality proxy vs fp32 in a few words."""
     q = o.quality
     if not q:
         return "n/a" if o.source == "assumed" else "not measured"
@@ -76,13 +78,13 @@ def _answer_table(plan: Plan, options: list[PlannedOption]) -> list[str]:
             if o.replicas is not None
             else "-"
         )
-        cost = _money(o.monthly_cost_usd) + ("" if o.cost is None or o.cost.cost_complete else " (no energy)")
+        cost = money(o.monthly_cost_usd) + ("" if o.cost is None or o.cost.cost_complete else " (no energy)")
         lines.append(
             f"| {o.rank or '-'} | {o.label} | {'**ASSUMED**' if o.source == 'assumed' else 'measured'} | {reps} | "
             f"{'yes' if o.meets_slo else 'no: ' + (o.reason or '')} | {_num(lat.p50 if lat else None)} | "
-            f"{_num(lat.p99 if lat else None)} | {cost} | {_money(o.cost_per_1k_requests_usd)} | "
-            f"{_money(o.cost_per_1m_tokens_usd)} | {_num(o.units_per_joule)} | "
-            f"{_pct(o.utilization_peak)} / {_pct(o.utilization_mean)} | {_quality(o)} |"
+            f"{_num(lat.p99 if lat else None)} | {cost} | {money(o.cost_per_1k_requests_usd)} | "
+            f"{money(o.cost_per_1m_tokens_usd)} | {_num(o.units_per_joule)} | "
+            f"{_pct(o.utilization_peak)} / {_pct(o.utilization_mean)} | {quality_text(o)} |"
         )
     return lines
 
@@ -175,7 +177,7 @@ def _sensitivity(rows: list[SensitivityRow]) -> list[str]:
                 )
                 + " |"
             )
-            lines.append("| monthly cost | " + " | ".join(_money(r.monthly_cost_usd) for r in part) + " |")
+            lines.append("| monthly cost | " + " | ".join(money(r.monthly_cost_usd) for r in part) + " |")
             lines.append("")
     return lines
 
@@ -231,7 +233,7 @@ def render_markdown(
             out += [
                 f"**{o.label}**: always-on fleet {o.replicas_deployed}, autoscaled "
                 f"{o.device_hours_per_day_autoscaled:g} device-hours per day "
-                f"(autoscaled monthly cost {_money(o.cost_autoscaled.monthly_cost_usd if o.cost_autoscaled else None)}; "
+                f"(autoscaled monthly cost {money(o.cost_autoscaled.monthly_cost_usd if o.cost_autoscaled else None)}; "
                 "saves money only where devices are rented by the hour)",
                 "",
                 "| hour | " + " | ".join(str(h.hour) for h in o.hourly) + " |",

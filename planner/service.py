@@ -198,8 +198,14 @@ class LatencyTable:
         return near, float(self._median(b)) / near.median_ms
 
     def mean_ms(self, b: int) -> float:
+        """Mean latency of a batch of b (ms), by the interpolation rule."""
         p, scale = self.base(b)
         return p.mean_ms * scale
+
+    def median_ms(self, b: int) -> float:
+        """Median latency of a batch of b (ms), by the interpolation rule."""
+        p, scale = self.base(b)
+        return p.median_ms * scale
 
 
 @dataclass

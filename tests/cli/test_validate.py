@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fleetwise_cli.main import app
+from measure.run import load_run
 from planner.scenario import parse_scenario
 from planner.service import from_run
 from planner.serving import run_simulation
@@ -33,7 +34,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_two_live_levels_are_recorded_compared_and_written(tiny_run: Path, tmp_path: Path) -> None:
     args = ["validate", "--run", str(tiny_run), "--scenario", str(REPO / "scenarios" / "steady-api.yaml")]
-    args += ["--load", "0.2,0.4", "--max-batch", "2", "--max-delay-ms", "1", "--seconds", "1"]
+    # a noisy machine can leave a tiny point `unstable`: batch up to what the run measured ok
+    ok = max(p.batch_size for p in load_run(tiny_run).points if p.status == "ok")
+    args += ["--load", "0.2,0.4", "--max-batch", str(ok), "--max-delay-ms", "1", "--seconds", "1"]
     result = runner.invoke(app, [*args, "--out", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     v = json.loads(result.stdout)
@@ -44,7 +47,7 @@ def test_two_live_levels_are_recorded_compared_and_written(tiny_run: Path, tmp_p
         m, p = lv["measured"], lv["predicted"]
         assert lv["error_pct"]["p50_ms"] == pytest.approx((p["p50_ms"] - m["p50_ms"]) / m["p50_ms"] * 100)
         assert 0 < m["p50_ms"] <= m["p99_ms"] and lv["error_live_service_pct"] is not None
-        assert 1 <= lv["mean_batch_live"] <= 2
+        assert 1 <= lv["mean_batch_live"] <= ok
     assert any("pinned" in n or "not pinned" in n for n in v["notes"])
     (path,) = tmp_path.glob("validation-*.json")
     loaded = load_validation(path)
