@@ -44,10 +44,11 @@ table = pd.DataFrame(
             "run": s.run.short_id(),
             "workload": s.run.workload.name,
             "device": s.run.stack.device_name,
-            "stack": f"torch {s.run.stack.torch_version}, {s.run.stack.torch_num_threads} threads",
+            "stack": f"torch {s.run.stack.torch_version}, {s.run.stack.torch_num_threads} "
+            + ("thread" if s.run.stack.torch_num_threads == 1 else "threads"),
             "measured (UTC)": s.run.created_at.strftime("%Y-%m-%d %H:%M"),
             "points ok": s.ok_points,
-            "other points": ", ".join(f"{k} {v}" for k, v in s.status_counts.items() if k != "ok") or "-",
+            "other points": ", ".join(f"{k} {v}" for k, v in s.status_counts.items() if k != "ok") or "none",
             "precisions": ", ".join(s.precisions),
             "file": s.path.name,
         }

@@ -18,6 +18,19 @@ from planner.prices import PriceBook
 from planner.sizing import load_run_cached
 from planner.validation import Validation, validations_for
 
+TERMS = [
+    "**Replica**: one device serving requests (one GPU, or one machine like the one a CPU run was measured on).",
+    "**SLO** (service-level objective): a promise about latency, e.g. p99 latency <= 150 ms means 99 of every "
+    "100 requests finish within 150 ms of arriving.",
+    "**p50 / p99**: the latency that half / 99% of requests stay within.",
+    "**Sized / optimistic / deployed replicas**: the fewest replicas simulated as meeting every SLO with the "
+    "slow end of the measurements; the same with the fast end; and what you would run after spares or headroom.",
+    "**Measured vs ASSUMED**: measured figures come from a benchmark run on the device; assumed ones from a "
+    "what-if profile someone wrote down. Only measured figures are evidence.",
+    "**PUE**: facility energy divided by device energy (cooling and power delivery overhead).",
+    "**Units per joule**: work done (tokens, images, samples) per joule of device energy.",
+]
+
 ASSUMPTIONS = [
     "Latency is simulated, not measured under load: service times are drawn from the steady-state latencies "
     "measured in isolation at each batch size (warm-up and compilation excluded). Contention between "
@@ -268,6 +281,7 @@ def render_markdown(
             *_sensitivity(rows),
         ]
     out += ["## Assumptions and limits", "", *[f"- {a}" for a in ASSUMPTIONS], ""]
+    out += ["## Terms", "", *[f"- {t}" for t in TERMS], ""]
     out += [
         f"- Simulations run: {plan.simulations}; each steady level simulated at most {plan.sizing_requests:,} arrivals.",
     ]
