@@ -103,6 +103,10 @@ def test_scenario_page_validates_live_and_saves(data: Path) -> None:
     at.selectbox(key="sc_base").set_value("steady-api").run()
     at.number_input(key="sc_steady-api_rate").set_value(120.0).run()
     assert any("peak 120 requests/s" in s.value for s in at.success)
+    at.text_input(key="sc_steady-api_name").set_value("steady-120").run()
+    at.button(key="sc_save").click().run()
+    saved = data / "scenarios" / "steady-120.yaml"
+    assert saved.exists() and "rate_rps: 120.0" in saved.read_text()
     at.toggle(key="sc_steady-api_yaml_on").set_value(True).run()
     at.text_area(key="sc_steady-api_yaml").set_value(
         "name: x\narrivals: {process: poisson, rate_rps: -1}\n"
