@@ -7,6 +7,7 @@ it came from, which price-book entry priced it (source and date), and what the m
 from __future__ import annotations
 
 import html
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def money(v: float | None) -> str:
     """Dollars with precision that suits the size (cents per request need significant digits)."""
     if v is None:
         return "-"
-    return f"${v:.3g}" if v < 1 else f"${v:,.2f}" if v < 100 else f"${v:,.0f}"
+    if 0 < v < 1:  # three significant digits in plain decimals: finance reads $0.0000933, not 9.33e-05
+        return f"${v:.{2 - math.floor(math.log10(v))}f}"
+    return f"${v:,.2f}" if v < 100 else f"${v:,.0f}"
 
 
 def _num(v: float | None, fmt: str = ".4g") -> str:
