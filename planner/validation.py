@@ -142,9 +142,10 @@ def compare_level(
     sizes = np.asarray(batch_sizes)
     services = np.asarray(batch_service_s) * 1000.0
     common = int(np.bincount(sizes).argmax()) if sizes.size else None
-    ratio = None
+    ratio = live_ms = iso_ms = None
     if common is not None:
-        ratio = float(np.median(services[sizes == common])) / isolated_median_ms(common)
+        live_ms, iso_ms = float(np.median(services[sizes == common])), isolated_median_ms(common)
+        ratio = live_ms / iso_ms
     late_frac = float(np.mean(late_ms > LATE_MS))
     flag = late_frac > LATE_FRACTION
     within = None
@@ -164,11 +165,10 @@ def compare_level(
                 f"generator lag: {late_frac:.1%} of requests were enqueued more than {LATE_MS:g} ms after their "
                 f"schedule (max {np.max(late_ms):.2f} ms); latency counts that lag, the prediction does not"
             )
-        if ratio is not None and common is not None and abs(ratio - 1) > SERVICE_DRIFT:
+        if ratio is not None and abs(ratio - 1) > SERVICE_DRIFT:
             diagnosis.append(
                 f"service time under load differs from the isolated measurement: at batch {common} the median "
-                f"batch took {ratio:.2f}x the run's median ({float(np.median(services[sizes == common])):.3g} ms "
-                f"live vs {isolated_median_ms(common):.3g} ms measured)"
+                f"batch took {ratio:.2f}x the run's median ({live_ms:.3g} ms live vs {iso_ms:.3g} ms measured)"
             )
         if load_average is not None and load_average > cpu_count:
             diagnosis.append(
@@ -212,7 +212,7 @@ def live_service_model(
     ms = np.asarray(batch_service_s) * 1000.0
     seq = isolated.seq_lens[0] if isolated.seq_lens else None
     table, _ = isolated.table_for(seq)
-    ratios = [float(np.median(ms[sizes == b])) / table.mean_ms(b) for b in set(batch_sizes)]
+    ratios = [float(np.median(ms[sizes == b])) / table.median_ms(b) for b in set(batch_sizes)]
     scale = float(np.median(ratios)) if ratios else 1.0
     points: list[BatchLatency] = []
     for b in range(1, max_batch + 1):
