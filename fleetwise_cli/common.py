@@ -6,6 +6,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from measure.datafile import one_line
+
 out = Console()
 if not out.is_terminal:  # pipes and CI default to 80 columns, too narrow for the summary table
     out = Console(width=200)
@@ -17,5 +19,5 @@ EXIT_INTERRUPTED = 130
 
 def fail(message: str) -> typer.Exit:
     """Print a one-line error and return the exit to raise (code 2: invalid input)."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(one_line(message, 2000))}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_BAD_INPUT)

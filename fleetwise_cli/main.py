@@ -7,7 +7,10 @@ only by `measure`, so listing runs and printing schemas work without it.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import tempfile
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,15 @@ from fleetwise_cli.common import EXIT_INTERRUPTED, err, fail, out
 from fleetwise_cli.simulate_cmd import simulate
 from fleetwise_cli.size_cmd import compare, size
 from fleetwise_cli.validate_cmd import validate
-from measure.run import Point, Run, RunFileError, Unavailable, load_run, run_json_schema
+from measure.run import (
+    Point,
+    Run,
+    RunFileError,
+    Unavailable,
+    check_output_dir,
+    load_run,
+    run_json_schema,
+)
 from planner.catalog import Catalog, CatalogError, scan_runs
 
 DEFAULT_MAX_BATCH = 256  # the default batch list is 1, 2, 4, ... up to this (earlier at an OOM)
@@ -73,7 +84,7 @@ def runs_cmd(
     if as_json:
         sys.stdout.write(json.dumps(catalog_json(catalog), indent=1) + "\n")
         return
-    table = Table(title=f"runs in {folder}")
+    table = Table(title=escape(f"runs in {folder}"))
     for col in (
         "id",
         "workload",
@@ -89,13 +100,13 @@ def runs_cmd(
         r = s.run
         table.add_row(
             r.short_id(),
-            r.workload.name,
-            f"{r.stack.device_kind}: {r.stack.device_name}",
-            r.created_at.strftime("%Y-%m-%d %H:%M"),
+            escape(r.workload.name),
+            escape(f"{r.stack.device_kind}: {r.stack.device_name}"),
+            r.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
             ",".join(s.precisions),
             f"{s.ok_points}/{len(r.points)}",
             "yes" if r.sweep.complete else "NO (resume it)",
-            s.path.name,
+            escape(s.path.name),
         )
     out.print(table)
     for path, why in catalog.rejected:
@@ -131,12 +142,15 @@ def show_cmd(path: Path = typer.Argument(..., help="a run file")) -> None:
         raise fail(str(exc)) from None
     st = run.stack
     out.print(
-        f"run {run.short_id()}  created {run.created_at:%Y-%m-%d %H:%M} UTC  {'complete' if run.sweep.complete else 'INCOMPLETE'}\n"
-        f"stack: {st.device_kind} {st.device_name}; torch {st.torch_version} ({st.torch_build}), "
-        f"{st.torch_num_threads} threads, {st.compile_mode}\n"
-        f"method: {run.methodology.timer}, scope {run.methodology.iteration_scope}, "
-        f"CI target {run.methodology.stopping.ci_target_relative:.0%}, "
-        f"{run.methodology.stopping.min_seconds:g}-{run.methodology.stopping.max_seconds:g} s per point",
+        escape(
+            f"run {run.short_id()}  created {run.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC  "
+            f"{'complete' if run.sweep.complete else 'INCOMPLETE'}\n"
+            f"stack: {st.device_kind} {st.device_name}; torch {st.torch_version} ({st.torch_build}), "
+            f"{st.torch_num_threads} threads, {st.compile_mode}\n"
+            f"method: {run.methodology.timer}, scope {run.methodology.iteration_scope}, "
+            f"CI target {run.methodology.stopping.ci_target_relative:.0%}, "
+            f"{run.methodology.stopping.min_seconds:g}-{run.methodology.stopping.max_seconds:g} s per point"
+        ),
         highlight=False,
         soft_wrap=True,
     )
@@ -151,8 +165,8 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 def summary_table(run: Run) -> Table:
     """One row per measured point; points not run for the same reason share one row (batch range)."""
-    t = Table(title=f"{run.workload.name} on {run.stack.device_name} ({run.stack.device})")
-    unit = run.workload.unit
+    t = Table(title=escape(f"{run.workload.name} on {run.stack.device_name} ({run.stack.device})"))
+    unit = escape(run.workload.unit)
     for col in (
         "precision",
         "batch",
@@ -292,7 +306,10 @@ def _energy_cells(p: Point) -> list[str]:
 @app.command("measure")
 def measure_cmd(
     workload: str = typer.Option(
-        None, "--workload", "-w", help="mlp | transformer-encoder | cnn | gemm | pkg.mod:factory"
+        None,
+        "--workload",
+        "-w",
+        help="mlp | transformer-encoder | cnn | gemm | pkg.mod:factory (with --resume: confirms a user factory)",
     ),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
     precision: str = typer.Option("fp32", help="comma list of fp32,tf32,bf16,fp16,fp8,int8"),
@@ -347,13 +364,14 @@ def measure_cmd(
         raise fail(f"measuring needs torch: install the 'measure' extra ({exc})") from None
 
     bad_input = (WorkloadError, SweepError, DeviceError, PrecisionError, RunFileError, ValueError)
+    previous_term = signal.getsignal(signal.SIGTERM)
     try:
         old: Run | None = None
         if resume is not None:
             old = load_run(resume)
             if old.sweep.complete:
                 raise SweepError(f"{resume} is a complete run; nothing to resume")
-            request = request_from_run(old)
+            request = request_from_run(old, workload)
         else:
             if not workload:
                 raise SweepError("--workload is required")
@@ -388,6 +406,9 @@ def measure_cmd(
         plan = plan_sweep(request, resume=old, command=["fleetwise", *sys.argv[1:]])
         if soak_s is not None:
             check_soak(plan, soak_s, window_s)
+        check_output_dir(out_dir)  # the input is good: prove the output can be written before measuring
+        signal.signal(signal.SIGTERM, _interrupt)  # kill or a service stop saves the points like Ctrl-C
+        if soak_s is not None:
             with SoakProgress(err, soak_s) as ticker:
                 try:
                     result = run_soak(plan, soak_s, window_s, ticker.tick)
@@ -399,6 +420,8 @@ def measure_cmd(
                 result = execute_sweep(plan, progress)
     except bad_input as exc:
         raise fail(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
 
     from measure.run import save_run
 
@@ -409,7 +432,15 @@ def measure_cmd(
     out.print(summary_table(run))
     if run.soak is not None:
         out.print(soak_table(run))
-    path = save_run(run, out_dir)
+    try:
+        path = save_run(run, out_dir)
+    except OSError as exc:  # writable before measuring, then the disk filled up or the folder went away
+        why = exc.strerror or str(exc)
+        try:
+            kept = save_run(run, tempfile.gettempdir())  # minutes of measuring are not thrown away
+        except OSError:
+            raise fail(f"cannot write the run to {out_dir} ({why}) nor to {tempfile.gettempdir()}") from None
+        raise fail(f"cannot write the run to {out_dir} ({why}); saved it as {kept} instead") from None
     if old is not None and resume is not None and resume.resolve() != path.resolve():
         resume.unlink(missing_ok=True)  # superseded: every point of it is in the new file
     if result.interrupted:
@@ -423,6 +454,10 @@ def measure_cmd(
         out.print(escape(str(path)), soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED)
     out.print(escape(str(path)), soft_wrap=True, highlight=False)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main() -> None:

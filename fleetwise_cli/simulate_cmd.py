@@ -122,7 +122,9 @@ def print_result(r: SimResult) -> None:
         out.print(t)
         util = r.utilization or 0.0
         energy = (
-            f"{r.energy_j_per_request:.4g} J/request, {r.energy_j_per_unit:.4g} J/{r.unit.rstrip('s')}"
+            escape(
+                f"{r.energy_j_per_request:.4g} J/request, {r.energy_j_per_unit:.4g} J/{r.unit.rstrip('s')}"
+            )
             if r.energy_j_per_request is not None and r.energy_j_per_unit is not None
             else escape(r.energy_note)
         )

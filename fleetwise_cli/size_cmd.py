@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fleetwise_cli.common import err, fail, out
-from measure.run import RunFileError, load_run
+from measure.run import RunFileError, check_output_file, load_run
 from planner.compare import compare_runs
 from planner.plan import RANK_BY, Plan, PlannedOption, Question, Redundancy, make_plan, sensitivity
 from planner.prices import PRICINGS, PriceError, load_prices
@@ -21,7 +21,7 @@ from planner.report import evidence_for, money, quality_text, write_report
 from planner.scenario import ScenarioError, load_scenario
 from planner.service import ServiceError
 from planner.sim import ROUTERS
-from planner.sizing import MAX_REPLICAS, SIZING_REQUESTS, SizingError
+from planner.sizing import MAX_REPLICAS, SIZING_REQUESTS, SizingError, load_run_cached
 
 
 def _list(text: str | None, kind: type, name: str) -> tuple | None:
@@ -88,8 +88,10 @@ def size(
             raise SizingError("--max-batch values must be >= 1")
         if delays and min(delays) < 0:
             raise SizingError("--max-delay-ms values must be >= 0")
+        if report is not None:
+            check_output_file(report)  # before the search, not after it
         for p in runs:
-            load_run(p)  # a bad run file is named before any simulation starts
+            load_run_cached(str(p))  # a bad run file is named before any simulation; read once per process
         sc = load_scenario(scenario)
         book = load_prices(prices)
         q = Question(
@@ -123,16 +125,17 @@ def size(
                     q, book, plan, n_jobs, lambda d, t, _l: bar.update(t2, completed=d, total=t)
                 )
         if report is not None:
-            runs_by_id, found = evidence_for(list(q.runs), validations)
-            write_report(report, plan, book, rows, runs_by_id, found)
+            write_report(report, plan, book, rows, evidence_for(list(q.runs), validations))
     except (ScenarioError, ServiceError, RunFileError, PriceError, SizingError, ValueError) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:  # the report's folder vanished or filled up after the check
+        raise fail(f"cannot write {report}: {exc.strerror or exc}") from None
     if as_json:
         sys.stdout.write(json.dumps(plan.model_dump(mode="json"), indent=1) + "\n")
     else:
         print_plan(plan)
     if report is not None:
-        err.print(f"report written to {report}", highlight=False)
+        err.print(escape(f"report written to {report}"), highlight=False, soft_wrap=True)
 
 
 def _progress(quiet: bool) -> Progress:
@@ -262,8 +265,8 @@ def compare(
         "precision",
         "batch",
         "seq",
-        f"A {c.unit}/s",
-        f"B {c.unit}/s",
+        escape(f"A {c.unit}/s"),
+        escape(f"B {c.unit}/s"),
         "diff",
         "p50 A",
         "p50 B",

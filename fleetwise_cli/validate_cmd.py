@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fleetwise_cli.common import err, fail, out
-from measure.run import RunFileError, load_run
+from measure.run import OutputPathError, RunFileError, check_output_dir, load_run
 from planner.scenario import Fixed, Gamma, Poisson, Scenario, ScenarioError, load_scenario
 from planner.service import ServiceError, from_run
 from planner.serving import run_simulation
@@ -62,6 +62,9 @@ def validate(
     seconds: float = typer.Option(20.0, help="live seconds per level (at least 200 requests are sent)"),
     out_dir: Path = typer.Option(Path("data/validations"), "--out", help="folder for the validation file"),
     as_json: bool = typer.Option(False, "--json", help="the validation as JSON on stdout"),
+    workload: str = typer.Option(
+        None, "--workload", "-w", help="confirm the run's user workload (pkg.mod:factory): its code will run"
+    ),
 ) -> None:
     """Predicted vs live-measured p50/p90/p99 latency and throughput per load level, with the error in %."""
     try:
@@ -81,9 +84,16 @@ def validate(
         probe, _ = _level_scenario(sc, 1.0, 10_000, seq)
         mean_items = float(generate(probe).items.mean())
         per_s = model.sustainable_items_per_s(max_batch, seq) / mean_items
-    except (ScenarioError, ServiceError, RunFileError, ValueError) as exc:
+        check_output_dir(out_dir)  # before minutes of live serving, not after
+    except (ScenarioError, ServiceError, RunFileError, OutputPathError, ValueError) as exc:
         raise fail(str(exc)) from None
     from measure.live import LiveError, serve_live  # torch: only once the input is known to be good
+    from measure.sweep import workload_of_run
+
+    try:
+        workload_of_run(r, workload)  # a user factory runs only when named on the command line
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
     results = []
     notes: list[str] = []
@@ -99,7 +109,16 @@ def validate(
                 f"load {lv:g}: {rate:.4g} req/s for {traffic.arrival_s[-1]:.1f} s live ...", highlight=False
             )
         try:
-            live = serve_live(r, prec, traffic.arrival_s, traffic.items, max_batch, policy.max_delay_s, seq)
+            live = serve_live(
+                r,
+                prec,
+                traffic.arrival_s,
+                traffic.items,
+                max_batch,
+                policy.max_delay_s,
+                seq,
+                user_workload=workload,
+            )
         except (LiveError, ValueError) as exc:
             raise fail(str(exc)) from None
         pred = run_simulation(lsc, model, 1, "central", policy, traffic=traffic)
@@ -146,13 +165,13 @@ def validate(
         sys.stdout.write(json.dumps(v.model_dump(mode="json"), indent=1) + "\n")
         return
     print_validation(v)
-    out.print(f"written: {path}", highlight=False)
+    out.print(escape(f"written: {path}"), highlight=False, soft_wrap=True)
 
 
 def print_validation(v: Validation) -> None:
     """Predicted vs measured per level, errors, generator lag, and the reasons where the error is large."""
     t = Table(
-        title=f"run {v.run_id.removeprefix('sha256:')[:12]} {v.precision}, max_batch {v.max_batch}, "
+        title=f"run {v.run_id.removeprefix('sha256:')[:12]} {escape(v.precision)}, max_batch {v.max_batch}, "
         f"max_delay {v.max_delay_ms:g} ms, {escape(v.arrivals)}",
         title_justify="left",
     )

@@ -99,6 +99,7 @@ def serve_live(
     max_delay_s: float,
     seq_len: int | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    user_workload: str | None = None,
 ) -> LiveRecord:
     """Replay the arrivals against the run's workload on its device and record every request's times."""
     n = int(arrivals_s.size)
@@ -108,7 +109,7 @@ def serve_live(
         raise LiveError(f"a request has {int(items.max())} items, more than max_batch {max_batch}")
     if not any(p.precision == precision and p.status == "ok" for p in run.points):
         raise LiveError(f"run {run.short_id()} has no ok point at {precision}")
-    req = request_from_run(run)
+    req = request_from_run(run, user_workload)  # a user factory runs only when the user names it
     if run.workload.has_seq_len and seq_len is None:
         seqs = sorted({p.seq_len for p in run.points if p.seq_len is not None and p.precision == precision})
         seq_len = seqs[0]

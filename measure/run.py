@@ -22,19 +22,39 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from measure.datafile import DataFileError, one_line, parse_json, read_regular_file
 
 SCHEMA_VERSION: Final = 2
 METHODOLOGY_VERSION = 1
 RAW_LATENCY_CAP = 2000
 WARMUP_LATENCY_CAP = 500
 MAX_RUN_FILE_BYTES = 64 * 1024 * 1024
+# Physical ranges: what validates must also simulate. A latency above a nanosecond and below an hour; a batch
+# a device can hold; a context no model has exceeded; rates and power no single device reaches.
+MIN_LATENCY_MS: Final = 1e-6
+MAX_LATENCY_MS: Final = 3_600_000.0
+MAX_BATCH_SIZE: Final = 65_536
+MAX_SEQ_LEN: Final = 1_048_576
+MAX_ITEMS_PER_S: Final = 1e12
+MAX_POWER_W: Final = 100_000.0
+MAX_NAME_CHARS: Final = 128
+FUTURE_SLACK: Final = timedelta(days=1)  # clocks drift; a run dated later than this is not evidence yet
 
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
@@ -63,14 +83,21 @@ def unavailable(reason: str) -> Unavailable:
 MaybeStr = str | Unavailable
 MaybeInt = int | Unavailable
 MaybeFloat = float | Unavailable
-NonNegFloat = Annotated[float, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0, le=1e15)]
+PosFloat = Annotated[float, Field(gt=0, le=1e15)]
+LatencyMs = Annotated[float, Field(ge=MIN_LATENCY_MS, le=MAX_LATENCY_MS)]
+Watts = Annotated[float, Field(ge=0, le=MAX_POWER_W)]
+ItemsPerS = Annotated[float, Field(gt=0, le=MAX_ITEMS_PER_S)]
+BatchSize = Annotated[int, Field(gt=0, le=MAX_BATCH_SIZE)]
+SeqLen = Annotated[int, Field(gt=0, le=MAX_SEQ_LEN)]
 
 
 class WarmupPolicy(_Model):
     """How warm-up is excluded: a fixed minimum, then detection from the data."""
 
-    min_excluded_iterations: int = Field(ge=0, description="always excluded (first calls, compilation)")
+    min_excluded_iterations: int = Field(
+        ge=0, le=10**6, description="always excluded (first calls, compilation)"
+    )
     detection: Literal["mser-5"] = "mser-5"
     detection_parameters: dict[str, float] = Field(default_factory=dict)
     compilation_excluded: bool = Field(description="compile/graph capture ran before any timed iteration")
@@ -82,10 +109,10 @@ class StoppingRule(_Model):
     ci_target_relative: PosFloat = Field(description="target 95% CI half-width of mean latency / mean")
     confidence: float = Field(gt=0, lt=1)
     ci_method: str
-    min_iterations: int = Field(ge=2)
-    max_iterations: int = Field(ge=2)
-    min_seconds: NonNegFloat
-    max_seconds: PosFloat
+    min_iterations: int = Field(ge=2, le=10**9)
+    max_iterations: int = Field(ge=2, le=10**9)
+    min_seconds: float = Field(ge=0, le=86_400)  # a resumed run measures with these: a day per point at most
+    max_seconds: float = Field(gt=0, le=86_400)
 
 
 class Methodology(_Model):
@@ -116,7 +143,7 @@ class Stack(_Model):
 
     device: str = Field(description="torch device string, e.g. cpu or cuda:0")
     device_kind: Literal["cpu", "cuda"]
-    device_name: str
+    device_name: str = Field(max_length=256)
     device_uuid: MaybeStr
     compute_capability: MaybeStr
     device_memory_bytes: MaybeInt
@@ -125,7 +152,7 @@ class Stack(_Model):
     cudnn_version: MaybeStr
     torch_version: str
     torch_build: str
-    torch_num_threads: int
+    torch_num_threads: int = Field(ge=0, le=65_536)
     compile_mode: str
     python_version: str
     numpy_version: str
@@ -133,8 +160,8 @@ class Stack(_Model):
     kernel: str
     hostname: str
     cpu_model: str
-    cpu_count_logical: int
-    cpu_count_usable: int
+    cpu_count_logical: int = Field(ge=0, le=65_536)
+    cpu_count_usable: int = Field(ge=0, le=65_536)
     cpu_flags: list[str] = Field(description="ISA extensions relevant to numeric precision")
     cpu_governor: MaybeStr
     gpu_power_limit_w: MaybeFloat
@@ -149,8 +176,12 @@ class Stack(_Model):
 class Workload(_Model):
     """What was executed: a named model with its parameters and the unit of work it serves."""
 
-    name: str = Field(min_length=1)
-    source: str = Field(description="'builtin' or the module:factory of a user workload")
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    source: str = Field(
+        pattern=r"^(builtin|[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*)$",
+        max_length=256,
+        description="'builtin' or the module:factory of a user workload: recorded, never imported from the file",
+    )
     description: str
     parameters: dict[str, int | float | str | bool]
     unit: str = Field(min_length=1, description="unit of work: samples, tokens, images, ...")
@@ -161,19 +192,19 @@ class Workload(_Model):
 class LatencySummary(_Model):
     """Steady-state latency of one timed iteration (one batch), in milliseconds."""
 
-    n: int = Field(ge=1)
-    mean: PosFloat
-    median: PosFloat
-    p90: PosFloat
-    p95: PosFloat
-    p99: PosFloat
-    min: PosFloat
-    max: PosFloat
+    n: int = Field(ge=1, le=10**12)
+    mean: LatencyMs
+    median: LatencyMs
+    p90: LatencyMs
+    p95: LatencyMs
+    p99: LatencyMs
+    min: LatencyMs
+    max: LatencyMs
     std: NonNegFloat
     mean_ci95_halfwidth: NonNegFloat | None = Field(description="null: fewer than 2 samples")
     mean_ci95_halfwidth_rel: NonNegFloat | None = Field(description="null: fewer than 2 samples")
-    p99_ci95_low: PosFloat | None = Field(description="null: too few samples to bound it")
-    p99_ci95_high: PosFloat | None = Field(description="null: too few samples to bound it (n < 368)")
+    p99_ci95_low: LatencyMs | None = Field(description="null: too few samples to bound it")
+    p99_ci95_high: LatencyMs | None = Field(description="null: too few samples to bound it (n < 368)")
 
     @model_validator(mode="after")
     def _ordered(self) -> LatencySummary:
@@ -204,9 +235,9 @@ class ClockSummary(_Model):
 class PowerStats(_Model):
     """Power draw over a point's steady window, from the telemetry sampler."""
 
-    mean_w: NonNegFloat
-    p95_w: NonNegFloat
-    max_w: NonNegFloat
+    mean_w: Watts
+    p95_w: Watts
+    max_w: Watts
     samples: int = Field(ge=1)
 
 
@@ -221,7 +252,7 @@ class Energy(_Model):
     window_s: PosFloat = Field(description="length of the window the energy was taken over")
     iterations: int = Field(ge=1, description="timed iterations completed inside the window")
     energy_j: NonNegFloat
-    mean_power_w: NonNegFloat = Field(description="energy_j / window_s")
+    mean_power_w: Watts = Field(description="energy_j / window_s")
     energy_per_item_j: NonNegFloat
     energy_per_unit_j: NonNegFloat | None = Field(description="null when the workload has no unit count")
     busy_fraction: float = Field(
@@ -263,8 +294,8 @@ class Point(_Model):
     """One measured configuration. Anything but `ok` carries a reason and no invented numbers."""
 
     precision: Precision
-    batch_size: int = Field(gt=0)
-    seq_len: int | None = Field(default=None, gt=0)
+    batch_size: BatchSize
+    seq_len: SeqLen | None = None
     status: PointStatus
     reason: str | None = None
     flags: list[str] = Field(
@@ -275,10 +306,10 @@ class Point(_Model):
     flops_per_item: PosFloat | None = None
     warmup_iterations_excluded: int = Field(default=0, ge=0)
     measured_iterations: int = Field(default=0, ge=0)
-    first_iteration_ms: PosFloat | None = Field(default=None, description="includes compilation; excluded")
+    first_iteration_ms: LatencyMs | None = Field(default=None, description="includes compilation; excluded")
     elapsed_s: NonNegFloat = 0.0
     latency_ms: LatencySummary | None = None
-    throughput_items_per_s: PosFloat | None = None
+    throughput_items_per_s: ItemsPerS | None = None
     throughput_units_per_s: PosFloat | None = None
     achieved_tflops: PosFloat | None = None
     peak_memory_bytes: MaybeInt | None = None
@@ -289,9 +320,9 @@ class Point(_Model):
     telemetry: PointTelemetry | Unavailable | None = Field(
         default=None, description="null: not measured (not run, or a version-1 file); unavailable: no sensor"
     )
-    raw_latencies_ms: list[PosFloat] = Field(default_factory=list, max_length=RAW_LATENCY_CAP)
+    raw_latencies_ms: list[LatencyMs] = Field(default_factory=list, max_length=RAW_LATENCY_CAP)
     raw_latencies_stride: int = Field(default=1, ge=1, description="every k-th steady sample was kept")
-    warmup_latencies_ms: list[PosFloat] = Field(default_factory=list, max_length=WARMUP_LATENCY_CAP)
+    warmup_latencies_ms: list[LatencyMs] = Field(default_factory=list, max_length=WARMUP_LATENCY_CAP)
 
     @model_validator(mode="after")
     def _consistent(self) -> Point:
@@ -316,7 +347,7 @@ class IdlePower(_Model):
     method: EnergyMethod
     domain: str
     window_s: PosFloat
-    power_w: NonNegFloat
+    power_w: Watts
     samples: int = Field(ge=0)
     temperature_c: MaybeFloat | None = None
     counter_update_ms: PosFloat | None = Field(
@@ -331,7 +362,7 @@ class QualityProxy(_Model):
     """Numeric error of one precision against the fp32 reference on identical inputs: a proxy, not accuracy."""
 
     precision: Precision
-    seq_len: int | None = Field(default=None, gt=0)
+    seq_len: SeqLen | None = None
     status: QualityStatus
     reason: str | None = None
     items: int = Field(ge=1)
@@ -366,11 +397,11 @@ class SoakWindow(_Model):
     start_s: NonNegFloat
     end_s: PosFloat
     iterations: int = Field(ge=1)
-    throughput_items_per_s: PosFloat
-    latency_p50_ms: PosFloat
-    latency_p90_ms: PosFloat
-    latency_p99_ms: PosFloat
-    power_mean_w: NonNegFloat | None = None
+    throughput_items_per_s: ItemsPerS
+    latency_p50_ms: LatencyMs
+    latency_p90_ms: LatencyMs
+    latency_p99_ms: LatencyMs
+    power_mean_w: Watts | None = None
     energy_per_item_j: NonNegFloat | None = None
     sm_clock_mean_mhz: NonNegFloat | None = None
     sm_clock_min_mhz: NonNegFloat | None = None
@@ -406,8 +437,8 @@ class SweepSpec(_Model):
     """The sweep that was asked for, so an interrupted run can be resumed and its gaps seen."""
 
     precisions: list[Precision] = Field(min_length=1)
-    batch_sizes: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
-    seq_lens: list[Annotated[int, Field(gt=0)]] | None = None
+    batch_sizes: list[BatchSize] = Field(min_length=1, max_length=4096)
+    seq_lens: list[SeqLen] | None = Field(default=None, max_length=4096)
     complete: bool = Field(description="false when interrupted before every point was measured")
 
 
@@ -416,7 +447,7 @@ class Run(_Model):
 
     schema_version: Literal[2] = SCHEMA_VERSION
     id: str = Field(default="", description="sha256 of the canonical JSON of every other field")
-    created_at: datetime
+    created_at: AwareDatetime = Field(description="timezone-aware; not more than a day in the future")
     fleetwise_version: str
     command: list[str]
     methodology: Methodology
@@ -429,6 +460,13 @@ class Run(_Model):
     )
     quality: Quality | None = Field(default=None, description="null: not measured (version-1 file)")
     soak: Soak | None = Field(default=None, description="present on soak runs only")
+
+    @field_validator("created_at")
+    @classmethod
+    def _not_in_future(cls, created_at: datetime) -> datetime:
+        if created_at > datetime.now(UTC) + FUTURE_SLACK:
+            raise ValueError(f"created_at {created_at.isoformat()} is in the future")
+        return created_at
 
     @field_validator("points")
     @classmethod
@@ -487,56 +525,49 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _reject_constant(name: str) -> float:
-    raise RunFileError(f"run file contains {name}, which is not a valid measurement")
-
-
 def format_validation_error(exc: ValidationError, limit: int = 5) -> str:
     """Pydantic's field-level errors in one line: 'points.0.batch_size: Input should be greater than 0; ...'."""
     parts = []
     for err in exc.errors()[:limit]:
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        parts.append(f"{loc}: {err['msg']}")
+        parts.append(one_line(f"{loc}: {err['msg']}", 200))
     more = f" (+{exc.error_count() - limit} more)" if exc.error_count() > limit else ""
     return "; ".join(parts) + more
 
 
 def parse_run(text: str | bytes, *, verify_id: bool = True) -> Run:
-    """Parse, migrate and validate run JSON; raise RunFileError naming the first problems found."""
+    """Parse, migrate and validate run JSON strictly (measure.datafile); raise RunFileError naming the problem."""
     if len(text) > MAX_RUN_FILE_BYTES:
-        raise RunFileError(f"run file is {len(text)} bytes, over the {MAX_RUN_FILE_BYTES} byte limit")
+        raise RunFileError(f"run file is {len(text):,} bytes, over the {MAX_RUN_FILE_BYTES:,} byte limit")
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except RunFileError:
-        raise
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunFileError(f"not valid JSON: {exc}") from None
+        data = parse_json(text, "run file")
+    except DataFileError as exc:
+        raise RunFileError(str(exc).removeprefix("run file: ")) from None
     if not isinstance(data, dict):
         raise RunFileError("a run file must hold a JSON object")
     # The id covers the content as stored, before migration: a file keeps verifying after the model
     # gains fields, and a run copied between machines keeps its identity.
     stored_id, content = data.get("id"), {k: v for k, v in data.items() if k != "id"}
     expected = content_hash(content) if verify_id else ""
-    data = migrate(data)
     try:
+        data = migrate(data)
         run = Run.model_validate(data)
     except ValidationError as exc:
         raise RunFileError(f"invalid run: {format_validation_error(exc)}") from None
+    except (TypeError, AttributeError, KeyError) as exc:  # a migration meeting a malformed older file
+        raise RunFileError(f"invalid run: malformed for its schema_version ({type(exc).__name__})") from None
     if verify_id and stored_id != expected:
         raise RunFileError(f"content id mismatch: file says {stored_id or '(empty)'}, content is {expected}")
     return run
 
 
 def load_run(path: str | Path) -> Run:
-    """Read and validate a run file."""
+    """Read and validate a run file (a regular file, at most MAX_RUN_FILE_BYTES)."""
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if size > MAX_RUN_FILE_BYTES:
-            raise RunFileError(f"{p}: {size} bytes, over the {MAX_RUN_FILE_BYTES} byte limit")
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise RunFileError(f"{p}: cannot read: {exc.strerror or exc}") from None
+        raw = read_regular_file(p, MAX_RUN_FILE_BYTES, "run file")
+    except DataFileError as exc:
+        raise RunFileError(str(exc)) from None
     try:
         return parse_run(raw)
     except RunFileError as exc:
@@ -551,10 +582,14 @@ def dump_run(run: Run) -> str:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write text to path via a temp file in the same folder and a rename: never a half-written file."""
+    """Write text to path via a temp file in the same folder and a rename: never a half-written file.
+
+    The file gets the permissions the umask gives a new file (as any editor would), not mkstemp's 0600.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = target.parent / f".{target.name[:200]}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -568,10 +603,38 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return target
 
 
+class OutputPathError(ValueError):
+    """An output folder or file that cannot be written; checked before any work starts."""
+
+
+def check_output_dir(folder: str | Path) -> Path:
+    """Create folder if needed and prove a file can be created in it (a probe file, removed at once)."""
+    p = Path(folder)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        if not p.is_dir():
+            raise OutputPathError(f"output folder {p} is not a folder")
+        probe = p / f".fleetwise-write-probe-{secrets.token_hex(6)}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputPathError(f"output folder {p} is not writable: {exc.strerror or exc}") from None
+    return p
+
+
+def check_output_file(path: str | Path) -> Path:
+    """An output file path whose folder is writable and which is not itself a folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise OutputPathError(f"output {p} is a folder, not a file")
+    check_output_dir(p.parent if str(p.parent) else Path("."))
+    return p
+
+
 def run_filename(run: Run) -> str:
     """A readable, unique file name: workload, device kind, UTC date and the short content id."""
     stamp = run.created_at.strftime("%Y%m%dT%H%M%SZ")
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in run.workload.name)
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in run.workload.name)[:64]
     return f"{safe}-{run.stack.device_kind}-{stamp}-{run.short_id()}.json"
 
 

@@ -52,6 +52,9 @@ DEFAULT_WINDOW_S = 10.0
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 
 
+MAX_DURATION_S = 7 * 86_400.0  # a soak or window longer than a week is a typo, not a plan
+
+
 def parse_duration(text: str) -> float:
     """'30m', '90s', '1h30m', '45' (seconds) into seconds; a one-line error otherwise."""
     m = _DURATION_RE.match(text or "")
@@ -59,8 +62,8 @@ def parse_duration(text: str) -> float:
         raise SweepError(f"malformed duration {text!r}: use e.g. 30m, 90s, 1h30m or a number of seconds")
     h, mnt, sec = (float(g) if g else 0.0 for g in m.groups())
     total = h * 3600 + mnt * 60 + sec
-    if total <= 0:
-        raise SweepError(f"duration must be positive, got {text!r}")
+    if not 0 < total <= MAX_DURATION_S:
+        raise SweepError(f"duration {text!r} is not in (0, {MAX_DURATION_S / 86_400:g} days]")
     return total
 
 

@@ -47,7 +47,7 @@ from measure.run import (
 )
 from measure.run import Workload as WorkloadRecord
 from measure.stack import capture_stack
-from measure.workloads import BuiltWorkload, ParamValue, build
+from measure.workloads import BuiltWorkload, ParamValue, build, builtin_names
 
 try:
     FLEETWISE_VERSION = importlib.metadata.version("fleetwise")
@@ -410,11 +410,34 @@ def check_resumable(old: Run, stack: Stack) -> None:
         raise SweepError("cannot resume on a different stack (" + "; ".join(diff) + ")")
 
 
-def request_from_run(run: Run) -> SweepRequest:
-    """Rebuild the sweep request an (interrupted) run was made from."""
+def workload_of_run(run: Run, user_workload: str | None = None) -> str:
+    """The workload to build for a run: a built-in looked up by name in the registry, or a user factory only
+    when the user names it (`user_workload`) and it is the one the run records. A file never chooses code."""
+    w = run.workload
+    if w.source == "builtin":
+        if w.name not in builtin_names():
+            raise SweepError(
+                f"run {run.short_id()} names built-in workload {w.name[:80]!r}, which is not one of "
+                f"{', '.join(builtin_names())}"
+            )
+        if user_workload is not None and user_workload != w.name:
+            raise SweepError(f"--workload {user_workload} does not match the run's workload {w.name}")
+        return w.name
+    if user_workload is None:
+        raise SweepError(
+            f"run {run.short_id()} measured the user workload {w.source}; running it imports and calls that "
+            f"code, so name it yourself to confirm: --workload {w.source}"
+        )
+    if user_workload != w.source:
+        raise SweepError(f"--workload {user_workload} does not match the run's user workload {w.source}")
+    return user_workload
+
+
+def request_from_run(run: Run, user_workload: str | None = None) -> SweepRequest:
+    """Rebuild the sweep request an (interrupted) run was made from (see workload_of_run for the workload)."""
     st = run.methodology.stopping
     return SweepRequest(
-        workload=run.workload.name if run.workload.source == "builtin" else run.workload.source,
+        workload=workload_of_run(run, user_workload),
         params=dict(run.workload.parameters),
         device=run.stack.device,
         precisions=list(run.sweep.precisions),

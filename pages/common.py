@@ -8,6 +8,7 @@ ladders and sensitivity tables in a ResultCache keyed the same way.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import threading
@@ -66,7 +67,15 @@ def prices_path() -> Path:
 def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
     if not folder.is_dir():
         return ()
-    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.glob("*.json")))
+    out = []
+    for p in folder.glob("*.json"):
+        try:
+            st_ = p.stat()
+        except OSError:  # a dangling link: listed as broken by the catalogue, never a crash here
+            out.append((p.name, -1, -1))
+            continue
+        out.append((p.name, st_.st_size, st_.st_mtime_ns))
+    return tuple(sorted(out))
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -88,7 +97,7 @@ def _prices(path: str, digest: str) -> PriceBook:
 def price_book() -> PriceBook:
     """The price book, reloaded when its content changes."""
     p = prices_path()
-    return _prices(str(p), hashlib.sha256(p.read_bytes()).hexdigest())
+    return _prices(str(p), prices_digest())
 
 
 def shipped_scenarios() -> dict[str, Scenario]:
@@ -116,6 +125,11 @@ def short_label(o: PlannedOption) -> str:
     else:
         what = f"{o.group.split(' (')[0]} {o.precision} run {o.representative.removeprefix('sha256:')[:8]}"
     return f"{what} · batch {o.max_batch} · delay {o.max_delay_ms:g} ms"
+
+
+def plot_label(o: PlannedOption) -> str:
+    """short_label for chart legends and hover text, where plotly reads a subset of HTML (links included)."""
+    return html.escape(short_label(o))
 
 
 def source_badge(source: str) -> str:

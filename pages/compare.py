@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -9,6 +11,7 @@ import streamlit as st
 from pages.common import catalog
 from planner.catalog import run_curves
 from planner.compare import compare_runs
+from planner.escape import md_escape as esc
 
 st.title("Compare runs")
 cat = catalog()
@@ -29,22 +32,22 @@ for other in runs[1:]:
         comparable_all = False
         st.error(
             f"{base.short_id()} vs {other.short_id()}: NOT comparable; fields that differ: "
-            + "; ".join(f"{d.field} ({d.a} vs {d.b})" for d in c.differences)
+            + esc("; ".join(f"{d.field} ({d.a} vs {d.b})" for d in c.differences), 4000)
         )
     if c.context:
         st.caption(
             "Stack differences (what the comparison is about): "
-            + "; ".join(f"{d.field}: {d.a} vs {d.b}" for d in c.context)
+            + esc("; ".join(f"{d.field}: {d.a} vs {d.b}" for d in c.context), 4000)
         )
     if c.comparable and c.points:
         st.dataframe(pd.DataFrame([p.model_dump() for p in c.points]), hide_index=True)
-        st.caption(c.test + f"; alpha {c.alpha:g}")
+        st.caption(esc(c.test) + f"; alpha {c.alpha:g}")
 
 frames = []
 for r in runs:
     df = run_curves(r)
     df = df[df.status == "ok"].copy()
-    df["run"] = r.short_id() + " " + r.workload.name
+    df["run"] = html.escape(r.short_id() + " " + r.workload.name)  # plotly legends read a subset of HTML
     frames.append(df)
 all_ = pd.concat(frames)
 all_["series"] = all_.run + " " + all_.precision

@@ -16,14 +16,14 @@ if "plan" not in st.session_state:
 plan = Plan.model_validate(st.session_state["plan"])
 params = st.session_state["plan_params"]
 book = price_book()
-runs, validations = evidence_for(params["runs"], validations_dir())
+evidence = evidence_for(params["runs"], validations_dir())
 rows = None
 if st.toggle(
     "Include sensitivity tables (re-sizes the best option of each group: growth x0.5..x3, SLO x0.5..x1.5)",
     key="rep_sens",
 ):
     rows = sensitivity_for(params)
-md = render_markdown(plan, book, rows, runs, validations)
+md = render_markdown(plan, book, rows, evidence)
 c1, c2, c3 = st.columns(3)
 c1.download_button("Report (markdown)", md, file_name=f"plan-{plan.scenario}.md", mime="text/markdown")
 c2.download_button(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+from datetime import UTC
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -9,7 +12,8 @@ import streamlit as st
 
 from pages.common import catalog, runs_dir, validations_dir
 from planner.catalog import accept_upload, point_series, run_curves
-from planner.validation import validations_for
+from planner.escape import md_escape as esc
+from planner.validation import scan_validations
 
 st.title("Measured runs")
 cat = catalog()
@@ -20,22 +24,23 @@ with st.expander("Upload a run file", expanded=not cat.runs):
         try:
             got = accept_upload(up.getvalue(), runs_dir(), cat.runs)
         except ValueError as exc:
-            st.error(f"Rejected, nothing saved: {exc}")
+            st.session_state.pop("upload_msg", None)  # one message at a time: this one replaces the last
+            st.error(f"Rejected, nothing saved: {esc(exc, 2000)}")
         else:
             st.session_state["upload_done"] = up.file_id
             st.session_state["upload_msg"] = (
-                f"Already present: run {got.run.short_id()} is {got.path.name}"
+                f"Already present: run {got.run.short_id()} is {esc(got.path.name)}"
                 if got.duplicate
-                else f"Saved run {got.run.short_id()} as {got.path.name}"
+                else f"Saved run {got.run.short_id()} as {esc(got.path.name)}"
             )
             st.rerun()
     if msg := st.session_state.get("upload_msg"):
         st.success(msg)
 
 for path, why in cat.rejected:
-    st.warning(f"{path.name} was not loaded: {why}")
+    st.warning(f"{esc(path.name)} was not loaded: {esc(why, 2000)}")
 if not cat.runs:
-    st.info(f"No runs in {runs_dir()}: measure one with `fleetwise measure` or upload one above.")
+    st.info(f"No runs in {esc(runs_dir())}: measure one with `fleetwise measure` or upload one above.")
     st.stop()
 
 table = pd.DataFrame(
@@ -46,7 +51,7 @@ table = pd.DataFrame(
             "device": s.run.stack.device_name,
             "stack": f"torch {s.run.stack.torch_version}, {s.run.stack.torch_num_threads} "
             + ("thread" if s.run.stack.torch_num_threads == 1 else "threads"),
-            "measured (UTC)": s.run.created_at.strftime("%Y-%m-%d %H:%M"),
+            "measured (UTC)": s.run.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
             "points ok": s.ok_points,
             "other points": ", ".join(f"{k} {v}" for k, v in s.status_counts.items() if k != "ok") or "none",
             "precisions": ", ".join(s.precisions),
@@ -61,13 +66,13 @@ labels = {f"{s.run.short_id()} · {s.run.workload.name} · {s.run.stack.device_n
 chosen = labels[st.selectbox("Run", list(labels), key="run_pick")]
 run = chosen.run
 st.caption(
-    f":green[**measured**] evidence: run `{run.id}` ({chosen.path.name}); methodology v"
+    f":green[**measured**] evidence: run `{run.id}` ({esc(chosen.path.name)}); methodology v"
     f"{run.methodology.methodology_version}, timer {run.methodology.timer}, scope {run.methodology.iteration_scope}; "
     f"warm-up and compilation excluded"
 )
 curves = run_curves(run)
 ok = curves[curves.status == "ok"].copy()
-unit = run.workload.unit
+unit = html.escape(run.workload.unit)  # goes into plotly titles, which read a subset of HTML
 ok["series"] = ok.precision + ok.seq_len.map(lambda s: "" if pd.isna(s) else f" seq {int(s)}")
 tput = "units_per_s" if ok.units_per_s.notna().any() else "items_per_s"
 left, right = st.columns(2)
@@ -151,7 +156,9 @@ if run.quality is not None:
     )
 
 st.subheader("Prediction checked live")
-vals = validations_for(run.id, validations_dir())
+vals, broken = scan_validations(run.id, validations_dir())
+for path, why in broken:
+    st.warning(f"Validation file {esc(path.name)} was not loaded: {esc(why, 2000)}")
 if not vals:
     st.caption(
         "No live validation of this run: `fleetwise validate --run FILE --scenario FILE` serves it under load "
@@ -159,8 +166,8 @@ if not vals:
     )
 for v in vals:
     st.markdown(
-        f"**{v.created_at:%Y-%m-%d %H:%M} UTC**, {v.precision}, max_batch {v.max_batch}, max_delay "
-        f"{v.max_delay_ms:g} ms, {v.arrivals}: {v.verdict}"
+        f"**{v.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC**, {esc(v.precision)}, max_batch {v.max_batch}, "
+        f"max_delay {v.max_delay_ms:g} ms, {esc(v.arrivals)}: {esc(v.verdict, 2000)}"
     )
     st.table(
         pd.DataFrame(
@@ -189,7 +196,7 @@ for v in vals:
     )
     for lv in v.levels:
         for d in lv.diagnosis:
-            st.caption(f"load {lv.load:g}: {d}")
+            st.caption(f"load {lv.load:g}: {esc(d, 2000)}")
 
 not_ok = curves[curves.status != "ok"]
 if len(not_ok):

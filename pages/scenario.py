@@ -10,19 +10,32 @@ import streamlit as st
 import yaml
 
 from pages.common import scenarios_dir, shipped_scenarios
-from planner.scenario import ScenarioError, dump_scenario, parse_scenario, save_scenario
+from planner.escape import md_escape as esc
+from planner.scenario import (
+    MAX_NAME_CHARS,
+    ScenarioError,
+    Trace,
+    dump_scenario,
+    parse_scenario,
+    parse_scenario_text,
+    save_scenario,
+    scenario_path,
+)
+from planner.traffic import read_trace
 
 st.title("Traffic scenario")
 shipped = shipped_scenarios()
 names = list(shipped)
 base_name = st.selectbox("Start from", names, key="sc_base")
 base: dict[str, Any] = shipped[base_name].model_dump(mode="json")
-st.caption(shipped[base_name].description)
+st.caption(esc(shipped[base_name].description, 4000))
 k = f"sc_{base_name}_"  # widget keys per base scenario: switching base resets the form
 
 data = dict(base)
-data["name"] = st.text_input("Name", base["name"], key=k + "name")
-data["description"] = st.text_input("Description", base.get("description", ""), key=k + "desc")
+data["name"] = st.text_input("Name", base["name"], max_chars=MAX_NAME_CHARS, key=k + "name")
+data["description"] = st.text_input(
+    "Description", base.get("description", ""), max_chars=4000, key=k + "desc"
+)
 arr = dict(base["arrivals"])
 st.subheader("Arrivals")
 if arr["process"] in ("poisson", "gamma"):
@@ -99,27 +112,38 @@ else:
         "Duration (s)", min_value=1.0, value=float(base["duration_s"]), key=k + "dur"
     )
 
-st.caption(f"Request sizes: items {data['size']['items']}; sequence length {data['size'].get('seq_len')}")
+st.caption(
+    esc(f"Request sizes: items {data['size']['items']}; sequence length {data['size'].get('seq_len')}")
+)
 edited_data: Any = data
 if st.toggle("Edit everything as YAML (sizes, trace, warm-up)", key=k + "yaml_on"):
     text = st.text_area("Scenario YAML", yaml.safe_dump(data, sort_keys=False), height=320, key=k + "yaml")
 try:
     if st.session_state.get(k + "yaml_on"):
-        edited_data = yaml.safe_load(text)
-    sc = parse_scenario(edited_data, "scenario", scenarios_dir())
-except (ScenarioError, yaml.YAMLError) as exc:
-    st.error(f"Not valid: {str(exc).splitlines()[0]}")
+        sc = parse_scenario_text(text, "scenario", scenarios_dir())  # strict: no aliases, no duplicate keys
+    else:
+        sc = parse_scenario(edited_data, "scenario", scenarios_dir())
+except ScenarioError as exc:
+    st.error(f"Not valid: {esc(exc, 2000)}")
     st.stop()
 
 st.success(
     f"Valid scenario: peak {sc.peak_rate_rps() or 0:.4g} requests/s, SLOs: "
-    + ("; ".join(s.label() for s in sc.slo) or "none (sizing needs at least one)")
+    + esc("; ".join(s.label() for s in sc.slo) or "none (sizing needs at least one)")
 )
 st.session_state["scenario_json"] = sc.model_dump(mode="json")
 out = dump_scenario(sc)
 c1, c2 = st.columns(2)
 c1.download_button("Download YAML", out, file_name=f"{sc.name}.yaml", mime="application/x-yaml")
+target = scenario_path(sc, scenarios_dir())
+replace = target.exists() and c2.checkbox(f"Replace the existing {esc(target.name)}", key="sc_replace")
 if c2.button("Save to scenarios/", key="sc_save"):
-    path = save_scenario(sc, scenarios_dir())
-    st.success(f"Saved {path.name}")
+    try:
+        if isinstance(sc.arrivals, Trace):
+            read_trace(sc.arrivals.path)  # a scenario is saved only with a trace that can be replayed
+        path = save_scenario(sc, scenarios_dir(), overwrite=replace)
+    except (ScenarioError, OSError) as exc:
+        st.error(f"Not saved: {esc(exc, 2000)}")
+    else:
+        st.success(f"Saved {esc(path.name)}")
 st.caption("The Fleet sizing and SLO explorer pages use this scenario.")

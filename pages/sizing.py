@@ -12,11 +12,12 @@ from pages.common import (
     catalog,
     current_scenario,
     plan_for,
+    plot_label,
     profile_paths,
     shipped_scenarios,
-    short_label,
     source_badge,
 )
+from planner.escape import md_escape as esc
 from planner.plan import RANK_BY, Plan
 from planner.prices import PRICINGS
 
@@ -26,7 +27,9 @@ edited = current_scenario()
 choices = ([f"from the Scenario page: {edited.name}"] if edited else []) + list(shipped)
 pick = st.selectbox("Scenario", choices, key="sz_scenario")
 scenario = edited if edited and pick.startswith("from the Scenario page: ") else shipped[pick]
-st.caption(f"{scenario.description} SLOs: " + ("; ".join(s.label() for s in scenario.slo) or "none"))
+st.caption(
+    esc(f"{scenario.description} SLOs: " + ("; ".join(s.label() for s in scenario.slo) or "none"), 4000)
+)
 
 cat = catalog()
 run_labels = {
@@ -94,19 +97,20 @@ params = st.session_state["plan_params"]
 try:
     plan: Plan = plan_for(params)
 except ValueError as exc:
-    st.error(str(exc))
+    st.error(esc(exc, 2000))
     st.stop()
 st.session_state["plan"] = plan.model_dump(mode="json")
 
 st.subheader("Answer")
 for line in plan.answer.splitlines():
     st.markdown(
-        ("- :orange[ASSUMED] " if line.startswith("ASSUMED") else "- ") + line.removeprefix("ASSUMED ")
+        ("- :orange[ASSUMED] " if line.startswith("ASSUMED") else "- ")
+        + esc(line.removeprefix("ASSUMED "), 2000)
     )
 if plan.not_comparable:
-    st.warning(plan.not_comparable)
+    st.warning(esc(plan.not_comparable, 4000))
 st.caption(
-    f"Sized at: {plan.sized_at}. Pricing {plan.pricing}, redundancy {plan.redundancy}; "
+    f"Sized at: {esc(plan.sized_at, 2000)}. Pricing {plan.pricing}, redundancy {esc(plan.redundancy)}; "
     f"{plan.simulations} simulations."
 )
 if plan.service_scale != 1.0:
@@ -137,7 +141,7 @@ for o in plan.options:
             "utilization at peak": o.utilization_peak,
             "why not": o.reason or "",
             "label": o.label,
-            "option": short_label(o),
+            "option": plot_label(o),
         }
     )
 table = pd.DataFrame(rows)
@@ -200,7 +204,7 @@ hourly = [o for o in plan.options if o.rank == 1 and o.hourly]
 if hourly:
     day = pd.DataFrame(
         [
-            {"hour": h.hour, "replicas": h.replicas_deployed, "option": short_label(o), "source": o.source}
+            {"hour": h.hour, "replicas": h.replicas_deployed, "option": plot_label(o), "source": o.source}
             for o in hourly
             for h in o.hourly
         ]
@@ -219,8 +223,8 @@ if hourly:
     )
     for o in hourly:
         st.caption(
-            f"{source_badge(o.source)} {o.label}: always-on {o.replicas_deployed} devices; autoscaled "
+            f"{source_badge(o.source)} {esc(o.label)}: always-on {o.replicas_deployed} devices; autoscaled "
             f"{o.device_hours_per_day_autoscaled:g} device-hours/day"
         )
 for s in plan.skipped:
-    st.caption(f"Left out: {s}")
+    st.caption(f"Left out: {esc(s, 2000)}")

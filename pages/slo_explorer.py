@@ -7,8 +7,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import ladders_for, price_book, short_label, source_badge
+from pages.common import ladders_for, plot_label, price_book, short_label, source_badge
 from planner.cost import SECONDS_PER_MONTH
+from planner.escape import md_escape as esc
 from planner.plan import Plan
 from planner.prices import HOURS_PER_MONTH, PriceError
 from planner.scenario import parse_scenario
@@ -39,7 +40,7 @@ for lad in ladders:
     try:
         monthly[lad.key] = book.by_key(o.price_entry).price(plan.pricing).usd_per_hour * HOURS_PER_MONTH
     except PriceError as exc:
-        st.error(str(exc))
+        st.error(esc(exc, 2000))
         st.stop()
 
 c1, c2 = st.columns(2)
@@ -66,7 +67,8 @@ threshold = c2.slider(
 grid = sorted({round(lo * 0.9 * (hi * 1.5 / (lo * 0.9)) ** (i / 300), 4) for i in range(301)} | {threshold})
 curve_rows, now_rows, points = [], [], []
 for lad in ladders:
-    name = short_label(next(x for x in candidates if x.key == lad.key))
+    option = next(x for x in candidates if x.key == lad.key)
+    name, legend = short_label(option), plot_label(option)
     per_replica = monthly[lad.key]
     requests_month = lad.rate_rps * SECONDS_PER_MONTH
     for t in grid:
@@ -74,7 +76,7 @@ for lad in ladders:
         if n is not None:
             curve_rows.append(
                 {
-                    "option": name,
+                    "option": legend,
                     "threshold_ms": t,
                     "monthly $": n * per_replica,
                     "$ per 1k requests": n * per_replica / requests_month * 1000,
@@ -91,11 +93,11 @@ for lad in ladders:
         }
     )
     points += [
-        (getattr(r.latency_ms, field), r.replicas * per_replica, f"{name} x{r.replicas}") for r in lad.rungs
+        (getattr(r.latency_ms, field), r.replicas * per_replica, f"{legend} x{r.replicas}") for r in lad.rungs
     ]
 
 st.caption(
-    f"Peak load of {plan.scenario} ({ladders[0].rate_rps:.4g} requests/s); each option's replica counts "
+    f"Peak load of {esc(plan.scenario)} ({ladders[0].rate_rps:.4g} requests/s); each option's replica counts "
     f"were simulated from the stability bound up until p99 stopped improving. Pricing {plan.pricing}."
 )
 st.dataframe(pd.DataFrame(now_rows), hide_index=True, width="stretch")
@@ -144,6 +146,6 @@ for lad in ladders:
         if load_run_cached(p).id in o.evidence_ids
     )
     st.caption(
-        f"{source_badge(lad.source)} {lad.label}: evidence {ev or ', '.join(o.evidence_ids)}; "
+        f"{source_badge(lad.source)} {esc(lad.label)}: evidence {esc(ev or ', '.join(o.evidence_ids))}; "
         f"{lad.simulations} simulations"
     )

@@ -30,7 +30,6 @@ from planner.sizing import (
     Task,
     build_options,
     levels,
-    load_run_cached,
     run_tasks,
     size_all,
     with_slo_scale,
@@ -322,7 +321,7 @@ def _entries(q: Question, book: PriceBook, specs: list[OptionSpec]) -> dict[str,
     out: dict[str, DevicePrice] = {}
     for s in specs:
         ev = s.evidence
-        entry = book.by_key(ev.device) if ev.kind == "profile" else book.for_run(load_run_cached(ev.paths[0]))
+        entry = book.by_key(ev.device) if ev.kind == "profile" else book.for_run(ev.runs[0])
         entry.price(q.pricing)
         out[s.key] = entry
     return out
@@ -342,9 +341,7 @@ def _not_comparable(specs: list[OptionSpec]) -> str | None:
             fields = "source (measured vs assumed)"
         else:
             if a.evidence.kind == "run":
-                diffs = differences(
-                    load_run_cached(a.evidence.paths[0]), load_run_cached(b.evidence.paths[0])
-                )
+                diffs = differences(a.evidence.runs[0], b.evidence.runs[0])
                 fields = ", ".join(d.field for d in diffs) or "workload"
             else:
                 fields = "unit"

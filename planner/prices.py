@@ -27,6 +27,12 @@ class PriceError(ValueError):
     """A price book that cannot be read, or a device or pricing model it does not price."""
 
 
+# Ranges a real price falls in: what validates must also price without over- or underflow.
+MAX_USD_PER_HOUR = 10_000.0
+MIN_USD_PER_HOUR = 1e-4
+MAX_CAPEX_USD = 1e9
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -34,24 +40,24 @@ class _Model(BaseModel):
 class Sourced(_Model):
     """Where a figure comes from and when it was true."""
 
-    source: str = Field(min_length=1)
+    source: str = Field(min_length=1, max_length=1000)
     as_of: date
 
 
 class HourlyPrice(Sourced):
     """A rental price per device-hour (on-demand or reserved)."""
 
-    usd_per_hour: float = Field(gt=0)
+    usd_per_hour: float = Field(ge=MIN_USD_PER_HOUR, le=MAX_USD_PER_HOUR)
     energy_included: bool = Field(description="true when the provider's price already pays for power")
-    term_years: float | None = Field(default=None, gt=0, description="reserved: commitment length")
+    term_years: float | None = Field(default=None, gt=0, le=30, description="reserved: commitment length")
 
 
 class OwnedPrice(Sourced):
     """Buying the device: capex amortized straight-line, plus hosting (rack, network, staff) per month."""
 
-    capex_usd: float = Field(gt=0)
-    amortization_years: float = Field(gt=0)
-    hosting_usd_per_month: float = Field(ge=0)
+    capex_usd: float = Field(ge=1, le=MAX_CAPEX_USD)
+    amortization_years: float = Field(ge=0.25, le=30)
+    hosting_usd_per_month: float = Field(ge=0, le=1e7)
     energy_included: bool = Field(default=False, description="true when hosting already pays for power")
 
     @property
@@ -64,12 +70,14 @@ class OwnedPrice(Sourced):
 class DevicePrice(_Model):
     """One device kind (one replica = one of these) under up to three pricing models."""
 
-    device: str = Field(min_length=1, description="key an assumed profile's `device` names")
-    description: str = ""
-    match: list[Annotated[str, Field(min_length=1)]] = Field(
-        default_factory=list, description="substrings of a run's device name this entry prices"
+    device: str = Field(min_length=1, max_length=128, description="key an assumed profile's `device` names")
+    description: str = Field(default="", max_length=1000)
+    match: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=64, description="substrings of a run's device name this entry prices"
     )
-    cpus: int | None = Field(default=None, gt=0, description="CPU runs: usable CPUs of the priced machine")
+    cpus: int | None = Field(
+        default=None, gt=0, le=65_536, description="CPU runs: usable CPUs of the priced machine"
+    )
     on_demand: HourlyPrice | None = None
     reserved: HourlyPrice | None = None
     owned: OwnedPrice | None = None
@@ -92,7 +100,7 @@ class DevicePrice(_Model):
 class Electricity(Sourced):
     """Energy price at the facility meter and the facility's power usage effectiveness."""
 
-    usd_per_kwh: float = Field(gt=0)
+    usd_per_kwh: float = Field(ge=1e-4, le=10)
     pue: float = Field(ge=1.0, le=3.0)
 
 
@@ -102,9 +110,9 @@ class PriceBook(_Model):
     schema_version: Literal[1] = 1
     kind: Literal["price-book"]
     currency: Literal["USD"] = "USD"
-    note: str = ""
+    note: str = Field(default="", max_length=4000)
     electricity: Electricity
-    devices: list[DevicePrice] = Field(min_length=1)
+    devices: list[DevicePrice] = Field(min_length=1, max_length=1000)
 
     @model_validator(mode="after")
     def _unique(self) -> PriceBook:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import html
 import math
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import markdown
 
 from measure.run import Run, atomic_write_text
+from planner.escape import md_escape as esc
 from planner.plan import Plan, PlannedOption, SensitivityRow
 from planner.prices import PriceBook
 from planner.sizing import load_run_cached
-from planner.validation import Validation, validations_for
+from planner.validation import Validation, scan_validations
 
 TERMS = [
     "**Replica**: one device serving requests (one GPU, or one machine like the one a CPU run was measured on).",
@@ -96,11 +98,11 @@ def _answer_table(plan: Plan, options: list[PlannedOption]) -> list[str]:
         )
         cost = money(o.monthly_cost_usd) + ("" if o.cost is None or o.cost.cost_complete else " (no energy)")
         lines.append(
-            f"| {o.rank or '-'} | {o.label} | {'**ASSUMED**' if o.source == 'assumed' else 'measured'} | {reps} | "
-            f"{'yes' if o.meets_slo else 'no: ' + (o.reason or '')} | {_num(lat.p50 if lat else None)} | "
+            f"| {o.rank or '-'} | {esc(o.label)} | {'**ASSUMED**' if o.source == 'assumed' else 'measured'} | {reps} | "
+            f"{'yes' if o.meets_slo else 'no: ' + esc(o.reason or '')} | {_num(lat.p50 if lat else None)} | "
             f"{_num(lat.p99 if lat else None)} | {cost} | {money(o.cost_per_1k_requests_usd)} | "
             f"{money(o.cost_per_1m_tokens_usd)} | {_num(o.units_per_joule)} | "
-            f"{_pct(o.utilization_peak)} / {_pct(o.utilization_mean)} | {quality_text(o)} |"
+            f"{_pct(o.utilization_peak)} / {_pct(o.utilization_mean)} | {esc(quality_text(o))} |"
         )
     return lines
 
@@ -115,18 +117,18 @@ def _evidence(plan: Plan, runs: dict[str, Run], validations: dict[str, list[Vali
             seen.add(ev)
             run = runs.get(ev)
             if run is None:
-                lines.append(f"- **ASSUMED** `{ev}`: an assumed profile, not a measurement")
+                lines.append(f"- **ASSUMED** {esc(ev)}: an assumed profile, not a measurement")
                 continue
             s, m, w = run.stack, run.methodology, run.workload
             excluded = [p for p in run.points if p.status != "ok"]
-            reasons = sorted({f"{p.precision} {p.status}: {p.reason}" for p in excluded})
+            reasons = sorted({esc(f"{p.precision} {p.status}: {p.reason}") for p in excluded})
             flagged = sorted(
-                {f"{p.precision} b{p.batch_size}: {', '.join(p.flags)}" for p in run.points if p.flags}
+                {esc(f"{p.precision} b{p.batch_size}: {', '.join(p.flags)}") for p in run.points if p.flags}
             )
             lines += [
-                f"- run `{run.id}` ({run.created_at:%Y-%m-%d %H:%M} UTC): {w.name} ({w.unit}), "
-                f"{s.device_name} ({s.device}), torch {s.torch_version}, {s.torch_num_threads} threads, "
-                f"compile {s.compile_mode}; methodology v{m.methodology_version}, timer {m.timer}, "
+                f"- run `{run.id}` ({_utc(run.created_at)}): {esc(w.name)} ({esc(w.unit)}), "
+                f"{esc(s.device_name)} ({esc(s.device)}), torch {esc(s.torch_version)}, {s.torch_num_threads} threads, "
+                f"compile {esc(s.compile_mode)}; methodology v{m.methodology_version}, timer {m.timer}, "
                 f"scope {m.iteration_scope}; warm-up: first {m.warmup.min_excluded_iterations} iterations, then "
                 f"{m.warmup.detection} detection, compilation excluded: {m.warmup.compilation_excluded}",
                 f"  - excluded points: {'; '.join(reasons) if reasons else 'none'}",
@@ -134,8 +136,8 @@ def _evidence(plan: Plan, runs: dict[str, Run], validations: dict[str, list[Vali
             ]
             for v in validations.get(run.id, []):
                 lines.append(
-                    f"  - live validation {v.created_at:%Y-%m-%d %H:%M} UTC ({v.precision}, max_batch {v.max_batch}, "
-                    f"max_delay {v.max_delay_ms:g} ms): {v.verdict}"
+                    f"  - live validation {_utc(v.created_at)} ({esc(v.precision)}, max_batch {v.max_batch}, "
+                    f"max_delay {v.max_delay_ms:g} ms): {esc(v.verdict)}"
                 )
             if run.id not in validations:
                 lines.append(
@@ -144,13 +146,28 @@ def _evidence(plan: Plan, runs: dict[str, Run], validations: dict[str, list[Vali
     return lines
 
 
-def evidence_for(
-    paths: list[str], validations: str | Path | None = None
-) -> tuple[dict[str, Run], dict[str, list[Validation]]]:
-    """The runs at these paths by id, and their live validations found in that folder."""
+@dataclass(frozen=True)
+class ReportEvidence:
+    """What the report cites: runs by id, their live validations, and validation files that failed to load."""
+
+    runs: dict[str, Run] = field(default_factory=dict)
+    validations: dict[str, list[Validation]] = field(default_factory=dict)
+    broken: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def evidence_for(paths: list[str], validations: str | Path | None = None) -> ReportEvidence:
+    """The runs at these paths by id, their live validations in that folder, and the broken ones there."""
     runs = {r.id: r for r in map(load_run_cached, paths)}
-    found = {i: v for i in runs if validations is not None and (v := validations_for(i, validations))}
-    return runs, found
+    found: dict[str, list[Validation]] = {}
+    broken: list[tuple[Path, str]] = []
+    for i in runs:
+        if validations is None:
+            break
+        ok, bad = scan_validations(i, validations)
+        broken += bad
+        if ok:
+            found[i] = ok
+    return ReportEvidence(runs, found, broken)
 
 
 def _prices(plan: Plan, book: PriceBook) -> list[str]:
@@ -162,16 +179,16 @@ def _prices(plan: Plan, book: PriceBook) -> list[str]:
         e = book.by_key(key)
         p = e.price(plan.pricing)
         lines.append(
-            f"| {key} | {plan.pricing} | {p.usd_per_hour:.4g} | {'yes' if p.energy_included else 'no'} | "
-            f"{p.source} | {p.as_of} |"
+            f"| {esc(key)} | {plan.pricing} | {p.usd_per_hour:.4g} | {'yes' if p.energy_included else 'no'} | "
+            f"{esc(p.source)} | {p.as_of} |"
         )
     el = book.electricity
     lines.append("")
     lines.append(
-        f"Electricity: ${el.usd_per_kwh:g}/kWh, PUE {el.pue:g} (source: {el.source}; as of {el.as_of})."
+        f"Electricity: ${el.usd_per_kwh:g}/kWh, PUE {el.pue:g} (source: {esc(el.source)}; as of {el.as_of})."
     )
     if book.note:
-        lines.append(f"Price book note: {book.note}.")
+        lines.append(f"Price book note: {esc(book.note, 4000)}.")
     return lines
 
 
@@ -179,7 +196,7 @@ def _sensitivity(rows: list[SensitivityRow]) -> list[str]:
     lines: list[str] = []
     for key in dict.fromkeys(r.option for r in rows):
         mine = [r for r in rows if r.option == key]
-        lines.append(f"**{mine[0].label}**")
+        lines.append(f"**{esc(mine[0].label)}**")
         lines.append("")
         for vary, title in (("growth", "traffic growth x"), ("slo", "every SLO threshold x")):
             part = [r for r in mine if r.vary == vary]
@@ -202,22 +219,22 @@ def render_markdown(
     plan: Plan,
     book: PriceBook,
     rows: list[SensitivityRow] | None = None,
-    runs: dict[str, Run] | None = None,
-    validations: dict[str, list[Validation]] | None = None,
+    evidence: ReportEvidence | None = None,
 ) -> str:
-    """The report as markdown; `runs` (by id) and their `validations` fill the evidence section."""
+    """The report as markdown; `evidence` (runs by id, their validations) fills the evidence section."""
+    evidence = evidence or ReportEvidence()
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
-        f"# Fleet sizing report: {plan.scenario}",
+        f"# Fleet sizing report: {esc(plan.scenario)}",
         "",
         f"Generated {now} by fleetwise. Figures marked **ASSUMED** come from what-if profiles, not measurements.",
         "",
         "## The question",
         "",
-        f"- Traffic: {plan.scenario_description or plan.scenario}; peak {plan.peak_rate_rps:.4g} requests/s, "
+        f"- Traffic: {esc(plan.scenario_description or plan.scenario, 4000)}; peak {plan.peak_rate_rps:.4g} requests/s, "
         f"mean {plan.mean_rate_rps:.4g} requests/s, growth x{plan.growth:g} applied.",
-        f"- Service-level objectives (all must hold at peak): {'; '.join(plan.slo)}.",
-        f"- Sized at: {plan.sized_at}.",
+        f"- Service-level objectives (all must hold at peak): {esc('; '.join(plan.slo))}.",
+        f"- Sized at: {esc(plan.sized_at, 2000)}.",
         f"- Pricing: {plan.pricing}; redundancy: {plan.redundancy}; ranked by {plan.rank_by} within each group.",
         *(
             [
@@ -229,15 +246,15 @@ def render_markdown(
         "",
         "## The answer",
         "",
-        *[f"- {line}" for line in plan.answer.splitlines()],
+        *[f"- {esc(line, 2000)}" for line in plan.answer.splitlines()],
         "",
     ]
     if plan.not_comparable:
-        out += [f"> {plan.not_comparable}", ""]
+        out += [f"> {esc(plan.not_comparable, 4000)}", ""]
     for g in plan.groups:
         opts = [o for o in plan.options if o.key in g.options]
         out += [
-            f"### {'ASSUMED: ' if g.source == 'assumed' else ''}{g.label}",
+            f"### {'ASSUMED: ' if g.source == 'assumed' else ''}{esc(g.label)}",
             "",
             *_answer_table(plan, opts),
             "",
@@ -247,7 +264,7 @@ def render_markdown(
         out += ["## Devices over the day (best option per group)", ""]
         for o in hourly:
             out += [
-                f"**{o.label}**: always-on fleet {o.replicas_deployed}, autoscaled "
+                f"**{esc(o.label)}**: always-on fleet {o.replicas_deployed}, autoscaled "
                 f"{o.device_hours_per_day_autoscaled:g} device-hours per day "
                 f"(autoscaled monthly cost {money(o.cost_autoscaled.monthly_cost_usd if o.cost_autoscaled else None)}; "
                 "saves money only where devices are rented by the hour)",
@@ -263,12 +280,13 @@ def render_markdown(
         if o.meets_slo and o.rank is not None and o.rank <= 3:
             b = o.below
             why = "1 replica is the fewest possible" if b is None else f"{b.replicas} replica(s): {b.reason}"
-            out.append(f"- {o.label}: {why}")
+            out.append(f"- {esc(o.label)}: {esc(why, 2000)}")
     out += [
         "",
         "## Evidence",
         "",
-        *_evidence(plan, runs or {}, validations or {}),
+        *_evidence(plan, evidence.runs, evidence.validations),
+        *[f"- validation file {esc(p.name)} NOT LOADED: {esc(why)}" for p, why in evidence.broken],
         "",
         "## Prices used",
         "",
@@ -290,15 +308,40 @@ def render_markdown(
     ]
     warns = sorted({w for o in plan.options for w in o.warnings})
     if warns:
-        out += ["", "### Warnings from the simulations", "", *[f"- {w}" for w in warns]]
+        out += ["", "### Warnings from the simulations", "", *[f"- {esc(w, 2000)}" for w in warns]]
     if plan.skipped:
-        out += ["", "### Options left out", "", *[f"- {s}" for s in plan.skipped]]
+        out += ["", "### Options left out", "", *[f"- {esc(s, 2000)}" for s in plan.skipped]]
     return "\n".join(out) + "\n"
+
+
+def _utc(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _renderer() -> markdown.Markdown:
+    """Markdown with raw HTML, links and images switched off: the report has none of its own, so any that
+    reach the page came from a file and must show as text (defence behind the escaping of every field)."""
+    md = markdown.Markdown(extensions=["tables"])
+    md.preprocessors.deregister("html_block")
+    for name in (
+        "html",
+        "link",
+        "image_link",
+        "image_reference",
+        "reference",
+        "short_reference",
+        "short_image_ref",
+        "autolink",
+        "automail",
+    ):
+        if name in md.inlinePatterns:
+            md.inlinePatterns.deregister(name)
+    return md
 
 
 def render_html(md: str, title: str) -> str:
     """A self-contained HTML page (inline style, no external assets) from the markdown report."""
-    body = markdown.markdown(md, extensions=["tables"])
+    body = _renderer().convert(md)
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 6px}"
@@ -316,11 +359,10 @@ def write_report(
     plan: Plan,
     book: PriceBook,
     rows: list[SensitivityRow] | None,
-    runs: dict[str, Run] | None = None,
-    validations: dict[str, list[Validation]] | None = None,
+    evidence: ReportEvidence | None = None,
 ) -> Path:
     """Write the report atomically; `.html` gives HTML, anything else markdown."""
-    md = render_markdown(plan, book, rows, runs, validations)
+    md = render_markdown(plan, book, rows, evidence)
     p = Path(path)
     text = render_html(md, f"Fleet sizing: {plan.scenario}") if p.suffix.lower() in (".html", ".htm") else md
     return atomic_write_text(p, text)

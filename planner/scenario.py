@@ -13,7 +13,8 @@ from typing import Annotated, Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from measure.run import atomic_write_text, format_validation_error
+from measure.datafile import DataFileError, parse_yaml, read_regular_file
+from measure.run import MAX_NAME_CHARS, MAX_SEQ_LEN, atomic_write_text, format_validation_error
 
 SCENARIO_SCHEMA_VERSION: Final = 1
 MAX_SCENARIO_BYTES = 1024 * 1024
@@ -27,8 +28,22 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-PosFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
+# Ranges in which a scenario is physical and its simulation bounded (what validates also simulates).
+MAX_RATE_RPS: Final = 1e6
+MIN_RATE_RPS: Final = 1e-6  # one request in 11 days; below it (or via growth) arrival times overflow
+MIN_GROWTH: Final = 1e-3
+MIN_CV, MAX_CV = 0.01, 50.0  # gamma shape 1/cv^2 stays within what numpy draws without under/overflow
+MIN_SOJOURN_S, MAX_SOJOURN_S = 1e-3, 1e7
+MAX_DURATION_S: Final = 366 * 86_400.0
+MAX_GROWTH: Final = 1000.0
+MAX_SIZE: Final = MAX_SEQ_LEN  # items per request and tokens per item
+MAX_LIST: Final = 100_000
+MAX_SLO_MS: Final = 3_600_000.0
+
+Rate = Annotated[float, Field(ge=MIN_RATE_RPS, le=MAX_RATE_RPS)]
+NonNegRate = Annotated[float, Field(ge=0, le=MAX_RATE_RPS)]
+Cv = Annotated[float, Field(ge=MIN_CV, le=MAX_CV)]
+Size = Annotated[int, Field(gt=0, le=MAX_SIZE)]
 
 
 # ------------------------------------------------------------------------------------------------ arrivals
@@ -38,22 +53,28 @@ class Poisson(_Model):
     """Memoryless arrivals at a constant rate."""
 
     process: Literal["poisson"]
-    rate_rps: PosFloat
+    rate_rps: Rate
 
 
 class Gamma(_Model):
     """A renewal process with gamma inter-arrival times: cv > 1 is burstier than Poisson, cv < 1 smoother."""
 
     process: Literal["gamma"]
-    rate_rps: PosFloat
-    cv: PosFloat = Field(description="coefficient of variation of the inter-arrival time (1 = Poisson)")
+    rate_rps: Rate
+    cv: Cv = Field(description="coefficient of variation of the inter-arrival time (1 = Poisson)")
 
 
 class MmppState(_Model):
     """One state of a Markov-modulated Poisson process: its rate and mean sojourn time."""
 
-    rate_rps: NonNegFloat
-    mean_duration_s: PosFloat
+    rate_rps: NonNegRate
+    mean_duration_s: float = Field(ge=MIN_SOJOURN_S, le=MAX_SOJOURN_S)
+
+    @model_validator(mode="after")
+    def _zero_or_a_rate(self) -> MmppState:
+        if 0 < self.rate_rps < MIN_RATE_RPS:
+            raise ValueError(f"rate_rps {self.rate_rps:g} is below {MIN_RATE_RPS:g}: use 0 for an idle state")
+        return self
 
 
 class Mmpp(_Model):
@@ -63,7 +84,7 @@ class Mmpp(_Model):
     """
 
     process: Literal["mmpp"]
-    states: list[MmppState] = Field(min_length=2)
+    states: list[MmppState] = Field(min_length=2, max_length=64)
 
     @model_validator(mode="after")
     def _some_traffic(self) -> Mmpp:
@@ -76,16 +97,21 @@ class Diurnal(_Model):
     """A day of traffic: the peak rate times 24 hourly multipliers, with a within-hour process."""
 
     process: Literal["diurnal"]
-    peak_rate_rps: PosFloat
+    peak_rate_rps: Rate
     hourly_multipliers: list[Annotated[float, Field(ge=0, le=1)]] = Field(min_length=24, max_length=24)
     within_hour: Literal["poisson", "gamma"] = "poisson"
-    cv: PosFloat = Field(default=1.0, description="inter-arrival cv within an hour (gamma only)")
+    cv: Cv = Field(default=1.0, description="inter-arrival cv within an hour (gamma only)")
     start_hour: int = Field(default=0, ge=0, le=23, description="hour of day at simulated time 0")
 
     @model_validator(mode="after")
     def _peak_is_one(self) -> Diurnal:
         if max(self.hourly_multipliers) <= 0:
             raise ValueError("hourly_multipliers are all zero: no traffic")
+        for h, m in enumerate(self.hourly_multipliers):
+            if 0 < m * self.peak_rate_rps < MIN_RATE_RPS:
+                raise ValueError(
+                    f"hour {h}: {m:g} x the peak is below {MIN_RATE_RPS:g} requests/s: use 0 for an idle hour"
+                )
         return self
 
 
@@ -94,8 +120,12 @@ class Trace(_Model):
     or a plain `timestamp_s` column. `speedup` replays it k times faster (k x the rate) to model growth."""
 
     process: Literal["trace"]
-    path: str = Field(description="CSV file; a relative path is relative to the scenario file")
-    speedup: PosFloat = 1.0
+    path: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="CSV file; a relative path is relative to the scenario file",
+    )
+    speedup: float = Field(default=1.0, ge=MIN_GROWTH, le=MAX_GROWTH)
 
 
 Arrivals = Annotated[Poisson | Gamma | Mmpp | Diurnal | Trace, Field(discriminator="process")]
@@ -108,15 +138,15 @@ class Fixed(_Model):
     """Always the same value."""
 
     dist: Literal["fixed"]
-    value: int = Field(gt=0)
+    value: Size
 
 
 class Uniform(_Model):
     """Integers uniform on [low, high]."""
 
     dist: Literal["uniform"]
-    low: int = Field(gt=0)
-    high: int = Field(gt=0)
+    low: Size
+    high: Size
 
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
@@ -129,17 +159,17 @@ class LogNormal(_Model):
     """Rounded lognormal with a stated cap: values above the cap are clipped and the count is reported."""
 
     dist: Literal["lognormal"]
-    median: PosFloat
-    sigma: PosFloat
-    cap: int = Field(gt=0)
+    median: float = Field(ge=1, le=MAX_SIZE)
+    sigma: float = Field(gt=0, le=5)
+    cap: Size
 
 
 class Empirical(_Model):
     """Draws from the listed values (with optional weights)."""
 
     dist: Literal["empirical"]
-    values: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
-    weights: list[NonNegFloat] | None = None
+    values: list[Size] = Field(min_length=1, max_length=MAX_LIST)
+    weights: list[Annotated[float, Field(ge=0, le=1e12)]] | None = Field(default=None, max_length=MAX_LIST)
 
     @model_validator(mode="after")
     def _weights(self) -> Empirical:
@@ -152,7 +182,7 @@ class FromTrace(_Model):
     """Sequence lengths from the trace's ContextTokens column (trace arrivals only)."""
 
     dist: Literal["trace"]
-    column: str = "ContextTokens"
+    column: str = Field(default="ContextTokens", min_length=1, max_length=MAX_NAME_CHARS)
 
 
 SizeDist = Annotated[Fixed | Uniform | LogNormal | Empirical, Field(discriminator="dist")]
@@ -171,7 +201,7 @@ class Slo(_Model):
 
     metric: Literal["latency", "queue"] = "latency"
     percentile: float = Field(gt=0, lt=100)
-    threshold_ms: PosFloat
+    threshold_ms: float = Field(gt=0, le=MAX_SLO_MS)
 
     def label(self) -> str:
         """e.g. 'p99 latency <= 100 ms'."""
@@ -183,21 +213,28 @@ class Scenario(_Model):
 
     schema_version: Literal[1] = SCENARIO_SCHEMA_VERSION
     kind: Literal["scenario"] = "scenario"
-    name: str = Field(min_length=1)
-    description: str = ""
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    description: str = Field(default="", max_length=4000)
     arrivals: Arrivals
     size: RequestSize = Field(default_factory=RequestSize)
-    slo: list[Slo] = Field(default_factory=list)
+    slo: list[Slo] = Field(default_factory=list, max_length=16)
     requests: int | None = Field(default=None, gt=0, le=10_000_000, description="simulate this many arrivals")
-    duration_s: PosFloat | None = Field(default=None, description="or simulate this long")
+    duration_s: float | None = Field(
+        default=None, gt=0, le=MAX_DURATION_S, description="or simulate this long"
+    )
     warmup_fraction: float = Field(
         default=0.1,
         ge=0,
         lt=0.9,
         description="first fraction of the window's arrivals excluded (empty start)",
     )
-    growth: PosFloat = Field(default=1.0, description="multiplies every arrival rate (trace: replays faster)")
-    seed: int = Field(default=0, ge=0)
+    growth: float = Field(
+        default=1.0,
+        ge=MIN_GROWTH,
+        le=MAX_GROWTH,
+        description="multiplies every arrival rate (trace: replays faster)",
+    )
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
 
     @model_validator(mode="after")
     def _window(self) -> Scenario:
@@ -229,21 +266,12 @@ class Scenario(_Model):
         return self.mean_rate_rps()
 
 
-def read_yaml(path: str | Path) -> Any:
-    """YAML from a file, size-checked, with one-line errors."""
-    p = Path(path)
+def read_yaml(path: str | Path, max_bytes: int = MAX_SCENARIO_BYTES) -> Any:
+    """YAML from a regular file, size-checked on the bytes read and parsed strictly, with one-line errors."""
     try:
-        if p.stat().st_size > MAX_SCENARIO_BYTES:
-            raise ScenarioError(f"{p}: larger than {MAX_SCENARIO_BYTES} bytes")
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{p}: not UTF-8 text") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{p}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        return parse_yaml(read_regular_file(path, max_bytes, "file"), str(path))
+    except DataFileError as exc:
+        raise ScenarioError(str(exc)) from None
 
 
 def parse_scenario(data: Any, where: str = "scenario", base_dir: Path | None = None) -> Scenario:
@@ -253,7 +281,7 @@ def parse_scenario(data: Any, where: str = "scenario", base_dir: Path | None = N
     version = data.get("schema_version", SCENARIO_SCHEMA_VERSION)
     if version != SCENARIO_SCHEMA_VERSION:
         raise ScenarioError(
-            f"{where}: schema_version {version!r} is not supported ({SCENARIO_SCHEMA_VERSION})"
+            f"{where}: schema_version {str(version)[:40]!r} is not supported ({SCENARIO_SCHEMA_VERSION})"
         )
     try:
         sc = Scenario.model_validate(data)
@@ -263,6 +291,17 @@ def parse_scenario(data: Any, where: str = "scenario", base_dir: Path | None = N
         resolved = (base_dir / sc.arrivals.path).resolve()
         sc = sc.model_copy(update={"arrivals": sc.arrivals.model_copy(update={"path": str(resolved)})})
     return sc
+
+
+def parse_scenario_text(text: str, where: str = "scenario", base_dir: Path | None = None) -> Scenario:
+    """A scenario from YAML text typed or pasted by a user, parsed as strictly as a file."""
+    if len(text) > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"{where}: larger than the {MAX_SCENARIO_BYTES:,} byte limit")
+    try:
+        data = parse_yaml(text, where)
+    except DataFileError as exc:
+        raise ScenarioError(str(exc)) from None
+    return parse_scenario(data, where, base_dir)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -276,10 +315,18 @@ def dump_scenario(sc: Scenario) -> str:
     return yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False)
 
 
-def save_scenario(sc: Scenario, folder: str | Path) -> Path:
-    """Write the scenario as `<name>.yaml` (name made file-safe) into folder, atomically."""
+def scenario_path(sc: Scenario, folder: str | Path) -> Path:
+    """Where save_scenario writes: `<name>.yaml`, the name made file-safe (and bounded by the name's length)."""
     safe = re.sub(r"[^A-Za-z0-9_-]+", "-", sc.name).strip("-") or "scenario"
-    return atomic_write_text(Path(folder) / f"{safe}.yaml", dump_scenario(sc))
+    return Path(folder) / f"{safe}.yaml"
+
+
+def save_scenario(sc: Scenario, folder: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the scenario atomically into folder; an existing file of that name is replaced only on request."""
+    target = scenario_path(sc, folder)
+    if target.exists() and not overwrite:
+        raise ScenarioError(f"{target.name} already exists: choose another name or ask to replace it")
+    return atomic_write_text(target, dump_scenario(sc))
 
 
 def scenario_json_schema() -> dict[str, Any]:

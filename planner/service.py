@@ -23,10 +23,22 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from scipy.interpolate import PchipInterpolator
 
-from measure.run import Point, PointTelemetry, PowerStats, Run
+from measure.run import (
+    MAX_NAME_CHARS,
+    MAX_SEQ_LEN,
+    BatchSize,
+    LatencyMs,
+    Point,
+    PointTelemetry,
+    PowerStats,
+    Run,
+    SeqLen,
+    Watts,
+)
 from planner.scenario import ScenarioError, format_validation_error, read_yaml
 
 Source = Literal["measured", "assumed"]
+EXACT_BATCHES = 256  # sustainable rate: every batch size up to this is evaluated, a log grid above
 Bound = Literal["nominal", "pessimistic", "optimistic"]
 
 
@@ -42,29 +54,29 @@ class Deterministic(_Model):
     """Always `ms`."""
 
     dist: Literal["deterministic"]
-    ms: float = Field(gt=0)
+    ms: LatencyMs
 
 
 class Exponential(_Model):
     """Exponential with the given mean."""
 
     dist: Literal["exponential"]
-    mean_ms: float = Field(gt=0)
+    mean_ms: LatencyMs
 
 
 class LogNormalLatency(_Model):
     """Lognormal with the given median and log-scale sigma."""
 
     dist: Literal["lognormal"]
-    median_ms: float = Field(gt=0)
-    sigma: float = Field(gt=0)
+    median_ms: LatencyMs
+    sigma: float = Field(gt=0, le=3, description="log-scale spread; 3 already puts p99 at 1,000x the median")
 
 
 class EmpiricalLatency(_Model):
     """Draws (with replacement) from the listed samples."""
 
     dist: Literal["empirical"]
-    samples_ms: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+    samples_ms: list[LatencyMs] = Field(min_length=1, max_length=100_000)
 
 
 LatencyDist = Annotated[
@@ -75,16 +87,16 @@ LatencyDist = Annotated[
 class ProfilePoint(_Model):
     """The latency distribution of one batch size (and sequence length, for token workloads)."""
 
-    batch: int = Field(gt=0)
-    seq_len: int | None = Field(default=None, gt=0)
+    batch: BatchSize
+    seq_len: SeqLen | None = None
     latency: LatencyDist
 
 
 class ProfilePower(_Model):
     """Assumed power: idle, and busy by batch size (interpolated between the listed sizes)."""
 
-    idle: float = Field(ge=0)
-    busy: dict[int, Annotated[float, Field(ge=0)]] = Field(min_length=1)
+    idle: Watts
+    busy: dict[BatchSize, Watts] = Field(min_length=1, max_length=4096)
 
 
 class AssumedProfile(_Model):
@@ -92,13 +104,13 @@ class AssumedProfile(_Model):
 
     schema_version: Literal[1] = 1
     kind: Literal["assumed-profile"]
-    name: str = Field(min_length=1)
-    device: str = Field(min_length=1, description="the key the price book uses")
-    unit: str = "requests"
-    units_per_item: float = Field(default=1.0, gt=0)
-    points: list[ProfilePoint] = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    device: str = Field(min_length=1, max_length=MAX_NAME_CHARS, description="the key the price book uses")
+    unit: str = Field(default="requests", min_length=1, max_length=64)
+    units_per_item: float = Field(default=1.0, gt=0, le=MAX_SEQ_LEN)
+    points: list[ProfilePoint] = Field(min_length=1, max_length=4096)
     power_w: ProfilePower | None = None
-    notes: str = ""
+    notes: str = Field(default="", max_length=4000)
 
     @model_validator(mode="after")
     def _unique(self) -> AssumedProfile:
@@ -242,8 +254,17 @@ class ServiceModel:
         return self.table_for(seq_len)[0].mean_ms(b) / 1000.0
 
     def sustainable_items_per_s(self, max_batch: int, seq_len: int | None = None) -> float:
-        """The most items/s one replica can serve with batches of at most max_batch (back to back)."""
-        return max(b / self.mean_service_s(b, seq_len) for b in range(1, max_batch + 1))
+        """The most items/s one replica can serve with batches of at most max_batch (back to back).
+
+        Evaluated at every batch size up to EXACT_BATCHES, at the measured sizes and on a log grid above:
+        bounded work however large a run's batches are (the interpolation is smooth between measured sizes).
+        """
+        table = self.table_for(seq_len)[0]
+        cands = set(range(1, min(max_batch, EXACT_BATCHES) + 1)) | {max_batch}
+        cands |= {p.batch for p in table.points if p.batch <= max_batch}
+        if max_batch > EXACT_BATCHES:
+            cands |= {int(b) for b in np.geomspace(EXACT_BATCHES, max_batch, 256)}
+        return max(b / self.mean_service_s(b, seq_len) for b in cands)
 
     def sampler(self, rng: np.random.Generator) -> BatchSampler:
         return BatchSampler(self, rng)

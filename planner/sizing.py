@@ -79,6 +79,9 @@ class Evidence:
     device: str  # device name (runs) or the profile's price-book key
     group: str  # comparability group label
     label: str
+    # the parsed evidence itself: workers size from these and never read a file (a path can change under them)
+    runs: tuple[Run, ...] = field(default=(), repr=False, compare=False)
+    profile: AssumedProfile | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,7 @@ def build_options(
                         device,
                         _group_label(run0),
                         f"{run0.workload.name} {prec} on {device}, {threads} thread{'s' if threads != 1 else ''} ({n})",
+                        runs=tuple(r for _, r in have),
                     ),
                     max_b,
                 )
@@ -224,6 +228,7 @@ def build_options(
                     prof.device,
                     f"profiles ({prof.unit})",
                     f"ASSUMED profile {prof.name} ({prof.device})",
+                    profile=prof,
                 ),
                 model.max_batch,
             )
@@ -528,9 +533,18 @@ def traffic_for(sc: Scenario) -> Requests:
     return hit
 
 
-@lru_cache(maxsize=128)
-def _run_model(path: str, precision: str | None, bound: Bound, exclude: bool) -> ServiceModel:
-    return from_run(load_run_cached(path), precision, THROTTLE_FLAGS if exclude else frozenset(), bound)
+_MODELS: dict[tuple[str, str | None, Bound, bool], ServiceModel] = {}
+
+
+def _run_model(run: Run, precision: str | None, bound: Bound, exclude: bool) -> ServiceModel:
+    """The service model of a run, built once per process (runs are immutable, content-addressed)."""
+    key = (run.id, precision, bound, exclude)
+    hit = _MODELS.get(key)
+    if hit is None:
+        hit = _MODELS[key] = from_run(run, precision, THROTTLE_FLAGS if exclude else frozenset(), bound)
+        if len(_MODELS) > 128:
+            _MODELS.pop(next(iter(_MODELS)))
+    return hit
 
 
 def option_models(
@@ -540,16 +554,16 @@ def option_models(
     service time multiplied by `scale` (1: as measured)."""
     ev = opt.evidence
     if ev.kind == "profile":
-        m = scaled_model(from_profile(_load_profile(ev.paths[0])), scale)
+        assert ev.profile is not None
+        m = scaled_model(from_profile(ev.profile), scale)
         return m, m.evidence, m, m.evidence, []
     b = opt.max_batch
-    pess = [(_run_model(p, ev.precision, "pessimistic", opt.exclude_throttled), p) for p in ev.paths]
-    opti = [(_run_model(p, ev.precision, "optimistic", opt.exclude_throttled), p) for p in ev.paths]
+    pess = [(_run_model(r, ev.precision, "pessimistic", opt.exclude_throttled), r.id) for r in ev.runs]
+    opti = [(_run_model(r, ev.precision, "optimistic", opt.exclude_throttled), r.id) for r in ev.runs]
     slow = min(pess, key=lambda mp: mp[0].sustainable_items_per_s(b, _seq(mp[0])))
     fast = max(opti, key=lambda mp: mp[0].sustainable_items_per_s(b, _seq(mp[0])))
-    ids = [load_run_cached(p).id for p in ev.paths]
     slow_m, fast_m = scaled_model(slow[0], scale), scaled_model(fast[0], scale)
-    return slow_m, load_run_cached(slow[1]).id, fast_m, load_run_cached(fast[1]).id, ids
+    return slow_m, slow[1], fast_m, fast[1], [r.id for r in ev.runs]
 
 
 def _seq(m: ServiceModel) -> int | None:
@@ -654,7 +668,7 @@ def _quality(opt: OptionSpec, run_id: str) -> dict[str, Any] | None:
     """The representative run's quality proxy at the option's precision (None for profiles or not measured)."""
     if opt.evidence.kind != "run":
         return None
-    run = next((r for r in map(load_run_cached, opt.evidence.paths) if r.id == run_id), None)
+    run = next((r for r in opt.evidence.runs if r.id == run_id), None)
     if run is None or run.quality is None:
         return None
     entry = next((e for e in run.quality.entries if e.precision == opt.evidence.precision), None)

@@ -6,6 +6,7 @@ and the same seed always gives the same stream.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from measure.datafile import DataFileError, read_regular_file
 from planner.scenario import (
+    MAX_SIZE,
     Diurnal,
     Empirical,
     Fixed,
@@ -30,7 +33,9 @@ from planner.scenario import (
 
 _BLOCK = 65_536
 MAX_REQUESTS = 10_000_000  # per simulation: memory grows with it (times, ids, queues)
-MAX_TRACE_BYTES = 512 * 1024 * 1024
+MAX_TRACE_BYTES = 256 * 1024 * 1024
+MAX_STATE_VISITS = 1_000_000  # MMPP sojourns generated for one window: a loop in Python, so bounded
+BIG_SOJOURN = 1_000_000  # an MMPP sojourn with more arrivals than this draws only those the window uses
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,10 @@ def _renewal(rng: np.random.Generator, n: int | None, horizon: float | None, dra
     out: list[np.ndarray] = []
     t, count = 0.0, 0
     while True:
+        if count > MAX_REQUESTS:  # callers check the expected count; this bounds an unlucky draw too
+            raise ScenarioError(
+                f"the arrival window holds over {MAX_REQUESTS:,} requests, the limit of one simulation"
+            )
         gaps = draw(_BLOCK)
         times = t + np.cumsum(gaps)
         out.append(times)
@@ -83,14 +92,30 @@ def _unit_renewal(rng: np.random.Generator, cv: float) -> Draw:
 def _mmpp(
     rng: np.random.Generator, a: Mmpp, growth: float, n: int | None, horizon: float | None
 ) -> np.ndarray:
+    cycle_s = sum(s.mean_duration_s for s in a.states)
+    per_cycle = sum(s.rate_rps * s.mean_duration_s for s in a.states) * growth
+    cycles = n / per_cycle if n is not None else (horizon or 0.0) / cycle_s
+    if cycles * len(a.states) > MAX_STATE_VISITS:
+        raise ScenarioError(
+            f"MMPP: the window needs about {cycles * len(a.states):,.0f} state sojourns, over the "
+            f"{MAX_STATE_VISITS:,} limit; lengthen mean_duration_s or shorten the window"
+        )
     out: list[np.ndarray] = []
     t, count, i = 0.0, 0, 0
     while True:
+        if i > 4 * MAX_STATE_VISITS:
+            raise ScenarioError(
+                f"MMPP: over {4 * MAX_STATE_VISITS:,} state sojourns without filling the window"
+            )
         st = a.states[i % len(a.states)]
         dur = rng.exponential(st.mean_duration_s)
         rate = st.rate_rps * growth
         k = rng.poisson(rate * dur) if rate > 0 else 0
-        if k:
+        if k > BIG_SOJOURN:
+            times = _long_sojourn(rng, rate, t, dur, n, count, horizon)
+            out.append(times)
+            count += times.size
+        elif k:
             out.append(np.sort(t + rng.uniform(0.0, dur, k)))
             count += k
         t += dur
@@ -99,6 +124,30 @@ def _mmpp(
             break
     allt = np.concatenate(out) if out else np.empty(0)
     return _cut(allt, n, horizon)
+
+
+def _long_sojourn(
+    rng: np.random.Generator,
+    rate: float,
+    t: float,
+    dur: float,
+    n: int | None,
+    count: int,
+    horizon: float | None,
+) -> np.ndarray:
+    """The arrivals of a sojourn holding more than BIG_SOJOURN of them, drawing only what the window uses: the
+    first n - count of a Poisson process (request windows), or the part before the horizon (time windows)."""
+    if n is not None:
+        times = t + np.cumsum(rng.exponential(1.0 / rate, n - count))
+        return times[times < t + dur]
+    end = max(0.0, min(dur, (horizon or 0.0) - t))
+    k = int(rng.poisson(rate * end))
+    if count + k > MAX_REQUESTS:
+        raise ScenarioError(
+            f"MMPP: a busy state holds over {MAX_REQUESTS:,} requests within the window, the limit of one "
+            "simulation; shorten duration_s"
+        )
+    return np.sort(t + rng.uniform(0.0, end, k))
 
 
 def _diurnal(
@@ -131,13 +180,15 @@ def read_trace(path: str | Path) -> pd.DataFrame:
     """A trace CSV as a frame with `t_s` (seconds from the first request) and any size columns."""
     p = Path(path)
     try:
-        if p.stat().st_size > MAX_TRACE_BYTES:
-            raise ScenarioError(f"trace {p}: larger than {MAX_TRACE_BYTES} bytes")
-        df = pd.read_csv(p)
-    except OSError as exc:
-        raise ScenarioError(f"trace {p}: cannot read: {exc.strerror or exc}") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"trace {p}: not a CSV table: {str(exc).splitlines()[0]}") from None
+        raw = read_regular_file(p, MAX_TRACE_BYTES, "trace")
+    except DataFileError as exc:
+        raise ScenarioError(str(exc)) from None
+    try:
+        df = pd.read_csv(io.BytesIO(raw), encoding="utf-8", nrows=MAX_REQUESTS + 1)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise ScenarioError(f"trace {p}: not a CSV table: {str(exc).splitlines()[0][:200]}") from None
+    if len(df) > MAX_REQUESTS:
+        raise ScenarioError(f"trace {p}: more than {MAX_REQUESTS:,} rows")
     if "TIMESTAMP" in df.columns:
         ts = pd.to_datetime(df["TIMESTAMP"], errors="coerce")
         if ts.isna().any():
@@ -152,6 +203,8 @@ def read_trace(path: str | Path) -> pd.DataFrame:
         raise ScenarioError(f"trace {p}: needs a TIMESTAMP (Azure LLM format) or timestamp_s column")
     if len(t) < 2:
         raise ScenarioError(f"trace {p}: needs at least two requests")
+    if not np.isfinite(t).all() or float(t.max()) <= 0 or float(t.max()) > 366 * 86_400.0:
+        raise ScenarioError(f"trace {p}: timestamps must span a positive time of at most a year")
     df = df.assign(t_s=t).sort_values("t_s", kind="stable").reset_index(drop=True)
     return df
 
@@ -161,12 +214,19 @@ def _trace(
 ) -> tuple[np.ndarray, pd.DataFrame, int]:
     df = read_trace(a.path)
     t = df["t_s"].to_numpy() / (a.speedup * growth)
-    span = float(t[-1]) + float(np.median(np.diff(t)))  # the loop period: one typical gap after the last
+    # the loop period: one typical gap after the last (the mean gap where most gaps are zero)
+    gap = float(np.median(np.diff(t))) or float(t[-1]) / (len(t) - 1)
+    span = float(t[-1]) + gap
     need_loops = 1
     if n is not None:
         need_loops = -(-n // len(t))
     elif horizon is not None:
         need_loops = int(np.ceil(horizon / span))
+    if need_loops * len(t) > MAX_REQUESTS + len(t):
+        raise ScenarioError(
+            f"trace replay: filling the window takes {need_loops:,} loops of {len(t):,} requests, over the "
+            f"{MAX_REQUESTS:,} limit of one simulation; shorten duration_s"
+        )
     times = np.concatenate([t + k * span for k in range(need_loops)])
     idx = np.tile(np.arange(len(t)), need_loops)
     keep = np.arange(min(n, times.size)) if n is not None else np.flatnonzero(times < (horizon or 0.0))
@@ -218,6 +278,8 @@ def generate(sc: Scenario, rng: np.random.Generator | None = None) -> Requests:
             notes.append(f"the trace was replayed {loops} times back to back to fill the window")
     if t.size == 0:
         raise ScenarioError(f"scenario {sc.name}: the window holds no arrivals")
+    if not np.isfinite(t).all():  # a rate (times growth) so low that the arrival times overflow
+        raise ScenarioError(f"scenario {sc.name}: arrival rates too low to place the arrivals in finite time")
     if t.size > MAX_REQUESTS:
         raise ScenarioError(
             f"scenario {sc.name}: {t.size:,} requests, over the {MAX_REQUESTS:,} limit of one simulation"
@@ -229,7 +291,11 @@ def generate(sc: Scenario, rng: np.random.Generator | None = None) -> Requests:
         col = sc.size.seq_len.column
         if col not in frame.columns:
             raise ScenarioError(f"trace has no column {col!r} for the sequence length")
-        seq = pd.to_numeric(frame[col], errors="coerce").fillna(1).clip(lower=1).to_numpy(dtype=np.int64)
+        raw = pd.to_numeric(frame[col], errors="coerce").fillna(1)
+        over = int((raw > MAX_SIZE).sum())
+        seq = raw.clip(lower=1, upper=MAX_SIZE).to_numpy(dtype=np.int64)
+        if over:
+            notes.append(f"{over} trace sequence lengths above {MAX_SIZE:,} tokens were clipped to it")
     elif sc.size.seq_len is not None:
         seq, c2 = _sizes(rng, sc.size.seq_len, t.size)
         clipped += c2

@@ -13,14 +13,21 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from measure.run import atomic_write_text, format_validation_error
+from measure.datafile import DataFileError, parse_json, read_regular_file
+from measure.run import (
+    FUTURE_SLACK,
+    MAX_BATCH_SIZE,
+    MAX_NAME_CHARS,
+    atomic_write_text,
+    format_validation_error,
+)
 from planner.service import BatchLatency, LatencyTable, ServiceModel, samples_latency
 from planner.serving import SimResult
 
@@ -30,6 +37,9 @@ TARGET_UP_TO_LOAD = 0.7
 LATE_MS = 1.0
 LATE_FRACTION = 0.01
 SERVICE_DRIFT = 0.05
+
+
+MAX_VALIDATION_BYTES = 16 * 1024 * 1024
 
 
 class ValidationFileError(ValueError):
@@ -80,15 +90,15 @@ class Validation(_Out):
 
     schema_version: Literal[1] = 1
     kind: Literal["validation"] = "validation"
-    run_id: str
-    precision: str
-    scenario: str
+    run_id: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    precision: str = Field(max_length=16)
+    scenario: str = Field(max_length=4 * MAX_NAME_CHARS)
     arrivals: str
-    max_batch: int
-    max_delay_ms: float
-    seconds: float
-    seq_len: int | None
-    created_at: datetime
+    max_batch: int = Field(gt=0, le=MAX_BATCH_SIZE)
+    max_delay_ms: float = Field(ge=0, le=3_600_000)
+    seconds: float = Field(gt=0, le=86_400)
+    seq_len: int | None = Field(gt=0, le=1_048_576)
+    created_at: AwareDatetime
     device: str
     threads: int
     cpu_count: int
@@ -96,6 +106,13 @@ class Validation(_Out):
     targets: str
     levels: list[LevelResult]
     verdict: str
+
+    @field_validator("created_at")
+    @classmethod
+    def _not_in_future(cls, created_at: datetime) -> datetime:
+        if created_at > datetime.now(UTC) + FUTURE_SLACK:
+            raise ValueError(f"created_at {created_at.isoformat()} is in the future")
+        return created_at
 
 
 def _pct(x: np.ndarray, q: float) -> float:
@@ -291,30 +308,36 @@ def load_validation(path: str | Path) -> Validation:
     """Read and validate a validation file."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationFileError(f"{p}: cannot read: {exc}") from None
+        data = parse_json(read_regular_file(p, MAX_VALIDATION_BYTES, "validation file"), str(p))
+    except DataFileError as exc:
+        raise ValidationFileError(str(exc)) from None
     try:
         return Validation.model_validate(data)
     except ValidationError as exc:
         raise ValidationFileError(f"{p}: invalid validation file: {format_validation_error(exc)}") from None
 
 
-def validations_for(run_id: str, folder: str | Path) -> list[Validation]:
-    """Every readable validation of a run in folder, newest first (unreadable files are skipped)."""
+def scan_validations(run_id: str, folder: str | Path) -> tuple[list[Validation], list[tuple[Path, str]]]:
+    """A run's validations in folder, newest first, and the files of that run that failed to load (with why)."""
     root = Path(folder)
     if not root.is_dir():
-        return []
+        return [], []
     short = run_id.removeprefix("sha256:")[:12]
-    out = []
+    found, broken = [], []
     for p in sorted(root.glob(f"validation-{short}-*.json")):
         try:
             v = load_validation(p)
-        except ValidationFileError:
+        except ValidationFileError as exc:
+            broken.append((p, str(exc)))
             continue
         if v.run_id == run_id:
-            out.append(v)
-    return sorted(out, key=lambda v: v.created_at, reverse=True)
+            found.append(v)
+    return sorted(found, key=lambda v: v.created_at, reverse=True), broken
+
+
+def validations_for(run_id: str, folder: str | Path) -> list[Validation]:
+    """Every readable validation of a run in folder, newest first (scan_validations also names the broken)."""
+    return scan_validations(run_id, folder)[0]
 
 
 def cpu_count() -> int:

@@ -25,7 +25,10 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs")
+    # a loose CI target: the validate mechanics need ok points, and 0.3 s per point on a shared machine can
+    # leave a 2% target unmet (then no point is ok and every test here fails for a reason not its own)
     args = ["measure", "-w", "mlp", *TINY, "--precision", "fp32", "--batch", "1,2", "--threads", "1", *FAST]
+    args += ["--ci-target", "0.2"]
     result = runner.invoke(app, [*args, "--idle-seconds", "0", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return next(out.glob("*.json"))

@@ -56,8 +56,14 @@ def _mutated(run: Run, edit) -> str:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d["points"][0]["latency_ms"].update(mean=-1.0), "greater than 0"),
-        (lambda d: d["points"][0]["raw_latencies_ms"].__setitem__(0, -0.5), "greater than 0"),
+        (
+            lambda d: d["points"][0]["latency_ms"].update(mean=-1.0),
+            "latency_ms.mean: Input should be greater than or equal to",
+        ),
+        (
+            lambda d: d["points"][0]["raw_latencies_ms"].__setitem__(0, -0.5),
+            "raw_latencies_ms.0: Input should be greater than or equal to",
+        ),
         (lambda d: d.pop("stack"), "stack"),
         (lambda d: d["points"][0].pop("status"), "status"),
         (lambda d: d.update(schema_version=99), "newer"),

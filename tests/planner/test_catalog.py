@@ -17,7 +17,7 @@ def test_scan_orders_newest_first_and_counts_statuses(tmp_path: Path) -> None:
     new = make_run(
         [ok_point("bf16", 1), Point(precision="fp8", batch_size=1, status="unsupported", reason="cpu")]
     )
-    new = new.model_copy(update={"created_at": datetime(2027, 1, 1, tzinfo=UTC)}).with_id()
+    new = new.model_copy(update={"created_at": datetime(2026, 6, 1, tzinfo=UTC)}).with_id()
     save_run(old, tmp_path)
     save_run(new, tmp_path)
     (tmp_path / "bad.json").write_text('{"schema_version": 1}')

@@ -35,7 +35,7 @@ def test_the_shipped_scenarios_and_the_example_profile_load() -> None:
     [
         (
             {"name": "x", "arrivals": {"process": "poisson", "rate_rps": -1}, "requests": 10},
-            "rate_rps: Input should be greater than 0",
+            "rate_rps: Input should be greater than or equal to 0.000001",
         ),
         ({"name": "x", "arrivals": {"process": "teleport"}, "requests": 10}, "arrivals"),
         (
