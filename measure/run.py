@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -86,6 +87,20 @@ MaybeFloat = float | Unavailable
 NonNegFloat = Annotated[float, Field(ge=0, le=1e15)]
 PosFloat = Annotated[float, Field(gt=0, le=1e15)]
 LatencyMs = Annotated[float, Field(ge=MIN_LATENCY_MS, le=MAX_LATENCY_MS)]
+
+
+def _not_in_future(t: datetime) -> datetime:
+    if t > datetime.now(UTC) + FUTURE_SLACK:
+        raise ValueError(f"{t.isoformat()} is in the future")
+    return t
+
+
+# when evidence was made: a naive time cannot be ordered against others, a future one is not evidence yet
+CreatedAt = Annotated[
+    AwareDatetime,
+    AfterValidator(_not_in_future),
+    Field(description="timezone-aware; not more than a day in the future"),
+]
 Watts = Annotated[float, Field(ge=0, le=MAX_POWER_W)]
 ItemsPerS = Annotated[float, Field(gt=0, le=MAX_ITEMS_PER_S)]
 BatchSize = Annotated[int, Field(gt=0, le=MAX_BATCH_SIZE)]
@@ -447,7 +462,7 @@ class Run(_Model):
 
     schema_version: Literal[2] = SCHEMA_VERSION
     id: str = Field(default="", description="sha256 of the canonical JSON of every other field")
-    created_at: AwareDatetime = Field(description="timezone-aware; not more than a day in the future")
+    created_at: CreatedAt
     fleetwise_version: str
     command: list[str]
     methodology: Methodology
@@ -460,13 +475,6 @@ class Run(_Model):
     )
     quality: Quality | None = Field(default=None, description="null: not measured (version-1 file)")
     soak: Soak | None = Field(default=None, description="present on soak runs only")
-
-    @field_validator("created_at")
-    @classmethod
-    def _not_in_future(cls, created_at: datetime) -> datetime:
-        if created_at > datetime.now(UTC) + FUTURE_SLACK:
-            raise ValueError(f"created_at {created_at.isoformat()} is in the future")
-        return created_at
 
     @field_validator("points")
     @classmethod

@@ -13,18 +13,17 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from measure.datafile import DataFileError, parse_json, read_regular_file
 from measure.run import (
-    FUTURE_SLACK,
     MAX_BATCH_SIZE,
     MAX_NAME_CHARS,
+    CreatedAt,
     atomic_write_text,
     format_validation_error,
 )
@@ -98,7 +97,7 @@ class Validation(_Out):
     max_delay_ms: float = Field(ge=0, le=3_600_000)
     seconds: float = Field(gt=0, le=86_400)
     seq_len: int | None = Field(gt=0, le=1_048_576)
-    created_at: AwareDatetime
+    created_at: CreatedAt
     device: str
     threads: int
     cpu_count: int
@@ -106,13 +105,6 @@ class Validation(_Out):
     targets: str
     levels: list[LevelResult]
     verdict: str
-
-    @field_validator("created_at")
-    @classmethod
-    def _not_in_future(cls, created_at: datetime) -> datetime:
-        if created_at > datetime.now(UTC) + FUTURE_SLACK:
-            raise ValueError(f"created_at {created_at.isoformat()} is in the future")
-        return created_at
 
 
 def _pct(x: np.ndarray, q: float) -> float:
