@@ -197,6 +197,8 @@ def print_plan(plan: Plan) -> None:
             cost = money(o.monthly_cost_usd) + (
                 "*" if o.cost is not None and not o.cost.cost_complete else ""
             )
+            if o.not_priced:
+                cost = "[yellow]not priced[/]"
             t.add_row(
                 str(o.rank or "-"),
                 escape(_evidence(o)),
@@ -221,6 +223,12 @@ def print_plan(plan: Plan) -> None:
                     highlight=False,
                     soft_wrap=True,
                 )
+    for why in dict.fromkeys(o.not_priced for o in plan.options if o.not_priced):
+        out.print(
+            f"[yellow]{escape(why)}[/] (sized, not costed: add the device to the price book)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if any(o.cost is not None and not o.cost.cost_complete for o in plan.options):
         out.print("* lower bound: energy is not in the price and the evidence has no power measurement")
     if plan.not_comparable:

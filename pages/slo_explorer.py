@@ -24,7 +24,9 @@ if "plan" not in st.session_state:
 plan = Plan.model_validate(st.session_state["plan"])
 scenario_slos = parse_scenario(st.session_state["plan_params"]["scenario"]).slo
 params = st.session_state["plan_params"]
-candidates = [o for o in plan.options if o.meets_slo]
+candidates = [o for o in plan.options if o.meets_slo and o.price_entry is not None]
+for why in dict.fromkeys(o.not_priced for o in plan.options if o.not_priced):
+    st.caption(f"Left out of the cost curves, {esc(why, 600)}")
 labels = {short_label(o): o for o in candidates}
 default = [k for k, o in labels.items() if o.rank is not None and o.rank <= 2][:6]
 chosen = st.multiselect("Options", list(labels), default=default, key="slo_opts")
@@ -38,7 +40,8 @@ monthly: dict[str, float] = {}
 for lad in ladders:
     o = next(x for x in candidates if x.key == lad.key)
     try:
-        monthly[lad.key] = book.by_key(o.price_entry).price(plan.pricing).usd_per_hour * HOURS_PER_MONTH
+        entry = book.by_key(o.price_entry or "")
+        monthly[lad.key] = entry.price(plan.pricing).usd_per_hour * HOURS_PER_MONTH
     except PriceError as exc:
         st.error(esc(exc, 2000))
         st.stop()
@@ -53,14 +56,16 @@ pct = c1.select_slider(
 )
 field = PERCENTILE_KEYS[pct]
 values = [getattr(r.latency_ms, field) for lad in ladders for r in lad.rungs]
-lo, hi = float(min(values)), float(max(values))
+own = [s.threshold_ms for s in scenario_slos if s.percentile == pct]
+# the range always holds the scenario's own objectives, so its SLO can be read, never silently clipped
+lo, hi = float(min([*values, *own])), float(max([*values, *own]))
 # start at the scenario's own objective for this percentile, else halfway (geometrically) along the ladders
-slo_ms = next((s.threshold_ms for s in scenario_slos if s.percentile == pct), (lo * hi) ** 0.5)
+slo_ms = own[0] if own else (lo * hi) ** 0.5
 threshold = c2.slider(
     "Threshold (ms)",
     min_value=round(lo * 0.9, 2),
     max_value=round(hi * 1.5, 2) + 0.01,
-    value=round(min(max(slo_ms, lo), hi * 1.5), 2),
+    value=round(slo_ms, 2),
     key="slo_ms",
 )
 
@@ -83,6 +88,13 @@ for lad in ladders:
                 }
             )
     n = replicas_for(lad, pct, threshold)
+    best = min(lad.rungs, key=lambda r: getattr(r.latency_ms, field))
+    why = (
+        ""
+        if n is not None
+        else f"misses by {getattr(best.latency_ms, field) - threshold:.3g} ms: the best p{pct:g} simulated is "
+        f"{getattr(best.latency_ms, field):.3g} ms ({best.replicas} replicas; more did not help)"
+    )
     now_rows.append(
         {
             "option": name,
@@ -90,6 +102,7 @@ for lad in ladders:
             "replicas": n,
             "monthly $": None if n is None else n * per_replica,
             "$ per 1k requests": None if n is None else n * per_replica / requests_month * 1000,
+            "why not": why,
         }
     )
     points += [

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from planner.compare import differences
 from planner.cost import Cost, Load, price_fleet
-from planner.prices import DevicePrice, PriceBook, Pricing
+from planner.prices import DevicePrice, PriceBook, PriceError, Pricing
 from planner.scenario import Scenario
 from planner.serving import Summary
 from planner.sim import Router
@@ -84,7 +84,8 @@ class PlannedOption(_Out):
     evidence_ids: list[str]
     representative: str
     device: str
-    price_entry: str
+    price_entry: str | None  # None: not priced (see not_priced): sized and shown, never costed
+    not_priced: str | None = None  # why no price applies, e.g. "no price for device 'AMD EPYC ...'"
     group: str
     precision: str | None
     max_batch: int
@@ -155,10 +156,16 @@ def _power(deployed: int, idle_w: float | None, rate: float, marginal: float | N
 
 
 def plan_option(
-    sc: Scenario, opt: SizedOption, entry: DevicePrice, book: PriceBook, pricing: Pricing, red: Redundancy
+    sc: Scenario,
+    opt: SizedOption,
+    entry: DevicePrice | str,
+    book: PriceBook,
+    pricing: Pricing,
+    red: Redundancy,
 ) -> PlannedOption:
-    """Price one sized option and derive its per-request, per-unit and per-joule figures."""
-    price = entry.price(pricing)
+    """Price one sized option and derive its per-request, per-unit and per-joule figures; `entry` is the
+    price-book entry, or why there is none (then the option is sized and shown, with no cost figures)."""
+    price = entry.price(pricing) if isinstance(entry, DevicePrice) else None
     peak = opt.levels[0] if opt.levels else None
     ok = opt.error is None and bool(opt.levels) and all(lv.replicas is not None for lv in opt.levels)
     reason = opt.error or next((lv.reason for lv in opt.levels if lv.replicas is None), None)
@@ -170,7 +177,7 @@ def plan_option(
     hourly: list[HourCount] = []
     cost = cost_auto = None
     hours_day = None
-    if ok and peak is not None and deployed is not None:
+    if ok and peak is not None and deployed is not None and isinstance(entry, DevicePrice) and price:
         power = _power(deployed, opt.idle_power_w, mean_rate, peak.marginal_energy_j_per_request)
         cost = price_fleet(entry.device, pricing, price, book.electricity, deployed * 730.0, power, load)
         if any(lv.hours for lv in opt.levels):
@@ -205,7 +212,8 @@ def plan_option(
         evidence_ids=opt.evidence_ids,
         representative=opt.representative,
         device=opt.device,
-        price_entry=entry.device,
+        price_entry=entry.device if isinstance(entry, DevicePrice) else None,
+        not_priced=None if isinstance(entry, DevicePrice) else entry,
         group=opt.group,
         precision=opt.precision,
         max_batch=opt.max_batch,
@@ -262,10 +270,14 @@ def rank(options: list[PlannedOption], rank_by: RankBy) -> tuple[list[PlannedOpt
     for label, members in sorted(groups.items(), key=lambda kv: (kv[1][0].source == "assumed", kv[0])):
         # ties (same count, same price) go to the lower p99: the same money buys more latency margin
         passing = sorted(
-            (o for o in members if o.meets_slo),
+            (o for o in members if o.meets_slo and o.not_priced is None),
             key=lambda o: (_metric(o, rank_by), o.latency_ms.p99 if o.latency_ms else math.inf, o.label),
         )
-        failing = sorted((o for o in members if not o.meets_slo), key=lambda o: o.label)
+        # unpriced options are listed after the ranked ones: sized, but not comparable on money
+        failing = sorted(
+            (o for o in members if not o.meets_slo or o.not_priced is not None),
+            key=lambda o: (not o.meets_slo, o.label),
+        )
         ranked = [o.model_copy(update={"rank": i + 1}) for i, o in enumerate(passing)] + failing
         ordered.extend(ranked)
         out_groups.append(Group(label=label, options=[o.key for o in ranked], source=members[0].source))
@@ -279,6 +291,14 @@ def answer_sentence(options: list[PlannedOption], rank_by: RankBy) -> str:
         members = [o for o in options if o.group == group]
         best = next((o for o in members if o.rank == 1), None)
         tag = "ASSUMED " if members[0].source == "assumed" else ""
+        unpriced = [o for o in members if o.meets_slo and o.not_priced is not None]
+        if best is None and unpriced:
+            o = min(unpriced, key=lambda o: (o.replicas_deployed or 0, o.label))
+            lines.append(
+                f"{tag}{group}: no priced option meets every SLO; {o.label} meets them with "
+                f"{o.replicas_deployed} replica(s), {o.not_priced}"
+            )
+            continue
         if best is None:
             why = next((o.reason for o in members if o.reason), "no option met the SLOs")
             lines.append(f"{tag}{group}: no option meets every SLO ({why})")
@@ -316,13 +336,18 @@ class Question:
     service_scale: float = 1.0  # every service time x this: an explicit assumption (e.g. from a validation)
 
 
-def _entries(q: Question, book: PriceBook, specs: list[OptionSpec]) -> dict[str, DevicePrice]:
-    """The price entry of every option's evidence; a missing price is invalid input (PriceError)."""
-    out: dict[str, DevicePrice] = {}
+def _entries(q: Question, book: PriceBook, specs: list[OptionSpec]) -> dict[str, DevicePrice | str]:
+    """The price entry of every option's evidence, or why it has none: a device the price book does not
+    know (a new machine) makes a partial answer, sized but not priced, never a failed plan."""
+    out: dict[str, DevicePrice | str] = {}
     for s in specs:
         ev = s.evidence
-        entry = book.by_key(ev.device) if ev.kind == "profile" else book.for_run(ev.runs[0])
-        entry.price(q.pricing)
+        try:
+            entry = book.by_key(ev.device) if ev.kind == "profile" else book.for_run(ev.runs[0])
+            entry.price(q.pricing)
+        except PriceError as exc:
+            out[s.key] = f"not priced: {exc}"
+            continue
         out[s.key] = entry
     return out
 

@@ -97,6 +97,8 @@ def _answer_table(plan: Plan, options: list[PlannedOption]) -> list[str]:
             else "-"
         )
         cost = money(o.monthly_cost_usd) + ("" if o.cost is None or o.cost.cost_complete else " (no energy)")
+        if o.not_priced:
+            cost = "not priced"
         lines.append(
             f"| {o.rank or '-'} | {esc(o.label)} | {'**ASSUMED**' if o.source == 'assumed' else 'measured'} | {reps} | "
             f"{'yes' if o.meets_slo else 'no: ' + esc(o.reason or '')} | {_num(lat.p50 if lat else None)} | "
@@ -175,13 +177,15 @@ def _prices(plan: Plan, book: PriceBook) -> list[str]:
         "| device entry | pricing | $/device-hour | energy in price | source | as of |",
         "|---|---|---|---|---|---|",
     ]
-    for key in dict.fromkeys(o.price_entry for o in plan.options):
+    for key in dict.fromkeys(o.price_entry for o in plan.options if o.price_entry is not None):
         e = book.by_key(key)
         p = e.price(plan.pricing)
         lines.append(
             f"| {esc(key)} | {plan.pricing} | {p.usd_per_hour:.4g} | {'yes' if p.energy_included else 'no'} | "
             f"{esc(p.source)} | {p.as_of} |"
         )
+    for why in dict.fromkeys(o.not_priced for o in plan.options if o.not_priced):
+        lines.append(f"| {esc(why, 600)} | | | | | |")
     el = book.electricity
     lines.append("")
     lines.append(

@@ -179,10 +179,11 @@ def build_options(
             except ServiceError as exc:
                 skipped.append(str(exc))
                 continue
-            if scenario is not None and not tokens and len(models[0].seq_lens) > 1:
+            if scenario is not None and not tokens and models[0].seq_lens:
+                # never a silent default length: the per-token price would rest on a number nobody chose
                 skipped.append(
-                    f"runs {ids} at {prec}: measured at sequence lengths {models[0].seq_lens} and the scenario "
-                    "gives none (add size.seq_len)"
+                    f"runs {ids} at {prec}: a token workload (measured at sequence lengths "
+                    f"{models[0].seq_lens}) and the scenario gives no sequence lengths (add size.seq_len)"
                 )
                 continue
             max_b = min(m.max_batch for m in models)
@@ -214,9 +215,10 @@ def build_options(
                 f"profile {prof.name}: the scenario's requests are token sequences and the profile gives no seq_len"
             )
             continue
-        if scenario is not None and not tokens and len(model.seq_lens) > 1:
+        if scenario is not None and not tokens and model.seq_lens:
             skipped.append(
-                f"profile {prof.name}: assumed at sequence lengths {model.seq_lens} and the scenario gives none"
+                f"profile {prof.name}: assumed at sequence lengths {model.seq_lens} and the scenario gives no "
+                "sequence lengths (add size.seq_len)"
             )
             continue
         evidence.append(

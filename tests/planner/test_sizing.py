@@ -146,18 +146,36 @@ def test_an_slo_faster_than_the_service_time_is_an_answer_not_a_crash(tmp_path: 
     assert "no option meets every SLO" in plan.answer
 
 
-def test_a_scenario_without_slo_or_a_device_without_price_is_refused(tmp_path: Path) -> None:
+def test_a_scenario_without_slo_is_refused(tmp_path: Path) -> None:
     path = profile(tmp_path, "p", {"dist": "deterministic", "ms": 2})
     sc = parse_scenario({"name": "t", "arrivals": {"process": "poisson", "rate_rps": 5}, "requests": 100})
     with pytest.raises(SizingError, match="no SLO"):
         make_plan(Question(scenario=sc, runs=(), profiles=(path,)), book(p=1.0))
-    sc2 = sc.model_copy(
-        update={
-            "slo": parse_scenario({**sc.model_dump(), "slo": [{"percentile": 99, "threshold_ms": 50}]}).slo
+
+
+def test_a_device_without_a_price_is_sized_and_shown_not_priced_beside_the_priced_answer(
+    tmp_path: Path,
+) -> None:
+    known = profile(tmp_path, "known", {"dist": "deterministic", "ms": 4})
+    new = profile(tmp_path, "new", {"dist": "deterministic", "ms": 2})
+    sc = parse_scenario(
+        {
+            "name": "t",
+            "arrivals": {"process": "poisson", "rate_rps": 5},
+            "requests": 2000,
+            "slo": [{"percentile": 99, "threshold_ms": 50}],
         }
     )
-    with pytest.raises(PriceError, match="no price for device 'p'"):
-        make_plan(Question(scenario=sc2, runs=(), profiles=(path,)), book(other=1.0))
+    q = Question(scenario=sc, runs=(), profiles=(known, new), max_batches=(1,), max_delays_ms=(0.0,))
+    plan = make_plan(q, book(known=1.0))
+    by_device = {o.device: o for o in plan.options}
+    unpriced, priced = by_device["new"], by_device["known"]
+    assert unpriced.meets_slo and unpriced.replicas is not None and unpriced.latency_ms is not None
+    assert unpriced.monthly_cost_usd is None and unpriced.rank is None and unpriced.price_entry is None
+    assert unpriced.not_priced is not None and "no price for device 'new'" in unpriced.not_priced
+    assert priced.rank == 1 and priced.monthly_cost_usd is not None
+    only_new = make_plan(Question(**{**q.__dict__, "profiles": (new,)}), book(known=1.0))
+    assert "no priced option meets every SLO" in only_new.answer and "not priced" in only_new.answer
 
 
 def test_price_book_rejects_missing_sources_and_duplicate_devices() -> None:
@@ -217,3 +235,19 @@ def test_a_service_time_scale_is_applied_and_stated(tmp_path: Path) -> None:
     slower = make_plan(Question(**{**q.__dict__, "service_scale": 1.5}), book(det=1.0))
     assert base.replicas == 2 and slower.options[0].replicas == 3  # 150 req/s at 66.7 req/s per replica
     assert slower.service_scale == 1.5 and any("x1.5" in w for w in slower.options[0].warnings)
+
+
+def test_a_token_workload_on_a_scenario_without_sequence_lengths_is_left_out_with_the_reason() -> None:
+    from planner.scenario import load_scenario
+    from planner.sizing import build_options
+
+    root = Path(__file__).resolve().parents[2]
+    steady = load_scenario(root / "scenarios" / "steady-api.yaml")
+    assert steady.size.seq_len is None
+    profiles = [
+        root / "profiles" / "example-accelerator.yaml",
+        root / "profiles" / "example-encoder-accelerator.yaml",
+    ]
+    options, skipped = build_options([], profiles, None, None, None, "central", scenario=steady)
+    assert {o.evidence.profile.name for o in options if o.evidence.profile} == {"example-accelerator"}
+    assert any("gives no sequence lengths" in s for s in skipped), skipped
