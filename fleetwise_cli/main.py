@@ -6,6 +6,7 @@ only by `measure`, so listing runs and printing schemas work without it.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import signal
 import sys
@@ -39,6 +40,27 @@ DEFAULT_MAX_BATCH = 256  # the default batch list is 1, 2, 4, ... up to this (ea
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Measured capacity planning for AI inference fleets."
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = importlib.metadata.version("fleetwise")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        sys.stdout.write(f"fleetwise {version}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """Measured capacity planning for AI inference fleets."""
+
+
 schema_app = typer.Typer(no_args_is_help=True, help="Print the JSON Schema of a file format.")
 app.add_typer(schema_app, name="schema")
 
@@ -49,6 +71,14 @@ def schema_scenario() -> None:
     from planner.scenario import scenario_json_schema
 
     sys.stdout.write(json.dumps(scenario_json_schema(), indent=2) + "\n")
+
+
+@schema_app.command("price-book")
+def schema_price_book() -> None:
+    """JSON Schema of the price-book file (planner/prices.py)."""
+    from planner.prices import price_book_json_schema
+
+    sys.stdout.write(json.dumps(price_book_json_schema(), indent=2) + "\n")
 
 
 @schema_app.command("profile")

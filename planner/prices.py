@@ -172,3 +172,8 @@ def load_prices(path: str | Path) -> PriceBook:
     except ValueError as exc:
         raise PriceError(str(exc)) from None
     return parse_prices(data, str(path))
+
+
+def price_book_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the price-book file."""
+    return PriceBook.model_json_schema()

@@ -368,7 +368,14 @@ def test_overload_says_stable_false_instead_of_percentiles() -> None:
     )
 
 
-def test_schema_scenario_and_profile_print_json_schemas() -> None:
-    for kind, field in (("scenario", "arrivals"), ("profile", "points")):
+def test_version_prints_the_installed_version() -> None:
+    import importlib.metadata
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"fleetwise {importlib.metadata.version('fleetwise')}\n"
+
+
+def test_schema_scenario_profile_and_price_book_print_json_schemas() -> None:
+    for kind, field in (("scenario", "arrivals"), ("profile", "points"), ("price-book", "devices")):
         result = runner.invoke(app, ["schema", kind])
         assert result.exit_code == 0 and field in json.loads(result.stdout)["properties"]
