@@ -198,7 +198,7 @@ def question_from(params: dict[str, Any]) -> Question:
         profiles=tuple(params["profiles"]),
         precisions=tuple(params["precisions"]) or None,
         max_batches=tuple(params["max_batches"]) or None,
-        max_delays_ms=tuple(params["max_delays_ms"]),
+        max_delays_ms=tuple(params["max_delays_ms"]) or None,
         pricing=params["pricing"],
         rank_by=params["rank_by"],
         redundancy=Redundancy(params["spares"], params["headroom"]),

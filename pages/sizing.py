@@ -20,6 +20,7 @@ from pages.common import (
 from planner.escape import md_escape as esc
 from planner.plan import RANK_BY, Plan
 from planner.prices import PRICINGS
+from planner.sizing import DEFAULT_MAX_BATCHES, DEFAULT_MAX_DELAYS_MS
 
 st.title("Fleet sizing")
 shipped = shipped_scenarios()
@@ -46,13 +47,14 @@ with st.form("sizing"):
     c1, c2, c3 = st.columns(3)
     prec = c1.multiselect("Precisions (empty: every ok one)", precisions, key="sz_prec")
     batches = c2.multiselect(
-        "max_batch grid (the largest measured is always added)",
+        f"max_batch grid (empty: {', '.join(map(str, DEFAULT_MAX_BATCHES))} and the largest measured, as the CLI)",
         [1, 2, 4, 8, 16, 32, 64, 128],
-        default=[1, 4, 16, 64],
         key="sz_batch",
     )
     delays = c3.multiselect(
-        "max_delay grid (ms)", [0.0, 1.0, 2.0, 5.0, 10.0, 20.0], default=[0.0, 5.0], key="sz_delay"
+        f"max_delay grid, ms (empty: {', '.join(f'{d:g}' for d in DEFAULT_MAX_DELAYS_MS)}, as the CLI)",
+        [0.0, 1.0, 2.0, 5.0, 10.0, 20.0],
+        key="sz_delay",
     )
     c1, c2, c3, c4, c5 = st.columns(5)
     pricing = c1.selectbox("Pricing", PRICINGS, key="sz_pricing")
@@ -77,8 +79,8 @@ params: dict[str, Any] = {
     "runs": sorted(run_labels[r] for r in runs),
     "profiles": sorted(prof_labels[p] for p in profiles),
     "precisions": sorted(prec),
-    "max_batches": sorted(batches) if batches else [1, 4, 16, 64],
-    "max_delays_ms": sorted(delays) if delays else [0.0],
+    "max_batches": sorted(batches),  # empty: the planner's default grid, the one the CLI uses
+    "max_delays_ms": sorted(delays),
     "pricing": pricing,
     "rank_by": rank_by,
     "spares": spares,
@@ -109,6 +111,10 @@ for line in plan.answer.splitlines():
     )
 if plan.not_comparable:
     st.warning(esc(plan.not_comparable, 4000))
+for w in sorted({w for o in plan.options for w in o.warnings}):  # the CLI's words, where the numbers are
+    st.warning(f"Warning: {esc(w, 2000)}")
+for why in dict.fromkeys(o.not_priced for o in plan.options if o.not_priced):
+    st.warning(f"{esc(why, 600)}: sized, not costed; add the device to the price book")
 st.caption(
     f"Sized at: {esc(plan.sized_at, 2000)}. Pricing {plan.pricing}, redundancy {esc(plan.redundancy)}; "
     f"{plan.simulations} simulations."

@@ -164,6 +164,15 @@ def test_slo_explorer_moves_the_cost_with_the_threshold(data: Path) -> None:
     cost = lambda df: df["monthly $"].fillna(float("inf")).sum()  # noqa: E731
     assert cost(at_min) >= cost(tight) >= cost(at_max)
     assert len(at.get("plotly_chart")) == 3
+    missed = at_min[at_min["replicas"].isna()]
+    assert (missed["why not"].str.startswith("misses by")).all()  # never a bare None
+
+
+def test_slo_explorer_starts_at_the_scenarios_own_slo_even_beyond_the_simulated_range(data: Path) -> None:
+    at = size(app())
+    at.switch_page("pages/slo_explorer.py").run()
+    slider = at.slider(key="slo_ms")
+    assert slider.value == 100.0 and slider.min <= 100.0 <= slider.max  # steady-api: p99 <= 100 ms
 
 
 def test_compare_page_shows_the_comparability_check_first(data: Path) -> None:
@@ -212,3 +221,42 @@ def test_an_oversized_upload_is_refused_before_parsing(
     with pytest.raises(ValueError, match="over the 1,000 byte limit"):
         catalog.accept_upload(b"{" + b" " * 2000 + b"}", tmp_path, [])
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_the_app_and_the_cli_give_the_same_plan_for_the_same_question(data: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fleetwise_cli.main import app as cli
+
+    at = app()
+    at.switch_page("pages/sizing.py").run()
+    at.selectbox(key="sz_scenario").set_value("steady-api")
+    at.number_input(key="sz_requests").set_value(3000)
+    at.button[0].click().run()  # every other field at its default: all runs, all profiles, default grids
+    assert not at.exception, at.exception
+    in_app = at.session_state["plan"]
+    args = ["size", "--scenario", str(data / "scenarios" / "steady-api.yaml"), "--requests", "3000", "--json"]
+    args += [a for f in sorted((data / "runs").glob("*.json")) for a in ("--runs", str(f))]
+    args += [a for p in sorted((REPO / "profiles").glob("*.yaml")) for a in ("--profiles", str(p))]
+    result = CliRunner().invoke(cli, [*args, "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    in_cli = json.loads(result.stdout)
+
+    def answers(plan: dict) -> dict:  # type: ignore[type-arg]
+        return {
+            (o["label"], o["max_batch"], o["max_delay_ms"]): (o["replicas"], o["monthly_cost_usd"], o["rank"])
+            for o in plan["options"]
+        }
+
+    assert answers(in_app) == answers(in_cli) and in_app["answer"] == in_cli["answer"]
+    assert in_app["skipped"] == in_cli["skipped"]
+
+
+def test_the_sizing_page_shows_every_warning_of_the_plan(data: Path) -> None:
+    at = size(app())
+    warnings = {w for o in at.session_state["plan"]["options"] for w in o["warnings"]}
+    assert warnings  # the assumed profile always warns
+    shown_warnings = [shown(w.value) for w in at.warning]
+    for w in warnings:
+        assert any(w in s for s in shown_warnings), (w, shown_warnings)
