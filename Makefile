@@ -21,7 +21,7 @@ setup: $(VENV)/.setup-done
 
 # The main job: the planner app on the shipped runs, scenarios, profiles and price book.
 run: setup
-	$(PY) serve.py --server.port $(PORT) --browser.gatherUsageStats false
+	$(PY) serve.py --server.port $(PORT) --browser.gatherUsageStats false --server.fileWatcherType none
 
 # A CPU measurement sweep (mlp, fp32 and bf16, batch 1, 4, 16) into data/runs, then the list of runs.
 measure: setup

@@ -33,11 +33,15 @@ st.caption(
 )
 
 cat = catalog()
+# one question per model: the planner buys devices for one workload; other models' runs never enter its answer
+models = sorted({s.run.workload.name for s in cat.runs})
+model = st.selectbox("Model to plan for (its measured runs)", models, key="sz_model") if models else None
+mine = [s for s in cat.runs if s.run.workload.name == model]
 run_labels = {
-    f"{s.run.short_id()} · {s.run.workload.name} · {s.run.stack.device_name}": str(s.path) for s in cat.runs
+    f"{s.run.short_id()} · {s.run.stack.device_name} · {', '.join(s.precisions)}": str(s.path) for s in mine
 }
 prof_labels = {p.rsplit("/", 1)[-1]: p for p in profile_paths()}
-precisions = sorted({p for s in cat.runs for p in s.precisions})
+precisions = sorted({p for s in mine for p in s.precisions})
 with st.form("sizing"):
     c1, c2 = st.columns(2)
     runs = c1.multiselect("Measured runs", list(run_labels), default=list(run_labels), key="sz_runs")
@@ -162,7 +166,11 @@ st.dataframe(
     },
 )
 
-ok = table[table["meets SLO"]].copy()
+ok = table[table["meets SLO"] & table["monthly $"].notna()].copy()
+groups = list(dict.fromkeys(ok["group"]))
+if len(groups) > 1:  # charts compare options within one comparability group, never across
+    shown_group = st.radio("Charts for", groups, horizontal=True, key="sz_chart_group")
+    ok = ok[ok["group"] == shown_group]
 if len(ok):
     best = ok.sort_values("monthly $").head(15)
     c1, c2 = st.columns(2)

@@ -123,7 +123,8 @@ def test_scenario_page_validates_live_and_saves(data: Path) -> None:
 def size(at: AppTest) -> AppTest:
     at.switch_page("pages/sizing.py").run()
     at.selectbox(key="sz_scenario").set_value("steady-api")
-    at.multiselect(key="sz_runs").set_value([o for o in at.multiselect(key="sz_runs").options if "mlp" in o])
+    at.selectbox(key="sz_model").set_value("mlp").run()
+    at.multiselect(key="sz_runs").set_value(list(at.multiselect(key="sz_runs").options))
     at.multiselect(key="sz_profiles").set_value(["example-accelerator.yaml"])
     at.multiselect(key="sz_prec").set_value(["fp32"])
     at.multiselect(key="sz_batch").set_value([4])
@@ -232,12 +233,16 @@ def test_the_app_and_the_cli_give_the_same_plan_for_the_same_question(data: Path
     at = app()
     at.switch_page("pages/sizing.py").run()
     at.selectbox(key="sz_scenario").set_value("steady-api")
+    at.selectbox(key="sz_model").set_value("cnn").run()  # outside the form: set before the form's fields
     at.number_input(key="sz_requests").set_value(3000)
-    at.button[0].click().run()  # every other field at its default: all runs, all profiles, default grids
+    at.button[
+        0
+    ].click().run()  # every other field at its default: the model's runs, all profiles, default grids
     assert not at.exception, at.exception
     in_app = at.session_state["plan"]
+    assert in_app["sizing_requests"] == 3000
     args = ["size", "--scenario", str(data / "scenarios" / "steady-api.yaml"), "--requests", "3000", "--json"]
-    args += [a for f in sorted((data / "runs").glob("*.json")) for a in ("--runs", str(f))]
+    args += [a for f in sorted((data / "runs").glob("cnn-*.json")) for a in ("--runs", str(f))]
     args += [a for p in sorted((REPO / "profiles").glob("*.yaml")) for a in ("--profiles", str(p))]
     result = CliRunner().invoke(cli, [*args, "--jobs", "2"])
     assert result.exit_code == 0, result.output
@@ -260,3 +265,15 @@ def test_the_sizing_page_shows_every_warning_of_the_plan(data: Path) -> None:
     shown_warnings = [shown(w.value) for w in at.warning]
     for w in warnings:
         assert any(w in s for s in shown_warnings), (w, shown_warnings)
+
+
+def test_the_sizing_page_answers_for_one_model_and_charts_one_group_at_a_time(data: Path) -> None:
+    at = size(app())
+    plan = at.session_state["plan"]
+    measured = {o["group"] for o in plan["options"] if o["source"] == "measured"}
+    assert len(measured) == 1 and next(iter(measured)).startswith("mlp ")  # no cnn or encoder option
+    assert at.radio(key="sz_chart_group").options  # measured and assumed groups: charts pick one
+    for fig in at.get("plotly_chart"):
+        spec = json.loads(fig.proto.spec)
+        names = {t.get("name") for t in spec["data"]}
+        assert not ("measured" in names and "assumed" in names), names
