@@ -14,6 +14,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,7 +31,7 @@ from planner.plan import (
     options_for,
     sensitivity,
 )
-from planner.prices import PriceBook, load_prices
+from planner.prices import PriceBook, load_prices, with_session_prices
 from planner.scenario import Scenario, load_scenario, parse_scenario
 from planner.sizing import Progress, Task, in_workers
 from planner.tradeoff import Ladder, ladder
@@ -94,10 +95,13 @@ def _prices(path: str, digest: str) -> PriceBook:
     return load_prices(path)
 
 
-def price_book() -> PriceBook:
-    """The price book, reloaded when its content changes."""
+def price_book(params: dict[str, Any] | None = None) -> PriceBook:
+    """The price book, reloaded when its content changes, plus the prices the user entered for this session
+    (params["session_prices"]), labelled user-supplied wherever they are shown."""
     p = prices_path()
-    return _prices(str(p), prices_digest())
+    book = _prices(str(p), prices_digest())
+    session = (params or {}).get("session_prices") or {}
+    return with_session_prices(book, session, datetime.now(UTC).date()) if session else book
 
 
 def shipped_scenarios() -> dict[str, Scenario]:
@@ -214,7 +218,8 @@ def _key(kind: str, params: dict[str, Any], *extra: str) -> tuple[str, ...]:
 def plan_for(params: dict[str, Any]) -> Plan:
     """The sizing plan for these parameters (cached on them, the runs' content ids and the price book)."""
     q = question_from(params)
-    return cast(Plan, cached(_key("plan", params), lambda p: make_plan(q, price_book(), JOBS, p), "Sizing"))
+    book = price_book(params)
+    return cast(Plan, cached(_key("plan", params), lambda p: make_plan(q, book, JOBS, p), "Sizing"))
 
 
 def ladders_for(params: dict[str, Any], keys: tuple[str, ...]) -> list[Ladder]:
@@ -239,7 +244,9 @@ def sensitivity_for(params: dict[str, Any]) -> list[SensitivityRow]:
     return cast(
         list[SensitivityRow],
         cached(
-            _key("sensitivity", params), lambda p: sensitivity(q, price_book(), plan, JOBS, p), "Sensitivity"
+            _key("sensitivity", params),
+            lambda p: sensitivity(q, price_book(params), plan, JOBS, p),
+            "Sensitivity",
         ),
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from pages.common import price_book, sensitivity_for, validations_dir
@@ -15,7 +17,7 @@ if "plan" not in st.session_state:
     st.stop()
 plan = Plan.model_validate(st.session_state["plan"])
 params = st.session_state["plan_params"]
-book = price_book()
+book = price_book(st.session_state["plan_params"])
 evidence = evidence_for(params["runs"], validations_dir())
 rows = None
 if st.toggle(
@@ -24,7 +26,7 @@ if st.toggle(
 ):
     rows = sensitivity_for(params)
 md = render_markdown(plan, book, rows, evidence)
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 c1.download_button("Report (markdown)", md, file_name=f"plan-{plan.scenario}.md", mime="text/markdown")
 c2.download_button(
     "Report (HTML)",
@@ -37,5 +39,11 @@ c3.download_button(
     st.session_state.get("plan_table_csv", ""),
     file_name=f"plan-{plan.scenario}.csv",
     mime="text/csv",
+)
+c4.download_button(
+    "Plan (JSON, as `fleetwise size --json`)",
+    json.dumps(st.session_state["plan"], indent=1),
+    file_name=f"plan-{plan.scenario}.json",
+    mime="application/json",
 )
 st.markdown(md)

@@ -35,7 +35,7 @@ if not chosen:
 keys = tuple(sorted(labels[c].key for c in chosen))
 ladders = ladders_for(params, keys)
 
-book = price_book()
+book = price_book(st.session_state["plan_params"])
 monthly: dict[str, float] = {}
 for lad in ladders:
     o = next(x for x in candidates if x.key == lad.key)

@@ -177,3 +177,41 @@ def load_prices(path: str | Path) -> PriceBook:
 def price_book_json_schema() -> dict[str, Any]:
     """The JSON Schema of the price-book file."""
     return PriceBook.model_json_schema()
+
+
+SESSION_SOURCE = "user-supplied in the app session; not from the price book, not verified"
+
+
+def with_session_prices(book: PriceBook, usd_per_hour: dict[str, float], today: date) -> PriceBook:
+    """The book plus an entry per device name priced by the user for this session (rental, energy included),
+    labelled as such wherever it is shown; a device the book already prices keeps the book's entry."""
+    if not usd_per_hour:
+        return book
+    added = []
+    for name, usd in sorted(usd_per_hour.items()):
+        hourly = {"source": SESSION_SOURCE, "as_of": today, "usd_per_hour": usd, "energy_included": True}
+        added.append(
+            {
+                "device": f"{name} (user-supplied)",
+                "description": "priced in the app for this session",
+                "match": [name],
+                "on_demand": hourly,
+                "reserved": hourly,
+            }
+        )
+    data = book.model_dump(mode="json")
+    return parse_prices({**data, "devices": [*data["devices"], *added]}, "price book with session prices")
+
+
+def price_entry_yaml(device_name: str, usd_per_hour: float, today: date) -> str:
+    """A price-book entry for a device, to paste into the price book (sources to be filled in)."""
+    import yaml
+
+    hourly = {
+        "usd_per_hour": usd_per_hour,
+        "energy_included": True,
+        "source": "FILL IN",
+        "as_of": today.isoformat(),
+    }
+    entry = {"device": device_name, "match": [device_name], "on_demand": hourly}
+    return yaml.safe_dump([entry], sort_keys=False, allow_unicode=True)

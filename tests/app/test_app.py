@@ -195,7 +195,7 @@ def test_report_page_offers_the_downloads_of_the_current_plan(data: Path) -> Non
     at = size(app())
     at.switch_page("pages/report.py").run()
     assert not at.exception
-    assert len(at.get("download_button")) == 3
+    assert len(at.get("download_button")) == 4
     assert any("## Evidence" in m.value for m in at.markdown)
 
 
@@ -277,3 +277,30 @@ def test_the_sizing_page_answers_for_one_model_and_charts_one_group_at_a_time(da
         spec = json.loads(fig.proto.spec)
         names = {t.get("name") for t in spec["data"]}
         assert not ("measured" in names and "assumed" in names), names
+
+
+def test_a_run_from_a_machine_the_price_book_does_not_know_is_sized_and_shown_not_priced(data: Path) -> None:
+    from measure.run import save_run
+    from tests.conftest import ok_point
+
+    amd = make_run([ok_point("fp32", 1, 2.0), ok_point("fp32", 4, 3.0)], device_name="AMD EPYC 9654")
+    save_run(amd, data / "runs")  # workload "mlp", like the shipped mlp run
+    at = size(app())
+    assert not at.error, [e.value for e in at.error]
+    plan = at.session_state["plan"]
+    unpriced = [o for o in plan["options"] if o["not_priced"]]
+    priced = [o for o in plan["options"] if o["rank"] == 1]
+    assert unpriced and all("AMD EPYC 9654" in o["not_priced"] for o in unpriced)
+    assert all(o["replicas"] is not None for o in unpriced) and priced  # the priced options still answer
+    assert any("not priced" in shown(w.value) and "AMD EPYC 9654" in shown(w.value) for w in at.warning)
+    at.number_input(key="sp_0").set_value(2.5)
+    at.button(key="FormSubmitter:session_prices_form-Price them and re-plan").click().run()
+    assert not at.exception, at.exception
+    repriced = at.session_state["plan"]
+    amd_options = [o for o in repriced["options"] if o["device"] == "AMD EPYC 9654"]
+    assert amd_options and all(o["price_entry"] == "AMD EPYC 9654 (user-supplied)" for o in amd_options)
+    assert all(
+        o["monthly_cost_usd"] == pytest.approx(2.5 * 730 * o["replicas_deployed"]) for o in amd_options
+    )
+    at.switch_page("pages/report.py").run()
+    assert any("user-supplied in the app session" in shown(m.value) for m in at.markdown)

@@ -251,3 +251,27 @@ def test_a_token_workload_on_a_scenario_without_sequence_lengths_is_left_out_wit
     options, skipped = build_options([], profiles, None, None, None, "central", scenario=steady)
     assert {o.evidence.profile.name for o in options if o.evidence.profile} == {"example-accelerator"}
     assert any("gives no sequence lengths" in s for s in skipped), skipped
+
+
+def test_session_prices_price_only_the_named_device_and_say_where_they_come_from() -> None:
+    import datetime as dt
+
+    import yaml
+
+    from planner.prices import SESSION_SOURCE, price_entry_yaml, with_session_prices
+    from tests.conftest import make_run
+
+    base = book(known=1.0)
+    today = dt.date(2026, 11, 29)
+    priced = with_session_prices(base, {"AMD EPYC 9654": 2.5}, today)
+    entry = priced.for_run(make_run(device_name="AMD EPYC 9654"))
+    assert entry.device == "AMD EPYC 9654 (user-supplied)" and entry.price("on_demand").usd_per_hour == 2.5
+    assert entry.price("on_demand").source == SESSION_SOURCE
+    with pytest.raises(PriceError, match="no price for device"):
+        priced.for_run(make_run(device_name="Some Other CPU"))
+    assert with_session_prices(base, {}, today) is base
+    (snippet,) = yaml.safe_load(price_entry_yaml("AMD EPYC 9654", 2.5, today))
+    filled = {**snippet, "on_demand": {**snippet["on_demand"], "source": "my quote"}}
+    book_data = base.model_dump(mode="json")
+    added = parse_prices({**book_data, "devices": [*book_data["devices"], filled]})
+    assert added.for_run(make_run(device_name="AMD EPYC 9654")).device == "AMD EPYC 9654"
