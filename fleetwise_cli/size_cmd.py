@@ -14,7 +14,7 @@ from rich.table import Table
 
 from fleetwise_cli.common import err, fail, out
 from measure.run import RunFileError, check_output_file, load_run
-from planner.compare import compare_runs
+from planner.compare import compare_runs, p_value_text
 from planner.plan import RANK_BY, Plan, PlannedOption, Question, Redundancy, make_plan, sensitivity
 from planner.prices import PRICINGS, PriceError, load_prices
 from planner.report import evidence_for, money, quality_text, write_report
@@ -292,7 +292,7 @@ def compare(
             f"{p.throughput_diff_pct:+.1f}%",
             f"{p.p50_ms_a:.4g}",
             f"{p.p50_ms_b:.4g}",
-            "-" if p.p_value is None else f"{p.p_value:.2g}",
+            p_value_text(p.p_value),
             p.verdict if p.significant or not c.comparable else f"[dim]{p.verdict}[/]",
         )
     out.print(t)

@@ -10,7 +10,7 @@ import streamlit as st
 
 from pages.common import catalog
 from planner.catalog import run_curves
-from planner.compare import compare_runs
+from planner.compare import compare_runs, p_value_text
 from planner.escape import md_escape as esc
 
 st.title("Compare runs")
@@ -40,7 +40,8 @@ for other in runs[1:]:
             + esc("; ".join(f"{d.field}: {d.a} vs {d.b}" for d in c.context), 4000)
         )
     if c.comparable and c.points:
-        st.dataframe(pd.DataFrame([p.model_dump() for p in c.points]), hide_index=True)
+        table = pd.DataFrame([{**p.model_dump(), "p_value": p_value_text(p.p_value)} for p in c.points])
+        st.dataframe(table, hide_index=True)
         st.caption(esc(c.test) + f"; alpha {c.alpha:g}")
 
 frames = []

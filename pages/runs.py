@@ -235,4 +235,4 @@ if warm:
 fig.update_layout(title="Latency per iteration (ms): measured", xaxis_title="iteration", yaxis_title="ms")
 st.plotly_chart(fig, key="series")
 if stride > 1:
-    st.caption(f"Every {stride}th steady sample was kept in the file (bounded size); all were counted.")
+    st.caption(f"One steady sample in {stride} was kept in the file (bounded size); all were counted.")

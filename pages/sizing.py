@@ -192,7 +192,11 @@ st.dataframe(
     width="stretch",
     column_config={
         "monthly $": st.column_config.NumberColumn(format="$%.2f"),
-        "utilization at peak": st.column_config.NumberColumn(format="%.2f"),
+        # per-request money needs significant digits, not cents: $0.000933, never "$0.00"
+        "$ per 1k requests": st.column_config.NumberColumn(format="$%.3g"),
+        "$ per 1M tokens": st.column_config.NumberColumn(format="$%.3g"),
+        "units per J": st.column_config.NumberColumn(format="%.3g"),
+        "utilization at peak": st.column_config.NumberColumn(format="percent"),
     },
 )
 

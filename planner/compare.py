@@ -189,3 +189,13 @@ def _row(a: Point, b: Point, p: float | None, comparable: bool) -> PointDiff:
         significant=sig,
         verdict=verdict,
     )
+
+
+P_VALUE_FLOOR = 1e-6  # below this a p-value's digits say nothing a reader can use
+
+
+def p_value_text(p: float | None) -> str:
+    """A p-value as a reader needs it: two significant digits, '< 1e-06' below the floor, '-' when untested."""
+    if p is None:
+        return "-"
+    return f"< {P_VALUE_FLOOR:g}" if p < P_VALUE_FLOOR else f"{p:.2g}"

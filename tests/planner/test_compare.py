@@ -53,3 +53,11 @@ def test_different_workloads_are_not_comparable_and_the_fields_are_listed() -> N
     assert not c.comparable
     assert {d.field for d in c.differences} == {"workload.name", "workload.parameters"}
     assert all(p.verdict == "not comparable" and not p.significant for p in c.points)
+
+
+def test_p_values_are_printed_with_two_digits_and_a_floor() -> None:
+    from planner.compare import p_value_text
+
+    assert p_value_text(None) == "-"
+    assert p_value_text(0.0123) == "0.012"
+    assert p_value_text(3e-37) == "< 1e-06"
