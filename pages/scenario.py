@@ -131,7 +131,11 @@ st.success(
     f"Valid scenario: peak {sc.peak_rate_rps() or 0:.4g} requests/s, SLOs: "
     + esc("; ".join(s.label() for s in sc.slo) or "none (sizing needs at least one)")
 )
-st.session_state["scenario_json"] = sc.model_dump(mode="json")
+edited_json = sc.model_dump(mode="json")
+if edited_json != shipped[base_name].model_dump(mode="json"):
+    st.session_state["scenario_json"] = edited_json  # offered first on Fleet sizing
+else:  # viewing a shipped scenario changes nothing elsewhere
+    st.session_state.pop("scenario_json", None)
 out = dump_scenario(sc)
 c1, c2 = st.columns(2)
 c1.download_button("Download YAML", out, file_name=f"{sc.name}.yaml", mime="application/x-yaml")
@@ -146,4 +150,7 @@ if c2.button("Save to scenarios/", key="sc_save"):
         st.error(f"Not saved: {esc(exc, 2000)}")
     else:
         st.success(f"Saved {esc(path.name)}")
-st.caption("The Fleet sizing and SLO explorer pages use this scenario.")
+st.caption(
+    "Once edited, Fleet sizing offers this scenario first ('from the Scenario page'); an unedited shipped "
+    "scenario changes nothing there."
+)

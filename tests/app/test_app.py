@@ -304,3 +304,16 @@ def test_a_run_from_a_machine_the_price_book_does_not_know_is_sized_and_shown_no
     )
     at.switch_page("pages/report.py").run()
     assert any("user-supplied in the app session" in shown(m.value) for m in at.markdown)
+
+
+def test_viewing_the_scenario_page_does_not_change_the_sizing_pages_scenario(data: Path) -> None:
+    at = app()
+    at.switch_page("pages/scenario.py").run()
+    at.selectbox(key="sc_base").set_value("diurnal-chat").run()
+    at.switch_page("pages/sizing.py").run()
+    assert not any(o.startswith("from the Scenario page") for o in at.selectbox(key="sz_scenario").options)
+    at.switch_page("pages/scenario.py").run()
+    at.selectbox(key="sc_base").set_value("steady-api").run()
+    at.number_input(key="sc_steady-api_rate").set_value(120.0).run()
+    at.switch_page("pages/sizing.py").run()
+    assert at.selectbox(key="sz_scenario").value == "from the Scenario page: steady-api"
