@@ -45,7 +45,9 @@ prof_labels = {p.rsplit("/", 1)[-1]: p for p in profile_paths()}
 precisions = sorted({p for s in mine for p in s.precisions})
 with st.form("sizing"):
     c1, c2 = st.columns(2)
-    runs = c1.multiselect("Measured runs", list(run_labels), default=list(run_labels), key="sz_runs")
+    runs = c1.multiselect(
+        "Measured runs", list(run_labels), default=list(run_labels), key=f"sz_runs_{model}"
+    )  # per model: a switch starts from all of its runs
     profiles = c2.multiselect(
         "Assumed profiles (what-if)", list(prof_labels), default=list(prof_labels), key="sz_profiles"
     )
