@@ -16,6 +16,7 @@ import pandas as pd
 
 from measure.datafile import DataFileError, read_regular_file
 from planner.scenario import (
+    MAX_DURATION_S,
     MAX_SIZE,
     Diurnal,
     Empirical,
@@ -203,7 +204,7 @@ def read_trace(path: str | Path) -> pd.DataFrame:
         raise ScenarioError(f"trace {p}: needs a TIMESTAMP (Azure LLM format) or timestamp_s column")
     if len(t) < 2:
         raise ScenarioError(f"trace {p}: needs at least two requests")
-    if not np.isfinite(t).all() or float(t.max()) <= 0 or float(t.max()) > 366 * 86_400.0:
+    if not np.isfinite(t).all() or float(t.max()) <= 0 or float(t.max()) > MAX_DURATION_S:
         raise ScenarioError(f"trace {p}: timestamps must span a positive time of at most a year")
     df = df.assign(t_s=t).sort_values("t_s", kind="stable").reset_index(drop=True)
     return df
