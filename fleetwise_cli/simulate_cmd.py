@@ -87,7 +87,11 @@ def simulate(
 
 
 def _ms(s: Summary | None, key: str) -> str:
-    return "-" if s is None else f"{getattr(s, key):.4g}"
+    if s is None:
+        return "-"
+    v = getattr(s, key)
+    # below a nanosecond is floating-point residue (a deterministic profile's CI), not a measured spread
+    return "0" if abs(v) < 1e-6 else f"{v:.4g}"
 
 
 def print_result(r: SimResult) -> None:

@@ -173,7 +173,7 @@ for v in vals:
         pd.DataFrame(
             [
                 {
-                    "load": lv.load,
+                    "load": f"{lv.load:g}",  # 0.3, not 0.3000
                     "req/s": round(lv.rate_rps, 2),
                     "p50 predicted / measured ms": f"{lv.predicted.p50_ms:.3g} / {lv.measured.p50_ms:.3g}"
                     if lv.predicted
