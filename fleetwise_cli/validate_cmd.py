@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fleetwise_cli.common import err, fail, out
-from measure.run import OutputPathError, RunFileError, check_output_dir, load_run
+from measure.run import RunFileError, check_output_dir, load_run
 from planner.scenario import Fixed, Gamma, Poisson, Scenario, ScenarioError, load_scenario
 from planner.service import ServiceError, from_run
 from planner.serving import run_simulation
@@ -85,7 +85,7 @@ def validate(
         mean_items = float(generate(probe).items.mean())
         per_s = model.sustainable_items_per_s(max_batch, seq) / mean_items
         check_output_dir(out_dir)  # before minutes of live serving, not after
-    except (ScenarioError, ServiceError, RunFileError, OutputPathError, ValueError) as exc:
+    except (ScenarioError, ServiceError, RunFileError, ValueError) as exc:  # OutputPathError is a ValueError
         raise fail(str(exc)) from None
     from measure.live import LiveError, serve_live  # torch: only once the input is known to be good
     from measure.sweep import workload_of_run

@@ -185,20 +185,23 @@ SESSION_SOURCE = "user-supplied in the app session; not from the price book, not
 def with_session_prices(book: PriceBook, usd_per_hour: dict[str, float], today: date) -> PriceBook:
     """The book plus an entry per device name priced by the user for this session (rental, energy included),
     labelled as such wherever it is shown; a device the book already prices keeps the book's entry."""
-    if not usd_per_hour:
-        return book
+    known = [m.lower() for d in book.devices for m in d.match]
     added = []
     for name, usd in sorted(usd_per_hour.items()):
+        if any(m in name.lower() for m in known):  # two entries matching one device would price neither
+            continue
         hourly = {"source": SESSION_SOURCE, "as_of": today, "usd_per_hour": usd, "energy_included": True}
         added.append(
             {
-                "device": f"{name} (user-supplied)",
+                "device": f"{name[:100]} (user-supplied)",
                 "description": "priced in the app for this session",
                 "match": [name],
                 "on_demand": hourly,
                 "reserved": hourly,
             }
         )
+    if not added:
+        return book
     data = book.model_dump(mode="json")
     return parse_prices({**data, "devices": [*data["devices"], *added]}, "price book with session prices")
 

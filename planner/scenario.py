@@ -266,10 +266,10 @@ class Scenario(_Model):
         return self.mean_rate_rps()
 
 
-def read_yaml(path: str | Path, max_bytes: int = MAX_SCENARIO_BYTES) -> Any:
+def read_yaml(path: str | Path) -> Any:
     """YAML from a regular file, size-checked on the bytes read and parsed strictly, with one-line errors."""
     try:
-        return parse_yaml(read_regular_file(path, max_bytes, "file"), str(path))
+        return parse_yaml(read_regular_file(path, MAX_SCENARIO_BYTES, "file"), str(path))
     except DataFileError as exc:
         raise ScenarioError(str(exc)) from None
 

@@ -270,6 +270,11 @@ def test_session_prices_price_only_the_named_device_and_say_where_they_come_from
     with pytest.raises(PriceError, match="no price for device"):
         priced.for_run(make_run(device_name="Some Other CPU"))
     assert with_session_prices(base, {}, today) is base
+    xeon = book(known=1.0).model_copy(
+        update={"devices": [book(known=1.0).devices[0].model_copy(update={"match": ["Xeon"]})]}
+    )
+    kept = with_session_prices(xeon, {"Intel Xeon Gold": 9.0}, today)
+    assert kept.for_run(make_run(device_name="Intel Xeon Gold")).device == "known"  # the book's entry stays
     (snippet,) = yaml.safe_load(price_entry_yaml("AMD EPYC 9654", 2.5, today))
     filled = {**snippet, "on_demand": {**snippet["on_demand"], "source": "my quote"}}
     book_data = base.model_dump(mode="json")
