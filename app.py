@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages.common import workers_started
+
 st.set_page_config(page_title="fleetwise planner", page_icon=":material/dns:", layout="wide")
 
 PAGES = [
@@ -22,4 +24,5 @@ st.sidebar.caption(
     "Every figure says whether it comes from a **measured** run or an **assumed** profile. "
     "Prices come from the price book (data/prices.yaml: an example; replace its figures with your own)."
 )
+workers_started()
 st.navigation(PAGES).run()

@@ -58,6 +58,11 @@ def size(
     service_scale: float = typer.Option(
         1.0, help="multiply every service time (an assumption, e.g. the live/isolated ratio of a validation)"
     ),
+    full_length: bool = typer.Option(
+        False,
+        "--full-length",
+        help="simulate every count to full length (no early stop on a settled verdict)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="the plan as JSON on stdout"),
     report: Path = typer.Option(None, help="write the audit report (.md or .html) with sensitivity tables"),
     validations: Path = typer.Option(
@@ -109,6 +114,7 @@ def size(
             max_replicas=max_replicas,
             exclude_throttled=exclude_throttled,
             service_scale=service_scale,
+            early_stop=not full_length,
         )
         n_jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
         with _progress(as_json) as bar:
@@ -238,7 +244,11 @@ def print_plan(plan: Plan) -> None:
         out.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     for s in plan.skipped:
         out.print(f"[dim]left out: {escape(s)}[/]", highlight=False, soft_wrap=True)
-    out.print(f"{plan.simulations} simulations", highlight=False)
+    out.print(
+        f"{plan.simulations} simulations, {plan.simulations_stopped_early} stopped early: {plan.stopping_rule}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def compare(

@@ -33,7 +33,7 @@ from planner.plan import (
 )
 from planner.prices import PriceBook, load_prices, with_session_prices
 from planner.scenario import Scenario, load_scenario, parse_scenario
-from planner.sizing import Progress, Task, in_workers
+from planner.sizing import Progress, Task, in_workers, start_workers
 from planner.tradeoff import Ladder, ladder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,6 +171,13 @@ class ResultCache:
 
 
 @st.cache_resource(show_spinner=False)
+def workers_started() -> bool:
+    """Start the sizing workers' fork server once per app server, while the user is still choosing."""
+    start_workers()
+    return True
+
+
+@st.cache_resource(show_spinner=False)
 def _results() -> ResultCache:
     return ResultCache()
 
@@ -208,6 +215,7 @@ def question_from(params: dict[str, Any]) -> Question:
         redundancy=Redundancy(params["spares"], params["headroom"]),
         sizing_requests=params["requests"],
         service_scale=params.get("service_scale", 1.0),
+        early_stop=params.get("early_stop", True),
     )
 
 
@@ -229,7 +237,7 @@ def ladders_for(params: dict[str, Any], keys: tuple[str, ...]) -> list[Ladder]:
     def compute(progress: Progress) -> list[Ladder]:
         specs, _ = options_for(q)
         tasks = [
-            Task(s, q.scenario, q.sizing_requests, q.max_replicas, q.service_scale)
+            Task(s, q.scenario, q.sizing_requests, q.max_replicas, q.service_scale, q.early_stop)
             for s in specs
             if s.key in keys
         ]

@@ -79,6 +79,11 @@ with st.form("sizing"):
         step=0.05,
         key="sz_scale",
     )
+    early = st.checkbox(
+        "Stop each simulation once its SLO verdict is settled (as the CLI; off: --full-length)",
+        True,
+        key="sz_early",
+    )
     submitted = st.form_submit_button("Size the fleet", type="primary")
 
 params: dict[str, Any] = {
@@ -94,6 +99,7 @@ params: dict[str, Any] = {
     "headroom": headroom,
     "requests": requests,
     "service_scale": scale,
+    "early_stop": early,
     "session_prices": st.session_state.get("session_prices", {}),
 }
 if submitted:
@@ -153,7 +159,7 @@ if unpriced:
             )
 st.caption(
     f"Sized at: {esc(plan.sized_at, 2000)}. Pricing {plan.pricing}, redundancy {esc(plan.redundancy)}; "
-    f"{plan.simulations} simulations."
+    f"{plan.simulations} simulations, {plan.simulations_stopped_early} stopped early: {esc(plan.stopping_rule, 2000)}."
 )
 if plan.service_scale != 1.0:
     st.warning(

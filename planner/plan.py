@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from planner import stopping
 from planner.compare import differences
 from planner.cost import Cost, Load, price_fleet
 from planner.prices import DevicePrice, PriceBook, PriceError, Pricing
@@ -146,6 +147,8 @@ class Plan(_Out):
     not_comparable: str | None
     skipped: list[str]
     simulations: int
+    simulations_stopped_early: int
+    stopping_rule: str
     answer: str
 
 
@@ -334,6 +337,7 @@ class Question:
     max_replicas: int = MAX_REPLICAS
     exclude_throttled: bool = False
     service_scale: float = 1.0  # every service time x this: an explicit assumption (e.g. from a validation)
+    early_stop: bool = True  # end each simulation once its SLO verdict is settled (planner.stopping)
 
 
 def _entries(q: Question, book: PriceBook, specs: list[OptionSpec]) -> dict[str, DevicePrice | str]:
@@ -403,6 +407,7 @@ def make_plan(q: Question, book: PriceBook, jobs: int = 1, progress: Progress | 
         jobs=jobs,
         progress=progress,
         service_scale=q.service_scale,
+        early_stop=q.early_stop,
     )
     planned = []
     for spec, s in zip(specs, sized, strict=True):
@@ -435,6 +440,8 @@ def make_plan(q: Question, book: PriceBook, jobs: int = 1, progress: Progress | 
         not_comparable=_not_comparable(specs),
         skipped=skipped,
         simulations=sum(s.simulations for s in sized),
+        simulations_stopped_early=sum(s.stopped_early for s in sized),
+        stopping_rule=stopping.rule_text() if q.early_stop else "every simulation runs to full length",
         answer=answer_sentence(ordered, q.rank_by),
     )
 
@@ -471,7 +478,9 @@ def sensitivity(
         ("growth", f, sc.model_copy(update={"growth": sc.growth * f})) for f in GROWTH_FACTORS if f != 1.0
     ] + [("slo", f, with_slo_scale(sc, f)) for f in SLO_FACTORS if f != 1.0]
     tasks = [
-        Task(s, v[2], q.sizing_requests, q.max_replicas, q.service_scale) for s in chosen for v in variants
+        Task(s, v[2], q.sizing_requests, q.max_replicas, q.service_scale, q.early_stop)
+        for s in chosen
+        for v in variants
     ]
     sized = run_tasks(tasks, jobs, progress)
     rows: list[SensitivityRow] = []

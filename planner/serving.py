@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy import stats as sps
 
+from planner import stopping
 from planner.scenario import Scenario, Slo
 from planner.service import ServiceError, ServiceModel, Source
 from planner.sim import BatchPolicy, Router, simulate
@@ -84,6 +85,7 @@ class SimResult(_Out):
     slo: list[SloCheck]
     transient_rule: str
     warnings: list[str]
+    stopped_early: str | None = None  # why the simulation ended before the last arrival (sequential SLO rule)
 
 
 def _summary(x: np.ndarray) -> Summary:
@@ -155,11 +157,13 @@ def run_simulation(
     seed: int | None = None,
     extra_inputs: dict[str, Any] | None = None,
     traffic: Requests | None = None,
+    early_stop: bool = False,
 ) -> SimResult:
     """Generate the scenario's traffic, check stability, simulate and summarise. Same seed, same result.
 
     `traffic` replays a stream generated earlier from this scenario (the sizing search simulates many
-    replica counts against one stream: common random numbers, and no regeneration).
+    replica counts against one stream: common random numbers, and no regeneration). `early_stop` ends the
+    simulation once every SLO's verdict is settled (planner.stopping); the result says where and why.
     """
     if requests is not None:
         sc = sc.model_copy(update={"requests": requests, "duration_s": None})
@@ -248,17 +252,47 @@ def run_simulation(
             "during peaks and drain after them"
         )
     sampler = model.sampler(service_rng)
+    looks = stopping.look_arrivals(n, warm, sc.slo) if early_stop else []
+    settled: list[stopping.Settled] = []
+    sequential = stopping.Sequential(sc.slo, len(looks))
+
+    def stop(decided: int, start: np.ndarray, done: np.ndarray, utilization: float) -> bool:
+        ok = ~np.isnan(start[warm:decided])
+        a = reqs.arrival_s[warm:decided][ok]
+        lat, queue = done[warm:decided][ok] - a, start[warm:decided][ok] - a
+        verdict = sequential.look(lat, queue, utilization)
+        if verdict is not None:
+            settled.append(verdict)
+        return verdict is not None
+
     out = simulate(
-        reqs.arrival_s, reqs.items, seq, replicas, router, policy, sampler.draw, router_rng, model.busy_power
+        reqs.arrival_s,
+        reqs.items,
+        seq,
+        replicas,
+        router,
+        policy,
+        sampler.draw,
+        router_rng,
+        model.busy_power,
+        looks=looks,
+        stop=stop if looks else None,
     )
+    stopped = None
+    if settled:
+        stopped = (
+            f"stopped after {out.simulated:,} of {n:,} arrivals, SLO verdict settled "
+            f"({'met' if settled[0].met else 'missed'}): {settled[0].reason}"
+        )
     if sampler.seq_over:
         warnings.append(
             f"{sampler.seq_over} batches were longer than the longest measured sequence ({model.seq_lens[-1]}): "
             "they were served at that length's speed (optimistic)"
         )
-    served = ~out.rejected
+    served = ~out.rejected & ~np.isnan(out.done_s)  # stopped early: the batches launched by then
     measured = served.copy()
     measured[:warm] = False
+    measured[out.simulated :] = False
     lat = (out.done_s - reqs.arrival_s)[measured]
     queue = (out.start_s - reqs.arrival_s)[measured]
     span = out.end_s
@@ -287,7 +321,7 @@ def run_simulation(
         stable=True,
         requests_measured=int(measured.sum()),
         warmup_excluded=warm,
-        rejected=int(out.rejected.sum()),
+        rejected=int(out.rejected[: out.simulated].sum()),
         throughput_rps=float(served.sum() / (last - first)) if last > first else None,
         latency_ms=_summary(lat) if lat.size else None,
         latency_ci95_halfwidth_ms=_ci(lat),
@@ -303,4 +337,5 @@ def run_simulation(
         energy_note=note,
         slo=_slo_checks(sc.slo, lat, queue),
         warnings=warnings,
+        stopped_early=stopped,
     )

@@ -20,8 +20,11 @@ from __future__ import annotations
 import hashlib
 import math
 import multiprocessing
-from collections.abc import Callable
+import sys
+import types
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -383,6 +386,7 @@ class SizedOption(_Out):
     power_reason: str
     levels: list[LevelAnswer]
     simulations: int
+    stopped_early: int  # of those, simulations ended early by the sequential SLO rule (planner.stopping)
     warnings: list[str]
     error: str | None  # the option could not be sized at all (e.g. a request larger than max_batch)
     quality: dict[str, Any] | None = None  # the precision's numeric-quality proxy vs fp32, where measured
@@ -407,8 +411,10 @@ class Searcher:
     policy: BatchPolicy
     router: Router
     traffic: Requests
+    early_stop: bool = False
     cache: dict[int, Probe] = field(default_factory=dict)
     simulations: int = 0
+    stopped_early: int = 0
 
     def lower_bound(self) -> int:
         seq = self.traffic.seq_len
@@ -423,9 +429,12 @@ class Searcher:
         hit = self.cache.get(n)
         if hit is not None:
             return hit
-        r = run_simulation(self.sc, self.model, n, self.router, self.policy, traffic=self.traffic)
+        r = run_simulation(
+            self.sc, self.model, n, self.router, self.policy, traffic=self.traffic, early_stop=self.early_stop
+        )
         if r.stable:
             self.simulations += 1
+            self.stopped_early += r.stopped_early is not None
         ratios = [(c.observed_ms / c.threshold_ms) if c.observed_ms is not None else math.inf for c in r.slo]
         p = Probe(n, r, r.stable and all(c.met for c in r.slo), max(ratios) if r.stable else math.inf)
         self.cache[n] = p
@@ -518,6 +527,7 @@ class Task:
     sizing_requests: int
     max_replicas: int
     service_scale: float = 1.0
+    early_stop: bool = True
 
 
 _TRAFFIC: dict[str, Requests] = {}
@@ -589,7 +599,7 @@ def size_option(task: Task) -> SizedOption:
     pess, rep, opti, opt_ev, ids = option_models(opt, task.service_scale)
     lvls, _ = levels(task.scenario, task.sizing_requests)
     answers: list[LevelAnswer] = []
-    sims = 0
+    sims = stopped = 0
     warnings: list[str] = []
     error: str | None = None
     cap = task.max_replicas
@@ -599,7 +609,7 @@ def size_option(task: Task) -> SizedOption:
             continue
         try:
             reqs = traffic_for(lv.scenario)
-            s = Searcher(lv.scenario, pess, policy, opt.router, reqs)
+            s = Searcher(lv.scenario, pess, policy, opt.router, reqs, task.early_stop)
             best, reason = s.smallest(cap)
         except ServiceError as exc:
             error = str(exc)
@@ -609,20 +619,23 @@ def size_option(task: Task) -> SizedOption:
         if best is None:
             answers.append(_no_answer(lv, rate, units, reason or "no answer"))
             sims += s.simulations
+            stopped += s.stopped_early
             continue
         if not answers:  # the peak level's warnings speak for the option (lower hours repeat them)
             warnings.extend(best.result.warnings)
         optimistic = best.n
         if opti is not pess:
-            o = Searcher(lv.scenario, opti, policy, opt.router, reqs)
+            o = Searcher(lv.scenario, opti, policy, opt.router, reqs, task.early_stop)
             floor = o.lower_bound()
             n = best.n - 1
             while n >= floor and o.probe(n).ok:
                 optimistic = n
                 n -= 1
             sims += o.simulations
+            stopped += o.stopped_early
         below = s.below(best.n)
         sims += s.simulations
+        stopped += s.stopped_early
         r = best.result
         answers.append(
             LevelAnswer(
@@ -660,6 +673,7 @@ def size_option(task: Task) -> SizedOption:
         power_reason=pess.power_reason,
         levels=answers,
         simulations=sims,
+        stopped_early=stopped,
         warnings=warnings,
         error=error,
         quality=_quality(opt, rep),
@@ -729,12 +743,15 @@ def size_all(
     jobs: int = 1,
     progress: Progress | None = None,
     service_scale: float = 1.0,
+    early_stop: bool = True,
 ) -> list[SizedOption]:
     """Size every option (in `jobs` worker processes); results in the order of `options`."""
     if not scenario.slo:
         raise SizingError(f"scenario {scenario.name} has no SLO: there is nothing to size against")
     return run_tasks(
-        [Task(o, scenario, sizing_requests, max_replicas, service_scale) for o in options], jobs, progress
+        [Task(o, scenario, sizing_requests, max_replicas, service_scale, early_stop) for o in options],
+        jobs,
+        progress,
     )
 
 
@@ -746,6 +763,45 @@ def run_tasks(tasks: list[Task], jobs: int = 1, progress: Progress | None = None
 R = TypeVar("R")
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    # forkserver: forking a process that runs threads (the app's server) can deadlock a worker
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["planner.sizing"])  # workers fork with numpy/scipy/simpy imported
+    return ctx
+
+
+@contextmanager
+def _plain_main() -> Iterator[None]:
+    """Hide the running script from the workers being started.
+
+    A forkserver or spawn worker re-runs the parent's __main__ file before its task; under Streamlit that file
+    is the app page (Streamlit puts the script it runs in sys.modules["__main__"]), so every worker imported
+    Streamlit and ran the page ("missing ScriptRunContext" in the log). Tasks are planner functions and need
+    nothing from __main__.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__file__", None) is None:
+        yield
+        return
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def start_workers() -> None:
+    """Start the process that forks sizing workers now, so that a long-running app's first answer does not
+    wait for it (about 2 s on 2 cores to import the planner); idempotent."""
+    if _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        with _plain_main():
+            forkserver.ensure_running()
+
+
 def in_workers(fn: Callable[[Task], R], tasks: list[Task], jobs: int, progress: Progress | None) -> list[R]:
     """fn over tasks in `jobs` processes (inline when 1), reporting each finished task; results in order."""
     results: dict[int, R] = {}
@@ -755,13 +811,9 @@ def in_workers(fn: Callable[[Task], R], tasks: list[Task], jobs: int, progress: 
             if progress:
                 progress(i + 1, len(tasks), t.option.label)
     else:
-        # forkserver: forking a process that runs threads (the app's server) can deadlock a worker
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
-        if ctx.get_start_method() == "forkserver":
-            ctx.set_forkserver_preload(["planner.sizing"])  # workers fork with numpy/scipy/simpy imported
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=_context()) as pool:
+            with _plain_main():  # workers start as the pool fills
+                futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
             for done, fut in enumerate(as_completed(futures), start=1):
                 i = futures[fut]
                 results[i] = fut.result()
