@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -18,6 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from planner.catalog import Catalog, scan_runs
@@ -129,6 +133,51 @@ def short_label(o: PlannedOption) -> str:
     else:
         what = f"{o.group.split(' (')[0]} {o.precision} run {o.representative.removeprefix('sha256:')[:8]}"
     return f"{what} · batch {o.max_batch} · delay {o.max_delay_ms:g} ms"
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Ticks at 1, 2 and 5 per decade (1 only beyond four decades) spanning lo..hi, padded a little.
+
+    Plotly's own log ticks label the values between powers of ten with their first digit only ("5 6 7 8 9
+    1 2" under a millisecond), which nobody can read off a chart.
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        return []
+    k0, k1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    steps = (1, 2, 5) if k1 - k0 <= 4 else (1,)
+    return [m * 10.0**k for k in range(k0, k1 + 1) for m in steps if lo / 3 <= m * 10.0**k <= hi * 3]
+
+
+def readable(fig: go.Figure) -> go.Figure:
+    """The figure with every log axis ticked at 1-2-5 values labelled in full (0.2, 0.5, 1, 2 ...)."""
+    for name in ("x", "y"):
+        axis = fig.layout.xaxis if name == "x" else fig.layout.yaxis
+        if axis.type != "log":
+            continue
+        vals: list[float] = []
+        for trace in fig.data:
+            data = getattr(trace, name, None)
+            if data is None:
+                continue
+            try:
+                arr = np.asarray(data, dtype=float)
+            except (TypeError, ValueError):
+                continue
+            vals.extend(arr[np.isfinite(arr) & (arr > 0)].tolist())
+        if vals:
+            ticks = log_ticks(min(vals), max(vals))
+            axis.update(tickvals=ticks, ticktext=[f"{v:g}" for v in ticks])
+    return fig
+
+
+def line(*args: Any, **kw: Any) -> go.Figure:
+    """px.line with readable log axes."""
+    return readable(px.line(*args, **kw))
+
+
+def scatter(*args: Any, **kw: Any) -> go.Figure:
+    """px.scatter with readable log axes."""
+    return readable(px.scatter(*args, **kw))
 
 
 def plot_label(o: PlannedOption) -> str:

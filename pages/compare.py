@@ -5,10 +5,9 @@ from __future__ import annotations
 import html
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
-from pages.common import catalog
+from pages.common import catalog, line
 from planner.catalog import run_curves
 from planner.compare import compare_runs, p_value_text
 from planner.escape import md_escape as esc
@@ -59,7 +58,7 @@ if not comparable_all:
 tput = "units_per_s" if all_.units_per_s.notna().all() else "items_per_s"
 c1, c2 = st.columns(2)
 c1.plotly_chart(
-    px.line(
+    line(
         all_,
         x="batch",
         y=tput,
@@ -72,7 +71,7 @@ c1.plotly_chart(
     key="cmp_tput",
 )
 c2.plotly_chart(
-    px.line(
+    line(
         all_,
         x="batch",
         y="p99_ms",
@@ -87,7 +86,7 @@ c2.plotly_chart(
 )
 if all_.energy_j_per_item.notna().any():
     st.plotly_chart(
-        px.line(
+        line(
             all_,
             x="batch",
             y="energy_j_per_item",

@@ -16,8 +16,8 @@ if "plan" not in st.session_state:
     st.page_link("pages/sizing.py", label="Go to Fleet sizing", icon=":material/calculate:")
     st.stop()
 plan = Plan.model_validate(st.session_state["plan"])
-params = st.session_state["plan_params"]
-book = price_book(st.session_state["plan_params"])
+params = st.session_state["planned_params"]
+book = price_book(st.session_state["planned_params"])
 evidence = evidence_for(params["runs"], validations_dir())
 rows = None
 if st.toggle(

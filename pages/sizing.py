@@ -116,6 +116,8 @@ except ValueError as exc:
     st.error(esc(exc, 2000))
     st.stop()
 st.session_state["plan"] = plan.model_dump(mode="json")
+# the pages that read the plan take the parameters that made it (a sizing left half-way must not mix them)
+st.session_state["planned_params"] = params
 
 st.subheader("Answer")
 for line in plan.answer.splitlines():
@@ -194,12 +196,27 @@ for o in plan.options:
     )
 table = pd.DataFrame(rows)
 st.session_state["plan_table_csv"] = table.to_csv(index=False)
+# the question's key columns first, the configuration pinned: at 1400 px cost and verdict are on screen
+KEY_COLUMNS = [
+    "precision",
+    "max_batch",
+    "max_delay_ms",
+    "replicas",
+    "meets SLO",
+    "monthly $",
+    "$ per 1k requests",
+]
 st.dataframe(
     table.drop(columns=["label", "option"]),
     hide_index=True,
     width="stretch",
+    column_order=KEY_COLUMNS
+    + [c for c in table.columns if c not in KEY_COLUMNS and c not in ("label", "option")],
     column_config={
-        "monthly $": st.column_config.NumberColumn(format="$%.2f"),
+        "precision": st.column_config.TextColumn(pinned=True),
+        "max_batch": st.column_config.NumberColumn(pinned=True),
+        "max_delay_ms": st.column_config.NumberColumn(pinned=True),
+        "monthly $": st.column_config.NumberColumn(format="dollar"),
         # per-request money needs significant digits, not cents: $0.000933, never "$0.00"
         "$ per 1k requests": st.column_config.NumberColumn(format="$%.3g"),
         "$ per 1M tokens": st.column_config.NumberColumn(format="$%.3g"),

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import ladders_for, plot_label, price_book, short_label, source_badge
+from pages.common import ladders_for, line, plot_label, price_book, scatter, short_label, source_badge
 from planner.cost import SECONDS_PER_MONTH
 from planner.escape import md_escape as esc
 from planner.plan import Plan
@@ -22,8 +21,8 @@ if "plan" not in st.session_state:
     st.page_link("pages/sizing.py", label="Go to Fleet sizing", icon=":material/calculate:")
     st.stop()
 plan = Plan.model_validate(st.session_state["plan"])
-scenario_slos = parse_scenario(st.session_state["plan_params"]["scenario"]).slo
-params = st.session_state["plan_params"]
+scenario_slos = parse_scenario(st.session_state["planned_params"]["scenario"]).slo
+params = st.session_state["planned_params"]
 candidates = [o for o in plan.options if o.meets_slo and o.price_entry is not None]
 for why in dict.fromkeys(o.not_priced for o in plan.options if o.not_priced):
     st.caption(f"Left out of the cost curves, {esc(why, 600)}")
@@ -35,7 +34,7 @@ if not chosen:
 keys = tuple(sorted(labels[c].key for c in chosen))
 ladders = ladders_for(params, keys)
 
-book = price_book(st.session_state["plan_params"])
+book = price_book(st.session_state["planned_params"])
 monthly: dict[str, float] = {}
 for lad in ladders:
     o = next(x for x in candidates if x.key == lad.key)
@@ -113,11 +112,19 @@ st.caption(
     f"Peak load of {esc(plan.scenario)} ({ladders[0].rate_rps:.4g} requests/s); each option's replica counts "
     f"were simulated from the stability bound up until p99 stopped improving. Pricing {plan.pricing}."
 )
-st.dataframe(pd.DataFrame(now_rows), hide_index=True, width="stretch")
+st.dataframe(
+    pd.DataFrame(now_rows),
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "monthly $": st.column_config.NumberColumn(format="dollar"),
+        "$ per 1k requests": st.column_config.NumberColumn(format="$%.3g"),
+    },
+)
 curves = pd.DataFrame(curve_rows)
 c1, c2 = st.columns(2)
 for col, metric, key in ((c1, "monthly $", "min_cost"), (c2, "$ per 1k requests", "per_req")):
-    fig = px.line(
+    fig = line(
         curves,
         x="threshold_ms",
         log_x=True,
@@ -130,7 +137,7 @@ for col, metric, key in ((c1, "monthly $", "min_cost"), (c2, "$ per 1k requests"
     col.plotly_chart(fig, key=key)
 front = pareto(points)
 allp = pd.DataFrame(points, columns=["latency_ms", "monthly $", "config"])
-fig = px.scatter(
+fig = scatter(
     allp,
     x="latency_ms",
     y="monthly $",

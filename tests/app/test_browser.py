@@ -68,7 +68,8 @@ def server(tmp_path: Path):  # type: ignore[no-untyped-def]
         "--browser.gatherUsageStats",
         "false",
     ]
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -79,13 +80,15 @@ def server(tmp_path: Path):  # type: ignore[no-untyped-def]
             time.sleep(0.3)
     else:
         proc.kill()
-        pytest.fail("streamlit did not start: " + (proc.stdout.read().decode() if proc.stdout else ""))
+        log.close()
+        pytest.fail("streamlit did not start: " + (tmp_path / "server.log").read_text(errors="replace"))
     yield url, runs, tmp_path
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.close()
 
 
 def test_every_page_renders_in_chromium_and_an_upload_lands(server) -> None:  # type: ignore[no-untyped-def]
@@ -156,3 +159,7 @@ def test_every_page_renders_in_chromium_and_an_upload_lands(server) -> None:  # 
         errors = page.locator("[data-testid=stException]").count()
         browser.close()
     assert errors == 0
+    # a quiet server: sizing workers do not re-run the page (each one used to log "missing ScriptRunContext")
+    logged = (tmp / "server.log").read_text(errors="replace").splitlines()
+    assert not [x for x in logged if "ScriptRunContext" in x or "Traceback" in x], logged[:20]
+    assert len(logged) < 30, logged[:40]
