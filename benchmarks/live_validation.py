@@ -1,10 +1,13 @@
 """Live validation table: predicted vs measured latency for a shipped workload on this machine.
 
-Measures a fresh run of the workload with one intra-op thread fewer than the CPUs (so the load generator
-has a CPU of its own), then runs `fleetwise validate` at loads 0.3, 0.5, 0.7 and 0.85 and prints its table.
-The run and the validation file go to a temporary folder unless --keep DIR is given.
+Measures a fresh, paced run of the workload (--pacing: each point also after idle gaps) with one intra-op
+thread fewer than the CPUs (so the load generator has a CPU of its own), then runs `fleetwise validate` at
+loads 0.3, 0.5, 0.7 and 0.85 and prints its table: the prediction with the service time conditioned on the
+idle gap, and beside it the error of the prediction from the same run's back-to-back samples alone. The run
+and the validation file go to a temporary folder unless --keep DIR is given.
 
     python benchmarks/live_validation.py [--workload cnn] [--seconds 20] [--max-batch 4] [--max-delay-ms 2]
+        [--pacing gaps=0,1ms,3ms,10ms,30ms,100ms]
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ def main() -> None:
     ap.add_argument("--max-delay-ms", type=float, default=2.0)
     ap.add_argument("--scenario", default=str(ROOT / "scenarios" / "steady-api.yaml"))
     ap.add_argument("--keep", type=Path, default=None, help="write the run and the validation here")
+    ap.add_argument(
+        "--pacing", default="gaps=0,1ms,3ms,10ms,30ms,100ms", help="'' measures back to back only"
+    )
     args = ap.parse_args()
     threads = max(1, (os.cpu_count() or 2) - 1)
     fleetwise = [sys.executable, "-m", "fleetwise_cli.main"]
@@ -48,6 +54,7 @@ def main() -> None:
                 batches,
                 "--threads",
                 str(threads),
+                *(["--pacing", args.pacing] if args.pacing else []),
                 "--out",
                 str(runs),
             ],

@@ -185,8 +185,48 @@ def show_cmd(path: Path = typer.Argument(..., help="a run file")) -> None:
         soft_wrap=True,
     )
     out.print(summary_table(run))
+    print_pacing(run)
     if run.soak is not None:
         out.print(soak_table(run))
+
+
+def print_pacing(run: Run) -> None:
+    """The paced bins of every point (service time by idle gap before the batch), or why there are none."""
+    paced = [p for p in run.points if p.paced is not None]
+    if not paced:
+        out.print(
+            "pacing: not measured (back to back only: optimistic under intermittent load; measure with --pacing)",
+            highlight=False,
+        )
+        return
+    title = f"service time after an idle gap ({run.sweep.pacing or 'paced'}): p50 ms [x back to back]"
+    t = Table(title=escape(title))
+    first = paced[0].paced
+    assert first is not None
+    # load mode: each load's gap follows the point's own service time, so columns are loads, cells say the gap
+    heads = [f"load {x:g}" for x in first.loads or []] if first.mode == "load" else []
+    for col in [
+        "precision",
+        "batch",
+        "seq",
+        "back to back",
+        *(heads or [f"{b.gap_ms:g} ms" for b in first.bins]),
+    ]:
+        t.add_column(col, overflow="fold")
+    for p in paced:
+        assert p.paced is not None and p.latency_ms is not None
+        b2b = p.latency_ms.median
+        cells = [
+            escape(
+                (f"after {b.gap_ms:.3g} ms: " if heads else "")
+                + f"{_fmt(b.latency_ms.median)} [x{b.latency_ms.median / b2b:.2f}]"
+                + ("" if b.converged else " *")
+            )
+            for b in p.paced.bins
+        ]
+        t.add_row(p.precision, str(p.batch_size), str(p.seq_len or "-"), _fmt(b2b), *cells)
+    t.caption = "* the bin hit its time limit before its CI target (the run file has its verdict)"
+    out.print(t)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -370,6 +410,11 @@ def measure_cmd(
     energy_error: float = typer.Option(
         0.02, help="bound on the energy counter's step error per point (window >= update period / this)"
     ),
+    pacing: str = typer.Option(
+        None,
+        help="also measure each point after idle gaps: gaps=0,1ms,5ms,30ms or load=0.3,0.5,0.7,0.85 "
+        "(the mean idle period at each load)",
+    ),
     soak: str = typer.Option(None, help="run ONE point for this long (e.g. 30m, 90s, 1h) in soak mode"),
     soak_window: str = typer.Option("10s", help="soak window length"),
     out_dir: Path = typer.Option(Path("data/runs"), "--out", help="folder for the run file"),
@@ -425,6 +470,7 @@ def measure_cmd(
                 idle_seconds=idle_seconds,
                 energy_min_window_s=energy_window,
                 energy_quantization_target=energy_error,
+                pacing=pacing,
             )
         from fleetwise_cli.progress import RichProgress, SoakProgress
         from measure.soak import check_soak, parse_duration, run_soak
@@ -460,6 +506,7 @@ def measure_cmd(
         err.print("interrupted before any point finished; nothing written")
         raise typer.Exit(EXIT_INTERRUPTED)
     out.print(summary_table(run))
+    print_pacing(run)
     if run.soak is not None:
         out.print(soak_table(run))
     try:

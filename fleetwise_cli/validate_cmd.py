@@ -29,6 +29,7 @@ from planner.validation import (
     live_service_model,
     save_validation,
     verdict,
+    with_back_to_back,
     with_live_service,
 )
 
@@ -76,6 +77,9 @@ def validate(
         r = load_run(run)
         sc = load_scenario(scenario)
         model = from_run(r, precision)
+        # a paced run is also predicted from its back-to-back samples alone: the table shows what pacing changed
+        unpaced = r.model_copy(update={"points": [p.model_copy(update={"paced": None}) for p in r.points]})
+        back_to_back = from_run(unpaced, precision) if any(p.paced for p in r.points) else None
         prec = precision or next(p.precision for p in r.points if p.status == "ok")
         policy = BatchPolicy(max_batch, max_delay_ms / 1000.0)
         if max_batch > model.max_batch:
@@ -139,7 +143,11 @@ def validate(
         )
         live_model = live_service_model(model, live.batch_sizes, live.batch_service_s, max_batch)
         again = run_simulation(lsc, live_model, 1, "central", policy, traffic=traffic)
-        results.append(with_live_service(level, again))
+        level = with_live_service(level, again)
+        if back_to_back is not None:
+            b2b = run_simulation(lsc, back_to_back, 1, "central", policy, traffic=traffic)
+            level = with_back_to_back(level, b2b)
+        results.append(level)
         notes, threads = live.notes, live.threads
     v = Validation(
         run_id=r.id,
@@ -168,6 +176,10 @@ def validate(
     out.print(escape(f"written: {path}"), highlight=False, soft_wrap=True)
 
 
+def _pair(err: dict[str, float] | None) -> str:
+    return "-" if err is None else f"{err['p50_ms']:+.1f}% / {err['p99_ms']:+.1f}%"
+
+
 def print_validation(v: Validation) -> None:
     """Predicted vs measured per level, errors, generator lag, and the reasons where the error is large."""
     t = Table(
@@ -177,7 +189,10 @@ def print_validation(v: Validation) -> None:
     )
     for c in ("load", "req/s", "p50 pred/meas", "p90 pred/meas", "p99 pred/meas", "tput pred/meas"):
         t.add_column(c)
-    for c in ("p50 err", "p99 err", "err w/ live svc", "late>1ms", "batch live/pred", "ok"):
+    paced = any(lv.error_back_to_back_pct is not None for lv in v.levels)
+    for c in ("p50 err", "p99 err", *(["err back-to-back only"] if paced else []), "err w/ live svc"):
+        t.add_column(c)
+    for c in ("late>1ms", "batch live/pred", "ok"):
         t.add_column(c)
     for lv in v.levels:
         p, m, e = lv.predicted, lv.measured, lv.error_pct
@@ -198,6 +213,7 @@ def print_validation(v: Validation) -> None:
             pm("throughput_rps"),
             "-" if e is None else f"{e['p50_ms']:+.1f}%",
             "-" if e is None else f"{e['p99_ms']:+.1f}%",
+            *([_pair(lv.error_back_to_back_pct)] if paced else []),
             "-"
             if lv.error_live_service_pct is None
             else f"{lv.error_live_service_pct['p50_ms']:+.1f}% / {lv.error_live_service_pct['p99_ms']:+.1f}%",

@@ -11,6 +11,10 @@ Schema history (bump SCHEMA_VERSION and add a migration in _MIGRATIONS for every
       memory clocks, temperature, utilization, clock-event reasons), `Run.idle_power`, `Run.quality` (numeric
       proxy per precision against the fp32 reference) and `Run.soak` (per-window soak series and verdict).
       Migrating a version-1 file sets them to null: "not measured", which is different from "unavailable".
+  3 - representative load: `Point.paced` (service time conditioned on the idle gap before each iteration, per
+      gap bin, with its own stopping verdict and samples) and `Point.contention` (load average, steal and
+      other processes' CPU share around the point; `contended` flag). Migrating a version-2 file sets both
+      to null: "not measured" (such a run is optimistic under intermittent load, and the planner says so).
 
 The id is the sha256 of the file's canonical JSON without `id`, verified against the content as stored (before
 migration), so evidence keeps its identity when the model later gains fields.
@@ -41,7 +45,7 @@ from pydantic import (
 
 from measure.datafile import DataFileError, one_line, parse_json, read_regular_file
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 METHODOLOGY_VERSION = 1
 RAW_LATENCY_CAP = 2000
 WARMUP_LATENCY_CAP = 500
@@ -305,6 +309,49 @@ class PointTelemetry(_Model):
     reasons_seen: list[str] = Field(description="clock-event reasons seen by the sampler, as NVML names them")
 
 
+class Contention(_Model):
+    """What else the machine did while the point was measured (from /proc, read before and after it)."""
+
+    load1_before: NonNegFloat = Field(le=1e6)
+    load1_after: NonNegFloat = Field(le=1e6)
+    cpus: int = Field(ge=1, le=1_000_000)
+    other_cpu_share: float = Field(ge=0, le=1, description="share of all CPU time used by other processes")
+    steal_share: float = Field(ge=0, le=1, description="share of all CPU time the hypervisor took")
+    contended: bool
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class PacedBin(_Model):
+    """Service time of iterations that each started after an idle gap of about `gap_ms` (the bin's target)."""
+
+    gap_ms: float = Field(gt=0, le=MAX_LATENCY_MS, description="idle time before each iteration (target)")
+    gap_actual_ms: LatencySummary = Field(description="the idle gaps as they happened (sleep overshoots)")
+    latency_ms: LatencySummary
+    converged: bool
+    stop_reason: str = Field(max_length=1000)
+    elapsed_s: NonNegFloat
+    sm_clock_mhz_at_start: Stat | Unavailable = Field(description="GPU SM clock read just before iterations")
+    raw_latencies_ms: list[LatencyMs] = Field(default_factory=list, max_length=RAW_LATENCY_CAP)
+
+
+class Paced(_Model):
+    """Paced measurement of a point: the zero-gap bin is the point's own back-to-back samples."""
+
+    mode: Literal["gaps", "load"]
+    loads: list[float] | None = Field(
+        default=None, max_length=64, description="load mode: each load's gap is the mean idle period s/load"
+    )
+    bins: list[PacedBin] = Field(min_length=1, max_length=64)
+
+    @field_validator("bins")
+    @classmethod
+    def _increasing(cls, bins: list[PacedBin]) -> list[PacedBin]:
+        gaps = [b.gap_ms for b in bins]
+        if gaps != sorted(set(gaps)):
+            raise ValueError("paced bins must have distinct gaps in increasing order")
+        return bins
+
+
 class Point(_Model):
     """One measured configuration. Anything but `ok` carries a reason and no invented numbers."""
 
@@ -334,6 +381,10 @@ class Point(_Model):
     )
     telemetry: PointTelemetry | Unavailable | None = Field(
         default=None, description="null: not measured (not run, or a version-1 file); unavailable: no sensor"
+    )
+    paced: Paced | None = Field(default=None, description="null: not measured (no --pacing, or version <= 2)")
+    contention: Contention | Unavailable | None = Field(
+        default=None, description="null: not measured (version <= 2); unavailable: /proc unreadable"
     )
     raw_latencies_ms: list[LatencyMs] = Field(default_factory=list, max_length=RAW_LATENCY_CAP)
     raw_latencies_stride: int = Field(default=1, ge=1, description="every k-th steady sample was kept")
@@ -455,12 +506,15 @@ class SweepSpec(_Model):
     batch_sizes: list[BatchSize] = Field(min_length=1, max_length=4096)
     seq_lens: list[SeqLen] | None = Field(default=None, max_length=4096)
     complete: bool = Field(description="false when interrupted before every point was measured")
+    pacing: str | None = Field(
+        default=None, max_length=200, description="the --pacing asked for (gaps=... or load=...); null: none"
+    )
 
 
 class Run(_Model):
     """A measured run: context plus points; `id` is the hash of everything else (content-addressed)."""
 
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     id: str = Field(default="", description="sha256 of the canonical JSON of every other field")
     created_at: CreatedAt
     fleetwise_version: str
@@ -511,8 +565,16 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "schema_version": 2, "points": points, "idle_power": None, "quality": None, "soak": None}
 
 
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 2 measured back to back only and recorded no contention: null says "not measured".
+    points = [
+        {**p, "paced": None, "contention": None} if isinstance(p, dict) else p for p in data.get("points", [])
+    ]
+    return {**data, "schema_version": 3, "points": points}
+
+
 # version -> function turning a dict of that version into a dict of the next version
-_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

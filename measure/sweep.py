@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from measure import contention as cont
 from measure import quality as qproxy
 from measure import stats
 from measure import telemetry as tm
@@ -24,21 +25,26 @@ from measure.clocks import probe_for
 from measure.device import Device, is_oom, parse_device
 from measure.engine import ClockProbe, Sampled, SamplingConfig, Step, sample_point
 from measure.nvml import SLOWDOWN_REASONS
+from measure.pacing import PacedSamples, PacingSpec, parse_pacing, sample_paced
 from measure.precision import Prepared, cast_inputs, math_mode, prepare, unsupported_reason
 from measure.run import (
     RAW_LATENCY_CAP,
     WARMUP_LATENCY_CAP,
     ClockSummary,
+    Contention,
     DriftCheck,
     IdlePower,
     LatencySummary,
     Methodology,
+    Paced,
+    PacedBin,
     Point,
     PointTelemetry,
     Quality,
     QualityProxy,
     Run,
     Stack,
+    Stat,
     StoppingRule,
     SweepSpec,
     Unavailable,
@@ -111,6 +117,7 @@ class SweepRequest:
     idle_seconds: float = tm.IDLE_SECONDS
     energy_min_window_s: float = tm.MIN_ENERGY_WINDOW_S
     energy_quantization_target: float = tm.ENERGY_QUANTIZATION_TARGET
+    pacing: str | None = None  # --pacing text: each point is measured also after idle gaps
 
 
 class Progress:
@@ -283,6 +290,8 @@ def measure_one(
 ) -> Point:
     """Measure one point; allocation failures become `oom`, kernels the build lacks become `unsupported`."""
     timer, _ = device.timer(request.scope, request.l2_flush)
+    before = cont.safe_read()
+    bins: list[PacedSamples] = []
     try:
         with torch.inference_mode(), math_mode(precision):
             host = built.inputs(batch, seq_len)
@@ -291,6 +300,15 @@ def measure_one(
             if meter is not None:
                 meter.start()
             sampled = sample_point(step, timer, request.sampling, probe=probe, observer=meter)
+            if meter is not None:  # the energy window is the back-to-back one; paced bins follow it
+                upi = built.units_per_item(seq_len)
+                telemetry_done = meter.finish(
+                    sampled.detected_warmup, sampled.after_fixed_warmup(), batch, upi if upi > 0 else None
+                )
+            if request.pacing:
+                service_ms = float(np.median(sampled.steady_ms))
+                for gap in parse_pacing(request.pacing).gaps_ms(service_ms):
+                    bins.append(sample_paced(step, timer, gap, request.sampling, probe=probe))
             peak = device.peak_memory()
     except BaseException as exc:
         if meter is not None:
@@ -301,16 +319,52 @@ def measure_one(
         if is_oom(exc):
             return _not_run(precision, batch, seq_len, "oom", _first_line(exc), [])
         return _not_run(precision, batch, seq_len, "unsupported", f"failed to run ({_first_line(exc)})", [])
+    contention = cont.summarise(before, cont.safe_read())
     telemetry: PointTelemetry | Unavailable = unavailable(no_meter_reason)
     flags: list[str] = []
     if meter is not None:
-        upi = built.units_per_item(seq_len)
-        telemetry, flags = meter.finish(
-            sampled.detected_warmup, sampled.after_fixed_warmup(), batch, upi if upi > 0 else None
-        )
-    return build_point(
+        telemetry, flags = telemetry_done
+    point = build_point(
         precision, batch, seq_len, built, prepared, sampled, peak, clock_source, telemetry, flags
     )
+    extra: list[str] = ["contended"] if isinstance(contention, Contention) and contention.contended else []
+    spec = parse_pacing(request.pacing) if request.pacing else None
+    return point.model_copy(
+        update={
+            "contention": contention,
+            "paced": paced_record(spec, bins, clock_source) if spec is not None and bins else None,
+            "flags": point.flags + extra,
+        }
+    )
+
+
+def paced_record(spec: PacingSpec, bins: list[PacedSamples], clock_source: str | Unavailable) -> Paced:
+    """The run's record of a point's paced bins."""
+    out = []
+    for b in bins:
+        raw, _ = stats.thin(b.latencies_ms, RAW_LATENCY_CAP)
+        if b.sm_clock_mhz:
+            mhz: Stat | Unavailable = Stat(
+                mean=float(np.mean(b.sm_clock_mhz)), min=min(b.sm_clock_mhz), max=max(b.sm_clock_mhz)
+            )
+        else:
+            why = b.clock_error or (
+                clock_source.unavailable if isinstance(clock_source, Unavailable) else None
+            )
+            mhz = unavailable(why or "no clock reading")
+        out.append(
+            PacedBin(
+                gap_ms=b.gap_ms,
+                gap_actual_ms=_summary(np.asarray(b.gaps_ms)),
+                latency_ms=_summary(np.asarray(b.latencies_ms)),
+                converged=b.converged,
+                stop_reason=b.stop_reason,
+                elapsed_s=b.elapsed_s,
+                sm_clock_mhz_at_start=mhz,
+                raw_latencies_ms=raw,
+            )
+        )
+    return Paced(mode=spec.mode, loads=list(spec.values) if spec.mode == "load" else None, bins=out)
 
 
 def methodology_for(request: SweepRequest, timer_name: str) -> Methodology:
@@ -455,6 +509,7 @@ def request_from_run(run: Run, user_workload: str | None = None) -> SweepRequest
         l2_flush=run.methodology.l2_flush,
         compile_mode=compile_mode_of(run.stack.compile_mode),
         threads=run.stack.torch_num_threads,
+        pacing=run.sweep.pacing,
     )
 
 
@@ -512,6 +567,8 @@ def plan_sweep(
         raise SweepError(
             f"unknown compile mode {request.compile_mode!r}: choose from {', '.join(COMPILE_MODES)}"
         )
+    if request.pacing:
+        parse_pacing(request.pacing)  # a bad --pacing is named before anything is measured
     if request.threads is not None and request.threads <= 0:
         raise SweepError(f"threads must be positive, got {request.threads}")
     if not (0 <= request.idle_seconds <= 600):
@@ -739,6 +796,7 @@ def execute_sweep(
             batch_sizes=request.batch_sizes,
             seq_lens=[s for s in seq_lens if s is not None] or None,
             complete=not interrupted and all(k in done for k in order),
+            pacing=request.pacing,
         ),
         points=points,
         idle_power=idle,

@@ -6,11 +6,10 @@ import html
 from datetime import UTC
 
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import catalog, runs_dir, validations_dir
+from pages.common import catalog, line, runs_dir, validations_dir
 from planner.catalog import accept_upload, point_series, run_curves
 from planner.escape import md_escape as esc
 from planner.validation import scan_validations
@@ -77,7 +76,7 @@ ok["series"] = ok.precision + ok.seq_len.map(lambda s: "" if pd.isna(s) else f" 
 tput = "units_per_s" if ok.units_per_s.notna().any() else "items_per_s"
 left, right = st.columns(2)
 left.plotly_chart(
-    px.line(
+    line(
         ok,
         x="batch",
         y=tput,
@@ -93,7 +92,7 @@ lat = ok.melt(
     id_vars=["batch", "series"], value_vars=["p50_ms", "p99_ms"], var_name="percentile", value_name="ms"
 )
 right.plotly_chart(
-    px.line(
+    line(
         lat,
         x="batch",
         y="ms",
@@ -108,7 +107,7 @@ right.plotly_chart(
 )
 if ok.power_w.notna().any():
     left.plotly_chart(
-        px.line(
+        line(
             ok,
             x="batch",
             y="power_w",
@@ -120,7 +119,7 @@ if ok.power_w.notna().any():
         key="power",
     )
     right.plotly_chart(
-        px.line(
+        line(
             ok,
             x="batch",
             y="energy_j_per_item",
@@ -153,6 +152,44 @@ if run.quality is not None:
                 for e in run.quality.entries
             ]
         ).set_index("precision")
+    )
+
+st.subheader("Service time after an idle gap (paced measurement)")
+paced_points = [p for p in run.points if p.paced is not None and p.latency_ms is not None]
+if not paced_points:
+    st.warning(
+        "Measured back to back only: optimistic under intermittent load (no paced measurement). Sizing from "
+        "this run says so in its warnings; `fleetwise measure --pacing load=0.3,0.5,0.7,0.85` measures it."
+    )
+else:
+    rows = []
+    for p in paced_points:
+        assert p.paced is not None and p.latency_ms is not None
+        row: dict[str, object] = {
+            "precision": p.precision,
+            "batch": p.batch_size,
+            "seq": p.seq_len,
+            "back to back p50 ms": round(p.latency_ms.median, 4),
+        }
+        for b in p.paced.bins:
+            row[f"after {b.gap_ms:.3g} ms: p50 ms (x b2b)"] = (
+                f"{b.latency_ms.median:.3g} (x{b.latency_ms.median / p.latency_ms.median:.2f})"
+                + ("" if b.converged else " *")
+            )
+        rows.append(row)
+    st.table(pd.DataFrame(rows).set_index("precision"))
+    st.caption(
+        f"{esc(run.sweep.pacing or 'paced')}; * the bin hit its time limit before its CI target. The simulator "
+        "draws each batch from the bin of the replica's idle time before it (mixing the two nearest bins)."
+    )
+contended = [p for p in run.points if "contended" in p.flags]
+if contended:
+    st.warning(
+        "Measured while the machine was contended (usable, but possibly slow): "
+        + "; ".join(
+            esc(f"{p.precision} batch {p.batch_size}: {getattr(p.contention, 'reason', None) or 'contended'}")
+            for p in contended
+        )
     )
 
 st.subheader("Prediction checked live")

@@ -27,6 +27,7 @@ from measure.run import (
     MAX_NAME_CHARS,
     MAX_SEQ_LEN,
     BatchSize,
+    Contention,
     LatencyMs,
     Point,
     PointTelemetry,
@@ -179,11 +180,32 @@ def samples_latency(batch: int, s: np.ndarray) -> BatchLatency:
     )
 
 
+@dataclass(frozen=True)
+class PacedBatch:
+    """Service time of one measured batch size by the idle gap before it: gaps_s[0] is 0 (back to back)."""
+
+    gaps_s: tuple[float, ...]
+    dists: tuple[BatchLatency, ...]
+
+    def pick(self, idle_s: float, u: float) -> tuple[int, bool]:
+        """The bin to draw from after `idle_s` of idle (u uniform in [0, 1)) and whether the idle time was
+        beyond the longest measured gap. Between two measured gaps the draw mixes the two bins linearly in the
+        gap (at 3 ms between bins at 1 and 5 ms: half from each); beyond the longest, that bin is used."""
+        g = self.gaps_s
+        if idle_s >= g[-1]:
+            return len(g) - 1, idle_s > g[-1]
+        i = bisect.bisect_right(g, idle_s) - 1
+        w = (idle_s - g[i]) / (g[i + 1] - g[i])
+        return (i + 1 if u < w else i), False
+
+
 @dataclass
 class LatencyTable:
     """Latency by batch size for one sequence length, with the interpolation rule of the module docstring."""
 
     points: list[BatchLatency]  # sorted by batch
+    # measured batch -> its service time by idle gap before the batch (gap 0: the back-to-back samples)
+    paced: dict[int, PacedBatch] = field(default_factory=dict)
     _median: PchipInterpolator | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -208,6 +230,11 @@ class LatencyTable:
             return self.points[0], 1.0
         near = min(self.points, key=lambda p: abs(np.log(p.batch) - np.log(b)))
         return near, float(self._median(b)) / near.median_ms
+
+    def paced_base(self, b: int) -> tuple[PacedBatch | None, float]:
+        """The paced bins of the measured size a batch of b is drawn from, and the same scale as `base`."""
+        near, scale = self.base(b)
+        return self.paced.get(near.batch), scale
 
     def mean_ms(self, b: int) -> float:
         """Mean latency of a batch of b (ms), by the interpolation rule."""
@@ -279,19 +306,41 @@ class BatchSampler:
         self.model, self.rng = model, rng
         self._seqs = model.seq_lens if None not in model.tables else []
         self._longest = self._seqs[-1] if self._seqs else None
-        self._buf: dict[tuple[int | None, int], tuple[list[float], list[int]]] = {}
+        self._buf: dict[tuple[int | None, int, int], tuple[list[float], list[int]]] = {}
         self.seq_over = 0
+        self.beyond_gap = 0  # batches after an idle time longer than the longest measured gap
+        self._paced = any(t.paced for t in model.tables.values())
+        self._u: list[float] = []
+        # a separate stream for the bin choices: an unpaced model draws exactly the service times it drew before
+        self._u_rng = np.random.default_rng(rng.integers(0, 2**63)) if self._paced else None
 
-    def draw(self, b: int, seq_len: int | None = None) -> float:
-        # one buffer per measured (sequence bucket, batch): every length in a bucket is served alike
+    def _uniform(self) -> float:
+        if not self._u:
+            assert self._u_rng is not None
+            self._u = self._u_rng.random(self.BLOCK).tolist()
+        return self._u.pop()
+
+    def draw(self, b: int, seq_len: int | None = None, idle_s: float | None = None) -> float:
+        # one buffer per measured (sequence bucket, batch, gap bin): every length in a bucket is served alike
         bucket = None
         if seq_len is not None and self._seqs:
             bucket = self._seqs[min(bisect.bisect_left(self._seqs, seq_len), len(self._seqs) - 1)]
-        key = (bucket, b)
+        gap_bin = -1  # back to back, the only bin of an unpaced point
+        if idle_s is not None and self._paced:
+            table, _ = self.model.table_for(bucket)
+            pb, _ = table.paced_base(b)
+            if pb is not None:
+                gap_bin, beyond = pb.pick(idle_s, self._uniform())
+                self.beyond_gap += beyond
+        key = (bucket, b, gap_bin)
         entry = self._buf.get(key)
         if entry is None or entry[1][0] >= len(entry[0]):
             table, _ = self.model.table_for(bucket)
             base, scale = table.base(b)
+            if gap_bin >= 0:
+                pb, _ = table.paced_base(b)
+                assert pb is not None
+                base = pb.dists[gap_bin]
             entry = ((base.draw(self.rng, self.BLOCK) * (scale / 1000.0)).tolist(), [0])
             self._buf[key] = entry
         if seq_len is not None and self._longest is not None and seq_len > self._longest:
@@ -314,7 +363,13 @@ def scaled_model(model: ServiceModel, factor: float) -> ServiceModel:
             p.batch, p.median_ms * factor, p.mean_ms * factor, lambda rng, k: p.draw(rng, k) * factor
         )
 
-    tables = {s: LatencyTable([scale(p) for p in t.points]) for s, t in model.tables.items()}
+    tables = {
+        s: LatencyTable(
+            [scale(p) for p in t.points],
+            {b: PacedBatch(pb.gaps_s, tuple(scale(d) for d in pb.dists)) for b, pb in t.paced.items()},
+        )
+        for s, t in model.tables.items()
+    }
     note = f"service times x{factor:g}: an assumption supplied with the question, not part of the evidence"
     return replace(
         model, label=f"{model.label}, service x{factor:g}", tables=tables, warnings=[*model.warnings, note]
@@ -358,10 +413,56 @@ def from_profile(profile: AssumedProfile) -> ServiceModel:
 
 def ci_scale(p: Point, bound: Bound) -> float:
     """The factor a point's samples are scaled by to sit at an end of its mean-latency 95% CI (1 = nominal)."""
-    rel = p.latency_ms.mean_ci95_halfwidth_rel if p.latency_ms is not None else None
+    return _bound_scale(p.latency_ms.mean_ci95_halfwidth_rel if p.latency_ms is not None else None, bound)
+
+
+def _bound_scale(rel: float | None, bound: Bound) -> float:
     if bound == "nominal" or rel is None:
         return 1.0
     return 1.0 + rel if bound == "pessimistic" else max(1.0 - rel, 0.5)
+
+
+NO_PACING = "optimistic under intermittent load: no paced measurement"
+
+
+def _paced(p: Point, bound: Bound) -> PacedBatch | None:
+    """A point's service time by idle gap: its back-to-back samples at gap 0, then each paced bin."""
+    if p.paced is None:
+        return None
+    b = p.batch_size
+    dists = [samples_latency(b, np.asarray(p.raw_latencies_ms, dtype=np.float64) * ci_scale(p, bound))]
+    gaps = [0.0]
+    for k in p.paced.bins:
+        if not k.raw_latencies_ms:
+            continue
+        scale = _bound_scale(k.latency_ms.mean_ci95_halfwidth_rel, bound)
+        dists.append(samples_latency(b, np.asarray(k.raw_latencies_ms, dtype=np.float64) * scale))
+        gaps.append(k.gap_ms / 1000.0)
+    return PacedBatch(tuple(gaps), tuple(dists)) if len(gaps) > 1 else None
+
+
+def _evidence_warnings(ok: list[Point], run: Run) -> list[str]:
+    """What the planner must say about these points: unpaced (optimistic) and contended ones."""
+    out = []
+    unpaced = [p for p in ok if p.paced is None]
+    if len(unpaced) == len(ok):
+        out.append(
+            f"{NO_PACING}: run {run.short_id()} was measured back to back only, so every batch is served at "
+            "its peak speed (measure with --pacing)"
+        )
+    elif unpaced:
+        out.append(
+            f"{NO_PACING} at batch {', '.join(str(p.batch_size) for p in unpaced)} of run {run.short_id()}: "
+            "batches drawn from those sizes are served at their back-to-back speed"
+        )
+    contended = [p for p in ok if "contended" in p.flags]
+    if contended:
+        why = next((p.contention.reason for p in contended if isinstance(p.contention, Contention)), None)
+        out.append(
+            f"run {run.short_id()}: batch {', '.join(str(p.batch_size) for p in contended)} measured while the "
+            f"machine was contended ({why or 'see the run'}): those service times may be slow"
+        )
+    return out
 
 
 def from_run(
@@ -389,13 +490,17 @@ def from_run(
             f"run {run.short_id()} has no ok point at {precision} (has: {', '.join(precisions)})"
         )
     tables: dict[int | None, list[BatchLatency]] = {}
+    paced: dict[int | None, dict[int, PacedBatch]] = {}
     for p in ok:
         tables.setdefault(p.seq_len, []).append(
             samples_latency(
                 p.batch_size, np.asarray(p.raw_latencies_ms, dtype=np.float64) * ci_scale(p, bound)
             )
         )
-    built = {s: LatencyTable(v) for s, v in tables.items()}
+        pb = _paced(p, bound)
+        if pb is not None:
+            paced.setdefault(p.seq_len, {})[p.batch_size] = pb
+    built = {s: LatencyTable(v, paced.get(s, {})) for s, v in tables.items()}
     max_b = min(t.max_batch for t in built.values())
     larger = sorted(
         (p for p in run.points if p.precision == precision and p.status == "oom" and p.batch_size > max_b),
@@ -436,4 +541,5 @@ def from_run(
         idle_power_w=idle_w if not reason else None,
         busy_power=_pchip_power({b: float(np.mean(v)) for b, v in busy.items()}) if not reason else None,
         power_reason=reason,
+        warnings=_evidence_warnings(ok, run),
     )

@@ -289,6 +289,12 @@ def run_simulation(
             f"{sampler.seq_over} batches were longer than the longest measured sequence ({model.seq_lens[-1]}): "
             "they were served at that length's speed (optimistic)"
         )
+    if sampler.beyond_gap:
+        warnings.append(
+            f"{sampler.beyond_gap} of {len(out.batch_sizes)} batches followed an idle time longer than the longest "
+            "gap measured for their size: they were served at that gap's speed (optimistic if a longer idle "
+            "slows a batch further)"
+        )
     served = ~out.rejected & ~np.isnan(out.done_s)  # stopped early: the batches launched by then
     measured = served.copy()
     measured[:warm] = False

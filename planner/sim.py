@@ -26,6 +26,8 @@ import simpy
 Router = Literal["central", "random", "rr", "jsq"]
 ROUTERS: tuple[str, ...] = ("central", "random", "rr", "jsq")
 INF = float("inf")
+# a batch's service time (s) from its size, its longest sequence and the replica's idle time before it (s)
+Draw = Callable[[int, int | None, float], float]
 # at a look: (requests decided so far, start times, done times (NaN where undecided), utilization) -> stop?
 Stop = Callable[[int, np.ndarray, np.ndarray, float], bool]
 EPS_S = 1e-9  # float slack when a timer lands on an arrival or a deadline computed from it
@@ -208,6 +210,7 @@ class _Replica:
     index: int
     busy_s: float = 0.0
     energy_j: float = 0.0
+    free_at: float = 0.0  # when its last batch ended: the idle time before the next one starts here
 
 
 @dataclass
@@ -215,7 +218,7 @@ class _World:
     env: simpy.Environment
     A: np.ndarray
     seq: list[int] | None
-    draw: Callable[[int, int | None], float]
+    draw: Draw
     power: Callable[[int], float] | None
     # per launched batch, in launch order; per-request arrays are filled from these once, at the end
     batch_ids: list[list[int]] = field(default_factory=list)
@@ -237,7 +240,8 @@ def _launch(w: _World, q: _Queue, r: _Replica, now: float) -> tuple[float, int]:
     """Take the next batch at `now` and record it; its service time and its requests."""
     batch, size = q.take()
     seq = None if w.seq is None else w.seq[batch[0]] if size == 1 else max(w.seq[i] for i in batch)
-    svc = w.draw(size, seq)
+    svc = w.draw(size, seq, now - r.free_at)
+    r.free_at = now + svc
     w.batch_ids.append(batch)
     w.batch_start.append(now)
     w.batch_done.append(now + svc)
@@ -332,7 +336,7 @@ def simulate(
     replicas: int,
     router: Router,
     policy: BatchPolicy,
-    draw: Callable[[int, int | None], float],
+    draw: Draw,
     rng: np.random.Generator,
     busy_power_w: Callable[[int], float] | None = None,
     looks: Sequence[int] = (),

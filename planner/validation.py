@@ -4,7 +4,9 @@ A validation file is linked to a run id and says, per load level, what the simul
 live replay on the device measured for the same arrivals and batching config, the error in percent, how
 late the load generator was, and, when the error is large, the likely reasons visible in the records.
 
-Schema history of the validation file: 1 - first version.
+Schema history of the validation file: 1 - first version. 2 - a paced run's levels also carry the prediction
+from its back-to-back samples alone (`predicted_back_to_back`, `error_back_to_back_pct`): what pacing changed.
+Migrating a version-1 file sets them to null.
 """
 
 from __future__ import annotations
@@ -81,13 +83,16 @@ class LevelResult(_Out):
     # queueing model's error from the service-time input's error
     predicted_live_service: Figures | None = None
     error_live_service_pct: dict[str, float] | None = None
+    # a paced run only: the prediction from its back-to-back samples, idle gaps ignored (what pacing changed)
+    predicted_back_to_back: Figures | None = None
+    error_back_to_back_pct: dict[str, float] | None = None
     diagnosis: list[str]
 
 
 class Validation(_Out):
     """A live validation of one run's config against the simulator."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     kind: Literal["validation"] = "validation"
     run_id: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     precision: str = Field(max_length=16)
@@ -243,14 +248,30 @@ def live_service_model(
     )
 
 
-def with_live_service(level: LevelResult, predicted: SimResult) -> LevelResult:
-    """The level with the prediction made from live batch times added."""
+def _figures_and_error(level: LevelResult, predicted: SimResult) -> tuple[Figures, dict[str, float]] | None:
     if not predicted.stable or predicted.latency_ms is None:
-        return level
+        return None
     pl = predicted.latency_ms
     f = Figures(p50_ms=pl.p50, p90_ms=pl.p90, p99_ms=pl.p99, throughput_rps=predicted.throughput_rps or 0.0)
     m = level.measured
     err = {k: (getattr(f, k) - getattr(m, k)) / getattr(m, k) * 100.0 for k in ("p50_ms", "p90_ms", "p99_ms")}
+    return f, err
+
+
+def with_back_to_back(level: LevelResult, predicted: SimResult) -> LevelResult:
+    """The level with the prediction from the run's back-to-back samples alone added (paced runs)."""
+    got = _figures_and_error(level, predicted)
+    if got is None:
+        return level
+    return level.model_copy(update={"predicted_back_to_back": got[0], "error_back_to_back_pct": got[1]})
+
+
+def with_live_service(level: LevelResult, predicted: SimResult) -> LevelResult:
+    """The level with the prediction made from live batch times added."""
+    got = _figures_and_error(level, predicted)
+    if got is None:
+        return level
+    f, err = got
     diagnosis = list(level.diagnosis)
     if level.diagnosis and abs(err["p50_ms"]) <= P50_TARGET_PCT and abs(err["p99_ms"]) <= P99_TARGET_PCT:
         diagnosis.append(
@@ -303,6 +324,8 @@ def load_validation(path: str | Path) -> Validation:
         data = parse_json(read_regular_file(p, MAX_VALIDATION_BYTES, "validation file"), str(p))
     except DataFileError as exc:
         raise ValidationFileError(str(exc)) from None
+    if isinstance(data, dict) and data.get("schema_version") == 1:
+        data = {**data, "schema_version": 2}  # version 2 only added fields that default to null
     try:
         return Validation.model_validate(data)
     except ValidationError as exc:

@@ -317,3 +317,39 @@ def test_viewing_the_scenario_page_does_not_change_the_sizing_pages_scenario(dat
     at.number_input(key="sc_steady-api_rate").set_value(120.0).run()
     at.switch_page("pages/sizing.py").run()
     assert at.selectbox(key="sz_scenario").value == "from the Scenario page: steady-api"
+
+
+def test_runs_page_shows_paced_bins_and_contended_points_or_warns_of_optimism(data: Path) -> None:
+    from measure.run import Contention, save_run
+    from tests.conftest import make_run, ok_point
+    from tests.planner.test_paced import paced_point
+
+    busy = ok_point("fp32", 4, 3.0).model_copy(
+        update={
+            "flags": ["contended"],
+            "contention": Contention(
+                load1_before=3.0,
+                load1_after=3.0,
+                cpus=2,
+                other_cpu_share=0.6,
+                steal_share=0.0,
+                contended=True,
+                reason="other processes used 60% of the CPUs (limit 20%)",
+            ),
+        }
+    )
+    run = make_run([paced_point(1, 10.0, 5.0, 20.0), busy]).with_id()
+    save_run(run, data / "runs")
+    at = app()
+    pick = at.selectbox(key="run_pick")
+    unpaced = next(s for s in shipped_files() if "mlp-" in s.name)  # measured back to back only
+    short = json.loads(unpaced.read_text())["id"].removeprefix("sha256:")[:12]
+    pick.set_value(next(o for o in pick.options if o.startswith(short))).run()
+    assert any("optimistic under intermittent load" in w.value for w in at.warning)
+    pick = at.selectbox(key="run_pick")
+    pick.set_value(next(o for o in pick.options if o.startswith(run.short_id()))).run()
+    assert not at.exception
+    paced = next(t.value for t in at.table if "back to back p50 ms" in t.value.columns)
+    ratio = float(paced["after 5 ms: p50 ms (x b2b)"].iloc[0].split("(x")[1].rstrip(")"))
+    assert ratio == pytest.approx(2.0, rel=0.05)
+    assert any("batch 4: other processes used 60%" in w.value for w in at.warning)

@@ -67,6 +67,8 @@ def server(tmp_path: Path):  # type: ignore[no-untyped-def]
         str(port),
         "--browser.gatherUsageStats",
         "false",
+        "--server.fileWatcherType",
+        "none",  # as `make run` starts it: the watcher walks .venv and logs every inotify overflow
     ]
     log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fleetwise_cli.main import app
-from measure.run import Workload, dump_run, load_run, save_run
+from measure.run import SCHEMA_VERSION, Workload, dump_run, load_run, save_run
 from tests.cli.test_cli import FAST, TINY
 from tests.conftest import REPO, make_run
 
@@ -126,7 +126,8 @@ def test_a_naive_or_future_timestamp_is_refused_and_the_listing_still_works(tmp_
 
 def test_duplicate_keys_and_a_bom_are_refused_by_the_cli_as_by_the_upload(tmp_path: Path) -> None:
     text = dump_run(make_run())
-    dup = text.replace('{\n "schema_version": 2,', '{\n "schema_version": 2, "schema_version": 2,', 1)
+    head = f'{{\n "schema_version": {SCHEMA_VERSION},'
+    dup = text.replace(head, f'{head} "schema_version": {SCHEMA_VERSION},', 1)
     assert dup != text
     (tmp_path / "dup.json").write_text(dup)
     (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + text.encode())

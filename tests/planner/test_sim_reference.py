@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from planner.sim import BatchPolicy, simulate
 
 
-def service_s(b: int, seq: int | None) -> float:
+def service_s(b: int, seq: int | None, _idle: float = 0.0) -> float:
     return 0.003 + 0.002 * b  # deterministic, so both simulators see the same service times
 
 
@@ -125,7 +125,7 @@ def test_jsq_sends_each_arrival_to_the_replica_with_the_fewest_outstanding() -> 
         3,
         "jsq",
         BatchPolicy(1, 0),
-        lambda b, s: 0.010,
+        lambda b, s, _idle: 0.010,
         np.random.default_rng(0),
     )
     assert out.start_s.tolist() == pytest.approx([0.0, 0.001, 0.002, 0.010])

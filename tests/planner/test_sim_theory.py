@@ -177,7 +177,7 @@ def batch_starts(
         1,
         "central",
         BatchPolicy(max_batch, max_delay_s, capacity),
-        lambda b, s: service_s,
+        lambda b, s, _idle: service_s,
         np.random.default_rng(0),
     )
     return out

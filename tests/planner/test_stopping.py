@@ -44,7 +44,7 @@ def test_pausing_at_looks_gives_exactly_the_times_of_an_uninterrupted_run() -> N
 
     def draw_from(seed: int):  # type: ignore[no-untyped-def]
         r = np.random.default_rng(seed)
-        return lambda b, _s: 0.002 * b + r.exponential(0.001)
+        return lambda b, _s, _i: 0.002 * b + r.exponential(0.001)
 
     for router in ("central", "rr", "jsq"):
         args = (arrivals, items, None, 3, router, BatchPolicy(8, 0.002))
@@ -68,9 +68,9 @@ def test_a_stop_keeps_the_decided_requests_exact_and_leaves_the_rest_undecided()
     arrivals = np.cumsum(rng.exponential(1 / 300, n))
     items = np.ones(n, dtype=np.int64)
     args = (arrivals, items, None, 2, "central", BatchPolicy(4, 0.0))
-    whole = simulate(*args, lambda b, _s: 0.004, np.random.default_rng(0))
+    whole = simulate(*args, lambda b, _s, _i: 0.004, np.random.default_rng(0))
     part = simulate(
-        *args, lambda b, _s: 0.004, np.random.default_rng(0), looks=(2_000,), stop=lambda *_: True
+        *args, lambda b, _s, _i: 0.004, np.random.default_rng(0), looks=(2_000,), stop=lambda *_: True
     )
     assert 1_900 < part.simulated < 2_000
     k = part.simulated
