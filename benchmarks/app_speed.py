@@ -17,71 +17,36 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's root
+from benchmarks.served import CHROMIUM, FLAGS, served
+
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def browser_first_page() -> tuple[float, float]:
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [
-        sys.executable,
-        str(ROOT / "serve.py"),  # what `make run` starts
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
-            page = browser.new_page()
-            t0 = time.perf_counter()
-            page.goto(url)
-            page.get_by_text("Measured runs").first.wait_for(timeout=60_000)
-            page.locator("[data-testid=stDataFrame], [data-testid=stTable]").first.wait_for(timeout=60_000)
-            content = time.perf_counter() - t0
-            page.locator(".stPlotlyChart .main-svg").first.wait_for(timeout=60_000)
-            took = content, time.perf_counter() - t0
-            browser.close()
-        return took
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with served() as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        t0 = time.perf_counter()
+        page.goto(url)
+        page.get_by_text("Measured runs").first.wait_for(timeout=60_000)
+        page.locator("[data-testid=stDataFrame], [data-testid=stTable]").first.wait_for(timeout=60_000)
+        content = time.perf_counter() - t0
+        page.locator(".stPlotlyChart .main-svg").first.wait_for(timeout=60_000)
+        took = content, time.perf_counter() - t0
+        browser.close()
+    return took
 
 
 def script_times() -> tuple[float, float]:

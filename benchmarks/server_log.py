@@ -11,24 +11,14 @@ are bounded in number and time.
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's root
+from benchmarks.served import CHROMIUM, FLAGS, served
+
 SCENARIOS = ["steady-api", "bursty-api", "nightly-batch", "launch-day-spike", "diurnal-chat"]
 
 
@@ -45,69 +35,36 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--max-rounds", type=int, default=40)
     args = ap.parse_args()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [
-        sys.executable,
-        str(ROOT / "serve.py"),
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
+    rounds = 0
+    t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "server.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-            rounds = 0
-            t0 = time.monotonic()
-            try:
-                url = f"http://127.0.0.1:{port}"
-                for _ in range(200):
-                    try:
-                        urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                        break
-                    except OSError:
-                        time.sleep(0.3)
-                with sync_playwright() as p:
-                    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
-                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                    page.set_default_timeout(180_000)
-                    page.goto(url)
-                    nav = page.locator("[data-testid=stSidebarNav]")
-                    while time.monotonic() - t0 < args.minutes * 60 and rounds < args.max_rounds:
-                        nav.get_by_role("link", name="Runs", exact=True).click()
-                        page.locator(".stPlotlyChart .main-svg").first.wait_for()
-                        nav.get_by_text("Scenario").click()
-                        page.get_by_text("Valid scenario").first.wait_for()
-                        nav.get_by_text("Fleet sizing").click()
-                        box = page.get_by_role("combobox", name="Scenario")
-                        box.click()
-                        page.get_by_role(
-                            "option", name=SCENARIOS[rounds % len(SCENARIOS)], exact=True
-                        ).click()
-                        page.wait_for_timeout(1000)
-                        page.get_by_role("button", name="Size the fleet").click()
-                        idle(page)  # the last answer stays on screen while the new one is computed
-                        nav.get_by_text("SLO explorer").click()
-                        idle(page)
-                        page.get_by_text("Latency-cost frontier").first.wait_for()
-                        nav.get_by_text("Compare runs").click()
-                        page.get_by_text("Comparability").first.wait_for()
-                        nav.get_by_text("Report").click()
-                        page.get_by_text("Fleet sizing report").first.wait_for()
-                        rounds += 1
-                    browser.close()
-            finally:
-                proc.terminate()
-                proc.wait(timeout=20)
+        with log_path.open("wb") as log, served(log) as url, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(180_000)
+            page.goto(url)
+            nav = page.locator("[data-testid=stSidebarNav]")
+            while time.monotonic() - t0 < args.minutes * 60 and rounds < args.max_rounds:
+                nav.get_by_role("link", name="Runs", exact=True).click()
+                page.locator(".stPlotlyChart .main-svg").first.wait_for()
+                nav.get_by_text("Scenario").click()
+                page.get_by_text("Valid scenario").first.wait_for()
+                nav.get_by_text("Fleet sizing").click()
+                page.get_by_role("combobox", name="Scenario").click()
+                page.get_by_role("option", name=SCENARIOS[rounds % len(SCENARIOS)], exact=True).click()
+                page.wait_for_timeout(1000)
+                page.get_by_role("button", name="Size the fleet").click()
+                idle(page)  # the last answer stays on screen while the new one is computed
+                nav.get_by_text("SLO explorer").click()
+                idle(page)
+                page.get_by_text("Latency-cost frontier").first.wait_for()
+                nav.get_by_text("Compare runs").click()
+                page.get_by_text("Comparability").first.wait_for()
+                nav.get_by_text("Report").click()
+                page.get_by_text("Fleet sizing report").first.wait_for()
+                rounds += 1
+            browser.close()
         lines = log_path.read_text(errors="replace").splitlines()
     took = (time.monotonic() - t0) / 60
     print(f"{rounds} rounds of every page (sizing each time) in {took:.1f} min: {len(lines)} log lines")

@@ -1,0 +1,1 @@
+"""Benchmark scripts: each prints measured figures; run them as files (python benchmarks/NAME.py)."""
