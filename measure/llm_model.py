@@ -1,0 +1,228 @@
+"""A Llama-style decoder in plain torch, with random weights and a real KV cache: the LLM workload's model.
+
+RMSNorm, rotary position embeddings, grouped-query attention and a SwiGLU MLP, as in the Llama 2/3 family.
+Weights are random: the speed of a dense model does not depend on its weights, and nothing is downloaded.
+Shapes come from presets (`tiny` runs on 2 CPU cores; `1b` and `8b` are the shapes of Llama 3.2 1B and
+Llama 3.1 8B) or from explicit sizes. The cache is preallocated for (batch, max context) per layer, so a
+decode step reads a cache filled to the context it is measured at, as a serving engine's does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MAX_CONTEXT = 131_072
+
+
+class ShapeError(ValueError):
+    """A decoder shape that cannot be built (heads that do not divide, a context beyond the limit)."""
+
+
+@dataclass(frozen=True)
+class DecoderShape:
+    """The sizes that set a dense decoder's cost; names as in Hugging Face Llama configs."""
+
+    name: str
+    num_hidden_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    rope_theta: float = 500_000.0
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        if (
+            min(self.num_hidden_layers, self.hidden_size, self.num_attention_heads, self.num_key_value_heads)
+            < 1
+        ):
+            raise ShapeError(f"{self.name}: every size must be >= 1")
+        if self.hidden_size % self.num_attention_heads:
+            raise ShapeError(f"{self.name}: hidden_size must be a multiple of num_attention_heads")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ShapeError(f"{self.name}: num_attention_heads must be a multiple of num_key_value_heads")
+        if self.head_dim % 2:
+            raise ShapeError(f"{self.name}: the head dimension must be even for rotary embeddings")
+        if not 1 <= self.max_position_embeddings <= MAX_CONTEXT:
+            raise ShapeError(f"{self.name}: max_position_embeddings must be in 1..{MAX_CONTEXT}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def parameters(self) -> int:
+        """Parameter count from the shape alone (no model built)."""
+        h, kv = self.hidden_size, self.num_key_value_heads * self.head_dim
+        attn = 2 * h * h + 2 * h * kv
+        mlp = 3 * h * self.intermediate_size
+        layer = attn + mlp + 2 * h
+        emb = self.vocab_size * h
+        return self.num_hidden_layers * layer + h + emb * (1 if self.tie_word_embeddings else 2)
+
+    def kv_bytes_per_token(self, bytes_per_element: int) -> int:
+        """KV-cache bytes one token takes: keys and values in every layer."""
+        return 2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * bytes_per_element
+
+
+PRESETS: dict[str, DecoderShape] = {
+    "tiny": DecoderShape("tiny", 2, 128, 4, 2, 352, 1024, 4096),
+    # the shapes of Llama 3.2 1B and Llama 3.1 8B (their published configs), with random weights
+    "1b": DecoderShape("1b", 16, 2048, 32, 8, 8192, 128_256, 131_072, tie_word_embeddings=True),
+    "8b": DecoderShape("8b", 32, 4096, 32, 8, 14_336, 128_256, 131_072),
+}
+
+
+def shape_for(preset: str, **overrides: Any) -> DecoderShape:
+    """A preset, optionally with some sizes replaced."""
+    if preset not in PRESETS:
+        raise ShapeError(f"unknown preset {preset!r}: use {', '.join(PRESETS)}")
+    return replace(PRESETS[preset], **overrides) if overrides else PRESETS[preset]
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square layer norm with a learned scale."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(dtype) * self.weight
+
+
+def rope_tables(shape: DecoderShape, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of every position's rotation, [max_position, head_dim / 2], float32."""
+    half = shape.head_dim // 2
+    inv = 1.0 / (shape.rope_theta ** (torch.arange(half, dtype=torch.float32, device=device) / half))
+    ang = torch.outer(torch.arange(shape.max_position_embeddings, dtype=torch.float32, device=device), inv)
+    return ang.cos(), ang.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate [batch, heads, tokens, head_dim] by the tables' rows for those tokens (rotate-half form)."""
+    a, b = x.float().chunk(2, dim=-1)
+    c, s = cos[None, None], sin[None, None]
+    return torch.cat((a * c - b * s, a * s + b * c), dim=-1).to(x.dtype)
+
+
+class KVCache:
+    """Keys and values per layer, [batch, kv_heads, max_context, head_dim], filled up to `length`."""
+
+    def __init__(
+        self,
+        shape: DecoderShape,
+        batch: int,
+        max_context: int,
+        dtype: torch.dtype,
+        device: torch.device | str,
+    ) -> None:
+        if not 1 <= max_context <= shape.max_position_embeddings:
+            raise ShapeError(
+                f"a cache of {max_context} tokens exceeds the model's {shape.max_position_embeddings}"
+            )
+        dims = (batch, shape.num_key_value_heads, max_context, shape.head_dim)
+        self.k = [torch.zeros(dims, dtype=dtype, device=device) for _ in range(shape.num_hidden_layers)]
+        self.v = [torch.zeros(dims, dtype=dtype, device=device) for _ in range(shape.num_hidden_layers)]
+        self.length = 0
+        self.max_context = max_context
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.k, *self.v))
+
+
+class Attention(nn.Module):
+    """Grouped-query attention with rotary positions, reading and extending a KV cache."""
+
+    def __init__(self, shape: DecoderShape) -> None:
+        super().__init__()
+        h, d = shape.hidden_size, shape.head_dim
+        self.heads, self.kv_heads, self.head_dim = shape.num_attention_heads, shape.num_key_value_heads, d
+        self.q = nn.Linear(h, self.heads * d, bias=False)
+        self.k = nn.Linear(h, self.kv_heads * d, bias=False)
+        self.v = nn.Linear(h, self.kv_heads * d, bias=False)
+        self.o = nn.Linear(self.heads * d, h, bias=False)
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None, layer: int
+    ) -> torch.Tensor:
+        b, t, _ = x.shape
+        q = self.q(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        start = cache.length if cache is not None else 0
+        q, k = (
+            apply_rope(q, cos[start : start + t], sin[start : start + t]),
+            apply_rope(k, cos[start : start + t], sin[start : start + t]),
+        )
+        if cache is not None:
+            cache.k[layer][:, :, start : start + t] = k
+            cache.v[layer][:, :, start : start + t] = v
+            k, v = cache.k[layer][:, :, : start + t], cache.v[layer][:, :, : start + t]
+        if start == 0:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, enable_gqa=True)
+        else:  # new tokens see the whole cache and, among themselves, only earlier ones
+            mask = torch.ones(t, start + t, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        return self.o(out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm attention and SwiGLU MLP with residuals."""
+
+    def __init__(self, shape: DecoderShape) -> None:
+        super().__init__()
+        h, i = shape.hidden_size, shape.intermediate_size
+        self.attn_norm, self.mlp_norm = RMSNorm(h), RMSNorm(h)
+        self.attn = Attention(shape)
+        self.gate, self.up, self.down = (
+            nn.Linear(h, i, bias=False),
+            nn.Linear(h, i, bias=False),
+            nn.Linear(i, h, bias=False),
+        )
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None, layer: int
+    ) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer)
+        y = self.mlp_norm(x)
+        return x + self.down(F.silu(self.gate(y)) * self.up(y))
+
+
+class Decoder(nn.Module):
+    """The decoder: token ids [batch, tokens] in, next-token logits [batch, vocab] of the last position out."""
+
+    def __init__(self, shape: DecoderShape, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)  # random weights, reproducible: the speed does not depend on them
+        self.shape = shape
+        self.embed = nn.Embedding(shape.vocab_size, shape.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(shape) for _ in range(shape.num_hidden_layers))
+        self.norm = RMSNorm(shape.hidden_size)
+        self.lm_head = nn.Linear(shape.hidden_size, shape.vocab_size, bias=False)
+        if shape.tie_word_embeddings:
+            self.lm_head.weight = self.embed.weight
+        cos, sin = rope_tables(shape)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def forward(self, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        t = ids.shape[1]
+        start = cache.length if cache is not None else 0
+        if start + t > (cache.max_context if cache is not None else self.shape.max_position_embeddings):
+            raise ShapeError(f"{start + t} tokens exceed the cache or the model's context")
+        x = self.embed(ids)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, self.cos, self.sin, cache, i)
+        if cache is not None:
+            cache.length = start + t
+        return self.lm_head(self.norm(x[:, -1]))

@@ -1,0 +1,47 @@
+"""The built-in Llama-style decoder: preset shapes as published, a KV cache that changes nothing but speed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from measure.llm_model import PRESETS, Decoder, KVCache, ShapeError, shape_for
+
+
+def test_the_presets_have_the_parameter_counts_of_the_models_they_copy() -> None:
+    assert PRESETS["8b"].parameters() == pytest.approx(8.03e9, rel=0.005)  # Llama 3.1 8B
+    assert PRESETS["1b"].parameters() == pytest.approx(1.236e9, rel=0.005)  # Llama 3.2 1B, tied embeddings
+    # 8B at bf16: 32 layers x 8 kv heads x 128 dims x (k + v) x 2 bytes = 128 KiB per token
+    assert PRESETS["8b"].kv_bytes_per_token(2) == 131_072
+
+
+def test_tiny_builds_with_its_stated_parameter_count() -> None:
+    model = Decoder(PRESETS["tiny"])
+    assert sum(p.numel() for p in model.parameters()) == PRESETS["tiny"].parameters()
+
+
+def test_decoding_with_the_cache_gives_the_logits_of_a_full_forward() -> None:
+    shape = shape_for("tiny", max_position_embeddings=64)
+    model = Decoder(shape).eval()
+    ids = torch.randint(0, shape.vocab_size, (3, 12))
+    with torch.inference_mode():
+        cache = KVCache(shape, 3, 64, torch.float32, "cpu")
+        model(ids[:, :8], cache)  # prefill 8
+        chunk = model(ids[:, 8:10], cache)  # a chunk of 2 on top of the cache (chunked prefill)
+        step = [model(ids[:, i : i + 1], cache) for i in range(10, 12)]  # two decode steps
+        for end, got in ((10, chunk), (11, step[0]), (12, step[1])):
+            torch.testing.assert_close(got, model(ids[:, :end]), rtol=1e-4, atol=1e-4)
+    assert cache.length == 12
+    assert cache.nbytes() == 3 * 64 * shape.kv_bytes_per_token(4)
+
+
+def test_impossible_shapes_and_overfull_caches_are_refused() -> None:
+    with pytest.raises(ShapeError, match="multiple of num_key_value_heads"):
+        shape_for("tiny", num_key_value_heads=3)
+    with pytest.raises(ShapeError, match="unknown preset"):
+        shape_for("70b")
+    shape = shape_for("tiny", max_position_embeddings=16)
+    model = Decoder(shape)
+    cache = KVCache(shape, 1, 8, torch.float32, "cpu")
+    with torch.inference_mode(), pytest.raises(ShapeError, match="exceed"):
+        model(torch.zeros(1, 9, dtype=torch.long), cache)
