@@ -64,7 +64,7 @@ def main() -> None:
     runs = tuple(shipped_runs())
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; jobs {args.jobs}")
     print(
-        f"{'scenario':<18} {'options':>7} {'sims':>5} {'stopped':>7} {'early s':>8} {'full s':>7} {'ratio':>6}  "
+        f"{'scenario':<18} {'options':>7} {'sims':>5} {'reused':>6} {'stopped':>7} {'early s':>8} {'full s':>7} {'ratio':>6}  "
         "best per group"
     )
     total = total_full = 0.0
@@ -88,7 +88,7 @@ def main() -> None:
             if o.rank == 1
         )
         print(
-            f"{path.stem:<18} {len(plan.options):>7} {plan.simulations:>5} {plan.simulations_stopped_early:>7} "
+            f"{path.stem:<18} {len(plan.options):>7} {plan.simulations:>5} {plan.simulations_reused:>6} {plan.simulations_stopped_early:>7} "
             f"{early_s:>8.1f} {full_txt:>7} {ratio:>6}  {best}"
         )
     line = f"total (sum of medians): early stop {total:.1f} s"

@@ -245,7 +245,8 @@ def print_plan(plan: Plan) -> None:
     for s in plan.skipped:
         out.print(f"[dim]left out: {escape(s)}[/]", highlight=False, soft_wrap=True)
     out.print(
-        f"{plan.simulations} simulations, {plan.simulations_stopped_early} stopped early: {plan.stopping_rule}",
+        f"{plan.simulations} simulations ({plan.simulations_reused} reused from another max_batch, identical), "
+        f"{plan.simulations_stopped_early} stopped early: {plan.stopping_rule}",
         highlight=False,
         soft_wrap=True,
     )

@@ -161,7 +161,7 @@ if unpriced:
             )
 st.caption(
     f"Sized at: {esc(plan.sized_at, 2000)}. Pricing {plan.pricing}, redundancy {esc(plan.redundancy)}; "
-    f"{plan.simulations} simulations, {plan.simulations_stopped_early} stopped early: {esc(plan.stopping_rule, 2000)}."
+    f"{plan.simulations} simulations ({plan.simulations_reused} reused), {plan.simulations_stopped_early} stopped early: {esc(plan.stopping_rule, 2000)}."
 )
 if plan.service_scale != 1.0:
     st.warning(

@@ -148,6 +148,7 @@ class Plan(_Out):
     skipped: list[str]
     simulations: int
     simulations_stopped_early: int
+    simulations_reused: int  # counts answered by another max_batch's identical simulation (never re-run)
     stopping_rule: str
     answer: str
 
@@ -441,6 +442,7 @@ def make_plan(q: Question, book: PriceBook, jobs: int = 1, progress: Progress | 
         skipped=skipped,
         simulations=sum(s.simulations for s in sized),
         simulations_stopped_early=sum(s.stopped_early for s in sized),
+        simulations_reused=sum(s.reused for s in sized),
         stopping_rule=stopping.rule_text() if q.early_stop else "every simulation runs to full length",
         answer=answer_sentence(ordered, q.rank_by),
     )

@@ -309,7 +309,7 @@ def render_markdown(
     out += ["## Terms", "", *[f"- {t}" for t in TERMS], ""]
     out += [
         f"- Simulations run: {plan.simulations}; each steady level simulated at most {plan.sizing_requests:,} arrivals; "
-        f"{plan.simulations_stopped_early} stopped early: {esc(plan.stopping_rule, 2000)}.",
+        f"{plan.simulations_reused} reused from another max_batch (identical), {plan.simulations_stopped_early} stopped early: {esc(plan.stopping_rule, 2000)}.",
     ]
     warns = sorted({w for o in plan.options for w in o.warnings})
     if warns:

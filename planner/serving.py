@@ -8,6 +8,7 @@ without bound and the result is `stable: false` with the sustainable rate, never
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from scipy import stats as sps
 from planner import stopping
 from planner.scenario import Scenario, Slo
 from planner.service import ServiceError, ServiceModel, Source
-from planner.sim import BatchPolicy, Router, simulate
+from planner.sim import BatchPolicy, Router, SimOutput, simulate
 from planner.traffic import Requests, generate
 
 CI_BATCHES = 20
@@ -146,6 +147,83 @@ def _seq_for(sc: Scenario, model: ServiceModel, reqs: Requests, warnings: list[s
     )
 
 
+@dataclass(frozen=True)
+class _Capture:
+    """One simulation's output and what its sampler and stopping rule said."""
+
+    out: SimOutput
+    settled: stopping.Settled | None
+    seq_over: int
+    beyond_gap: int
+    largest: int  # the largest batch launched, in items
+
+
+@dataclass
+class SimReuse:
+    """Simulations of one model, router, max_delay and request stream at several max_batch values.
+
+    A simulation whose largest batch m stayed below its max_batch is exactly the simulation of any max_batch
+    above m: every launch took the whole queue and the "queue holds max_batch items" trigger never fired, so
+    the same launches draw the same service times. Sizing reuses it instead of simulating again.
+    """
+
+    entries: dict[int, list[_Capture]] = field(default_factory=dict)
+    hits: int = 0
+
+    def find(self, replicas: int, max_batch: int) -> _Capture | None:
+        hit = next((c for c in self.entries.get(replicas, []) if c.largest < max_batch), None)
+        self.hits += hit is not None
+        return hit
+
+    def add(self, replicas: int, max_batch: int, cap: _Capture) -> None:
+        if cap.largest < max_batch:  # only a run the cap never bound holds for other caps
+            self.entries.setdefault(replicas, []).append(cap)
+
+
+def _simulate_once(
+    sc: Scenario,
+    model: ServiceModel,
+    reqs: Requests,
+    seq: np.ndarray | None,
+    replicas: int,
+    router: Router,
+    policy: BatchPolicy,
+    service_rng: np.random.Generator,
+    router_rng: np.random.Generator,
+    warm: int,
+    early_stop: bool,
+) -> _Capture:
+    sampler = model.sampler(service_rng)
+    looks = stopping.look_arrivals(len(reqs), warm, sc.slo) if early_stop else []
+    settled: list[stopping.Settled] = []
+    sequential = stopping.Sequential(sc.slo, len(looks))
+
+    def stop(decided: int, start: np.ndarray, done: np.ndarray, utilization: float) -> bool:
+        ok = ~np.isnan(start[warm:decided])
+        a = reqs.arrival_s[warm:decided][ok]
+        lat, queue = done[warm:decided][ok] - a, start[warm:decided][ok] - a
+        verdict = sequential.look(lat, queue, utilization)
+        if verdict is not None:
+            settled.append(verdict)
+        return verdict is not None
+
+    out = simulate(
+        reqs.arrival_s,
+        reqs.items,
+        seq,
+        replicas,
+        router,
+        policy,
+        sampler.draw,
+        router_rng,
+        model.busy_power,
+        looks=looks,
+        stop=stop if looks else None,
+    )
+    largest = max(out.batch_sizes, default=0)
+    return _Capture(out, settled[0] if settled else None, sampler.seq_over, sampler.beyond_gap, largest)
+
+
 def run_simulation(
     sc: Scenario,
     model: ServiceModel,
@@ -158,12 +236,14 @@ def run_simulation(
     extra_inputs: dict[str, Any] | None = None,
     traffic: Requests | None = None,
     early_stop: bool = False,
+    reuse: SimReuse | None = None,
 ) -> SimResult:
     """Generate the scenario's traffic, check stability, simulate and summarise. Same seed, same result.
 
     `traffic` replays a stream generated earlier from this scenario (the sizing search simulates many
     replica counts against one stream: common random numbers, and no regeneration). `early_stop` ends the
-    simulation once every SLO's verdict is settled (planner.stopping); the result says where and why.
+    simulation once every SLO's verdict is settled (planner.stopping); the result says where and why. `reuse`
+    holds earlier simulations of the same model, router, max_delay and stream (see SimReuse).
     """
     if requests is not None:
         sc = sc.model_copy(update={"requests": requests, "duration_s": None})
@@ -251,47 +331,28 @@ def run_simulation(
             f"the peak rate {peak:.4g} req/s exceeds the sustainable {sustainable:.4g} req/s: queues build up "
             "during peaks and drain after them"
         )
-    sampler = model.sampler(service_rng)
-    looks = stopping.look_arrivals(n, warm, sc.slo) if early_stop else []
-    settled: list[stopping.Settled] = []
-    sequential = stopping.Sequential(sc.slo, len(looks))
-
-    def stop(decided: int, start: np.ndarray, done: np.ndarray, utilization: float) -> bool:
-        ok = ~np.isnan(start[warm:decided])
-        a = reqs.arrival_s[warm:decided][ok]
-        lat, queue = done[warm:decided][ok] - a, start[warm:decided][ok] - a
-        verdict = sequential.look(lat, queue, utilization)
-        if verdict is not None:
-            settled.append(verdict)
-        return verdict is not None
-
-    out = simulate(
-        reqs.arrival_s,
-        reqs.items,
-        seq,
-        replicas,
-        router,
-        policy,
-        sampler.draw,
-        router_rng,
-        model.busy_power,
-        looks=looks,
-        stop=stop if looks else None,
-    )
+    cap = reuse.find(replicas, policy.max_batch) if reuse is not None else None
+    if cap is None:
+        cap = _simulate_once(
+            sc, model, reqs, seq, replicas, router, policy, service_rng, router_rng, warm, early_stop
+        )
+        if reuse is not None:
+            reuse.add(replicas, policy.max_batch, cap)
+    out = cap.out
     stopped = None
-    if settled:
+    if cap.settled is not None:
         stopped = (
             f"stopped after {out.simulated:,} of {n:,} arrivals, SLO verdict settled "
-            f"({'met' if settled[0].met else 'missed'}): {settled[0].reason}"
+            f"({'met' if cap.settled.met else 'missed'}): {cap.settled.reason}"
         )
-    if sampler.seq_over:
+    if cap.seq_over:
         warnings.append(
-            f"{sampler.seq_over} batches were longer than the longest measured sequence ({model.seq_lens[-1]}): "
+            f"{cap.seq_over} batches were longer than the longest measured sequence ({model.seq_lens[-1]}): "
             "they were served at that length's speed (optimistic)"
         )
-    if sampler.beyond_gap:
+    if cap.beyond_gap:
         warnings.append(
-            f"{sampler.beyond_gap} of {len(out.batch_sizes)} batches followed an idle time longer than the longest "
+            f"{cap.beyond_gap} of {len(out.batch_sizes)} batches followed an idle time longer than the longest "
             "gap measured for their size: they were served at that gap's speed (optimistic if a longer idle "
             "slows a batch further)"
         )

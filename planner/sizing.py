@@ -46,7 +46,7 @@ from planner.service import (
     load_profile,
     scaled_model,
 )
-from planner.serving import SimResult, Summary, run_simulation
+from planner.serving import SimResult, SimReuse, Summary, run_simulation
 from planner.sim import BatchPolicy, Router
 from planner.traffic import Requests, generate
 
@@ -387,6 +387,7 @@ class SizedOption(_Out):
     levels: list[LevelAnswer]
     simulations: int
     stopped_early: int  # of those, simulations ended early by the sequential SLO rule (planner.stopping)
+    reused: int  # of those, answered exactly by a simulation of another max_batch of the same evidence
     warnings: list[str]
     error: str | None  # the option could not be sized at all (e.g. a request larger than max_batch)
     quality: dict[str, Any] | None = None  # the precision's numeric-quality proxy vs fp32, where measured
@@ -412,9 +413,11 @@ class Searcher:
     router: Router
     traffic: Requests
     early_stop: bool = False
+    reuse: SimReuse | None = None  # simulations of the same evidence at other max_batch values
     cache: dict[int, Probe] = field(default_factory=dict)
     simulations: int = 0
     stopped_early: int = 0
+    reused: int = 0  # counts answered by a simulation run for another max_batch (exact, see SimReuse)
 
     def lower_bound(self) -> int:
         seq = self.traffic.seq_len
@@ -429,12 +432,21 @@ class Searcher:
         hit = self.cache.get(n)
         if hit is not None:
             return hit
+        hits = self.reuse.hits if self.reuse is not None else 0
         r = run_simulation(
-            self.sc, self.model, n, self.router, self.policy, traffic=self.traffic, early_stop=self.early_stop
+            self.sc,
+            self.model,
+            n,
+            self.router,
+            self.policy,
+            traffic=self.traffic,
+            early_stop=self.early_stop,
+            reuse=self.reuse,
         )
         if r.stable:
             self.simulations += 1
             self.stopped_early += r.stopped_early is not None
+            self.reused += (self.reuse.hits if self.reuse is not None else 0) - hits
         ratios = [(c.observed_ms / c.threshold_ms) if c.observed_ms is not None else math.inf for c in r.slo]
         p = Probe(n, r, r.stable and all(c.met for c in r.slo), max(ratios) if r.stable else math.inf)
         self.cache[n] = p
@@ -582,6 +594,37 @@ def _seq(m: ServiceModel) -> int | None:
     return m.seq_lens[0] if m.seq_lens else None
 
 
+_REUSE: dict[tuple[Any, ...], SimReuse] = {}
+
+
+def _evidence_key(opt: OptionSpec) -> tuple[Any, ...]:
+    """What makes two options' service models the same: the evidence's content, not its file names."""
+    ev = opt.evidence
+    prof = ev.profile.model_dump_json() if ev.profile is not None else None
+    return (ev.kind, tuple(r.id for r in ev.runs), prof, ev.precision, opt.exclude_throttled)
+
+
+def _reuse(task: Task, lv: Level, bound: str) -> SimReuse:
+    """The simulations this process has run for the task's evidence, batching delay, router and level."""
+    assert lv.scenario is not None
+    o = task.option
+    key = (
+        _evidence_key(o),
+        bound,
+        task.service_scale,
+        o.max_delay_ms,
+        o.router,
+        lv.scenario.model_dump_json(),
+        task.early_stop,
+    )
+    hit = _REUSE.get(key)
+    if hit is None:
+        hit = _REUSE[key] = SimReuse()
+        if len(_REUSE) > 512:
+            _REUSE.pop(next(iter(_REUSE)))
+    return hit
+
+
 def units_per_request(model: ServiceModel, reqs: Requests) -> float:
     """Mean work units per request: items x tokens per item, or items x units per item."""
     items = reqs.items.astype(np.float64)
@@ -599,7 +642,7 @@ def size_option(task: Task) -> SizedOption:
     pess, rep, opti, opt_ev, ids = option_models(opt, task.service_scale)
     lvls, _ = levels(task.scenario, task.sizing_requests)
     answers: list[LevelAnswer] = []
-    sims = stopped = 0
+    sims = stopped = reused = 0
     warnings: list[str] = []
     error: str | None = None
     cap = task.max_replicas
@@ -609,7 +652,9 @@ def size_option(task: Task) -> SizedOption:
             continue
         try:
             reqs = traffic_for(lv.scenario)
-            s = Searcher(lv.scenario, pess, policy, opt.router, reqs, task.early_stop)
+            s = Searcher(
+                lv.scenario, pess, policy, opt.router, reqs, task.early_stop, _reuse(task, lv, "pessimistic")
+            )
             best, reason = s.smallest(cap)
         except ServiceError as exc:
             error = str(exc)
@@ -620,12 +665,15 @@ def size_option(task: Task) -> SizedOption:
             answers.append(_no_answer(lv, rate, units, reason or "no answer"))
             sims += s.simulations
             stopped += s.stopped_early
+            reused += s.reused
             continue
         if not answers:  # the peak level's warnings speak for the option (lower hours repeat them)
             warnings.extend(best.result.warnings)
         optimistic = best.n
         if opti is not pess:
-            o = Searcher(lv.scenario, opti, policy, opt.router, reqs, task.early_stop)
+            o = Searcher(
+                lv.scenario, opti, policy, opt.router, reqs, task.early_stop, _reuse(task, lv, "optimistic")
+            )
             floor = o.lower_bound()
             n = best.n - 1
             while n >= floor and o.probe(n).ok:
@@ -633,9 +681,11 @@ def size_option(task: Task) -> SizedOption:
                 n -= 1
             sims += o.simulations
             stopped += o.stopped_early
+            reused += o.reused
         below = s.below(best.n)
         sims += s.simulations
         stopped += s.stopped_early
+        reused += s.reused
         r = best.result
         answers.append(
             LevelAnswer(
@@ -674,6 +724,7 @@ def size_option(task: Task) -> SizedOption:
         levels=answers,
         simulations=sims,
         stopped_early=stopped,
+        reused=reused,
         warnings=warnings,
         error=error,
         quality=_quality(opt, rep),
@@ -748,11 +799,33 @@ def size_all(
     """Size every option (in `jobs` worker processes); results in the order of `options`."""
     if not scenario.slo:
         raise SizingError(f"scenario {scenario.name} has no SLO: there is nothing to size against")
-    return run_tasks(
-        [Task(o, scenario, sizing_requests, max_replicas, service_scale, early_stop) for o in options],
-        jobs,
-        progress,
-    )
+    tasks = [Task(o, scenario, sizing_requests, max_replicas, service_scale, early_stop) for o in options]
+    # options that differ only in max_batch go to one worker, smallest first: their simulations are reused
+    bundles: dict[tuple[Any, ...], list[int]] = {}
+    for i, o in enumerate(options):
+        bundles.setdefault((_evidence_key(o), o.max_delay_ms, o.router), []).append(i)
+    order = [sorted(ix, key=lambda i: options[i].max_batch) for ix in bundles.values()]
+    sized = in_workers(size_bundle, [Bundle(tuple(tasks[i] for i in ix)) for ix in order], jobs, progress)
+    out: dict[int, SizedOption] = {
+        i: r for ix, rs in zip(order, sized, strict=True) for i, r in zip(ix, rs, strict=True)
+    }
+    return [out[i] for i in range(len(options))]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Options sized one after the other in one worker (they share simulations)."""
+
+    tasks: tuple[Task, ...]
+
+    @property
+    def option(self) -> OptionSpec:
+        return self.tasks[-1].option
+
+
+def size_bundle(bundle: Bundle) -> list[SizedOption]:
+    """Size a bundle's options in order (runs in a worker process)."""
+    return [size_option(t) for t in bundle.tasks]
 
 
 def run_tasks(tasks: list[Task], jobs: int = 1, progress: Progress | None = None) -> list[SizedOption]:
@@ -761,6 +834,7 @@ def run_tasks(tasks: list[Task], jobs: int = 1, progress: Progress | None = None
 
 
 R = TypeVar("R")
+T = TypeVar("T", Task, "Bundle")
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -802,7 +876,7 @@ def start_workers() -> None:
             forkserver.ensure_running()
 
 
-def in_workers(fn: Callable[[Task], R], tasks: list[Task], jobs: int, progress: Progress | None) -> list[R]:
+def in_workers(fn: Callable[[T], R], tasks: list[T], jobs: int, progress: Progress | None) -> list[R]:
     """fn over tasks in `jobs` processes (inline when 1), reporting each finished task; results in order."""
     results: dict[int, R] = {}
     if jobs <= 1 or len(tasks) == 1:

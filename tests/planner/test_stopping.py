@@ -154,3 +154,38 @@ def test_met_needs_two_looks_in_a_row_and_missed_stops_at_the_first() -> None:
     assert second is not None and second.met
     missed = stopping.Sequential(slo, 3).look(over, over, 0.5)
     assert missed is not None and not missed.met
+
+
+def test_a_simulation_the_batch_cap_never_bound_is_reused_for_larger_caps_with_identical_answers(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    import planner.sizing as sizing
+    from planner.plan import Question, make_plan
+    from planner.serving import SimReuse
+    from tests.planner.test_sizing import book as sizing_book
+
+    prof = tmp_path / "p.yaml"
+    prof.write_text(
+        "kind: assumed-profile\nname: p\ndevice: dev\npoints:\n"
+        "  - {batch: 1, latency: {dist: exponential, mean_ms: 10}}\n"
+        "  - {batch: 64, latency: {dist: exponential, mean_ms: 40}}\n"
+    )
+    q = Question(
+        scenario=scenario(30.0, 200.0, n=8_000),
+        runs=(),
+        profiles=(str(prof),),
+        max_batches=(1, 4, 16, 64),
+        max_delays_ms=(0.0, 2.0),
+        sizing_requests=8_000,
+    )
+    shared = make_plan(q, sizing_book(dev=1.0))
+    monkeypatch.setattr(sizing, "_reuse", lambda task, lv, bound: SimReuse())  # every option on its own
+    alone = make_plan(q, sizing_book(dev=1.0))
+    assert shared.simulations_reused > 0 and alone.simulations_reused == 0
+    for a, b in zip(shared.options, alone.options, strict=True):
+        assert (a.replicas, a.latency_ms, a.utilization_peak, a.slo) == (
+            b.replicas,
+            b.latency_ms,
+            b.utilization_peak,
+            b.slo,
+        )
