@@ -9,6 +9,7 @@ decode step reads a cache filled to the context it is measured at, as a serving 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -226,3 +227,42 @@ class Decoder(nn.Module):
         if cache is not None:
             cache.length = start + t
         return self.lm_head(self.norm(x[:, -1]))
+
+
+# ------------------------------------------------------------------------------------------------ steps
+# One timed iteration of each LLM point kind. A step leaves the cache as it found it (its length is reset), so
+# every iteration of a point measures the same state: a decode step at context c always reads c cached tokens.
+
+
+def prefill_step(
+    model: Decoder, batch: int, prompt_tokens: int, device: torch.device | str = "cpu"
+) -> Callable[[], torch.Tensor]:
+    """A step that prefills `batch` prompts of `prompt_tokens` into an empty cache (TTFT's compute)."""
+    shape = model.shape
+    ids = torch.randint(0, shape.vocab_size, (batch, prompt_tokens), device=device)
+    dtype = next(model.parameters()).dtype
+    cache = KVCache(shape, batch, prompt_tokens, dtype, device)
+
+    def step() -> torch.Tensor:
+        cache.length = 0
+        return model(ids, cache)
+
+    return step
+
+
+def decode_step(
+    model: Decoder, batch: int, context: int, device: torch.device | str = "cpu"
+) -> Callable[[], torch.Tensor]:
+    """A step that decodes one token for each of `batch` sequences over a cache filled to `context` tokens."""
+    shape = model.shape
+    dtype = next(model.parameters()).dtype
+    cache = KVCache(shape, batch, context + 1, dtype, device)
+    with torch.inference_mode():
+        model(torch.randint(0, shape.vocab_size, (batch, context), device=device), cache)  # fill, not timed
+    one = torch.randint(0, shape.vocab_size, (batch, 1), device=device)
+
+    def step() -> torch.Tensor:
+        cache.length = context
+        return model(one, cache)
+
+    return step

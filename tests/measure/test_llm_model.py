@@ -45,3 +45,19 @@ def test_impossible_shapes_and_overfull_caches_are_refused() -> None:
     cache = KVCache(shape, 1, 8, torch.float32, "cpu")
     with torch.inference_mode(), pytest.raises(ShapeError, match="exceed"):
         model(torch.zeros(1, 9, dtype=torch.long), cache)
+
+
+def test_a_decode_step_reads_the_same_context_every_iteration_and_prefill_starts_empty() -> None:
+    from measure.llm_model import decode_step, prefill_step
+
+    shape = shape_for("tiny", max_position_embeddings=64)
+    model = Decoder(shape).eval()
+    with torch.inference_mode():
+        step = decode_step(model, 2, 20)
+        first, again = step(), step()  # the same token over the same 20 cached tokens: the same logits
+        torch.testing.assert_close(first, again)
+        assert first.shape == (2, shape.vocab_size)
+        pre = prefill_step(model, 3, 16)
+        torch.testing.assert_close(pre(), pre())
+    with pytest.raises(ShapeError, match="exceeds"):
+        decode_step(model, 1, 64)  # context + the new token is beyond the model's 64 positions
