@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from measure.datafile import DataFileError, parse_json, read_regular_file
 
 MAX_CONTEXT = 131_072
 
@@ -78,6 +81,69 @@ PRESETS: dict[str, DecoderShape] = {
     "1b": DecoderShape("1b", 16, 2048, 32, 8, 8192, 128_256, 131_072, tie_word_embeddings=True),
     "8b": DecoderShape("8b", 32, 4096, 32, 8, 14_336, 128_256, 131_072),
 }
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
+HF_LLAMA_TYPES = (
+    "llama",
+    "mistral",
+    "qwen2",
+)  # dense decoders with this block; others are refused, not guessed
+_HF_FIELDS = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+    "vocab_size",
+    "max_position_embeddings",
+)
+
+
+def shape_from_hf_config(path: str | Path) -> DecoderShape:
+    """A decoder shape from a Hugging Face config.json (data only: read with bounds, nothing imported or run).
+
+    Random weights are used with it: a dense model's speed does not depend on its weights.
+    """
+    p = Path(path)
+    try:
+        data = parse_json(read_regular_file(p, MAX_CONFIG_BYTES, "model config"), str(p))
+    except DataFileError as exc:
+        raise ShapeError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise ShapeError(f"{p}: a model config must be a JSON object")
+    kind = data.get("model_type")
+    if kind not in HF_LLAMA_TYPES:
+        raise ShapeError(
+            f"{p}: model_type {kind!r} is not a Llama-style decoder ({', '.join(HF_LLAMA_TYPES)})"
+        )
+    sizes: dict[str, int] = {}
+    for key in _HF_FIELDS:
+        v = data.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 1_048_576:
+            raise ShapeError(f"{p}: {key} must be an integer in 1..1048576, got {v!r}")
+        sizes[key] = v
+    kv = data.get("num_key_value_heads", sizes["num_attention_heads"])
+    if not isinstance(kv, int) or isinstance(kv, bool) or kv < 1:
+        raise ShapeError(f"{p}: num_key_value_heads must be a positive integer, got {kv!r}")
+    theta = data.get("rope_theta", 10_000.0)
+    if not isinstance(theta, int | float) or isinstance(theta, bool) or not 1 <= theta <= 1e9:
+        raise ShapeError(f"{p}: rope_theta must be a number in 1..1e9, got {theta!r}")
+    tied = data.get("tie_word_embeddings", False)
+    if not isinstance(tied, bool):
+        raise ShapeError(f"{p}: tie_word_embeddings must be true or false")
+    name = f"hf-config:{p.name}"
+    return DecoderShape(
+        name,
+        sizes["num_hidden_layers"],
+        sizes["hidden_size"],
+        sizes["num_attention_heads"],
+        kv,
+        sizes["intermediate_size"],
+        sizes["vocab_size"],
+        min(sizes["max_position_embeddings"], MAX_CONTEXT),
+        float(theta),
+        tied,
+    )
 
 
 def shape_for(preset: str, **overrides: Any) -> DecoderShape:

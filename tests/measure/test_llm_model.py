@@ -61,3 +61,39 @@ def test_a_decode_step_reads_the_same_context_every_iteration_and_prefill_starts
         torch.testing.assert_close(pre(), pre())
     with pytest.raises(ShapeError, match="exceeds"):
         decode_step(model, 1, 64)  # context + the new token is beyond the model's 64 positions
+
+
+def test_a_hugging_face_config_gives_the_shape_and_bad_ones_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from measure.llm_model import shape_from_hf_config
+
+    cfg = {
+        "model_type": "llama",
+        "num_hidden_layers": 32,
+        "hidden_size": 4096,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 14336,
+        "vocab_size": 128256,
+        "max_position_embeddings": 131072,
+        "rope_theta": 500000.0,
+        "tie_word_embeddings": False,
+        "auto_map": {"AutoModel": "evil.module:Model"},  # never followed: the config is data
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    shape = shape_from_hf_config(path)
+    assert shape.parameters() == PRESETS["8b"].parameters() and shape.name == "hf-config:config.json"
+    for bad, message in (
+        ({**cfg, "model_type": "bert"}, "not a Llama-style decoder"),
+        ({**cfg, "hidden_size": -1}, "hidden_size must be an integer"),
+        ({**cfg, "num_key_value_heads": 5}, "multiple of num_key_value_heads"),
+        ({**cfg, "rope_theta": "big"}, "rope_theta must be a number"),
+    ):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(ShapeError, match=message):
+            shape_from_hf_config(path)
+    path.write_text('{"model_type": "llama", "model_type": "llama"}')
+    with pytest.raises(ShapeError, match="duplicate key"):
+        shape_from_hf_config(path)
