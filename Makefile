@@ -19,6 +19,11 @@ $(VENV)/.setup-done: pyproject.toml
 
 setup: $(VENV)/.setup-done
 
+# The tests also start a real LLM engine (transformers serve, the `llm` extra); the planner app never needs it.
+$(VENV)/.setup-llm-done: $(VENV)/.setup-done
+	$(PY) -m pip install --quiet -e ".[measure,app,test,llm]"
+	touch $@
+
 # The main job: the planner app on the shipped runs, scenarios, profiles and price book.
 run: setup
 	$(PY) serve.py --server.port $(PORT) --browser.gatherUsageStats false --server.fileWatcherType none
@@ -28,7 +33,7 @@ measure: setup
 	$(VENV)/bin/fleetwise measure --workload mlp --device cpu --precision fp32,bf16 --batch 1,4,16
 	$(VENV)/bin/fleetwise runs data/runs
 
-test: setup
+test: setup $(VENV)/.setup-llm-done
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy measure planner fleetwise_cli app.py serve.py pages
