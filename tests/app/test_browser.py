@@ -18,19 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.served import CHROMIUM, FLAGS  # the flags that work here, shared with the benchmarks
 from measure.run import save_run
 from tests.conftest import REPO, make_run, shipped_files
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = REPO / "tests" / "artifacts"
 pytestmark = [
     pytest.mark.browser,
