@@ -25,12 +25,41 @@ FLAGS = [
 ]
 
 
-@contextmanager
-def served(log: IO[bytes] | int = subprocess.DEVNULL) -> Iterator[str]:
-    """serve.py as `make run` starts it (file watcher off), healthy; yields its URL."""
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    """Until `url` answers; RuntimeError with the reason when the server exits first or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before {url} answered")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout_s:g} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server this process started, by its own pid: terminate, then kill if it lingers."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=20)
+
+
+@contextmanager
+def served(log: IO[bytes] | int = subprocess.DEVNULL, env: dict[str, str] | None = None) -> Iterator[str]:
+    """serve.py as `make run` starts it (file watcher off), healthy; yields its URL."""
+    port = free_port()
     cmd = [
         sys.executable,
         str(ROOT / "serve.py"),
@@ -45,19 +74,10 @@ def served(log: IO[bytes] | int = subprocess.DEVNULL) -> Iterator[str]:
         "--server.fileWatcherType",
         "none",
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_healthy(url + "/_stcore/health", proc)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)

@@ -16,10 +16,11 @@ import argparse
 import random
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's root
+from benchmarks.served import stop, wait_healthy
 
 # the `tiny` preset of measure/llm_model.py, as a Hugging Face Llama config
 TINY: dict[str, Any] = {
@@ -123,20 +124,6 @@ def serve_command(folder: Path, port: int) -> list[str]:
     ]
 
 
-def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    """Until /health answers; RuntimeError with the reason when the server exits or the time is up."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"transformers serve exited with code {proc.returncode} before it was healthy")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"transformers serve was not healthy after {timeout_s:g} s")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("action", choices=["build", "serve"])
@@ -149,14 +136,13 @@ def main() -> None:
     if args.action == "serve":
         proc = subprocess.Popen(serve_command(args.folder, args.port))
         try:
-            wait_healthy(args.port, proc)
+            wait_healthy(f"http://127.0.0.1:{args.port}/health", proc, timeout_s=120)
             print(f"serving {args.folder} on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
             proc.wait()
         except KeyboardInterrupt:
             pass
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+            stop(proc)
 
 
 if __name__ == "__main__":

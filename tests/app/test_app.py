@@ -320,24 +320,11 @@ def test_viewing_the_scenario_page_does_not_change_the_sizing_pages_scenario(dat
 
 
 def test_runs_page_shows_paced_bins_and_contended_points_or_warns_of_optimism(data: Path) -> None:
-    from measure.run import Contention, save_run
-    from tests.conftest import make_run, ok_point
-    from tests.planner.test_paced import paced_point
+    from measure.run import save_run
+    from tests.conftest import make_run
+    from tests.planner.test_paced import contended_point, paced_point
 
-    busy = ok_point("fp32", 4, 3.0).model_copy(
-        update={
-            "flags": ["contended"],
-            "contention": Contention(
-                load1_before=3.0,
-                load1_after=3.0,
-                cpus=2,
-                other_cpu_share=0.6,
-                steal_share=0.0,
-                contended=True,
-                reason="other processes used 60% of the CPUs (limit 20%)",
-            ),
-        }
-    )
+    busy = contended_point(4, 0.6)
     run = make_run([paced_point(1, 10.0, 5.0, 20.0), busy]).with_id()
     save_run(run, data / "runs")
     at = app()

@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from benchmarks.served import CHROMIUM, FLAGS  # the flags that work here, shared with the benchmarks
+from benchmarks.served import CHROMIUM, FLAGS, served  # shared with the benchmarks
 from measure.run import save_run
 from tests.conftest import REPO, make_run, shipped_files
 
@@ -29,59 +24,21 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
     runs = tmp_path / "runs"
     runs.mkdir()
     for f in shipped_files():
         shutil.copy(f, runs)
-    port = free_port()
     env = {**os.environ, "FLEETWISE_RUNS_DIR": str(runs), "FLEETWISE_SCENARIOS_DIR": str(tmp_path / "sc")}
     shutil.copytree(REPO / "scenarios", tmp_path / "sc")
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(REPO / "app.py"),
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",  # as `make run` starts it: the watcher walks .venv and logs every inotify overflow
-    ]
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
         try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        log.close()
-        pytest.fail("streamlit did not start: " + (tmp_path / "server.log").read_text(errors="replace"))
-    yield url, runs, tmp_path
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+            with served(log, env) as url:  # as `make run` starts it: serve.py, file watcher off
+                yield url, runs, tmp_path
+        except RuntimeError as exc:
+            pytest.fail(f"the app server did not start ({exc}): " + log_path.read_text(errors="replace"))
 
 
 def test_every_page_renders_in_chromium_and_an_upload_lands(server) -> None:  # type: ignore[no-untyped-def]

@@ -4,9 +4,7 @@ streaming one chunk per token with the token counts in `usage`. Started and stop
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -14,16 +12,10 @@ import pytest
 
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks.tiny_llm import build, serve_command, wait_healthy
+from benchmarks.served import free_port, stop, wait_healthy
+from benchmarks.tiny_llm import build, serve_command
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_the_tiny_engine_streams_one_chunk_per_token(tmp_path: Path) -> None:
@@ -36,7 +28,7 @@ def test_the_tiny_engine_streams_one_chunk_per_token(tmp_path: Path) -> None:
     proc = subprocess.Popen(serve_command(folder, port), stdout=log, stderr=subprocess.STDOUT)
     try:
         try:
-            wait_healthy(port, proc, timeout_s=120)
+            wait_healthy(f"http://127.0.0.1:{port}/health", proc, timeout_s=120)
         except RuntimeError as exc:
             pytest.fail(f"{exc}: {(tmp_path / 'serve.log').read_text(errors='replace')[-2000:]}")
         body = {"model": str(folder), "prompt": "the fleet serves tokens", "max_tokens": 12, "stream": True}
@@ -57,9 +49,5 @@ def test_the_tiny_engine_streams_one_chunk_per_token(tmp_path: Path) -> None:
         assert 1 <= usage["completion_tokens"] <= 12
         assert len(texts) == usage["completion_tokens"]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()

@@ -71,23 +71,28 @@ def test_between_two_measured_gaps_the_draw_mixes_the_bins_in_proportion() -> No
     assert pb.pick(1.0, 0.5) == (1, True)  # beyond the longest gap: that bin, and counted
 
 
-def test_a_contended_point_is_named_in_the_models_warnings() -> None:
+def contended_point(batch: int, other_share: float) -> Point:
+    """An ok point flagged contended: other processes took `other_share` of the CPUs while it was measured."""
     from measure.run import Contention
 
-    busy = ok_point("fp32", 4, 3.0).model_copy(
+    return ok_point("fp32", batch, 3.0).model_copy(
         update={
             "flags": ["contended"],
             "contention": Contention(
                 load1_before=3.0,
                 load1_after=3.1,
                 cpus=2,
-                other_cpu_share=0.5,
+                other_cpu_share=other_share,
                 steal_share=0.0,
                 contended=True,
-                reason="other processes used 50% of the CPUs (limit 20%)",
+                reason=f"other processes used {other_share:.0%} of the CPUs (limit 20%)",
             ),
         }
     )
+
+
+def test_a_contended_point_is_named_in_the_models_warnings() -> None:
+    busy = contended_point(4, 0.5)
     model = from_run(make_run([ok_point("fp32", 1), busy]))
     assert any(
         "batch 4 measured while the machine was contended (other processes used 50%" in w
