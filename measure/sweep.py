@@ -291,6 +291,7 @@ def measure_one(
     """Measure one point; allocation failures become `oom`, kernels the build lacks become `unsupported`."""
     timer, _ = device.timer(request.scope, request.l2_flush)
     before = cont.safe_read()
+    spec = parse_pacing(request.pacing) if request.pacing else None
     bins: list[PacedSamples] = []
     try:
         with torch.inference_mode(), math_mode(precision):
@@ -305,9 +306,9 @@ def measure_one(
                 telemetry_done = meter.finish(
                     sampled.detected_warmup, sampled.after_fixed_warmup(), batch, upi if upi > 0 else None
                 )
-            if request.pacing:
+            if spec is not None:
                 service_ms = float(np.median(sampled.steady_ms))
-                for gap in parse_pacing(request.pacing).gaps_ms(service_ms):
+                for gap in spec.gaps_ms(service_ms):
                     bins.append(sample_paced(step, timer, gap, request.sampling, probe=probe))
             peak = device.peak_memory()
     except BaseException as exc:
@@ -328,7 +329,6 @@ def measure_one(
         precision, batch, seq_len, built, prepared, sampled, peak, clock_source, telemetry, flags
     )
     extra: list[str] = ["contended"] if isinstance(contention, Contention) and contention.contended else []
-    spec = parse_pacing(request.pacing) if request.pacing else None
     return point.model_copy(
         update={
             "contention": contention,
