@@ -184,6 +184,11 @@ def show_cmd(path: Path = typer.Argument(..., help="a run file")) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if run.is_llm:
+        from fleetwise_cli.llm_cmd import print_llm
+
+        print_llm(run)
+        return
     out.print(summary_table(run))
     print_pacing(run)
     if run.soak is not None:
@@ -311,7 +316,9 @@ def _groups(points: list[Point]) -> list[list[Point]]:
 
 def _point_row(p: Point) -> list[str]:
     base = [p.precision, str(p.batch_size), str(p.seq_len or "-")]
-    colour = {"ok": "green", "unstable": "yellow", "oom": "magenta", "unsupported": "dim"}[p.status]
+    colour = {"ok": "green", "unstable": "yellow", "oom": "magenta", "unsupported": "dim", "failed": "red"}[
+        p.status
+    ]
     status = f"[{colour}]{p.status}[/]"
     if p.latency_ms is None:
         return [*base, status, "-", "-", "-", "-", "-", "-", "-", "-", "-", escape(p.reason or "")]
@@ -379,7 +386,8 @@ def measure_cmd(
         None,
         "--workload",
         "-w",
-        help="mlp | transformer-encoder | cnn | gemm | pkg.mod:factory (with --resume: confirms a user factory)",
+        help="mlp | transformer-encoder | cnn | gemm | llm | hf-config:CONFIG.json | hf:FOLDER | pkg.mod:factory "
+        "(with --resume: confirms a user factory)",
     ),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
     precision: str = typer.Option("fp32", help="comma list of fp32,tf32,bf16,fp16,fp8,int8"),
@@ -389,7 +397,9 @@ def measure_cmd(
     max_batch: int = typer.Option(DEFAULT_MAX_BATCH, help="cap of the default batch list"),
     seq_len: str = typer.Option(None, "--seq-len", help="comma list of sequence lengths (token workloads)"),
     param: list[str] = typer.Option([], "--param", "-p", help="workload parameter key=value (repeatable)"),
-    ci_target: float = typer.Option(0.02, help="target 95% CI half-width of mean latency, relative"),
+    ci_target: float = typer.Option(
+        None, help="target 95% CI half-width of mean latency, relative (default 0.02; engines 0.05 on per-request TPOT)"
+    ),
     min_seconds_per_point: float = typer.Option(1.0, help="sample each point at least this long"),
     max_seconds_per_point: float = typer.Option(
         10.0, help="stop a point here; unconverged points are 'unstable'"
@@ -419,8 +429,111 @@ def measure_cmd(
     soak_window: str = typer.Option("10s", help="soak window length"),
     out_dir: Path = typer.Option(Path("data/runs"), "--out", help="folder for the run file"),
     resume: Path = typer.Option(None, help="continue an interrupted run file (its settings are reused)"),
+    prefill_batch: str = typer.Option(
+        None, help="LLM: prefill batch sizes (default 1,4)", rich_help_panel="LLM"
+    ),
+    prompt_tokens: str = typer.Option(
+        None,
+        help="LLM: prompt lengths of prefill points / engine requests (default 32,128,512 / 64,256)",
+        rich_help_panel="LLM",
+    ),
+    decode_batch: str = typer.Option(
+        None, help="LLM: decode batch sizes (default 1,4,16)", rich_help_panel="LLM"
+    ),
+    context: str = typer.Option(
+        None, help="LLM: cached tokens per decoding sequence (default 128,512,2048)", rich_help_panel="LLM"
+    ),
+    mixed_batch: str = typer.Option(
+        None, help="LLM: decode batch of mixed steps (default 4)", rich_help_panel="LLM"
+    ),
+    mixed_context: int = typer.Option(
+        None, help="LLM: context of the mixed steps' decode batch (default 512)", rich_help_panel="LLM"
+    ),
+    chunk: str = typer.Option(
+        None, help="LLM: prefill chunk sizes of mixed steps (default 64,256)", rich_help_panel="LLM"
+    ),
+    memory_fraction: float = typer.Option(
+        0.9,
+        help="LLM: share of device memory for weights + KV cache (as vLLM's gpu_memory_utilization)",
+        rich_help_panel="LLM",
+    ),
+    endpoint: str = typer.Option(
+        None,
+        help="measure a running OpenAI-compatible streaming server at this base URL",
+        rich_help_panel="LLM engine",
+    ),
+    model: str = typer.Option(
+        None, help="the model name the server serves (with --endpoint)", rich_help_panel="LLM engine"
+    ),
+    concurrency: str = typer.Option(
+        None, help="closed-loop concurrencies (default 1,2,4,8)", rich_help_panel="LLM engine"
+    ),
+    output_tokens: int = typer.Option(
+        32, help="max_tokens of every engine request", rich_help_panel="LLM engine"
+    ),
+    requests: int = typer.Option(48, help="most requests per engine setting", rich_help_panel="LLM engine"),
+    request_timeout: float = typer.Option(
+        60.0, help="per-request time-out, seconds", rich_help_panel="LLM engine"
+    ),
+    engine_param: list[str] = typer.Option(
+        [],
+        help="what the engine is: engine=vllm, version=..., max_num_seqs=..., device_kind=cuda, device_name=...",
+        rich_help_panel="LLM engine",
+    ),
 ) -> None:
-    """Measure steady-state latency/throughput curves across precision and batch size; write a run file."""
+    """Measure steady-state latency/throughput curves across precision and batch size; write a run file.
+
+    LLMs: `-w llm -p preset=tiny|1b|8b`, `-w hf-config:config.json` or `-w hf:FOLDER` measure prefill, decode and
+    mixed steps in-process; `--endpoint URL --model NAME` measures a running streaming server."""
+    from fleetwise_cli.llm_cmd import LlmOptions, measure_engine, measure_llm
+
+    llm_opts = LlmOptions(
+        prefill_batch,
+        prompt_tokens,
+        decode_batch,
+        context,
+        mixed_batch,
+        mixed_context,
+        chunk,
+        memory_fraction,
+        endpoint,
+        model,
+        concurrency,
+        output_tokens,
+        requests,
+        request_timeout,
+        tuple(engine_param),
+    )
+    if endpoint is not None:
+        if workload or resume or soak or pacing:
+            raise fail("--endpoint measures a server: drop --workload, --resume, --soak and --pacing")
+        measure_engine(llm_opts, precision, device, ci_target or 0.05, max_seconds_per_point, out_dir)
+        return
+    ci_target = ci_target or 0.02
+    if workload is not None and (workload == "llm" or workload.startswith(("hf-config:", "hf:"))):
+        if resume or soak:
+            raise fail("--resume and --soak are for batch workloads; measure the LLM grid again")
+        measure_llm(
+            _llm_request(
+                workload,
+                param,
+                device,
+                precision,
+                ci_target,
+                min_iterations,
+                min_seconds_per_point,
+                max_seconds_per_point,
+                threads,
+                idle_seconds,
+                energy_window,
+                energy_error,
+                pacing,
+                compile_mode,
+            ),
+            llm_opts,
+            out_dir,
+        )
+        return
     try:
         from measure.device import DeviceError
         from measure.engine import SamplingConfig
@@ -531,6 +644,50 @@ def measure_cmd(
         out.print(escape(str(path)), soft_wrap=True, highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED)
     out.print(escape(str(path)), soft_wrap=True, highlight=False)
+
+
+def _llm_request(
+    workload: str,
+    param: list[str],
+    device: str,
+    precision: str,
+    ci_target: float,
+    min_iterations: int,
+    min_s: float,
+    max_s: float,
+    threads: int | None,
+    idle_seconds: float,
+    energy_window: float,
+    energy_error: float,
+    pacing: str | None,
+    compile_mode: str,
+) -> dict[str, object]:
+    """The SweepRequest fields of an in-process LLM sweep (parsed inside measure_llm, whose errors exit 2)."""
+    try:
+        from measure.engine import SamplingConfig
+        from measure.precision import PrecisionError, parse_precisions
+        from measure.workloads import WorkloadError, parse_param
+
+        return {
+            "workload": workload,
+            "params": dict(parse_param(p) for p in param),
+            "device": device,
+            "precisions": parse_precisions(precision),
+            "batch_sizes": [1],
+            "sampling": SamplingConfig(
+                ci_target=ci_target, min_iterations=min_iterations, min_seconds=min_s, max_seconds=max_s
+            ),
+            "compile_mode": compile_mode,
+            "threads": threads,
+            "idle_seconds": idle_seconds,
+            "energy_min_window_s": energy_window,
+            "energy_quantization_target": energy_error,
+            "pacing": pacing,
+        }
+    except ImportError as exc:
+        raise fail(f"measuring needs torch: install the 'measure' extra ({exc})") from None
+    except (PrecisionError, WorkloadError, ValueError) as exc:
+        raise fail(str(exc)) from None
 
 
 def _interrupt(signum: int, frame: object) -> None:

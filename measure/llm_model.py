@@ -207,8 +207,15 @@ class KVCache:
         return sum(t.numel() * t.element_size() for t in (*self.k, *self.v))
 
 
+Segment = tuple[torch.Tensor, "KVCache | None"]  # token ids [batch, tokens] and the cache they extend
+
+
 class Attention(nn.Module):
-    """Grouped-query attention with rotary positions, reading and extending a KV cache."""
+    """Grouped-query attention with rotary positions, reading and extending a KV cache.
+
+    Works on packed segments: the projections run once over every token of every segment (as a serving
+    engine's GEMMs do), attention runs per segment against that segment's own cache (its varlen kernel).
+    """
 
     def __init__(self, shape: DecoderShape) -> None:
         super().__init__()
@@ -220,17 +227,40 @@ class Attention(nn.Module):
         self.o = nn.Linear(self.heads * d, h, bias=False)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None, layer: int
+        self,
+        x: torch.Tensor,
+        dims: list[tuple[int, int]],
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        caches: list[KVCache | None],
+        layer: int,
     ) -> torch.Tensor:
-        b, t, _ = x.shape
-        q = self.q(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        """x: [tokens, hidden], every segment's (batch, tokens) rows in order; returns the same layout."""
+        q_all, k_all, v_all = self.q(x), self.k(x), self.v(x)
+        outs, row = [], 0
+        for (b, t), cache in zip(dims, caches, strict=True):
+            rows = slice(row, row + b * t)
+            row += b * t
+            q = q_all[rows].view(b, t, self.heads, self.head_dim).transpose(1, 2)
+            k = k_all[rows].view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = v_all[rows].view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+            outs.append(self._attend(q, k, v, cos, sin, cache, layer).reshape(b * t, -1))
+        return self.o(torch.cat(outs) if len(outs) > 1 else outs[0])
+
+    @staticmethod
+    def _attend(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None,
+        layer: int,
+    ) -> torch.Tensor:
+        t = q.shape[2]
         start = cache.length if cache is not None else 0
-        q, k = (
-            apply_rope(q, cos[start : start + t], sin[start : start + t]),
-            apply_rope(k, cos[start : start + t], sin[start : start + t]),
-        )
+        q = apply_rope(q, cos[start : start + t], sin[start : start + t])
+        k = apply_rope(k, cos[start : start + t], sin[start : start + t])
         if cache is not None:
             cache.k[layer][:, :, start : start + t] = k
             cache.v[layer][:, :, start : start + t] = v
@@ -238,9 +268,9 @@ class Attention(nn.Module):
         if start == 0:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, enable_gqa=True)
         else:  # new tokens see the whole cache and, among themselves, only earlier ones
-            mask = torch.ones(t, start + t, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            mask = torch.ones(t, start + t, dtype=torch.bool, device=q.device).tril(diagonal=start)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
-        return self.o(out.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
+        return out.transpose(1, 2)
 
 
 class DecoderLayer(nn.Module):
@@ -258,9 +288,15 @@ class DecoderLayer(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None, layer: int
+        self,
+        x: torch.Tensor,
+        dims: list[tuple[int, int]],
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        caches: list[KVCache | None],
+        layer: int,
     ) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer)
+        x = x + self.attn(self.attn_norm(x), dims, cos, sin, caches, layer)
         y = self.mlp_norm(x)
         return x + self.down(F.silu(self.gate(y)) * self.up(y))
 
@@ -282,17 +318,56 @@ class Decoder(nn.Module):
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
 
+    @classmethod
+    def build(
+        cls, shape: DecoderShape, dtype: torch.dtype, device: torch.device | str, seed: int = 0
+    ) -> Decoder:
+        """The decoder made directly on `device` in `dtype` (no full-size fp32 copy on the host first).
+
+        Weights are N(0, 0.02) drawn in float32 from a generator seeded on that device, one tensor at a time,
+        so every precision built on one device holds the same weights (what the quality proxy compares).
+        """
+        with torch.device("meta"):
+            model = cls(shape, seed)
+        model = model.to_empty(device=device)
+        if shape.tie_word_embeddings:  # to_empty makes a new tensor per module: tie them again
+            model.lm_head.weight = model.embed.weight
+        gen = torch.Generator(device=device).manual_seed(seed)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("norm.weight"):
+                    p.fill_(1.0)
+                else:
+                    p.copy_(torch.empty(p.shape, device=device).normal_(0.0, 0.02, generator=gen))
+        model = model.to(dtype=dtype).eval()
+        model.cos, model.sin = rope_tables(shape, device)  # positions stay float32 at every precision
+        return model
+
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        t = ids.shape[1]
-        start = cache.length if cache is not None else 0
-        if start + t > (cache.max_context if cache is not None else self.shape.max_position_embeddings):
-            raise ShapeError(f"{start + t} tokens exceed the cache or the model's context")
-        x = self.embed(ids)
+        return self.forward_packed([(ids, cache)])
+
+    def forward_packed(self, segments: list[Segment]) -> torch.Tensor:
+        """One forward over several segments packed together (a decode batch and a prefill chunk, say):
+        next-token logits for the last position of every sequence, segment by segment, [sequences, vocab]."""
+        dims, caches, embedded = [], [], []
+        for ids, cache in segments:
+            b, t = ids.shape
+            start = cache.length if cache is not None else 0
+            if start + t > (cache.max_context if cache is not None else self.shape.max_position_embeddings):
+                raise ShapeError(f"{start + t} tokens exceed the cache or the model's context")
+            dims.append((b, t))
+            caches.append(cache)
+            embedded.append(self.embed(ids).reshape(b * t, -1))
+        x = torch.cat(embedded) if len(embedded) > 1 else embedded[0]
         for i, layer in enumerate(self.layers):
-            x = layer(x, self.cos, self.sin, cache, i)
-        if cache is not None:
-            cache.length = start + t
-        return self.lm_head(self.norm(x[:, -1]))
+            x = layer(x, dims, self.cos, self.sin, caches, i)
+        last, row = [], 0
+        for (b, t), cache in zip(dims, caches, strict=True):
+            last.append(x[row : row + b * t].view(b, t, -1)[:, -1])
+            row += b * t
+            if cache is not None:
+                cache.length += t
+        return self.lm_head(self.norm(torch.cat(last) if len(last) > 1 else last[0]))
 
 
 # ------------------------------------------------------------------------------------------------ steps
@@ -330,5 +405,26 @@ def decode_step(
     def step() -> torch.Tensor:
         cache.length = context
         return model(one, cache)
+
+    return step
+
+
+def mixed_step(
+    model: Decoder, batch: int, context: int, chunk: int, device: torch.device | str = "cpu"
+) -> Callable[[], torch.Tensor]:
+    """A chunked-prefill step: one token for each of `batch` sequences over `context` cached tokens, plus the
+    first `chunk` prompt tokens of a new sequence, in one forward (projections and MLP over the packed tokens)."""
+    shape = model.shape
+    dtype = next(model.parameters()).dtype
+    decode_cache = KVCache(shape, batch, context + 1, dtype, device)
+    chunk_cache = KVCache(shape, 1, chunk, dtype, device)
+    with torch.inference_mode():
+        model(torch.randint(0, shape.vocab_size, (batch, context), device=device), decode_cache)
+    one = torch.randint(0, shape.vocab_size, (batch, 1), device=device)
+    ids = torch.randint(0, shape.vocab_size, (1, chunk), device=device)
+
+    def step() -> torch.Tensor:
+        decode_cache.length, chunk_cache.length = context, 0
+        return model.forward_packed([(one, decode_cache), (ids, chunk_cache)])
 
     return step

@@ -15,6 +15,11 @@ Schema history (bump SCHEMA_VERSION and add a migration in _MIGRATIONS for every
       gap bin, with its own stopping verdict and samples) and `Point.contention` (load average, steal and
       other processes' CPU share around the point; `contended` flag). Migrating a version-2 file sets both
       to null: "not measured" (such a run is optimistic under intermittent load, and the planner says so).
+  4 - LLM serving: `Point.phase` (prefill / decode / mixed; null for batch points), `Point.context_tokens`,
+      `Point.chunk_tokens`, `Point.source` (in-process / engine), `Point.engine` (a streaming engine's request
+      counts, TTFT/TPOT/E2E, early ends, usage mismatches, errors); `SweepSpec.llm` (the LLM grid asked for) and
+      `Run.llm` (model shape, weights, KV-cache bytes per token, weight bytes, KV tokens that fit, energy per
+      phase, the engine's self-description). Migrating a version-3 file sets them to null: a batch run.
 
 The id is the sha256 of the file's canonical JSON without `id`, verified against the content as stored (before
 migration), so evidence keeps its identity when the model later gains fields.
@@ -45,7 +50,7 @@ from pydantic import (
 
 from measure.datafile import DataFileError, one_line, parse_json, read_regular_file
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 METHODOLOGY_VERSION = 1
 RAW_LATENCY_CAP = 2000
 WARMUP_LATENCY_CAP = 500
@@ -63,7 +68,11 @@ FUTURE_SLACK: Final = timedelta(days=1)  # clocks drift; a run dated later than 
 
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
-PointStatus = Literal["ok", "oom", "unsupported", "unstable"]
+PointStatus = Literal["ok", "oom", "unsupported", "unstable", "failed"]
+Phase = Literal["prefill", "decode", "mixed"]
+PHASES: tuple[str, ...] = ("prefill", "decode", "mixed")
+PointSource = Literal["in-process", "engine"]
+MAX_ERRORS_KEPT: Final = 20
 
 
 class RunFileError(ValueError):
@@ -117,7 +126,10 @@ class WarmupPolicy(_Model):
     min_excluded_iterations: int = Field(
         ge=0, le=10**6, description="always excluded (first calls, compilation)"
     )
-    detection: Literal["mser-5"] = "mser-5"
+    detection: Literal["mser-5", "first-requests"] = Field(
+        default="mser-5",
+        description="first-requests: an engine sweep drops the first requests of each setting",
+    )
     detection_parameters: dict[str, float] = Field(default_factory=dict)
     compilation_excluded: bool = Field(description="compile/graph capture ran before any timed iteration")
 
@@ -140,7 +152,7 @@ class Methodology(_Model):
     methodology_version: int = METHODOLOGY_VERSION
     warmup: WarmupPolicy
     stopping: StoppingRule
-    timer: Literal["cuda-event", "perf_counter_ns+synchronize"]
+    timer: Literal["cuda-event", "perf_counter_ns+synchronize", "client-stream-arrival"]
     iteration_scope: Literal["device-compute", "end-to-end"] = Field(
         description="device-compute: inputs already on the device, forward pass only; end-to-end: "
         "host-to-device copy of inputs, forward, copy of outputs back and Python overhead"
@@ -352,12 +364,62 @@ class Paced(_Model):
         return bins
 
 
+class EngineStats(_Model):
+    """What a closed-loop sweep against a streaming server saw at one (concurrency, prompt, output) setting.
+
+    Latencies run from the moment a request was sent; TTFT includes the HTTP round trip and tokenisation.
+    """
+
+    concurrency: int = Field(ge=1, le=MAX_BATCH_SIZE)
+    prompt_tokens: SeqLen = Field(description="prompt length asked for, in the server's tokens (usage)")
+    output_tokens: SeqLen = Field(description="max_tokens asked for")
+    requests: int = Field(ge=0, le=10**9, description="requests sent")
+    completed: int = Field(ge=0, le=10**9, description="streams that ended with the asked output length")
+    early_ends: int = Field(
+        ge=0, le=10**9, description="streams that ended before max_tokens (kept, counted)"
+    )
+    failed: int = Field(
+        ge=0, le=10**9, description="time-outs, refused connections, HTTP errors, bad streams"
+    )
+    usage_mismatches: int = Field(
+        ge=0, le=10**9, description="streams whose token chunks differ from the usage the server reported"
+    )
+    usage_missing: int = Field(ge=0, le=10**9, description="streams without a usage record")
+    prompt_tokens_reported: int | None = Field(
+        default=None, ge=0, le=MAX_SEQ_LEN, description="the server's usage.prompt_tokens (median)"
+    )
+    ttft_ms: LatencySummary | None = None
+    tpot_ms: LatencySummary | None = Field(default=None, description="(E2E - TTFT) / (output tokens - 1)")
+    e2e_ms: LatencySummary | None = None
+    wall_s: NonNegFloat = Field(description="time from the first send to the last stream's end")
+    errors: list[str] = Field(default_factory=list, max_length=MAX_ERRORS_KEPT)
+
+
+PointKey = tuple[str, int, int | None, str | None, int | None, int | None]
+
+
 class Point(_Model):
     """One measured configuration. Anything but `ok` carries a reason and no invented numbers."""
 
     precision: Precision
     batch_size: BatchSize
-    seq_len: SeqLen | None = None
+    seq_len: SeqLen | None = Field(default=None, description="sequence length; prefill: prompt tokens")
+    phase: Phase | None = Field(
+        default=None,
+        description="LLM step kind: prefill (batch prompts of seq_len tokens into an empty cache), decode "
+        "(one token for each of batch sequences over context_tokens cached), mixed (a decode batch plus a "
+        "prefill chunk of chunk_tokens in one forward); null: a batch-serving point",
+    )
+    context_tokens: SeqLen | None = Field(
+        default=None, description="decode and mixed: tokens cached per sequence"
+    )
+    chunk_tokens: SeqLen | None = Field(default=None, description="mixed: prefill tokens in the same forward")
+    source: PointSource | None = Field(
+        default=None, description="null or in-process: timed here; engine: a server"
+    )
+    engine: EngineStats | None = Field(
+        default=None, description="engine points: the requests behind the samples"
+    )
     status: PointStatus
     reason: str | None = None
     flags: list[str] = Field(
@@ -399,12 +461,47 @@ class Point(_Model):
             raise ValueError(f"a point with status {self.status!r} needs latency_ms and throughput")
         if not measured and (self.latency_ms is not None or self.raw_latencies_ms):
             raise ValueError(f"a point with status {self.status!r} must not carry measurements")
+        need = {
+            None: (False, False, False),
+            "prefill": (True, False, False),
+            "decode": (False, True, False),
+            "mixed": (False, True, True),
+        }[self.phase]
+        have = (self.seq_len is not None, self.context_tokens is not None, self.chunk_tokens is not None)
+        if self.phase is not None and have != need:
+            names = ("seq_len", "context_tokens", "chunk_tokens")
+            raise ValueError(
+                f"a {self.phase} point needs exactly "
+                + ", ".join(n for n, w in zip(names, need, strict=True) if w)
+            )
+        if self.phase is None and (have[1] or have[2]):
+            raise ValueError("context_tokens and chunk_tokens belong to LLM points (set phase)")
+        if self.engine is not None and self.source != "engine":
+            raise ValueError("engine statistics belong to points with source 'engine'")
         return self
 
     @property
-    def key(self) -> tuple[str, int, int | None]:
+    def key(self) -> PointKey:
         """Identity of the point inside a run."""
-        return (self.precision, self.batch_size, self.seq_len)
+        return (
+            self.precision,
+            self.batch_size,
+            self.seq_len,
+            self.phase,
+            self.context_tokens,
+            self.chunk_tokens,
+        )
+
+    @property
+    def tokens_per_step(self) -> int | None:
+        """Tokens one timed iteration processes: prefill batch x prompt, decode batch, mixed batch + chunk."""
+        if self.phase == "prefill":
+            return self.batch_size * (self.seq_len or 0)
+        if self.phase == "decode":
+            return self.batch_size
+        if self.phase == "mixed":
+            return self.batch_size + (self.chunk_tokens or 0)
+        return None
 
 
 class IdlePower(_Model):
@@ -499,6 +596,26 @@ class Soak(_Model):
     verdict: str
 
 
+SizeList = Annotated[list[SeqLen], Field(max_length=64)]
+
+
+class LlmGrid(_Model):
+    """The LLM grid that was asked for: in-process step kinds, or an engine's closed-loop settings."""
+
+    mode: Literal["in-process", "engine"]
+    prefill_batches: SizeList = Field(default_factory=list)
+    prompt_tokens: SizeList = Field(default_factory=list)
+    decode_batches: SizeList = Field(default_factory=list)
+    contexts: SizeList = Field(default_factory=list)
+    mixed_batches: SizeList = Field(default_factory=list)
+    mixed_context: SeqLen | None = None
+    chunks: SizeList = Field(default_factory=list)
+    concurrencies: SizeList = Field(default_factory=list, description="engine: closed-loop concurrencies")
+    output_tokens: SeqLen | None = Field(default=None, description="engine: max_tokens of every request")
+    requests_per_point: int | None = Field(default=None, ge=1, le=100_000)
+    timeout_s: PosFloat | None = Field(default=None, le=3600, description="engine: per-request time-out")
+
+
 class SweepSpec(_Model):
     """The sweep that was asked for, so an interrupted run can be resumed and its gaps seen."""
 
@@ -509,12 +626,95 @@ class SweepSpec(_Model):
     pacing: str | None = Field(
         default=None, max_length=200, description="the --pacing asked for (gaps=... or load=...); null: none"
     )
+    llm: LlmGrid | None = Field(default=None, description="LLM runs: the grid asked for; null: a batch sweep")
+
+
+Count = Annotated[int, Field(ge=1, le=10**15)]
+
+
+class ModelShape(_Model):
+    """A dense decoder's sizes (Hugging Face Llama config names) and its parameter count."""
+
+    name: str = Field(max_length=MAX_NAME_CHARS)
+    num_hidden_layers: Count
+    hidden_size: Count
+    num_attention_heads: Count
+    num_key_value_heads: Count
+    intermediate_size: Count
+    vocab_size: Count
+    max_position_embeddings: Count
+    parameters: Count
+
+
+class MemoryFacts(_Model):
+    """KV-cache and weight bytes at one precision, and the KV tokens that fit; each says how it was found."""
+
+    precision: Precision
+    kv_bytes_per_token: Count
+    kv_method: str = Field(max_length=300)
+    weight_bytes: Count
+    weight_method: str = Field(max_length=300)
+    activation_peak_bytes: int | Unavailable = Field(
+        description="largest transient memory of a measured step above weights and cache (allocator peak)"
+    )
+    kv_tokens_fit: int | Unavailable = Field(description="KV tokens that fit at the memory fraction")
+    kv_tokens_fit_method: str = Field(max_length=500)
+
+
+class PhaseEnergy(_Model):
+    """Energy per token of one phase at one precision: the median over that phase's measured points."""
+
+    precision: Precision
+    phase: Phase
+    j_per_token: NonNegFloat | Unavailable
+    points: int = Field(ge=0, description="points the median is over")
+    range_j: tuple[NonNegFloat, NonNegFloat] | None = Field(default=None, description="min and max over them")
+
+
+ParamScalar = str | int | float | bool
+
+
+class EngineInfo(_Model):
+    """What a serving engine says about itself, and what the user told us about it."""
+
+    url: str = Field(max_length=500, description="the base URL traffic went to")
+    model: str = Field(max_length=500)
+    served_models: list[str] | Unavailable = Field(description="ids from GET /v1/models")
+    version: str | Unavailable = Field(description="GET /version when the server has one")
+    params: dict[str, ParamScalar] = Field(
+        default_factory=dict, description="--engine-param key=value as given: engine, max_num_seqs, ..."
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _few(cls, v: dict[str, ParamScalar]) -> dict[str, ParamScalar]:
+        if len(v) > 64 or any(len(k) > 100 or (isinstance(x, str) and len(x) > 500) for k, x in v.items()):
+            raise ValueError("at most 64 engine params, keys up to 100 and values up to 500 characters")
+        return v
+
+
+class LlmFacts(_Model):
+    """Run-level facts of an LLM run: the model, its memory, energy per phase and the engine it ran in."""
+
+    shape: ModelShape | None = Field(description="null: an engine run that does not know the model's sizes")
+    weights: Literal["random", "loaded", "served"] = Field(
+        description="random: a dense model's speed does not depend on its weights, so no quality proxy is "
+        "meaningful beyond numerics; loaded: weights from a local folder; served: whatever the engine holds"
+    )
+    weights_note: str = Field(max_length=1000)
+    memory_fraction: float = Field(gt=0, le=1, description="share of device memory the engine may use")
+    device_memory_bytes: int | Unavailable
+    device_memory_method: str = Field(max_length=300)
+    memory: list[MemoryFacts] = Field(default_factory=list, max_length=16)
+    energy: list[PhaseEnergy] = Field(default_factory=list, max_length=64)
+    energy_note: str | None = Field(default=None, max_length=1000, description="why energy is unavailable")
+    engine: EngineInfo | None = None
 
 
 class Run(_Model):
     """A measured run: context plus points; `id` is the hash of everything else (content-addressed)."""
 
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     id: str = Field(default="", description="sha256 of the canonical JSON of every other field")
     created_at: CreatedAt
     fleetwise_version: str
@@ -529,11 +729,17 @@ class Run(_Model):
     )
     quality: Quality | None = Field(default=None, description="null: not measured (version-1 file)")
     soak: Soak | None = Field(default=None, description="present on soak runs only")
+    llm: LlmFacts | None = Field(default=None, description="LLM runs only: model, memory, energy per phase")
+
+    @property
+    def is_llm(self) -> bool:
+        """Prefill/decode step evidence rather than batch-serving curves."""
+        return self.llm is not None or any(p.phase is not None for p in self.points)
 
     @field_validator("points")
     @classmethod
     def _unique_points(cls, points: list[Point]) -> list[Point]:
-        seen: set[tuple[str, int, int | None]] = set()
+        seen: set[PointKey] = set()
         for p in points:
             if p.key in seen:
                 raise ValueError(f"duplicate point {p.key}")
@@ -573,8 +779,23 @@ def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "schema_version": 3, "points": points}
 
 
+def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 3 knew batch serving only: every point is a batch point measured in-process, no LLM facts.
+    sweep = data.get("sweep")
+    return {
+        **data,
+        "schema_version": 4,
+        "sweep": {**sweep, "llm": None} if isinstance(sweep, dict) else sweep,
+        "llm": None,
+    }
+
+
 # version -> function turning a dict of that version into a dict of the next version
-_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+}
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,6 @@ from measure.run import (
     Contention,
     DriftCheck,
     IdlePower,
-    LatencySummary,
     Methodology,
     Paced,
     PacedBin,
@@ -53,6 +52,7 @@ from measure.run import (
 )
 from measure.run import Workload as WorkloadRecord
 from measure.stack import capture_stack
+from measure.summary import latency_summary as _summary
 from measure.workloads import BuiltWorkload, ParamValue, build, builtin_names
 
 try:
@@ -138,27 +138,6 @@ class SweepResult:
     interrupted: bool
 
 
-def _summary(steady: np.ndarray) -> LatencySummary:
-    mean = float(steady.mean())
-    hw = stats.mean_ci_halfwidth(steady)
-    lo, hi = stats.quantile_ci(steady, 0.99)
-    return LatencySummary(
-        n=int(steady.size),
-        mean=mean,
-        median=stats.percentile(steady, 50),
-        p90=stats.percentile(steady, 90),
-        p95=stats.percentile(steady, 95),
-        p99=stats.percentile(steady, 99),
-        min=float(steady.min()),
-        max=float(steady.max()),
-        std=float(steady.std(ddof=1)) if steady.size > 1 else 0.0,
-        mean_ci95_halfwidth=hw if np.isfinite(hw) else None,
-        mean_ci95_halfwidth_rel=hw / mean if np.isfinite(hw) else None,
-        p99_ci95_low=lo,
-        p99_ci95_high=hi,
-    )
-
-
 def _to_host(out: Any) -> Any:
     if isinstance(out, torch.Tensor):
         return out.to("cpu")
@@ -195,8 +174,11 @@ def build_point(
     clock_source: str | Unavailable = unavailable("no clock probe"),
     telemetry: PointTelemetry | Unavailable | None = None,
     telemetry_flags: Sequence[str] = (),
+    fields: dict[str, Any] | None = None,
 ) -> Point:
-    """A run `Point` from one point's samples: summary, CI, throughput, clocks, thinned raw latencies."""
+    """A run `Point` from one point's samples: summary, CI, throughput, clocks, thinned raw latencies.
+
+    `fields` are further Point fields (an LLM point's phase, context and chunk)."""
     steady = np.asarray(sampled.steady_ms, dtype=np.float64)
     clocks, clock_flags = _clock_summary(sampled, clock_source)
     summary = _summary(steady)
@@ -235,14 +217,27 @@ def build_point(
         raw_latencies_ms=raw,
         raw_latencies_stride=stride,
         warmup_latencies_ms=warm,
+        **(fields or {}),
     )
 
 
 def _not_run(
-    precision: str, batch: int, seq_len: int | None, status: str, reason: str, flags: list[str]
+    precision: str,
+    batch: int,
+    seq_len: int | None,
+    status: str,
+    reason: str,
+    flags: list[str],
+    fields: dict[str, Any] | None = None,
 ) -> Point:
     return Point(
-        precision=precision, batch_size=batch, seq_len=seq_len, status=status, reason=reason, flags=flags
+        precision=precision,
+        batch_size=batch,
+        seq_len=seq_len,
+        status=status,
+        reason=reason,
+        flags=flags,
+        **(fields or {}),
     )
 
 
@@ -289,14 +284,50 @@ def measure_one(
     no_meter_reason: str = "no power sensor",
 ) -> Point:
     """Measure one point; allocation failures become `oom`, kernels the build lacks become `unsupported`."""
+
+    def make() -> Step:
+        return make_step(prepared, built.inputs(batch, seq_len), device, request.scope)
+
+    return measure_point(
+        make,
+        built,
+        prepared,
+        device,
+        precision,
+        batch,
+        seq_len,
+        request,
+        probe,
+        clock_source,
+        meter,
+        no_meter_reason,
+    )
+
+
+def measure_point(
+    make: Callable[[], Step],
+    built: BuiltWorkload,
+    prepared: Prepared,
+    device: Device,
+    precision: str,
+    batch: int,
+    seq_len: int | None,
+    request: SweepRequest,
+    probe: ClockProbe | None = None,
+    clock_source: str | Unavailable = unavailable("no clock probe"),
+    meter: tm.PointMeter | None = None,
+    no_meter_reason: str = "no power sensor",
+    fields: dict[str, Any] | None = None,
+) -> Point:
+    """Measure the step `make` builds (inside inference mode and the precision's math mode): the sampling,
+    energy, paced bins and contention every point gets; OOM and missing kernels become not-run points."""
     timer, _ = device.timer(request.scope, request.l2_flush)
     before = cont.safe_read()
     spec = parse_pacing(request.pacing) if request.pacing else None
     bins: list[PacedSamples] = []
     try:
         with torch.inference_mode(), math_mode(precision):
-            host = built.inputs(batch, seq_len)
-            step = make_step(prepared, host, device, request.scope)
+            step = make()
             device.reset_peak_memory()
             if meter is not None:
                 meter.start()
@@ -318,15 +349,16 @@ def measure_one(
             raise
         device.release_memory()
         if is_oom(exc):
-            return _not_run(precision, batch, seq_len, "oom", _first_line(exc), [])
-        return _not_run(precision, batch, seq_len, "unsupported", f"failed to run ({_first_line(exc)})", [])
+            return _not_run(precision, batch, seq_len, "oom", _first_line(exc), [], fields)
+        why = f"failed to run ({_first_line(exc)})"
+        return _not_run(precision, batch, seq_len, "unsupported", why, [], fields)
     contention = cont.summarise(before, cont.safe_read())
     telemetry: PointTelemetry | Unavailable = unavailable(no_meter_reason)
     flags: list[str] = []
     if meter is not None:
         telemetry, flags = telemetry_done
     point = build_point(
-        precision, batch, seq_len, built, prepared, sampled, peak, clock_source, telemetry, flags
+        precision, batch, seq_len, built, prepared, sampled, peak, clock_source, telemetry, flags, fields
     )
     extra: list[str] = ["contended"] if isinstance(contention, Contention) and contention.contended else []
     return point.model_copy(
@@ -489,6 +521,10 @@ def workload_of_run(run: Run, user_workload: str | None = None) -> str:
 
 def request_from_run(run: Run, user_workload: str | None = None) -> SweepRequest:
     """Rebuild the sweep request an (interrupted) run was made from (see workload_of_run for the workload)."""
+    if run.is_llm:
+        raise SweepError(
+            f"run {run.short_id()} is an LLM run: resuming one is not supported; measure the grid again"
+        )
     st = run.methodology.stopping
     return SweepRequest(
         workload=workload_of_run(run, user_workload),
@@ -701,7 +737,7 @@ def execute_sweep(
         sweep.seq_lens,
         sweep.resume,
     )
-    done: dict[tuple[str, int, int | None], Point] = {p.key: p for p in (resume.points if resume else [])}
+    done: dict[tuple[str, int, int | None], Point] = {p.key[:3]: p for p in (resume.points if resume else [])}
     quality: dict[tuple[str, int | None], QualityProxy] = {
         (q.precision, q.seq_len): q for q in (resume.quality.entries if resume and resume.quality else [])
     }
@@ -781,7 +817,7 @@ def execute_sweep(
     except KeyboardInterrupt:
         interrupted = True
     order = {key: i for i, key in enumerate(plan)}
-    points = sorted(done.values(), key=lambda p: order.get(p.key, len(order)))
+    points = sorted(done.values(), key=lambda p: order.get(p.key[:3], len(order)))
     qorder = {(p, s): i for i, (p, s) in enumerate((p, s) for p in request.precisions for s in seq_lens)}
     entries = sorted(quality.values(), key=lambda q: qorder.get((q.precision, q.seq_len), len(qorder)))
     run = Run(

@@ -126,7 +126,7 @@ def point_series(
 ) -> tuple[list[float], list[float], int]:
     """Warm-up latencies, steady latencies and the steady stride of one point (for its time series)."""
     for p in run.points:
-        if p.key == (precision, batch, seq_len):
+        if p.phase is None and p.key[:3] == (precision, batch, seq_len):
             return list(p.warmup_latencies_ms), list(p.raw_latencies_ms), p.raw_latencies_stride
     raise CatalogError(f"run {run.short_id()} has no point {precision} batch {batch} seq {seq_len}")
 

@@ -465,6 +465,14 @@ def _evidence_warnings(ok: list[Point], run: Run) -> list[str]:
     return out
 
 
+def llm_not_served(run: Run) -> str:
+    """Why a batch-serving plan cannot use an LLM run (prefill/decode steps are not batch service times)."""
+    return (
+        f"run {run.short_id()} ({run.workload.name}) measured LLM prefill/decode steps; the batch simulator "
+        "cannot serve token generation from them (the continuous-batching engine model is not built yet)"
+    )
+
+
 def from_run(
     run: Run,
     precision: str | None = None,
@@ -476,6 +484,8 @@ def from_run(
     `bound` scales each point's samples to the slow (pessimistic) or fast (optimistic) end of the 95% CI of
     its mean latency: the measurement's own uncertainty, carried into sizing.
     """
+    if run.is_llm:
+        raise ServiceError(llm_not_served(run))
     ok_all = [p for p in run.points if p.status == "ok" and p.raw_latencies_ms]
     precisions = sorted({p.precision for p in ok_all})
     if precision is None:

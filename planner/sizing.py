@@ -43,6 +43,7 @@ from planner.service import (
     ServiceModel,
     from_profile,
     from_run,
+    llm_not_served,
     load_profile,
     scaled_model,
 )
@@ -150,6 +151,9 @@ def build_options(
     groups: dict[tuple[str, str, int, int, str], list[tuple[str, Run]]] = {}
     for path in runs:
         run = load_run_cached(str(path))
+        if run.is_llm:
+            skipped.append(llm_not_served(run))
+            continue
         if tokens and not run.workload.has_seq_len:
             skipped.append(
                 f"run {run.short_id()} ({run.workload.name}): the scenario's requests are token sequences and "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from measure.llm_model import PRESETS, Decoder, KVCache, ShapeError, shape_for
+from measure.llm_model import PRESETS, Decoder, KVCache, ShapeError, mixed_step, shape_for
 
 
 def test_the_presets_have_the_parameter_counts_of_the_models_they_copy() -> None:
@@ -97,3 +97,47 @@ def test_a_hugging_face_config_gives_the_shape_and_bad_ones_are_refused(tmp_path
     path.write_text('{"model_type": "llama", "model_type": "llama"}')
     with pytest.raises(ShapeError, match="duplicate key"):
         shape_from_hf_config(path)
+
+
+def test_a_mixed_step_packs_a_decode_batch_and_a_prefill_chunk_without_changing_either() -> None:
+    shape = shape_for("tiny", max_position_embeddings=64)
+    model = Decoder(shape).eval()
+    ctx = torch.randint(0, shape.vocab_size, (2, 9))
+    prompt = torch.randint(0, shape.vocab_size, (1, 5))
+    with torch.inference_mode():
+        dc = KVCache(shape, 2, 10, torch.float32, "cpu")
+        model(ctx[:, :8], dc)
+        cc = KVCache(shape, 1, 5, torch.float32, "cpu")
+        packed = model.forward_packed([(ctx[:, 8:9], dc), (prompt, cc)])
+        assert packed.shape == (3, shape.vocab_size)
+        torch.testing.assert_close(packed[:2], model(ctx), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(packed[2:], model(prompt), rtol=1e-4, atol=1e-4)
+    assert (dc.length, cc.length) == (9, 5)
+    step = mixed_step(model, 2, 8, 5)
+    with torch.inference_mode():
+        first, again = step(), step()  # every iteration starts from the same cached context
+    torch.testing.assert_close(first, again)
+
+
+def test_a_decoder_built_in_place_has_the_same_weights_at_every_precision() -> None:
+    shape = shape_for(
+        "1b",
+        num_hidden_layers=1,
+        hidden_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        vocab_size=256,
+        max_position_embeddings=128,
+    )
+    a = Decoder.build(shape, torch.float32, "cpu", seed=3)
+    b = Decoder.build(shape, torch.bfloat16, "cpu", seed=3)
+    assert a.lm_head.weight is a.embed.weight  # tied, as the 1b shape says
+    assert sum(p.numel() for p in a.parameters()) == shape.parameters()
+    torch.testing.assert_close(
+        b.layers[0].attn.q.weight.float(), a.layers[0].attn.q.weight, rtol=1e-2, atol=1e-3
+    )
+    assert b.cos.dtype == torch.float32 and b.layers[0].mlp_norm.weight.dtype == torch.bfloat16
+    assert not torch.equal(
+        a.layers[0].gate.weight, Decoder.build(shape, torch.float32, "cpu", seed=4).layers[0].gate.weight
+    )
