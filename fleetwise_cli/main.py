@@ -398,7 +398,8 @@ def measure_cmd(
     seq_len: str = typer.Option(None, "--seq-len", help="comma list of sequence lengths (token workloads)"),
     param: list[str] = typer.Option([], "--param", "-p", help="workload parameter key=value (repeatable)"),
     ci_target: float = typer.Option(
-        None, help="target 95% CI half-width of mean latency, relative (default 0.02; engines 0.05 on per-request TPOT)"
+        None,
+        help="target 95% CI half-width of mean latency, relative (default 0.02; engines 0.05 on per-request TPOT)",
     ),
     min_seconds_per_point: float = typer.Option(1.0, help="sample each point at least this long"),
     max_seconds_per_point: float = typer.Option(
@@ -507,9 +508,16 @@ def measure_cmd(
     if endpoint is not None:
         if workload or resume or soak or pacing:
             raise fail("--endpoint measures a server: drop --workload, --resume, --soak and --pacing")
-        measure_engine(llm_opts, precision, device, ci_target or 0.05, max_seconds_per_point, out_dir)
+        measure_engine(
+            llm_opts,
+            precision,
+            device,
+            0.05 if ci_target is None else ci_target,
+            max_seconds_per_point,
+            out_dir,
+        )
         return
-    ci_target = ci_target or 0.02
+    ci_target = 0.02 if ci_target is None else ci_target
     if workload is not None and (workload == "llm" or workload.startswith(("hf-config:", "hf:"))):
         if resume or soak:
             raise fail("--resume and --soak are for batch workloads; measure the LLM grid again")

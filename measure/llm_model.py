@@ -328,7 +328,7 @@ class Decoder(nn.Module):
         so every precision built on one device holds the same weights (what the quality proxy compares).
         """
         with torch.device("meta"):
-            model = cls(shape, seed)
+            model = cls(shape, seed).to(dtype=dtype)  # allocated once, in its own dtype
         model = model.to_empty(device=device)
         if shape.tie_word_embeddings:  # to_empty makes a new tensor per module: tie them again
             model.lm_head.weight = model.embed.weight
@@ -339,9 +339,8 @@ class Decoder(nn.Module):
                     p.fill_(1.0)
                 else:
                     p.copy_(torch.empty(p.shape, device=device).normal_(0.0, 0.02, generator=gen))
-        model = model.to(dtype=dtype).eval()
         model.cos, model.sin = rope_tables(shape, device)  # positions stay float32 at every precision
-        return model
+        return model.eval()
 
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         return self.forward_packed([(ids, cache)])

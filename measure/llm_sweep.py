@@ -120,6 +120,12 @@ def llm_source(workload: str, params: dict[str, ParamValue]) -> LlmSource:
         folder = Path(workload.removeprefix("hf:"))
         if not folder.is_dir():
             raise SweepError(f"model folder {folder} does not exist or is not a folder")
+        if not any(folder.glob("*.safetensors")):
+            raise SweepError(f"{folder} has no .safetensors weights (pickled .bin weights are never loaded)")
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            raise SweepError("hf:<folder> needs the 'llm' extra (transformers)") from None
         return LlmSource(
             f"hf:{folder.name}",
             lm.shape_from_hf_config(folder / "config.json"),

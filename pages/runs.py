@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import catalog, line, runs_dir, validations_dir
+from pages.llm_runs import show_llm
 from planner.catalog import accept_upload, point_series, run_curves
 from planner.escape import md_escape as esc
 from planner.validation import scan_validations
@@ -69,6 +70,9 @@ st.caption(
     f"{run.methodology.methodology_version}, timer {run.methodology.timer}, scope {run.methodology.iteration_scope}; "
     f"warm-up and compilation excluded"
 )
+if run.is_llm:
+    show_llm(run)
+    st.stop()
 curves = run_curves(run)
 ok = curves[curves.status == "ok"].copy()
 unit = html.escape(run.workload.unit)  # goes into plotly titles, which read a subset of HTML

@@ -35,7 +35,13 @@ st.caption(
 
 cat = catalog()
 # one question per model: the planner buys devices for one workload; other models' runs never enter its answer
-models = sorted({s.run.workload.name for s in cat.runs})
+models = sorted({s.run.workload.name for s in cat.runs if not s.run.is_llm})
+llm_runs = [s for s in cat.runs if s.run.is_llm]
+if llm_runs:
+    st.caption(
+        f"{len(llm_runs)} LLM run(s) (prefill/decode steps) are on the Runs page; sizing them needs the "
+        "continuous-batching engine model, which is not built yet."
+    )
 model = st.selectbox("Model to plan for (its measured runs)", models, key="sz_model") if models else None
 mine = [s for s in cat.runs if s.run.workload.name == model]
 run_labels = {

@@ -50,7 +50,7 @@ ASSUMPTIONS = [
     "weights: it flags numeric damage, it is not task accuracy.",
     "Where a run has a live validation (`fleetwise validate`), the evidence below gives its verdict; without "
     "one, the simulator's latency prediction has not been checked against live serving for that run.",
-    "Routing, batching and queueing follow the simulator's documented rules (README, 'Simulator'); "
+    "Routing, batching and queueing follow the simulator's documented rules (docs/planner.md, 'The serving model'); "
     "network latency, retries and failures are not modelled.",
 ]
 

@@ -47,6 +47,8 @@ def test_runs_page_lists_the_runs_and_draws_the_curves(data: Path) -> None:
     assert len(table) == len(shipped_files()) and {"run", "workload", "device", "points ok"} <= set(
         table.columns
     )
+    pick = at.selectbox(key="run_pick")
+    pick.set_value(next(o for o in pick.options if " · llm" not in o)).run()  # a batch run
     assert len(at.get("plotly_chart")) == 2  # throughput and latency; the point series waits for a point
     assert any("not measured on this run" in i.value for i in at.info)  # the CPU runs have no power
     point = at.selectbox(key="run_point")
@@ -340,3 +342,20 @@ def test_runs_page_shows_paced_bins_and_contended_points_or_warns_of_optimism(da
     ratio = float(paced["after 5 ms: p50 ms (x b2b)"].iloc[0].split("(x")[1].rstrip(")"))
     assert ratio == pytest.approx(2.0, rel=0.05)
     assert any("batch 4: other processes used 60%" in w.value for w in at.warning)
+
+
+def test_an_llm_run_is_shown_by_phase_and_kept_out_of_batch_sizing(data: Path) -> None:
+    at = app()
+    pick = at.selectbox(key="run_pick")
+    llm = [o for o in pick.options if " · llm" in o]
+    assert llm, "the shipped LLM runs are listed"
+    for label in llm:
+        pick.set_value(label).run()
+        assert not at.exception, at.exception
+        titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+        assert any("prompt tokens" in t for t in titles) and any("vs context" in t for t in titles)
+        pick = at.selectbox(key="run_pick")
+    at.switch_page("pages/sizing.py").run()
+    assert not at.exception
+    assert all(not m.startswith("llm") for m in at.selectbox(key="sz_model").options)
+    assert any("LLM run(s)" in c.value for c in at.caption)

@@ -104,7 +104,7 @@ def test_the_report_is_written_in_markdown_and_html_with_evidence_and_prices(tmp
         (["--rank-by", "vibes"], "unknown --rank-by"),
         (["--max-batch", "4,x"], "--max-batch must be a comma-separated list"),
         (["--precision", "fp64"], "unknown precision 'fp64'"),
-        (["--precision", "fp8"], "no run can be sized: runs 69cc169606c9 (cnn): no ok point at fp8"),
+        (["--precision", "fp8"], "runs 69cc169606c9 (cnn): no ok point at fp8"),
         (["--report", "plan.pdf"], "must end in .md or .html"),
     ],
 )

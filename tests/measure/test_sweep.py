@@ -37,7 +37,7 @@ def test_tiny_sweep_measures_every_point_and_round_trips(tmp_path: Path) -> None
     res = run_sweep(request(precisions=["fp32", "bf16"]), command=["test"])
     run = res.run
     assert not res.interrupted and run.sweep.complete
-    assert [p.key for p in run.points] == [
+    assert [p.key[:3] for p in run.points] == [
         ("fp32", 1, None),
         ("fp32", 2, None),
         ("bf16", 1, None),
@@ -64,7 +64,7 @@ def test_oom_is_recorded_and_larger_batches_are_skipped_while_the_sweep_goes_on(
         batch_sizes=[1, 2, 4, 8],
     )
     run = run_sweep(req).run
-    points = {p.key: p for p in run.points}
+    points = {p.key[:3]: p for p in run.points}
     # the quality proxy's reference batch ran out of memory too, and fell back to fewer items
     assert run.quality is not None and [(q.status, q.items) for q in run.quality.entries] == [("ok", 1)] * 2
     for prec in ("fp32", "bf16"):

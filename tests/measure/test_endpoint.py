@@ -1,0 +1,274 @@
+"""Engine-level measurement against a scripted streaming server on 127.0.0.1: what the client times, counts and
+refuses. The server's step time grows with the streams in flight, so the decode points must show it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from fleetwise_cli.main import app
+from measure.endpoint import Endpoint, EndpointError, closed_loop, stream_completion
+from measure.endpoint_run import EngineRequest, execute_engine, plan_engine, remote_stack
+from measure.run import dump_run, load_run, parse_run
+
+STEP_MS = 4.0  # per-token time of one stream alone; each further stream in flight adds half of it
+PREFILL_MS_PER_TOKEN = 0.1
+
+
+class Script:
+    """How the fake engine misbehaves (set per test)."""
+
+    mode = "ok"
+    active = 0
+    lock = threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/v1/models":
+            self._json(200, {"object": "list", "data": [{"id": "fake-model"}]})
+        else:
+            self._json(404, {"detail": "Not Found"})
+
+    def _json(self, code: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if Script.mode == "refuse":
+            self._json(422, {"detail": "ignore_eos is not supported"})
+            return
+        prompt = len(body["prompt"].split()) + 1  # one token per word plus BOS
+        n = body["max_tokens"]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        with Script.lock:
+            Script.active += 1
+        try:
+            time.sleep(prompt * PREFILL_MS_PER_TOKEN / 1000)
+            produced = n if Script.mode != "early" else max(1, n // 2)
+            for i in range(produced):
+                with Script.lock:
+                    k = Script.active
+                time.sleep(STEP_MS * (1 + 0.5 * (k - 1)) / 1000)
+                if Script.mode == "garbage" and i == 2:
+                    self.wfile.write(b"data: {not json\n\n")
+                    self.wfile.flush()
+                    return
+                chunk = {"choices": [{"text": f" t{i}", "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            finish = "length" if produced == n else "stop"
+            last = {
+                "choices": [{"text": "", "finish_reason": finish}],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": produced + (Script.mode == "mismatch"),
+                },
+            }
+            self.wfile.write(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
+            self.wfile.flush()
+        finally:
+            with Script.lock:
+                Script.active -= 1
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    Script.mode = "ok"
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _stack(ep: Endpoint) -> Any:
+    return remote_stack({"device_kind": "cpu", "device_name": "scripted test engine"})
+
+
+def test_a_stream_is_timed_token_by_token_and_counted_against_usage(server: str) -> None:
+    ep = Endpoint.parse(server + "/v1")
+    r = stream_completion(ep, "fake-model", "a b c", 8, 10)
+    assert r.error is None and r.text_chunks == 8 and r.completion_tokens == 8 and r.prompt_tokens == 4
+    assert r.ttft_ms is not None and r.tpot_ms is not None and r.tpot_ms >= STEP_MS * 0.9
+    assert len(r.gaps_ms) == 7
+
+
+@pytest.mark.parametrize(
+    ("mode", "expect"),
+    [("refuse", "HTTP 422"), ("garbage", "malformed stream")],
+)
+def test_refusals_and_malformed_streams_end_the_request_with_a_reason(
+    server: str, mode: str, expect: str
+) -> None:
+    Script.mode = mode
+    r = stream_completion(Endpoint.parse(server), "fake-model", "a b", 8, 10)
+    assert r.error is not None and expect in r.error
+
+
+def test_unreachable_and_bad_endpoints_are_refused_before_any_traffic() -> None:
+    with pytest.raises(EndpointError, match="connection refused"):
+        Endpoint.parse("http://127.0.0.1:1").get_json("/v1/models", timeout_s=2)
+    for bad in ("ftp://host", "http://user:pw@host", "http://host/?q=1", "localhost:8000"):
+        with pytest.raises(EndpointError):
+            Endpoint.parse(bad)
+
+
+def test_a_closed_loop_keeps_the_concurrency_and_stops_at_its_limit() -> None:
+    in_flight, peak = [0], [0]
+    lock = threading.Lock()
+
+    def send(n: int) -> Any:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.01)
+        with lock:
+            in_flight[0] -= 1
+        return stream_result_stub()
+
+    loop = closed_loop(send, 3, 12, 30.0, lambda rs: False, warmup=3)
+    assert (
+        len(loop.results) == 12 and loop.warmup == 3 and peak[0] == 3 and loop.stop_reason == "max requests"
+    )
+
+
+def stream_result_stub() -> Any:
+    from measure.endpoint import StreamResult
+
+    return StreamResult(sent=0.0, token_times=[0.001, 0.002])
+
+
+def test_an_engine_sweep_gives_prefill_by_prompt_and_decode_slower_with_more_streams(server: str) -> None:
+    req = EngineRequest(
+        url=server,
+        model="fake-model",
+        prompt_tokens=(16, 400),
+        concurrencies=(1, 4),
+        output_tokens=12,
+        max_requests=16,
+        min_requests=6,
+        max_seconds=20,
+        params={"engine": "scripted"},
+    )
+    plan = plan_engine(req, _stack, ["test"])
+    assert plan.tokens_per_word == pytest.approx(1.0)
+    run, interrupted = execute_engine(plan)
+    assert not interrupted and run.sweep.complete
+    run = parse_run(dump_run(run))  # validates against the format, id included
+    prefill = {p.seq_len: p for p in run.points if p.phase == "prefill"}
+    decode = {
+        (p.engine.prompt_tokens, p.batch_size): p for p in run.points if p.phase == "decode" and p.engine
+    }
+    assert set(prefill) == {16, 400} and set(decode) == {(16, 1), (16, 4), (400, 1), (400, 4)}
+    assert all(p.source == "engine" and p.engine is not None for p in run.points)
+    # the scripted prefill costs 0.1 ms a token: 400 tokens take ~40 ms more than 16
+    assert prefill[400].latency_ms.median > prefill[16].latency_ms.median + 25  # type: ignore[union-attr]
+    # one stream: a token every 4 ms; four streams: 4 x (1 + 1.5) = 10 ms
+    one, four = decode[(16, 1)].latency_ms, decode[(16, 4)].latency_ms
+    assert one is not None and four is not None
+    assert one.median == pytest.approx(STEP_MS, rel=0.3) and four.median > 1.8 * one.median
+    es = decode[(16, 4)].engine
+    assert es is not None and es.failed == 0 and es.early_ends == 0 and es.usage_mismatches == 0
+    assert es.prompt_tokens_reported == 16 and decode[(16, 4)].context_tokens == 16 + 6
+    assert (
+        run.llm is not None and run.llm.engine is not None and run.llm.engine.served_models == ["fake-model"]
+    )
+    assert run.llm.engine.params == {"engine": "scripted"}
+
+
+def test_early_ends_and_usage_mismatches_are_recorded_not_hidden(server: str) -> None:
+    Script.mode = "early"
+    req = EngineRequest(
+        url=server,
+        model="fake-model",
+        prompt_tokens=(16,),
+        concurrencies=(2,),
+        output_tokens=8,
+        max_requests=8,
+        min_requests=4,
+    )
+    run, _ = execute_engine(plan_engine(req, _stack, ["test"]))
+    point = run.points[0]
+    assert point.engine is not None and point.engine.early_ends == point.engine.requests > 0
+    assert "early-end" in point.flags
+    Script.mode = "mismatch"
+    run, _ = execute_engine(plan_engine(req, _stack, ["test"]))
+    assert run.points[0].engine is not None and run.points[0].engine.usage_mismatches > 0
+
+
+def test_an_engine_that_refuses_completions_or_cannot_be_reached_is_named_before_measuring(
+    server: str, tmp_path: Path
+) -> None:
+    Script.mode = "refuse"
+    res = CliRunner().invoke(
+        app,
+        [
+            "measure",
+            "--endpoint",
+            server,
+            "--model",
+            "fake-model",
+            "--engine-param",
+            "device_kind=cpu",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+    )
+    assert res.exit_code == 2 and "HTTP 422" in res.output and not list(tmp_path.glob("runs/*.json"))
+    Script.mode = "ok"
+    res = CliRunner().invoke(
+        app, ["measure", "--endpoint", "http://127.0.0.1:1", "--model", "m", "--out", str(tmp_path / "r2")]
+    )
+    assert res.exit_code == 2 and "connection refused" in res.output and not list(tmp_path.glob("r2/*.json"))
+
+
+def test_the_cli_writes_an_engine_run_that_show_prints(server: str, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    res = CliRunner().invoke(
+        app,
+        [
+            "measure",
+            "--endpoint",
+            server,
+            "--model",
+            "fake-model",
+            "--prompt-tokens",
+            "16",
+            "--concurrency",
+            "1,2",
+            "--output-tokens",
+            "6",
+            "--requests",
+            "8",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    (path,) = out.glob("*.json")
+    run = load_run(path)
+    assert run.stack.device_kind == "cpu" and [p.phase for p in run.points] == ["prefill", "decode", "decode"]
+    shown = CliRunner().invoke(app, ["show", str(path)])
+    assert shown.exit_code == 0 and "TTFT" in shown.output and "inter-token gap" in shown.output
