@@ -21,6 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's root
 from benchmarks.served import stop, wait_healthy
+from measure.endpoint import WORDS  # the words engine sweeps build prompts from: whole tokens here
 
 # the `tiny` preset of measure/llm_model.py, as a Hugging Face Llama config
 TINY: dict[str, Any] = {
@@ -33,25 +34,6 @@ TINY: dict[str, Any] = {
     "vocab_size": 1024,  # the tokenizer's size: the model's output rows and its tokens match one to one
     "rope_theta": 500000.0,
 }
-WORDS = [
-    "the",
-    "a",
-    "fleet",
-    "of",
-    "replicas",
-    "serves",
-    "tokens",
-    "under",
-    "load",
-    "while",
-    "queues",
-    "grow",
-    "and",
-    "drain",
-    "at",
-    "peak",
-    "hours",
-]
 
 
 def corpus(lines: int, seed: int = 0) -> list[str]:

@@ -265,8 +265,8 @@ class Attention(nn.Module):
             cache.k[layer][:, :, start : start + t] = k
             cache.v[layer][:, :, start : start + t] = v
             k, v = cache.k[layer][:, :, : start + t], cache.v[layer][:, :, : start + t]
-        if start == 0:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, enable_gqa=True)
+        if start == 0 or t == 1:  # one new token sees the whole cache: no mask, the fused kernels apply
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=start == 0 and t > 1, enable_gqa=True)
         else:  # new tokens see the whole cache and, among themselves, only earlier ones
             mask = torch.ones(t, start + t, dtype=torch.bool, device=q.device).tril(diagonal=start)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)

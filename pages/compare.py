@@ -15,7 +15,8 @@ from planner.escape import md_escape as esc
 st.title("Compare runs")
 cat = catalog()
 labels = {f"{s.run.short_id()} · {s.run.workload.name} · {s.run.stack.device_name}": s.run for s in cat.runs}
-chosen = st.multiselect("Runs (two or more)", list(labels), default=list(labels)[:2], key="cmp_runs")
+batch_first = [k for k, r in labels.items() if not r.is_llm] + [k for k, r in labels.items() if r.is_llm]
+chosen = st.multiselect("Runs (two or more)", list(labels), default=batch_first[:2], key="cmp_runs")
 if len(chosen) < 2:
     st.info("Pick at least two runs.")
     st.stop()
@@ -46,9 +47,11 @@ for other in runs[1:]:
 frames = []
 for r in runs:
     df = run_curves(r)
-    df = df[df.status == "ok"].copy()
+    df = df[(df.status == "ok") & df.phase.isna()].copy()  # LLM steps are not curves over batch size
     df["run"] = html.escape(r.short_id() + " " + r.workload.name)  # plotly legends read a subset of HTML
     frames.append(df)
+if any(r.is_llm for r in runs):
+    st.caption("LLM runs are compared in the table above; their prefill/decode curves are on the Runs page.")
 all_ = pd.concat(frames)
 all_["series"] = all_.run + " " + all_.precision
 if not comparable_all:

@@ -359,3 +359,14 @@ def test_an_llm_run_is_shown_by_phase_and_kept_out_of_batch_sizing(data: Path) -
     assert not at.exception
     assert all(not m.startswith("llm") for m in at.selectbox(key="sz_model").options)
     assert any("LLM run(s)" in c.value for c in at.caption)
+
+
+def test_the_compare_page_starts_from_batch_runs_and_takes_llm_runs_without_curves(data: Path) -> None:
+    at = app()
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    pick = at.multiselect(key="cmp_runs")
+    assert all(" · llm" not in v for v in pick.value)
+    pick.set_value([o for o in pick.options if " · llm" in o]).run()
+    assert not at.exception, at.exception
+    assert any("LLM runs are compared" in c.value for c in at.caption)
