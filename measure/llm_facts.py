@@ -140,7 +140,11 @@ def phase_energy(points: list[Point], precisions: Sequence[str], no_energy: str)
     out = []
     for precision in precisions:
         for phase in ("prefill", "decode", "mixed"):
-            mine = [p for p in points if p.precision == precision and p.phase == phase and p.status == "ok"]
+            mine = [
+                p
+                for p in points
+                if p.precision == precision and p.phase == phase and p.latency_ms is not None
+            ]
             if not mine:
                 continue
             js = [
