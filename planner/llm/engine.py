@@ -1,0 +1,298 @@
+"""A continuous-batching LLM engine in the manner of vLLM, one SimPy process per replica, one event per step.
+
+Each step, the scheduler (knobs named as vLLM's):
+1. walks the running sequences in admission order: a sequence in decode gets 1 token, one still prefilling
+   gets its next chunk (chunked prefill) within `max_num_batched_tokens`;
+2. before giving a sequence its tokens, makes room in the KV cache (blocks of `block_size` tokens): when no
+   block is free, the newest running sequence is preempted by recompute (its blocks freed, its prompt and
+   the tokens generated so far prefilled again when it is readmitted; counted);
+3. admits waiting sequences first come, first served while `max_num_seqs`, the token budget and free blocks
+   allow (none in a step that preempted); without chunked prefill a prompt is admitted only whole.
+The step's time is drawn from the measured step model (decode batch at mean context, plus the prefill
+tokens). At the end of the step every scheduled decode sequence has one more token, and a sequence whose
+prefill completed has its first (or, after recompute, its next) token.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import simpy
+
+from planner.llm.steps import StepModel
+
+LlmRouter = Literal["round-robin", "least-outstanding", "least-kv"]
+LLM_ROUTERS: tuple[str, ...] = ("round-robin", "least-outstanding", "least-kv")
+
+
+class EngineError(ValueError):
+    """Engine knobs that cannot serve the requests (a prompt that can never be admitted, say)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The engine knobs, with vLLM's names and defaults where they exist."""
+
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    chunked_prefill: bool = True
+    block_size: int = 16
+    kv_blocks: int = 100_000
+
+    def __post_init__(self) -> None:
+        if min(self.max_num_seqs, self.max_num_batched_tokens, self.block_size, self.kv_blocks) < 1:
+            raise EngineError("max_num_seqs, max_num_batched_tokens, block_size and kv_blocks must be >= 1")
+
+    def check(self, prompt: int, output: int) -> str | None:
+        """Why a request of this size can never be served by one replica, or None."""
+        if not self.chunked_prefill and prompt + output > self.max_num_batched_tokens:
+            # as vLLM requires max_num_batched_tokens >= max_model_len without chunking: a preempted sequence is
+            # prefilled again whole, prompt and generated tokens together
+            return (
+                f"{prompt} + {output} tokens exceed max_num_batched_tokens {self.max_num_batched_tokens} without "
+                "chunked prefill"
+            )
+        if math.ceil((prompt + output) / self.block_size) > self.kv_blocks:
+            return f"{prompt + output} tokens need more KV blocks than the cache has ({self.kv_blocks} x {self.block_size})"
+        return None
+
+
+class Seq:
+    """One request inside a replica."""
+
+    __slots__ = ("blocks", "computed", "generated", "idx", "last_s", "output", "prompt", "target")
+
+    def __init__(self, idx: int, prompt: int, output: int) -> None:
+        self.idx, self.prompt, self.output = idx, prompt, output
+        self.computed = 0  # tokens whose KV is in the cache
+        self.generated = 0  # output tokens produced (streamed) so far
+        self.target = prompt  # tokens to prefill before the next token: the prompt, or prompt + generated after recompute
+        self.blocks = 0
+        self.last_s = 0.0
+
+
+@dataclass
+class Trace:
+    """What happened to every request, and per-step facts, filled in as the simulation runs."""
+
+    first_s: np.ndarray
+    finish_s: np.ndarray
+    preempted: np.ndarray
+    itl_ms: list[float] = field(default_factory=list)
+    steps: int = 0
+    step_starts: list[float] = field(default_factory=list)
+    beyond_grid_steps: int = 0
+    kv_used_time: float = 0.0  # integral of used blocks / total blocks over busy time
+    busy_s: float = 0.0
+    prefill_busy_s: float = 0.0
+    decode_busy_s: float = 0.0
+    prefill_tokens: int = 0
+    decode_tokens: int = 0
+    record_starts: bool = False
+
+
+class Replica:
+    """One engine: waiting queue, running set, KV blocks; a SimPy process steps it while it has work."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        cfg: EngineConfig,
+        model: StepModel,
+        trace: Trace,
+        rng: np.random.Generator,
+    ) -> None:
+        self.env, self.cfg, self.model, self.trace, self.rng = env, cfg, model, trace, rng
+        self.waiting: deque[Seq] = deque()
+        self.running: list[Seq] = []
+        self.free = cfg.kv_blocks
+        self.outstanding = 0
+        self.wake: simpy.Event = env.event()
+        env.process(self.loop())
+
+    @property
+    def kv_use(self) -> float:
+        return 1.0 - self.free / self.cfg.kv_blocks
+
+    def submit(self, seq: Seq) -> None:
+        self.waiting.append(seq)
+        self.outstanding += 1
+        if not self.wake.triggered:
+            self.wake.succeed()
+
+    def _blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.cfg.block_size)
+
+    def _preempt(self, victim: Seq) -> None:
+        self.running.remove(victim)
+        self.free += victim.blocks
+        victim.blocks = 0
+        victim.computed = 0
+        victim.target = victim.prompt + victim.generated  # recompute: prefill what the cache held again
+        self.waiting.appendleft(victim)
+        self.trace.preempted[victim.idx] += 1
+
+    def schedule(self) -> list[tuple[Seq, int, bool]]:
+        """(sequence, tokens, is_decode) for this step; preempts to make room where it must."""
+        cfg = self.cfg
+        budget = cfg.max_num_batched_tokens
+        plan: list[tuple[Seq, int, bool]] = []
+        preempted = False
+        i = 0
+        while i < len(self.running) and budget > 0:
+            seq = self.running[i]
+            decoding = seq.computed >= seq.target
+            need = 1 if decoding else min(seq.target - seq.computed, budget)
+            extra = self._blocks_for(seq.computed + need) - seq.blocks
+            while extra > self.free:
+                victim = self.running[-1]
+                self._preempt(victim)
+                preempted = True
+                if victim is seq:
+                    break
+            if seq not in self.running:
+                break
+            self.free -= extra
+            seq.blocks += extra
+            plan.append((seq, need, decoding))
+            budget -= need
+            i += 1
+        while self.waiting and budget > 0 and len(self.running) < cfg.max_num_seqs and not preempted:
+            seq = self.waiting[0]
+            need = seq.target - seq.computed
+            if need > budget:
+                if not cfg.chunked_prefill:
+                    break
+                need = budget
+            blocks = self._blocks_for(seq.computed + need)
+            if blocks > self.free:
+                break
+            self.waiting.popleft()
+            self.running.append(seq)
+            self.free -= blocks
+            seq.blocks = blocks
+            plan.append((seq, need, False))
+            budget -= need
+        return plan
+
+    def loop(self) -> Generator[simpy.Event, None, None]:
+        trace, env = self.trace, self.env
+        while True:
+            if not self.running and not self.waiting:
+                self.wake = env.event()
+                yield self.wake
+            plan = self.schedule()
+            if (
+                not plan
+            ):  # the step preempted its only sequence: schedule again at once (it fits an empty cache)
+                plan = self.schedule()
+            if not plan:  # cannot happen after EngineConfig.check; never a busy loop
+                raise EngineError("the scheduler found nothing to run with work waiting")
+            decodes = [s for s, _, d in plan if d]
+            prefill = sum(n for _, n, d in plan if not d)
+            context = sum(s.computed for s in decodes) / len(decodes) if decodes else 0.0
+            ms, beyond = self.model.step_ms(self.rng, len(decodes), context, prefill)
+            if trace.record_starts:
+                trace.step_starts.append(env.now)
+            kv = self.kv_use
+            yield env.timeout(ms / 1000.0)
+            now = env.now
+            dt = ms / 1000.0
+            trace.steps += 1
+            trace.beyond_grid_steps += beyond
+            trace.busy_s += dt
+            trace.kv_used_time += kv * dt
+            trace.prefill_tokens += prefill
+            trace.decode_tokens += len(decodes)
+            if prefill and decodes:
+                share = prefill / (prefill + len(decodes))
+                trace.prefill_busy_s += dt * share
+                trace.decode_busy_s += dt * (1 - share)
+            elif prefill:
+                trace.prefill_busy_s += dt
+            else:
+                trace.decode_busy_s += dt
+            for seq, n, decoding in plan:
+                seq.computed += n
+                if not decoding and seq.computed < seq.target:
+                    continue  # a chunk of a longer prefill: no token yet
+                if seq.generated == 0:
+                    trace.first_s[seq.idx] = now
+                else:
+                    trace.itl_ms.append((now - seq.last_s) * 1000.0)
+                seq.generated += 1
+                seq.last_s = now
+                if seq.generated >= seq.output:
+                    self.running.remove(seq)
+                    self.free += seq.blocks
+                    seq.blocks = 0
+                    trace.finish_s[seq.idx] = now
+                    self.outstanding -= 1
+
+
+@dataclass(frozen=True)
+class LlmRequests:
+    """Arrival times (s, sorted) and token lengths of the requests to replay."""
+
+    arrival_s: np.ndarray
+    prompt: np.ndarray
+    output: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = self.arrival_s.size
+        if self.prompt.size != n or self.output.size != n:
+            raise EngineError("arrival, prompt and output arrays must have the same length")
+        if n and (self.prompt.min() < 1 or self.output.min() < 1):
+            raise EngineError("every request needs at least 1 prompt token and 1 output token")
+
+
+def route(kind: str, replicas: list[Replica]) -> Callable[[int], Replica]:
+    """The router: round robin, fewest outstanding requests, or lowest KV-cache use (ties: lowest index)."""
+    if kind == "round-robin":
+        return lambda i: replicas[i % len(replicas)]
+    if kind == "least-outstanding":
+        return lambda i: min(replicas, key=lambda r: r.outstanding)
+    if kind == "least-kv":
+        return lambda i: min(replicas, key=lambda r: (r.kv_use, r.outstanding))
+    raise EngineError(f"unknown router {kind!r}: use {', '.join(LLM_ROUTERS)}")
+
+
+def simulate(
+    reqs: LlmRequests,
+    model: StepModel,
+    cfg: EngineConfig,
+    replicas: int = 1,
+    router: str = "round-robin",
+    seed: int = 0,
+    record_starts: bool = False,
+) -> Trace:
+    """Replay the requests through `replicas` engines; every request runs to its last token."""
+    n = reqs.arrival_s.size
+    for p, o in zip(reqs.prompt.tolist(), reqs.output.tolist(), strict=True):
+        why = cfg.check(p, o)
+        if why:
+            raise EngineError(why)
+    env = simpy.Environment()
+    trace = Trace(
+        np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64), record_starts=record_starts
+    )
+    rng = np.random.default_rng(seed)
+    pool = [Replica(env, cfg, model, trace, rng) for _ in range(replicas)]
+    pick = route(router, pool)
+    arrivals, prompts, outputs = reqs.arrival_s.tolist(), reqs.prompt.tolist(), reqs.output.tolist()
+
+    def source() -> Generator[simpy.Event, None, None]:
+        for i in range(n):
+            wait = arrivals[i] - env.now
+            if wait > 0:
+                yield env.timeout(wait)
+            pick(i).submit(Seq(i, prompts[i], outputs[i]))
+
+    env.process(source())
+    env.run()
+    return trace
