@@ -12,6 +12,8 @@ from rich.table import Table
 
 from fleetwise_cli.common import fail, out
 from measure.run import RunFileError, load_run
+from planner.llm.engine import EngineError
+from planner.llm.steps import StepModelError
 from planner.scenario import ScenarioError, load_scenario
 from planner.service import ServiceError, ServiceModel, from_profile, from_run, load_profile, scaled_model
 from planner.serving import SimResult, Summary, run_simulation
@@ -24,7 +26,10 @@ def simulate(
     profile: Path = typer.Option(None, "--profile", help="an assumed-profile YAML (what-if, not evidence)"),
     scenario: Path = typer.Option(..., "--scenario", help="a scenario YAML"),
     replicas: int = typer.Option(1, help="number of replicas"),
-    router: str = typer.Option("central", help="central | random | rr | jsq"),
+    router: str = typer.Option(
+        None,
+        help="central | random | rr | jsq (default central); LLM runs: round-robin | least-outstanding | least-kv",
+    ),
     max_batch: int = typer.Option(1, help="largest batch, in items"),
     max_delay_ms: float = typer.Option(0.0, help="how long the oldest request may wait for a fuller batch"),
     queue_capacity: int = typer.Option(None, help="bound on queued requests per queue (default: unbounded)"),
@@ -37,13 +42,28 @@ def simulate(
         1.0, help="multiply every service time (an assumption, e.g. the live/isolated ratio of a validation)"
     ),
     as_json: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+    max_num_seqs: int = typer.Option(
+        None, help="LLM: running sequences per replica (default 256)", rich_help_panel="LLM"
+    ),
+    max_num_batched_tokens: int = typer.Option(
+        None, help="LLM: tokens per engine step (default 8192)", rich_help_panel="LLM"
+    ),
+    chunked_prefill: bool = typer.Option(
+        True, help="LLM: split long prompts across steps", rich_help_panel="LLM"
+    ),
+    block_size: int = typer.Option(
+        None, help="LLM: KV-cache block size in tokens (default 16)", rich_help_panel="LLM"
+    ),
+    kv_blocks: int = typer.Option(
+        None,
+        help="LLM: KV blocks per replica (default: the run's KV tokens that fit / block size)",
+        rich_help_panel="LLM",
+    ),
 ) -> None:
     """Simulate a serving fleet: latency percentiles, throughput, utilization, energy and SLOs."""
     try:
         if (run is None) == (profile is None):
             raise ServiceError("give exactly one of --run or --profile")
-        if router not in ROUTERS:
-            raise ServiceError(f"unknown router {router!r}: use {', '.join(ROUTERS)}")
         if replicas < 1 or replicas > 10_000:
             raise ServiceError(f"replicas must be in 1..10000, got {replicas}")
         if requests is not None and not 0 < requests <= 10_000_000:
@@ -51,12 +71,28 @@ def simulate(
         if seed is not None and seed < 0:
             raise ServiceError(f"seed must be >= 0, got {seed}")
         sc = load_scenario(scenario)
+        loaded = load_run(run) if run is not None else None
+        if loaded is not None and loaded.is_llm:
+            from fleetwise_cli.llm_simulate import simulate_llm
+
+            knobs: dict[str, int | bool | None] = {
+                "max_num_seqs": max_num_seqs,
+                "max_num_batched_tokens": max_num_batched_tokens,
+                "chunked_prefill": chunked_prefill,
+                "block_size": block_size,
+                "kv_blocks": kv_blocks,
+            }
+            simulate_llm(loaded, sc, precision, replicas, router, knobs, requests, seed, as_json)
+            return
+        router = router or "central"
+        if router not in ROUTERS:
+            raise ServiceError(f"unknown router {router!r}: use {', '.join(ROUTERS)}")
         model: ServiceModel
-        if run is not None:
+        if loaded is not None:
             flags = frozenset(
                 {"power-capped", "thermal-slowdown", "hw-slowdown"} if exclude_throttled else set()
             )
-            model = from_run(load_run(run), precision, flags)
+            model = from_run(loaded, precision, flags)
         else:
             if precision is not None:
                 raise ServiceError("--precision applies to --run only")
@@ -78,7 +114,7 @@ def simulate(
                 "service_scale": service_scale,
             },
         )
-    except (ScenarioError, ServiceError, RunFileError, ValueError) as exc:
+    except (ScenarioError, ServiceError, RunFileError, StepModelError, EngineError, ValueError) as exc:
         raise fail(str(exc)) from None
     if as_json:
         sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=1) + "\n")

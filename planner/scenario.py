@@ -2,6 +2,8 @@
 
 Schema history (bump SCENARIO_SCHEMA_VERSION and migrate in `load_scenario` for every change):
   1 - first version.
+  2 - generative (LLM) requests: `llm` (prompt and output token distributions, a token-length scale) and the
+      SLO metrics ttft, tpot, itl and e2e. A version-1 file is read as version 2 without `llm`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from measure.datafile import DataFileError, parse_yaml, read_regular_file
 from measure.run import MAX_NAME_CHARS, MAX_SEQ_LEN, atomic_write_text, format_validation_error
 
-SCENARIO_SCHEMA_VERSION: Final = 1
+SCENARIO_SCHEMA_VERSION: Final = 2
 MAX_SCENARIO_BYTES = 1024 * 1024
 
 
@@ -196,10 +198,30 @@ class RequestSize(_Model):
     seq_len: SeqDist | None = Field(default=None, description="token workloads: tokens per item")
 
 
-class Slo(_Model):
-    """A latency objective: the given percentile of the metric must not exceed the threshold."""
+class LlmTokens(_Model):
+    """Token lengths of generative requests: the prompt (prefilled) and the output (decoded, token by token)."""
 
-    metric: Literal["latency", "queue"] = "latency"
+    prompt: SeqDist
+    output: SeqDist
+    scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=1000,
+        description="multiplies every prompt and output length (rounded, at least 1): e.g. a production trace "
+        "replayed against a small model's context; stated in every result",
+    )
+
+
+LLM_METRICS: tuple[str, ...] = ("ttft", "tpot", "itl", "e2e")
+
+
+class Slo(_Model):
+    """A latency objective: the given percentile of the metric must not exceed the threshold.
+
+    Batch serving: latency or queue. Generative requests: ttft (time to first token), tpot (time per output
+    token after the first), itl (each gap between tokens) or e2e (arrival to last token)."""
+
+    metric: Literal["latency", "queue", "ttft", "tpot", "itl", "e2e"] = "latency"
     percentile: float = Field(gt=0, lt=100)
     threshold_ms: float = Field(gt=0, le=MAX_SLO_MS)
 
@@ -211,12 +233,13 @@ class Slo(_Model):
 class Scenario(_Model):
     """A traffic scenario the simulator replays against a service model."""
 
-    schema_version: Literal[1] = SCENARIO_SCHEMA_VERSION
+    schema_version: Literal[2] = SCENARIO_SCHEMA_VERSION
     kind: Literal["scenario"] = "scenario"
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     description: str = Field(default="", max_length=4000)
     arrivals: Arrivals
     size: RequestSize = Field(default_factory=RequestSize)
+    llm: LlmTokens | None = Field(default=None, description="generative requests: prompt and output tokens")
     slo: list[Slo] = Field(default_factory=list, max_length=16)
     requests: int | None = Field(default=None, gt=0, le=10_000_000, description="simulate this many arrivals")
     duration_s: float | None = Field(
@@ -242,6 +265,16 @@ class Scenario(_Model):
             raise ValueError("give exactly one of requests or duration_s")
         if isinstance(self.size.seq_len, FromTrace) and not isinstance(self.arrivals, Trace):
             raise ValueError("size.seq_len dist 'trace' needs trace arrivals")
+        if self.llm is not None:
+            if any(isinstance(d, FromTrace) for d in (self.llm.prompt, self.llm.output)) and not isinstance(
+                self.arrivals, Trace
+            ):
+                raise ValueError("llm token lengths from a trace need trace arrivals")
+            bad = [s.metric for s in self.slo if s.metric not in LLM_METRICS]
+            if bad:
+                raise ValueError(f"generative requests take SLOs on {', '.join(LLM_METRICS)}, not {bad[0]}")
+        elif any(s.metric in LLM_METRICS for s in self.slo):
+            raise ValueError("SLOs on ttft, tpot, itl or e2e need generative requests (an llm block)")
         return self
 
     def mean_rate_rps(self) -> float | None:
@@ -279,6 +312,8 @@ def parse_scenario(data: Any, where: str = "scenario", base_dir: Path | None = N
     if not isinstance(data, dict):
         raise ScenarioError(f"{where}: a scenario must be a YAML mapping")
     version = data.get("schema_version", SCENARIO_SCHEMA_VERSION)
+    if version == 1:  # version 2 only added fields that default to absent
+        data, version = {**data, "schema_version": SCENARIO_SCHEMA_VERSION}, SCENARIO_SCHEMA_VERSION
     if version != SCENARIO_SCHEMA_VERSION:
         raise ScenarioError(
             f"{where}: schema_version {str(version)[:40]!r} is not supported ({SCENARIO_SCHEMA_VERSION})"

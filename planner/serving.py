@@ -89,14 +89,15 @@ class SimResult(_Out):
     stopped_early: str | None = None  # why the simulation ended before the last arrival (sequential SLO rule)
 
 
-def _summary(x: np.ndarray) -> Summary:
+def summarise_s(x: np.ndarray) -> Summary:
+    """Mean and percentiles (PERCENTILES) in ms of durations given in seconds."""
     q = np.percentile(x, list(PERCENTILES.values()), method="linear") * 1000.0
     return Summary(
         mean=float(x.mean() * 1000.0), **{k: float(v) for k, v in zip(PERCENTILES, q, strict=True)}
     )
 
 
-def _ci(x: np.ndarray) -> Summary | None:
+def batch_means_ci(x: np.ndarray) -> Summary | None:
     """Batch-means (and batch-quantile) 95% half-widths over CI_BATCHES contiguous batches (arrival order)."""
     if x.size < MIN_FOR_CI:
         return None
@@ -108,7 +109,7 @@ def _ci(x: np.ndarray) -> Summary | None:
     return Summary(mean=float(half[0]), **{k: float(v) for k, v in zip(PERCENTILES, half[1:], strict=True)})
 
 
-def _slo_check(s: Slo, x: np.ndarray | None) -> SloCheck:
+def slo_check(s: Slo, x: np.ndarray | None) -> SloCheck:
     """One SLO: the observed percentile, its batch-quantile 95% upper end, met or missed (None: no data)."""
     obs = hi = None
     if x is not None and x.size:
@@ -130,7 +131,7 @@ def _slo_check(s: Slo, x: np.ndarray | None) -> SloCheck:
 
 
 def _slo_checks(slos: list[Slo], lat: np.ndarray | None, queue: np.ndarray | None) -> list[SloCheck]:
-    return [_slo_check(s, lat if s.metric == "latency" else queue) for s in slos]
+    return [slo_check(s, lat if s.metric == "latency" else queue) for s in slos]
 
 
 def _seq_for(sc: Scenario, model: ServiceModel, reqs: Requests, warnings: list[str]) -> np.ndarray | None:
@@ -390,10 +391,10 @@ def run_simulation(
         warmup_excluded=warm,
         rejected=int(out.rejected[: out.simulated].sum()),
         throughput_rps=float(served.sum() / (last - first)) if last > first else None,
-        latency_ms=_summary(lat) if lat.size else None,
-        latency_ci95_halfwidth_ms=_ci(lat),
-        queue_ms=_summary(queue) if queue.size else None,
-        queue_ci95_halfwidth_ms=_ci(queue),
+        latency_ms=summarise_s(lat) if lat.size else None,
+        latency_ci95_halfwidth_ms=batch_means_ci(lat),
+        queue_ms=summarise_s(queue) if queue.size else None,
+        queue_ci95_halfwidth_ms=batch_means_ci(queue),
         utilization=float(util.mean()),
         utilization_per_replica=[float(u) for u in util],
         mean_batch_size=float(np.mean(out.batch_sizes)) if out.batch_sizes else None,

@@ -234,9 +234,10 @@ def _trace(
     return times[keep], df.iloc[idx[keep]].reset_index(drop=True), need_loops
 
 
-def _sizes(
+def draw_sizes(
     rng: np.random.Generator, d: Fixed | Uniform | LogNormal | Empirical, k: int
 ) -> tuple[np.ndarray, int]:
+    """k sizes from a distribution, and how many a lognormal cap clipped."""
     if isinstance(d, Fixed):
         return np.full(k, d.value, dtype=np.int64), 0
     if isinstance(d, Uniform):
@@ -249,9 +250,10 @@ def _sizes(
     return rng.choice(np.asarray(d.values, dtype=np.int64), size=k, p=w), 0
 
 
-def generate(sc: Scenario, rng: np.random.Generator | None = None) -> Requests:
-    """The request stream of a scenario (growth applied), from `rng` or the scenario's seed."""
-    rng = rng if rng is not None else np.random.default_rng(sc.seed)
+def arrival_times(
+    sc: Scenario, rng: np.random.Generator
+) -> tuple[np.ndarray, pd.DataFrame | None, list[str]]:
+    """Arrival times of a scenario (growth applied), the trace rows behind them (trace arrivals) and notes."""
     n, horizon = sc.requests, sc.duration_s
     mean_rate = sc.mean_rate_rps()
     if horizon is not None and mean_rate is not None and mean_rate * horizon > MAX_REQUESTS:
@@ -285,20 +287,31 @@ def generate(sc: Scenario, rng: np.random.Generator | None = None) -> Requests:
         raise ScenarioError(
             f"scenario {sc.name}: {t.size:,} requests, over the {MAX_REQUESTS:,} limit of one simulation"
         )
-    items, clipped = _sizes(rng, sc.size.items, t.size)
+    return t, frame, notes
+
+
+def trace_column(frame: pd.DataFrame | None, column: str, notes: list[str], what: str) -> np.ndarray:
+    """A trace column of token counts, clipped to 1..MAX_SIZE (how many were clipped goes into notes)."""
+    if frame is None or column not in frame.columns:
+        raise ScenarioError(f"trace has no column {column!r} for the {what}")
+    raw = pd.to_numeric(frame[column], errors="coerce").fillna(1)
+    over = int((raw > MAX_SIZE).sum())
+    if over:
+        notes.append(f"{over} trace {what} values above {MAX_SIZE:,} tokens were clipped to it")
+    return raw.clip(lower=1, upper=MAX_SIZE).to_numpy(dtype=np.int64)
+
+
+def generate(sc: Scenario, rng: np.random.Generator | None = None) -> Requests:
+    """The request stream of a scenario (growth applied), from `rng` or the scenario's seed."""
+    rng = rng if rng is not None else np.random.default_rng(sc.seed)
+    horizon = sc.duration_s
+    t, frame, notes = arrival_times(sc, rng)
+    items, clipped = draw_sizes(rng, sc.size.items, t.size)
     seq = None
     if isinstance(sc.size.seq_len, FromTrace):
-        assert frame is not None
-        col = sc.size.seq_len.column
-        if col not in frame.columns:
-            raise ScenarioError(f"trace has no column {col!r} for the sequence length")
-        raw = pd.to_numeric(frame[col], errors="coerce").fillna(1)
-        over = int((raw > MAX_SIZE).sum())
-        seq = raw.clip(lower=1, upper=MAX_SIZE).to_numpy(dtype=np.int64)
-        if over:
-            notes.append(f"{over} trace sequence lengths above {MAX_SIZE:,} tokens were clipped to it")
+        seq = trace_column(frame, sc.size.seq_len.column, notes, "sequence length")
     elif sc.size.seq_len is not None:
-        seq, c2 = _sizes(rng, sc.size.seq_len, t.size)
+        seq, c2 = draw_sizes(rng, sc.size.seq_len, t.size)
         clipped += c2
     if clipped:
         notes.append(f"{clipped} request sizes above a lognormal cap were clipped to the cap")

@@ -1,0 +1,132 @@
+"""`fleetwise simulate --run LLM_RUN`: the continuous-batching engine model on a generative scenario."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.markup import escape
+from rich.table import Table
+
+from fleetwise_cli.common import out
+from measure.run import Run, Unavailable
+from planner.llm.engine import LLM_ROUTERS, EngineConfig, EngineError
+from planner.llm.serving import LlmResult, run_llm_simulation
+from planner.llm.steps import step_model
+from planner.scenario import Scenario
+
+
+def kv_blocks_for(run: Run, precision: str, block_size: int, given: int | None) -> tuple[int, str]:
+    """The KV blocks per replica: as given, or from the run's KV tokens that fit at its memory fraction."""
+    if given is not None:
+        return given, "given (--kv-blocks)"
+    facts = run.llm
+    mem = next((m for m in facts.memory if m.precision == precision), None) if facts else None
+    if mem is None or isinstance(mem.kv_tokens_fit, Unavailable):
+        raise EngineError(
+            f"run {run.short_id()} does not say how many KV tokens fit at {precision}: give --kv-blocks"
+        )
+    return max(
+        1, mem.kv_tokens_fit // block_size
+    ), f"the run's KV tokens that fit ({mem.kv_tokens_fit_method})"
+
+
+def simulate_llm(
+    run: Run,
+    sc: Scenario,
+    precision: str | None,
+    replicas: int,
+    router: str | None,
+    cfg_args: dict[str, int | bool | None],
+    requests: int | None,
+    seed: int | None,
+    as_json: bool,
+) -> None:
+    """Build the step model and engine knobs from the run and the options, simulate, print."""
+    model = step_model(run, precision)
+    route = router or "round-robin"
+    if route not in LLM_ROUTERS:
+        raise EngineError(f"unknown LLM router {route!r}: use {', '.join(LLM_ROUTERS)}")
+    block = int(cfg_args["block_size"] or 16)
+    given = cfg_args["kv_blocks"]
+    blocks, how = kv_blocks_for(run, model.precision, block, int(given) if given is not None else None)
+    cfg = EngineConfig(
+        max_num_seqs=int(cfg_args["max_num_seqs"] or 256),
+        max_num_batched_tokens=int(cfg_args["max_num_batched_tokens"] or 8192),
+        chunked_prefill=bool(cfg_args["chunked_prefill"]),
+        block_size=block,
+        kv_blocks=blocks,
+    )
+    result = run_llm_simulation(
+        sc, model, cfg, replicas, route, run, requests, seed, {"kv_blocks_from": how, "run": run.id}
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=1) + "\n")
+        return
+    print_llm_result(result)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def print_llm_result(r: LlmResult) -> None:
+    """TTFT, TPOT, ITL and E2E percentiles, rates, KV use, preemptions, energy, SLOs and warnings."""
+    i = r.inputs
+    out.print(
+        escape(
+            f"measured: {r.evidence}\nscenario {i['scenario']}: {i['replicas']} replica(s), router {i['router']}, "
+            f"max_num_seqs {i['max_num_seqs']}, max_num_batched_tokens {i['max_num_batched_tokens']}, chunked "
+            f"prefill {'on' if i['chunked_prefill'] else 'off'}, {i['kv_blocks']} KV blocks of {i['block_size']} "
+            f"tokens ({i['kv_blocks_from']}); token scale {r.token_scale:g}"
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if not r.stable:
+        out.print(
+            f"[bold red]stable: false[/] offered {r.offered_rps:.4g} req/s; the fleet completed "
+            f"{r.throughput_when_saturated_rps or 0:.4g} req/s while its queues grew: add replicas",
+            highlight=False,
+        )
+    t = Table(title=f"{r.requests_measured} requests measured ({r.warmup_excluded} warm-up excluded)")
+    t.add_column("ms")
+    keys = ("mean", "p50", "p90", "p95", "p99", "p999")
+    for k in keys:
+        t.add_column(k)
+    for name, s, ci in (
+        ("TTFT", r.ttft_ms, r.ttft_ci95_halfwidth_ms),
+        ("TPOT", r.tpot_ms, r.tpot_ci95_halfwidth_ms),
+        ("ITL", r.itl_ms, None),
+        ("E2E", r.e2e_ms, r.e2e_ci95_halfwidth_ms),
+    ):
+        t.add_row(name, *(_ms(getattr(s, k) if s else None) for k in keys))
+        if ci is not None:
+            t.add_row("  ±95% CI", *(_ms(getattr(ci, k)) for k in keys))
+    out.print(t)
+    energy = (
+        f"{r.energy_j_per_request:.4g} J/request, {r.energy_j_per_output_token:.4g} J/output token, "
+        f"{r.output_tokens_per_joule:.4g} output tokens/J, {r.total_tokens_per_joule:.4g} tokens/J (input + output)"
+        if r.energy_j_per_request is not None
+        and r.energy_j_per_output_token is not None
+        and r.output_tokens_per_joule is not None
+        and r.total_tokens_per_joule is not None
+        else r.energy_note
+    )
+    good = "-" if r.goodput_rps is None else f"{r.goodput_rps:.4g} req/s"
+    out.print(
+        escape(
+            f"offered {r.offered_rps:.4g} req/s, throughput {r.throughput_rps:.4g} req/s, goodput {good}; "
+            f"{r.input_tokens_per_s:.4g} input and {r.output_tokens_per_s:.4g} output tokens/s; KV cache "
+            f"{r.kv_cache_utilization:.1%} used (busy time); {r.preemptions} preemptions; {r.steps:,} steps; "
+            f"energy: {energy}"
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+    for c in r.slo:
+        mark = "[green]met[/]" if c.met else "[red]MISSED[/]"
+        obs = "-" if c.observed_ms is None else f"{c.observed_ms:.4g} ms"
+        out.print(f"SLO {escape(c.slo)}: {obs} {mark}", highlight=False)
+    for w in r.warnings:
+        out.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)

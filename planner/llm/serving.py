@@ -1,0 +1,228 @@
+"""Replaying a generative scenario through the engine model: requests with prompt and output tokens, then
+TTFT, TPOT, ITL and E2E with batch-means CIs, goodput, token rates, KV use, preemptions and energy by phase.
+
+TPOT of a request is (E2E - TTFT) / (output tokens - 1) (requests with one output token have none); ITL is
+every gap between two tokens of a request. The first `warmup_fraction` of arrivals is excluded (empty start).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from measure.run import PhaseEnergy, Run
+from planner.llm.engine import EngineConfig, LlmRequests, simulate
+from planner.llm.steps import StepModel
+from planner.scenario import FromTrace, Scenario, ScenarioError
+from planner.serving import SloCheck, Summary, batch_means_ci, slo_check, summarise_s
+from planner.traffic import MAX_REQUESTS, arrival_times, draw_sizes, trace_column
+
+UNSTABLE_GROWTH = 2.0  # in-system requests at the end of the window vs its first half: queues grow
+
+
+class LlmResult(BaseModel):
+    """The `--json` contract of an LLM simulation (every duration in ms; see docs/llm-serving.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    evidence: str
+    inputs: dict[str, object]
+    stable: bool
+    throughput_when_saturated_rps: float | None
+    offered_rps: float
+    requests_total: int
+    requests_measured: int
+    warmup_excluded: int
+    throughput_rps: float
+    ttft_ms: Summary | None
+    ttft_ci95_halfwidth_ms: Summary | None
+    tpot_ms: Summary | None
+    tpot_ci95_halfwidth_ms: Summary | None
+    itl_ms: Summary | None
+    e2e_ms: Summary | None
+    e2e_ci95_halfwidth_ms: Summary | None
+    goodput_rps: float | None
+    input_tokens_per_s: float
+    output_tokens_per_s: float
+    kv_cache_utilization: float
+    preemptions: int
+    steps: int
+    steps_beyond_measured_grid: int
+    energy_j_per_request: float | None
+    energy_j_per_output_token: float | None
+    energy_prefill_share: float | None
+    output_tokens_per_joule: float | None
+    total_tokens_per_joule: float | None
+    energy_note: str
+    token_scale: float
+    slo: list[SloCheck]
+    warnings: list[str]
+
+
+def _lengths(
+    sc: Scenario, rng: np.random.Generator, n: int, frame: pd.DataFrame | None, notes: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    assert sc.llm is not None
+    out = []
+    for dist, what in ((sc.llm.prompt, "prompt tokens"), (sc.llm.output, "output tokens")):
+        if isinstance(dist, FromTrace):
+            out.append(trace_column(frame, dist.column, notes, what))
+        else:
+            vals, clipped = draw_sizes(rng, dist, n)
+            if clipped:
+                notes.append(f"{clipped} {what} above a lognormal cap were clipped to it")
+            out.append(vals)
+    scale = sc.llm.scale
+    if scale != 1.0:
+        out = [np.maximum(1, np.rint(v * scale)).astype(np.int64) for v in out]
+        notes.append(f"token lengths scaled by {scale:g} (prompt and output) before replay")
+    return out[0], out[1]
+
+
+def llm_requests(
+    sc: Scenario, requests: int | None = None, seed: int | None = None
+) -> tuple[LlmRequests, float, list[str]]:
+    """The scenario's generative requests (arrivals, prompt and output tokens), its window and notes."""
+    if sc.llm is None:
+        raise ScenarioError(f"scenario {sc.name} has no llm block (prompt and output tokens)")
+    if requests is not None:
+        sc = sc.model_copy(update={"requests": requests, "duration_s": None})
+    rng = np.random.default_rng(sc.seed if seed is None else seed)
+    t, frame, notes = arrival_times(sc, rng)
+    if t.size > MAX_REQUESTS:
+        raise ScenarioError(f"scenario {sc.name}: {t.size:,} requests, over the {MAX_REQUESTS:,} limit")
+    prompt, output = _lengths(sc, rng, t.size, frame, notes)
+    window = float(sc.duration_s) if sc.duration_s is not None else float(t[-1])
+    return LlmRequests(t.astype(np.float64), prompt, output), window, notes
+
+
+def _phase_j(run: Run, precision: str) -> tuple[float | None, float | None, str]:
+    """Measured J per prefill token and per decode token at the precision, or why not."""
+    facts = run.llm
+    if facts is None:
+        return None, None, "no LLM facts in the run"
+    per = {
+        e.phase: e.j_per_token
+        for e in facts.energy
+        if e.precision == precision and isinstance(e, PhaseEnergy)
+    }
+    pre, dec = per.get("prefill"), per.get("decode")
+    if isinstance(pre, float) and isinstance(dec, float):
+        return pre, dec, "device energy per token measured per phase (idle power and the host not included)"
+    why = facts.energy_note or "no energy per phase at this precision"
+    return None, None, f"energy unavailable: {why.removeprefix('energy unavailable: ')}"
+
+
+def _stable(reqs: LlmRequests, first_s: np.ndarray, window: float) -> bool:
+    """False when the requests still waiting for their first token keep growing over the window."""
+    grid = np.linspace(0, window, 21)[1:]
+    waiting = np.searchsorted(reqs.arrival_s, grid, side="right") - np.searchsorted(
+        np.sort(first_s), grid, side="right"
+    )
+    early, late = waiting[:10].mean(), waiting[-2:].mean()
+    return not (late > UNSTABLE_GROWTH * early + 10)
+
+
+def run_llm_simulation(
+    sc: Scenario,
+    model: StepModel,
+    cfg: EngineConfig,
+    replicas: int,
+    router: str,
+    run: Run,
+    requests: int | None = None,
+    seed: int | None = None,
+    extra_inputs: dict[str, object] | None = None,
+) -> LlmResult:
+    """Simulate and summarise; the SLOs are the scenario's."""
+    reqs, window, notes = llm_requests(sc, requests, seed)
+    s = sc.seed if seed is None else seed
+    tr = simulate(reqs, model, cfg, replicas, router, seed=s)
+    n = reqs.arrival_s.size
+    skip = int(n * sc.warmup_fraction)
+    keep = slice(skip, n)
+    arr, first, fin = reqs.arrival_s[keep], tr.first_s[keep], tr.finish_s[keep]
+    out_tok, in_tok = reqs.output[keep], reqs.prompt[keep]
+    ttft, e2e = first - arr, fin - arr
+    multi = out_tok > 1
+    tpot = (e2e[multi] - ttft[multi]) / (out_tok[multi] - 1)
+    itl = np.asarray(tr.itl_ms, dtype=np.float64) / 1000.0
+    span = float(np.nanmax(tr.finish_s) - reqs.arrival_s[0]) if n else 0.0
+    stable = _stable(reqs, tr.first_s, window)
+    warnings = list(notes) + list(model.notes)
+    if tr.beyond_grid_steps:
+        warnings.append(
+            f"optimistic: {tr.beyond_grid_steps:,} of {tr.steps:,} steps ran beyond the measured grid (batch, "
+            "context or prefill tokens) and were timed at its edge"
+        )
+    if not stable:
+        warnings.append("stable: false: requests waiting for their first token kept growing; add replicas")
+    values = {"ttft": ttft, "tpot": tpot, "e2e": e2e, "itl": itl}
+    checks = [slo_check(x, values[x.metric]) for x in sc.slo]
+    good = np.ones(arr.size, dtype=bool)
+    for x in sc.slo:
+        if x.metric in ("ttft", "e2e"):
+            good &= values[x.metric] * 1000.0 <= x.threshold_ms
+        elif x.metric == "tpot":
+            per = np.zeros(arr.size)
+            per[multi] = tpot
+            good &= per * 1000.0 <= x.threshold_ms
+    pre_j, dec_j, energy_note = _phase_j(run, model.precision)
+    e_req = e_tok = share = tpj_out = tpj_all = None
+    if pre_j is not None and dec_j is not None:
+        e = in_tok * pre_j + out_tok * dec_j
+        e_req, e_tok = float(e.mean()), float(e.sum() / out_tok.sum())
+        share = float((in_tok * pre_j).sum() / e.sum())
+        tpj_out, tpj_all = float(out_tok.sum() / e.sum()), float((out_tok + in_tok).sum() / e.sum())
+    if sc.slo and any(x.metric == "itl" for x in sc.slo):
+        warnings.append(
+            "goodput counts ttft, tpot and e2e SLOs per request; itl is a per-token SLO, checked on its own"
+        )
+    return LlmResult(
+        source="measured",
+        evidence=f"run {run.short_id()} ({run.workload.name}, {model.source}) at {model.precision}",
+        inputs={
+            "scenario": sc.name,
+            "replicas": replicas,
+            "router": router,
+            "max_num_seqs": cfg.max_num_seqs,
+            "max_num_batched_tokens": cfg.max_num_batched_tokens,
+            "chunked_prefill": cfg.chunked_prefill,
+            "block_size": cfg.block_size,
+            "kv_blocks": cfg.kv_blocks,
+            "seed": s,
+            **(extra_inputs or {}),
+        },
+        stable=stable,
+        throughput_when_saturated_rps=None if stable else float(n / span) if span > 0 else None,
+        offered_rps=float(n / window) if window > 0 else 0.0,
+        requests_total=n,
+        requests_measured=int(arr.size),
+        warmup_excluded=skip,
+        throughput_rps=float(n / span) if span > 0 else 0.0,
+        ttft_ms=summarise_s(ttft) if ttft.size else None,
+        ttft_ci95_halfwidth_ms=batch_means_ci(ttft),
+        tpot_ms=summarise_s(tpot) if tpot.size else None,
+        tpot_ci95_halfwidth_ms=batch_means_ci(tpot),
+        itl_ms=summarise_s(itl) if itl.size else None,
+        e2e_ms=summarise_s(e2e) if e2e.size else None,
+        e2e_ci95_halfwidth_ms=batch_means_ci(e2e),
+        goodput_rps=float(good.mean() * n / window) if sc.slo and window > 0 and good.size else None,
+        input_tokens_per_s=float(reqs.prompt.sum() / span) if span > 0 else 0.0,
+        output_tokens_per_s=float(reqs.output.sum() / span) if span > 0 else 0.0,
+        kv_cache_utilization=float(tr.kv_used_time / tr.busy_s) if tr.busy_s > 0 else 0.0,
+        preemptions=int(tr.preempted.sum()),
+        steps=tr.steps,
+        steps_beyond_measured_grid=tr.beyond_grid_steps,
+        energy_j_per_request=e_req,
+        energy_j_per_output_token=e_tok,
+        energy_prefill_share=share,
+        output_tokens_per_joule=tpj_out,
+        total_tokens_per_joule=tpj_all,
+        energy_note=energy_note,
+        token_scale=sc.llm.scale if sc.llm else 1.0,
+        slo=checks,
+        warnings=warnings,
+    )
