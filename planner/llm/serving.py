@@ -102,7 +102,7 @@ def _phase_j(run: Run, precision: str) -> tuple[float | None, float | None, str]
     """Measured J per prefill token and per decode token at the precision, or why not."""
     facts = run.llm
     if facts is None:
-        return None, None, "no LLM facts in the run"
+        return None, None, "energy unavailable: the run has no LLM facts"
     per = {
         e.phase: e.j_per_token
         for e in facts.energy
