@@ -36,6 +36,72 @@ def _list(text: str | None, kind: type, name: str) -> tuple | None:
     return values
 
 
+LLM_SIZING_REQUESTS = 3000  # per replica count: an LLM request is many engine steps
+
+
+def _generative(scenario: Path) -> bool:
+    """A scenario of generative requests is sized on LLM runs (a file that does not load: the batch path says why)."""
+    try:
+        return load_scenario(scenario).llm is not None
+    except (ScenarioError, OSError):
+        return False
+
+
+def _size_llm(
+    scenario: Path,
+    runs: list[Path],
+    profiles: list[Path],
+    precision: str | None,
+    prices: Path,
+    pricing: str,
+    requests: int,
+    max_replicas: int,
+    seqs: str | None,
+    tokens: str | None,
+    chunked: str | None,
+    kv_blocks: int | None,
+    as_json: bool,
+) -> None:
+    from fleetwise_cli.llm_size import parse_switches, print_llm_plan
+    from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmSizingError, size_llm
+
+    try:
+        if profiles:
+            raise SizingError("assumed profiles describe batch serving: size LLM runs without --profiles")
+        if pricing not in PRICINGS:
+            raise SizingError(f"unknown pricing {pricing!r}: use {', '.join(PRICINGS)}")
+        if not 1 <= max_replicas <= 10_000:
+            raise SizingError(f"--max-replicas must be in 1..10000, got {max_replicas}")
+        grid_seqs = _list(seqs, int, "--max-num-seqs") or DEFAULT_SEQS
+        grid_tokens = _list(tokens, int, "--max-num-batched-tokens") or DEFAULT_BATCHED_TOKENS
+        if min(grid_seqs) < 1 or min(grid_tokens) < 1:
+            raise SizingError("--max-num-seqs and --max-num-batched-tokens values must be >= 1")
+        plan = size_llm(
+            load_scenario(scenario),
+            [str(p) for p in runs],
+            [v.strip() for v in precision.split(",") if v.strip()] if precision else None,
+            grid_seqs,
+            grid_tokens,
+            parse_switches(chunked),
+            load_prices(prices),
+            pricing,  # type: ignore[arg-type]
+            requests=LLM_SIZING_REQUESTS if requests == SIZING_REQUESTS else requests,
+            max_replicas=max_replicas,
+            kv_blocks=kv_blocks,
+        )
+    except (
+        ScenarioError,
+        ServiceError,
+        RunFileError,
+        PriceError,
+        SizingError,
+        LlmSizingError,
+        ValueError,
+    ) as exc:
+        raise fail(str(exc)) from None
+    print_llm_plan(plan, as_json)
+
+
 def size(
     scenario: Path = typer.Option(..., "--scenario", help="a scenario YAML with at least one SLO"),
     runs: list[Path] = typer.Option([], "--runs", help="measured run files (repeat the option)"),
@@ -68,8 +134,41 @@ def size(
     validations: Path = typer.Option(
         Path("data/validations"), help="live validation files cited in the report"
     ),
+    max_num_seqs: str = typer.Option(
+        None, help="LLM runs: max_num_seqs grid (default 64,256)", rich_help_panel="LLM"
+    ),
+    max_num_batched_tokens: str = typer.Option(
+        None, help="LLM runs: max_num_batched_tokens grid (default 2048,8192)", rich_help_panel="LLM"
+    ),
+    chunked_prefill: str = typer.Option(
+        None, help="LLM runs: on, off or on,off (default on)", rich_help_panel="LLM"
+    ),
+    kv_blocks: int = typer.Option(
+        None,
+        help="LLM runs: KV blocks of 16 tokens per replica (default: from the run)",
+        rich_help_panel="LLM",
+    ),
 ) -> None:
-    """Size a fleet per option: fewest replicas meeting every SLO, monthly cost, cost per request/token, energy."""
+    """Size a fleet per option: fewest replicas meeting every SLO, monthly cost, cost per request/token, energy.
+
+    LLM runs size generative scenarios (TTFT/TPOT/ITL/E2E SLOs) over engine knobs x precision."""
+    if _generative(scenario):
+        _size_llm(
+            scenario,
+            runs,
+            profiles,
+            precision,
+            prices,
+            pricing,
+            requests,
+            max_replicas,
+            max_num_seqs,
+            max_num_batched_tokens,
+            chunked_prefill,
+            kv_blocks,
+            as_json,
+        )
+        return
     try:
         if not runs and not profiles:
             raise SizingError("give at least one --runs or --profiles file")

@@ -47,6 +47,7 @@ class LlmResult(BaseModel):
     input_tokens_per_s: float
     output_tokens_per_s: float
     kv_cache_utilization: float
+    prefill_busy_share: float
     preemptions: int
     steps: int
     steps_beyond_measured_grid: int
@@ -213,6 +214,7 @@ def run_llm_simulation(
         input_tokens_per_s=float(reqs.prompt.sum() / span) if span > 0 else 0.0,
         output_tokens_per_s=float(reqs.output.sum() / span) if span > 0 else 0.0,
         kv_cache_utilization=float(tr.kv_used_time / tr.busy_s) if tr.busy_s > 0 else 0.0,
+        prefill_busy_share=float(tr.prefill_busy_s / tr.busy_s) if tr.busy_s > 0 else 0.0,
         preemptions=int(tr.preempted.sum()),
         steps=tr.steps,
         steps_beyond_measured_grid=tr.beyond_grid_steps,

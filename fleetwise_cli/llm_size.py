@@ -1,0 +1,79 @@
+"""`fleetwise size` on LLM runs: replicas per engine configuration for TTFT/TPOT SLOs, cost per 1M tokens."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.markup import escape
+from rich.table import Table
+
+from fleetwise_cli.common import out
+from planner.llm.sizing import LlmPlan
+
+
+def parse_switches(text: str | None) -> tuple[bool, ...]:
+    """`on`, `off` or `on,off` for chunked prefill."""
+    if text is None:
+        return (True,)
+    vals = [v.strip().lower() for v in text.split(",") if v.strip()]
+    if not vals or any(v not in ("on", "off") for v in vals):
+        raise ValueError(f"--chunked-prefill takes on, off or on,off, got {text!r}")
+    return tuple(dict.fromkeys(v == "on" for v in vals))
+
+
+def _money(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"${x:,.{digits}g}" if x < 1000 else f"${x:,.0f}"
+
+
+def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
+    """The answer, then one row per option: replicas, SLO figures, cost per month and per 1M tokens, energy."""
+    if as_json:
+        sys.stdout.write(json.dumps(plan.model_dump(mode="json"), indent=1) + "\n")
+        return
+    out.print(escape(f"{plan.scenario}: {'; '.join(plan.slos)} ({plan.pricing})"), highlight=False)
+    out.print(f"[bold]answer:[/] {escape(plan.answer)}", highlight=False, soft_wrap=True)
+    t = Table(title="LLM options (measured step times)")
+    for col in (
+        "device",
+        "precision",
+        "seqs",
+        "tokens/step",
+        "prefill",
+        "replicas",
+        "meets SLO",
+        "SLO figures ms",
+        "$/month",
+        "$/1M in",
+        "$/1M out",
+        "$/1M out all-in",
+        "out tok/J",
+        "notes",
+    ):
+        t.add_column(col, overflow="fold")
+    for o in sorted(plan.options, key=lambda o: (not o.meets_slo, o.monthly_cost_usd or float("inf"))):
+        figs = ", ".join(f"{k.split(' <=')[0]} {v:.3g}" for k, v in o.slo.items() if v is not None)
+        t.add_row(
+            escape(o.device),
+            o.precision,
+            str(o.max_num_seqs),
+            str(o.max_num_batched_tokens),
+            "chunked" if o.chunked_prefill else "whole",
+            str(o.replicas or "-"),
+            "[green]yes[/]" if o.meets_slo else "[red]no[/]",
+            escape(figs),
+            _money(o.monthly_cost_usd),
+            _money(o.usd_per_1m_input_tokens),
+            _money(o.usd_per_1m_output_tokens),
+            _money(o.usd_per_1m_output_tokens_all_in),
+            "-" if o.output_tokens_per_joule is None else f"{o.output_tokens_per_joule:.3g}",
+            escape("; ".join(x for x in (o.why, o.not_priced) if x)),
+        )
+    t.caption = (
+        "$/1M in and out split the cost by the engine's busy time in prefill and decode; all-in puts every dollar on "
+        "the output tokens. Energy: out tok/J where the run measured energy per phase."
+    )
+    out.print(t)
+    warns = list(dict.fromkeys(w for o in plan.options for w in o.warnings))
+    for w in [*plan.notes, *warns]:
+        out.print(f"[yellow]note:[/] {escape(w)}", highlight=False, soft_wrap=True)

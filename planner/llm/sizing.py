@@ -1,0 +1,265 @@
+"""Sizing LLM fleets: per option (run x precision x engine knobs), the fewest replicas that keep every TTFT,
+TPOT, ITL and E2E SLO and stable queues, and what that costs per month and per 1M input and output tokens.
+
+The replica search doubles from 1 until the SLOs hold, then bisects between the last miss and the first hit
+(more replicas never make an SLO worse under these routers). Cost is split between input and output tokens
+by the engine's busy time in prefill and in decode; the all-in cost per 1M output tokens (every dollar on the
+output) is given beside it. Energy figures are separate columns: output tokens per joule and all tokens per
+joule. An option whose device has no price is sized and listed as not priced.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+from measure.run import Run, Unavailable, load_run
+from planner.llm.engine import EngineConfig, EngineError
+from planner.llm.serving import LlmResult, run_llm_simulation
+from planner.llm.steps import StepModelError, step_model
+from planner.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
+from planner.scenario import Scenario
+
+SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0
+DEFAULT_SEQS = (64, 256)
+DEFAULT_BATCHED_TOKENS = (2048, 8192)
+NO_GAIN = 0.02  # doubling the replicas improved the worst SLO by less than this: stop searching
+
+
+class LlmSizingError(ValueError):
+    """A question that cannot be sized (no SLO, no LLM run, a non-generative scenario)."""
+
+
+@dataclass(frozen=True)
+class LlmOption:
+    """One configuration to size."""
+
+    run: str
+    precision: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    chunked_prefill: bool
+
+    def label(self) -> str:
+        chunk = "chunked" if self.chunked_prefill else "whole prompts"
+        return f"{self.precision}, max_num_seqs {self.max_num_seqs}, {self.max_num_batched_tokens} tokens/step, {chunk}"
+
+
+class LlmSized(BaseModel):
+    """An option's answer: replicas, the SLO figures at that count, cost and energy, or why there is none."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run: str
+    run_id: str
+    device: str
+    precision: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    chunked_prefill: bool
+    kv_blocks: int
+    replicas: int | None
+    meets_slo: bool
+    why: str | None
+    simulations: int
+    slo: dict[str, float | None]
+    goodput_rps: float | None
+    monthly_cost_usd: float | None
+    usd_per_1m_input_tokens: float | None
+    usd_per_1m_output_tokens: float | None
+    usd_per_1m_output_tokens_all_in: float | None
+    output_tokens_per_joule: float | None
+    total_tokens_per_joule: float | None
+    not_priced: str | None
+    warnings: list[str]
+
+
+class LlmPlan(BaseModel):
+    """Every option sized, the cheapest that meets the SLOs, and the answer in a sentence."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scenario: str
+    slos: list[str]
+    pricing: str
+    options: list[LlmSized]
+    answer: str
+    notes: list[str]
+
+
+def _meets(r: LlmResult) -> bool:
+    return r.stable and all(c.met for c in r.slo)
+
+
+def _worst(r: LlmResult) -> tuple[float, str]:
+    """The SLO furthest from its threshold: observed / threshold, and its label (inf when not observed)."""
+    return max(
+        (
+            (c.observed_ms / c.threshold_ms if c.observed_ms is not None else float("inf"), c.slo)
+            for c in r.slo
+        ),
+        default=(0.0, "none"),
+    )
+
+
+def _kv_blocks(run: Run, precision: str, block: int, given: int | None) -> int:
+    if given is not None:
+        return given
+    mem = next((m for m in run.llm.memory if m.precision == precision), None) if run.llm else None
+    if mem is None or isinstance(mem.kv_tokens_fit, Unavailable):
+        raise LlmSizingError(
+            f"run {run.short_id()} does not say how many KV tokens fit at {precision}: give --kv-blocks"
+        )
+    return max(1, mem.kv_tokens_fit // block)
+
+
+def size_option(
+    sc: Scenario,
+    opt: LlmOption,
+    run: Run,
+    book: PriceBook,
+    pricing: Pricing,
+    requests: int,
+    max_replicas: int,
+    kv_blocks: int | None,
+) -> LlmSized:
+    """The fewest replicas meeting every SLO for one option, with cost and energy at that count."""
+    model = step_model(run, opt.precision)
+    cfg = EngineConfig(
+        opt.max_num_seqs,
+        opt.max_num_batched_tokens,
+        opt.chunked_prefill,
+        16,
+        _kv_blocks(run, opt.precision, 16, kv_blocks),
+    )
+    cache: dict[int, LlmResult] = {}
+
+    def sim(n: int) -> LlmResult:
+        if n not in cache:
+            cache[n] = run_llm_simulation(sc, model, cfg, n, "least-outstanding", run, requests)
+        return cache[n]
+
+    lo, hi = 0, 1
+    stuck: str | None = None
+    while not _meets(sim(hi)):
+        before = _worst(sim(hi))
+        lo, hi = hi, hi * 2
+        if hi > max_replicas:
+            hi = 0
+            break
+        after = _worst(sim(hi))
+        if sim(hi).stable and sim(lo).stable and after[0] > 1 and after[0] > before[0] * (1 - NO_GAIN):
+            # twice the replicas and the worst SLO barely moved: a lone request's steps already exceed it
+            stuck = (
+                f"more replicas do not help: {after[1]} stays {after[0]:.2f}x its threshold at {hi} replicas"
+            )
+            lo, hi = hi, 0
+            break
+    if hi:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if _meets(sim(mid)) else (mid, hi)
+    best = sim(hi) if hi else sim(lo)
+    priced, not_priced = None, None
+    try:
+        priced = book.for_run(run).price(pricing).usd_per_hour
+    except PriceError as exc:
+        not_priced = f"not priced: {exc}"
+    monthly = priced * hi * HOURS_PER_MONTH if priced is not None and hi else None
+    in_month = best.offered_rps * _mean(sc, best, "input") * SECONDS_PER_MONTH
+    out_month = best.offered_rps * _mean(sc, best, "output") * SECONDS_PER_MONTH
+    share = best.prefill_busy_share
+    return LlmSized(
+        run=opt.run,
+        run_id=run.id,
+        device=run.stack.device_name,
+        precision=opt.precision,
+        max_num_seqs=opt.max_num_seqs,
+        max_num_batched_tokens=opt.max_num_batched_tokens,
+        chunked_prefill=opt.chunked_prefill,
+        kv_blocks=cfg.kv_blocks,
+        replicas=hi or None,
+        meets_slo=bool(hi),
+        why=None if hi else stuck or f"SLOs not met with {lo} replicas (the --max-replicas limit)",
+        simulations=len(cache),
+        slo={c.slo: c.observed_ms for c in best.slo},
+        goodput_rps=best.goodput_rps,
+        monthly_cost_usd=monthly,
+        usd_per_1m_input_tokens=monthly * share / in_month * 1e6 if monthly and in_month else None,
+        usd_per_1m_output_tokens=monthly * (1 - share) / out_month * 1e6 if monthly and out_month else None,
+        usd_per_1m_output_tokens_all_in=monthly / out_month * 1e6 if monthly and out_month else None,
+        output_tokens_per_joule=best.output_tokens_per_joule,
+        total_tokens_per_joule=best.total_tokens_per_joule,
+        not_priced=not_priced,
+        warnings=best.warnings,
+    )
+
+
+def _mean(sc: Scenario, r: LlmResult, which: str) -> float:
+    """Mean tokens per request (input or output), from the result's token rates."""
+    rate = r.input_tokens_per_s if which == "input" else r.output_tokens_per_s
+    return rate / r.throughput_rps if r.throughput_rps > 0 else 0.0
+
+
+def size_llm(
+    sc: Scenario,
+    runs: list[str],
+    precisions: list[str] | None,
+    max_num_seqs: tuple[int, ...],
+    max_num_batched_tokens: tuple[int, ...],
+    chunked: tuple[bool, ...],
+    book: PriceBook,
+    pricing: Pricing,
+    requests: int = 3000,
+    max_replicas: int = 256,
+    kv_blocks: int | None = None,
+) -> LlmPlan:
+    """Size every option; rank by monthly cost among those meeting the SLOs."""
+    if sc.llm is None:
+        raise LlmSizingError(f"scenario {sc.name} has no llm block: LLM runs size generative requests")
+    if not sc.slo:
+        raise LlmSizingError(f"scenario {sc.name} has no SLO to size for")
+    loaded = [(p, load_run(p)) for p in runs]
+    notes: list[str] = []
+    sized: list[LlmSized] = []
+    for path, run in loaded:
+        if not run.is_llm:
+            raise LlmSizingError(f"run {run.short_id()} is a batch run: size LLM and batch runs separately")
+        have = sorted({p.precision for p in run.points if p.phase is not None and p.latency_ms is not None})
+        for prec in precisions or have:
+            if prec not in have:
+                notes.append(f"run {run.short_id()} has no LLM point at {prec}")
+                continue
+            for seqs, tokens, ch in itertools.product(max_num_seqs, max_num_batched_tokens, chunked):
+                opt = LlmOption(path, prec, seqs, tokens, ch)
+                try:
+                    sized.append(size_option(sc, opt, run, book, pricing, requests, max_replicas, kv_blocks))
+                except (EngineError, StepModelError) as exc:
+                    notes.append(f"{run.short_id()} {opt.label()}: {exc}")
+    if not sized:
+        raise LlmSizingError("no option could be sized: " + "; ".join(notes))
+    met = [o for o in sized if o.meets_slo]
+    priced = sorted(
+        (o for o in met if o.monthly_cost_usd is not None), key=lambda o: o.monthly_cost_usd or 0.0
+    )
+    if priced:
+        b = priced[0]
+        answer = (
+            f"{b.replicas} x {b.device} at {b.precision} (max_num_seqs {b.max_num_seqs}, {b.max_num_batched_tokens} "
+            f"tokens/step, {'chunked' if b.chunked_prefill else 'whole'} prefill): ${b.monthly_cost_usd:,.0f} a month"
+        )
+    elif met:
+        b = min(met, key=lambda o: o.replicas or 0)
+        answer = f"{b.replicas} x {b.device} at {b.precision} meets the SLOs; no option is priced"
+    else:
+        answer = "no option meets the SLOs (each option says why)"
+    return LlmPlan(
+        scenario=sc.name,
+        slos=[s.label() for s in sc.slo],
+        pricing=pricing,
+        options=sized,
+        answer=answer,
+        notes=notes,
+    )
