@@ -111,7 +111,8 @@ def price_book(params: dict[str, Any] | None = None) -> PriceBook:
 def shipped_scenarios() -> dict[str, Scenario]:
     """Scenario name -> scenario, for every YAML in the scenarios folder that validates."""
     out: dict[str, Scenario] = {}
-    for p in sorted(scenarios_dir().glob("*.yaml")):
+    # generative (LLM) scenarios sit in llm/: the batch tests and examples read the folder's top level only
+    for p in [*sorted(scenarios_dir().glob("*.yaml")), *sorted(scenarios_dir().glob("llm/*.yaml"))]:
         try:
             sc = load_scenario(p)
         except ValueError:

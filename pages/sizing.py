@@ -18,6 +18,7 @@ from pages.common import (
     shipped_scenarios,
     source_badge,
 )
+from pages.llm_sizing import show_llm_sizing
 from planner.escape import md_escape as esc
 from planner.plan import RANK_BY, Plan
 from planner.prices import PRICINGS, price_entry_yaml
@@ -34,13 +35,16 @@ st.caption(
 )
 
 cat = catalog()
+if scenario.llm is not None:  # generative requests: sized on LLM runs by the engine model
+    show_llm_sizing(scenario, cat)
+    st.stop()
 # one question per model: the planner buys devices for one workload; other models' runs never enter its answer
 models = sorted({s.run.workload.name for s in cat.runs if not s.run.is_llm})
 llm_runs = [s for s in cat.runs if s.run.is_llm]
 if llm_runs:
     st.caption(
-        f"{len(llm_runs)} LLM run(s) (prefill/decode steps) are on the Runs page; sizing them needs the "
-        "continuous-batching engine model, which is not built yet."
+        f"{len(llm_runs)} LLM run(s) (prefill/decode steps) are sized on a generative scenario "
+        "(one with an llm block, e.g. tiny-chat)."
     )
 model = st.selectbox("Model to plan for (its measured runs)", models, key="sz_model") if models else None
 mine = [s for s in cat.runs if s.run.workload.name == model]

@@ -469,7 +469,7 @@ def llm_not_served(run: Run) -> str:
     """Why a batch-serving plan cannot use an LLM run (prefill/decode steps are not batch service times)."""
     return (
         f"run {run.short_id()} ({run.workload.name}) measured LLM prefill/decode steps; the batch simulator "
-        "cannot serve token generation from them (the continuous-batching engine model is not built yet)"
+        "cannot serve token generation from them: simulate or size them with a generative scenario (an llm block)"
     )
 
 

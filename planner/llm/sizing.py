@@ -110,7 +110,7 @@ def _kv_blocks(run: Run, precision: str, block: int, given: int | None) -> int:
     mem = next((m for m in run.llm.memory if m.precision == precision), None) if run.llm else None
     if mem is None or isinstance(mem.kv_tokens_fit, Unavailable):
         raise LlmSizingError(
-            f"run {run.short_id()} does not say how many KV tokens fit at {precision}: give --kv-blocks"
+            f"run {run.short_id()} does not say how many KV tokens fit at {precision}: give the KV blocks per replica (--kv-blocks)"
         )
     return max(1, mem.kv_tokens_fit // block)
 
@@ -236,7 +236,7 @@ def size_llm(
                 opt = LlmOption(path, prec, seqs, tokens, ch)
                 try:
                     sized.append(size_option(sc, opt, run, book, pricing, requests, max_replicas, kv_blocks))
-                except (EngineError, StepModelError) as exc:
+                except (EngineError, StepModelError, LlmSizingError) as exc:
                     notes.append(f"{run.short_id()} {opt.label()}: {exc}")
     if not sized:
         raise LlmSizingError("no option could be sized: " + "; ".join(notes))

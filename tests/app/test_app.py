@@ -370,3 +370,23 @@ def test_the_compare_page_starts_from_batch_runs_and_takes_llm_runs_without_curv
     pick.set_value([o for o in pick.options if " · llm" in o]).run()
     assert not at.exception, at.exception
     assert any("LLM runs are compared" in c.value for c in at.caption)
+
+
+def test_a_generative_scenario_is_sized_on_llm_runs_with_ttft_and_tpot_slos(data: Path) -> None:
+    at = app()
+    at.switch_page("pages/sizing.py").run()
+    pick = at.selectbox(key="sz_scenario")
+    pick.set_value("tiny-chat").run()
+    assert not at.exception, at.exception
+    at.multiselect(key="llm_prec").set_value(["fp32"])
+    at.multiselect(key="llm_seqs").set_value([64])
+    at.multiselect(key="llm_tokens").set_value([2048])
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert {"replicas", "meets SLO", "$/1M output tokens", "p99 ttft ms", "p99 tpot ms"} <= set(table.columns)
+    assert table["meets SLO"].all() and (table["replicas"] >= 1).all()
+    assert any(
+        "not priced" in str(v) for v in table["why / not priced"]
+    )  # this CPU has no price: sized anyway
+    assert any("measured" in m.value for m in at.markdown)
