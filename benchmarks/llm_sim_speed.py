@@ -18,9 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's root
 from measure.run import load_run
 from planner.llm.engine import EngineConfig
-from planner.llm.serving import run_llm_simulation
+from planner.llm.simulation import run_llm_simulation
 from planner.llm.steps import step_model
-from planner.scenario import parse_scenario
+from planner.traffic.scenario import parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "data" / "runs" / "llm-engine-cpu-20261129T115217Z-4c22180c851b.json"

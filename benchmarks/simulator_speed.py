@@ -16,10 +16,10 @@ import time
 
 import simpy
 
-from planner.scenario import parse_scenario
-from planner.service import AssumedProfile, from_profile
-from planner.serving import run_simulation
-from planner.sim import BatchPolicy
+from planner.serving.service import AssumedProfile, from_profile
+from planner.serving.sim import BatchPolicy
+from planner.serving.simulation import run_simulation
+from planner.traffic.scenario import parse_scenario
 
 PROFILE = {
     "kind": "assumed-profile",

@@ -20,9 +20,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from planner.plan import Plan, Question, make_plan
-from planner.prices import load_prices
-from planner.scenario import load_scenario
+from planner.fleet.plan import Plan, Question, make_plan
+from planner.fleet.prices import load_prices
+from planner.traffic.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,9 @@ from rich.table import Table
 from fleetwise_cli.common import out
 from measure.run import Run, Unavailable
 from planner.llm.engine import LLM_ROUTERS, EngineConfig, EngineError
-from planner.llm.serving import LlmResult, run_llm_simulation
+from planner.llm.simulation import LlmResult, run_llm_simulation
 from planner.llm.steps import step_model
-from planner.scenario import Scenario
+from planner.traffic.scenario import Scenario
 
 
 def kv_blocks_for(run: Run, precision: str, block_size: int, given: int | None) -> tuple[int, str]:

@@ -33,7 +33,7 @@ from measure.run import (
     load_run,
     run_json_schema,
 )
-from planner.catalog import Catalog, CatalogError, scan_runs
+from planner.evidence.catalog import Catalog, CatalogError, scan_runs
 
 DEFAULT_MAX_BATCH = 256  # the default batch list is 1, 2, 4, ... up to this (earlier at an OOM)
 
@@ -67,24 +67,24 @@ app.add_typer(schema_app, name="schema")
 
 @schema_app.command("scenario")
 def schema_scenario() -> None:
-    """JSON Schema of the scenario file (planner/scenario.py)."""
-    from planner.scenario import scenario_json_schema
+    """JSON Schema of the scenario file (planner/traffic/scenario.py)."""
+    from planner.traffic.scenario import scenario_json_schema
 
     sys.stdout.write(json.dumps(scenario_json_schema(), indent=2) + "\n")
 
 
 @schema_app.command("price-book")
 def schema_price_book() -> None:
-    """JSON Schema of the price-book file (planner/prices.py)."""
-    from planner.prices import price_book_json_schema
+    """JSON Schema of the price-book file (planner/fleet/prices.py)."""
+    from planner.fleet.prices import price_book_json_schema
 
     sys.stdout.write(json.dumps(price_book_json_schema(), indent=2) + "\n")
 
 
 @schema_app.command("profile")
 def schema_profile() -> None:
-    """JSON Schema of the assumed-profile file (planner/service.py)."""
-    from planner.service import profile_json_schema
+    """JSON Schema of the assumed-profile file (planner/serving/service.py)."""
+    from planner.serving.service import profile_json_schema
 
     sys.stdout.write(json.dumps(profile_json_schema(), indent=2) + "\n")
 

@@ -14,10 +14,17 @@ from fleetwise_cli.common import fail, out
 from measure.run import RunFileError, load_run
 from planner.llm.engine import EngineError
 from planner.llm.steps import StepModelError
-from planner.scenario import ScenarioError, load_scenario
-from planner.service import ServiceError, ServiceModel, from_profile, from_run, load_profile, scaled_model
-from planner.serving import SimResult, Summary, run_simulation
-from planner.sim import ROUTERS, BatchPolicy
+from planner.serving.service import (
+    ServiceError,
+    ServiceModel,
+    from_profile,
+    from_run,
+    load_profile,
+    scaled_model,
+)
+from planner.serving.sim import ROUTERS, BatchPolicy
+from planner.serving.simulation import SimResult, Summary, run_simulation
+from planner.traffic.scenario import ScenarioError, load_scenario
 
 
 def simulate(

@@ -14,14 +14,14 @@ from rich.table import Table
 
 from fleetwise_cli.common import err, fail, out
 from measure.run import RunFileError, check_output_file, load_run
-from planner.compare import compare_runs, p_value_text
-from planner.plan import RANK_BY, Plan, PlannedOption, Question, Redundancy, make_plan, sensitivity
-from planner.prices import PRICINGS, PriceError, load_prices
-from planner.report import evidence_for, money, quality_text, write_report
-from planner.scenario import ScenarioError, load_scenario
-from planner.service import ServiceError
-from planner.sim import ROUTERS
-from planner.sizing import MAX_REPLICAS, SIZING_REQUESTS, SizingError, load_run_cached
+from planner.evidence.compare import compare_runs, p_value_text
+from planner.fleet.plan import RANK_BY, Plan, PlannedOption, Question, Redundancy, make_plan, sensitivity
+from planner.fleet.prices import PRICINGS, PriceError, load_prices
+from planner.fleet.report import evidence_for, money, quality_text, write_report
+from planner.fleet.sizing import MAX_REPLICAS, SIZING_REQUESTS, SizingError, load_run_cached
+from planner.serving.service import ServiceError
+from planner.serving.sim import ROUTERS
+from planner.traffic.scenario import ScenarioError, load_scenario
 
 
 def _list(text: str | None, kind: type, name: str) -> tuple | None:

@@ -14,12 +14,7 @@ from rich.table import Table
 
 from fleetwise_cli.common import err, fail, out
 from measure.run import RunFileError, check_output_dir, load_run
-from planner.scenario import Fixed, Gamma, Poisson, Scenario, ScenarioError, load_scenario
-from planner.service import ServiceError, from_run
-from planner.serving import run_simulation
-from planner.sim import BatchPolicy
-from planner.traffic import generate
-from planner.validation import (
+from planner.evidence.validation import (
     P50_TARGET_PCT,
     P99_TARGET_PCT,
     TARGET_UP_TO_LOAD,
@@ -32,6 +27,11 @@ from planner.validation import (
     with_back_to_back,
     with_live_service,
 )
+from planner.serving.service import ServiceError, from_run
+from planner.serving.sim import BatchPolicy
+from planner.serving.simulation import run_simulation
+from planner.traffic.arrivals import generate
+from planner.traffic.scenario import Fixed, Gamma, Poisson, Scenario, ScenarioError, load_scenario
 
 
 def _level_scenario(sc: Scenario, rate: float, seconds: float, seq_len: int | None) -> tuple[Scenario, str]:

@@ -24,8 +24,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from planner.catalog import Catalog, scan_runs
-from planner.plan import (
+from planner.evidence.catalog import Catalog, scan_runs
+from planner.fleet.plan import (
     Plan,
     PlannedOption,
     Question,
@@ -35,10 +35,10 @@ from planner.plan import (
     options_for,
     sensitivity,
 )
-from planner.prices import PriceBook, load_prices, with_session_prices
-from planner.scenario import Scenario, load_scenario, parse_scenario
-from planner.sizing import Progress, Task, in_workers, start_workers
-from planner.tradeoff import Ladder, ladder
+from planner.fleet.prices import PriceBook, load_prices, with_session_prices
+from planner.fleet.sizing import Progress, Task, in_workers, start_workers
+from planner.fleet.tradeoff import Ladder, ladder
+from planner.traffic.scenario import Scenario, load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = max(1, min(os.cpu_count() or 1, 4))

@@ -8,9 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import catalog, line
-from planner.catalog import run_curves
-from planner.compare import compare_runs, p_value_text
-from planner.escape import md_escape as esc
+from planner.evidence.catalog import run_curves
+from planner.evidence.compare import compare_runs, p_value_text
+from planner.fleet.escape import md_escape as esc
 
 st.title("Compare runs")
 cat = catalog()

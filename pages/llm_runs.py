@@ -9,11 +9,11 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import line
-from planner.catalog import run_curves
-from planner.escape import md_escape as esc
+from planner.evidence.catalog import run_curves
+from planner.fleet.escape import md_escape as esc
 
 if TYPE_CHECKING:
-    from planner.catalog import Run
+    from planner.evidence.catalog import Run
 
 
 def _why(value: Any) -> str | None:

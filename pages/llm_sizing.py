@@ -9,11 +9,11 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import price_book
-from planner.catalog import Catalog
-from planner.escape import md_escape as esc
+from planner.evidence.catalog import Catalog
+from planner.fleet.escape import md_escape as esc
+from planner.fleet.prices import PRICINGS
 from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmPlan, LlmSizingError, size_llm
-from planner.prices import PRICINGS
-from planner.scenario import Scenario
+from planner.traffic.scenario import Scenario
 
 
 def _money(x: float | None) -> str | None:

@@ -7,8 +7,8 @@ import json
 import streamlit as st
 
 from pages.common import price_book, sensitivity_for, validations_dir
-from planner.plan import Plan
-from planner.report import evidence_for, render_html, render_markdown
+from planner.fleet.plan import Plan
+from planner.fleet.report import evidence_for, render_html, render_markdown
 
 st.title("Audit report")
 if "plan" not in st.session_state:

@@ -11,9 +11,9 @@ import streamlit as st
 
 from pages.common import catalog, line, runs_dir, validations_dir
 from pages.llm_runs import show_llm
-from planner.catalog import accept_upload, point_series, run_curves
-from planner.escape import md_escape as esc
-from planner.validation import scan_validations
+from planner.evidence.catalog import accept_upload, point_series, run_curves
+from planner.evidence.validation import scan_validations
+from planner.fleet.escape import md_escape as esc
 
 st.title("Measured runs")
 cat = catalog()

@@ -10,8 +10,9 @@ import streamlit as st
 import yaml
 
 from pages.common import scenarios_dir, shipped_scenarios
-from planner.escape import md_escape as esc
-from planner.scenario import (
+from planner.fleet.escape import md_escape as esc
+from planner.traffic.arrivals import read_trace
+from planner.traffic.scenario import (
     MAX_NAME_CHARS,
     ScenarioError,
     Trace,
@@ -21,7 +22,6 @@ from planner.scenario import (
     save_scenario,
     scenario_path,
 )
-from planner.traffic import read_trace
 
 st.title("Traffic scenario")
 shipped = shipped_scenarios()

@@ -19,10 +19,10 @@ from pages.common import (
     source_badge,
 )
 from pages.llm_sizing import show_llm_sizing
-from planner.escape import md_escape as esc
-from planner.plan import RANK_BY, Plan
-from planner.prices import PRICINGS, price_entry_yaml
-from planner.sizing import DEFAULT_MAX_BATCHES, DEFAULT_MAX_DELAYS_MS
+from planner.fleet.escape import md_escape as esc
+from planner.fleet.plan import RANK_BY, Plan
+from planner.fleet.prices import PRICINGS, price_entry_yaml
+from planner.fleet.sizing import DEFAULT_MAX_BATCHES, DEFAULT_MAX_DELAYS_MS
 
 st.title("Fleet sizing")
 shipped = shipped_scenarios()

@@ -7,13 +7,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import ladders_for, line, plot_label, price_book, scatter, short_label, source_badge
-from planner.cost import SECONDS_PER_MONTH
-from planner.escape import md_escape as esc
-from planner.plan import Plan
-from planner.prices import HOURS_PER_MONTH, PriceError
-from planner.scenario import parse_scenario
-from planner.sizing import load_run_cached
-from planner.tradeoff import PERCENTILE_KEYS, pareto, replicas_for
+from planner.fleet.cost import SECONDS_PER_MONTH
+from planner.fleet.escape import md_escape as esc
+from planner.fleet.plan import Plan
+from planner.fleet.prices import HOURS_PER_MONTH, PriceError
+from planner.fleet.sizing import load_run_cached
+from planner.fleet.tradeoff import PERCENTILE_KEYS, pareto, replicas_for
+from planner.traffic.scenario import parse_scenario
 
 st.title("SLO explorer")
 if "plan" not in st.session_state:

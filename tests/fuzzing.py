@@ -16,13 +16,13 @@ from rich.console import Console
 
 from fleetwise_cli.main import summary_table
 from measure.run import RunFileError, parse_run
-from planner.catalog import run_curves
-from planner.scenario import ScenarioError, load_scenario, parse_scenario
-from planner.service import ServiceError, from_profile, from_run, load_profile
-from planner.serving import run_simulation
-from planner.sim import BatchPolicy
-from planner.sizing import levels
-from planner.traffic import generate
+from planner.evidence.catalog import run_curves
+from planner.fleet.sizing import levels
+from planner.serving.service import ServiceError, from_profile, from_run, load_profile
+from planner.serving.sim import BatchPolicy
+from planner.serving.simulation import run_simulation
+from planner.traffic.arrivals import generate
+from planner.traffic.scenario import ScenarioError, load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM_REQUESTS = 3_000  # arrivals simulated per accepted scenario: the fuzz checks behaviour, not capacity

@@ -16,8 +16,8 @@ TORCH_FREE = (
     "measure.stats",
     "measure.engine",
     "measure.telemetry",
-    "planner.catalog",
-    "planner.serving",
+    "planner.evidence.catalog",
+    "planner.serving.simulation",
     "fleetwise_cli.main",
 )
 
@@ -54,3 +54,27 @@ def test_the_app_uses_the_planner_and_never_measure_or_torch() -> None:
             assert not name.startswith(("torch", "measure")), (
                 f"{path} imports {name}: the app goes through planner"
             )
+
+
+WINGS = (
+    "traffic",
+    "serving",
+    "evidence",
+    "fleet",
+    "llm",
+)  # a wing imports only itself and the wings before it
+
+
+def test_the_planner_wings_import_one_way() -> None:
+    for path in (ROOT / "planner").rglob("*.py"):
+        rel = path.relative_to(ROOT / "planner").parts
+        if len(rel) < 2:
+            continue
+        mine = WINGS.index(rel[0])
+        for name in imports_of(path):
+            if name.startswith("planner."):
+                wing = name.split(".")[1]
+                assert WINGS.index(wing) <= mine, (
+                    f"{path} ({rel[0]}) imports {name} ({wing}): wings import one way"
+                )
+    assert sorted(p.name for p in (ROOT / "planner").iterdir() if p.suffix == ".py") == ["__init__.py"]

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from measure.run import Run, Unavailable, load_run
+from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
 from planner.llm.engine import EngineConfig, EngineError
-from planner.llm.serving import LlmResult, run_llm_simulation
+from planner.llm.simulation import LlmResult, run_llm_simulation
 from planner.llm.steps import StepModelError, step_model
-from planner.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
-from planner.scenario import Scenario
+from planner.traffic.scenario import Scenario
 
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0
 DEFAULT_SEQS = (64, 256)

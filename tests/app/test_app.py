@@ -218,7 +218,7 @@ def test_runs_page_shows_a_runs_live_validation(data: Path) -> None:
 def test_an_oversized_upload_is_refused_before_parsing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import planner.catalog as catalog
+    import planner.evidence.catalog as catalog
 
     monkeypatch.setattr(catalog, "MAX_RUN_FILE_BYTES", 1000)
     with pytest.raises(ValueError, match="over the 1,000 byte limit"):

@@ -143,10 +143,10 @@ def test_a_scenario_that_cannot_be_replayed_is_not_saved(data: Path, yaml_text: 
 
 def test_the_html_report_renders_no_markup_from_a_run_or_price_book(tmp_path: Path) -> None:
     from measure.run import save_run
-    from planner.plan import Question, make_plan
-    from planner.prices import parse_prices
-    from planner.report import evidence_for, render_html, render_markdown
-    from planner.scenario import load_scenario
+    from planner.fleet.plan import Question, make_plan
+    from planner.fleet.prices import parse_prices
+    from planner.fleet.report import evidence_for, render_html, render_markdown
+    from planner.traffic.scenario import load_scenario
     from tests.conftest import ok_point
 
     run = make_run([ok_point("fp32", 1, 2.0), ok_point("fp32", 4, 3.0)], device_name=EVIL)
@@ -173,10 +173,10 @@ def test_the_html_report_renders_no_markup_from_a_run_or_price_book(tmp_path: Pa
 
 
 def test_the_html_report_renders_no_markup_from_a_file(tmp_path: Path) -> None:
-    from planner.plan import Question, make_plan
-    from planner.prices import load_prices
-    from planner.report import ReportEvidence, render_html, render_markdown
-    from planner.scenario import load_scenario
+    from planner.fleet.plan import Question, make_plan
+    from planner.fleet.prices import load_prices
+    from planner.fleet.report import ReportEvidence, render_html, render_markdown
+    from planner.traffic.scenario import load_scenario
 
     sc = load_scenario(REPO / "scenarios" / "steady-api.yaml")
     sc = sc.model_copy(update={"name": EVIL, "description": EVIL})

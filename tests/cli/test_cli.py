@@ -383,7 +383,7 @@ def test_schema_scenario_profile_and_price_book_print_json_schemas() -> None:
 
 def test_a_confidence_interval_below_a_nanosecond_prints_as_zero() -> None:
     from fleetwise_cli.simulate_cmd import _ms
-    from planner.serving import Summary
+    from planner.serving.simulation import Summary
 
     s = Summary(mean=6.254e-12, p50=0.0, p90=1.5, p95=2.0, p99=2.5, p999=3.0)
     assert [_ms(s, k) for k in ("mean", "p50", "p90")] == ["0", "0", "1.5"]

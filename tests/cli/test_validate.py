@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from fleetwise_cli.main import app
 from measure.run import load_run
-from planner.scenario import parse_scenario
-from planner.service import from_run
-from planner.serving import run_simulation
-from planner.sim import BatchPolicy
-from planner.validation import compare_level, live_service_model, load_validation, validations_for
+from planner.evidence.validation import compare_level, live_service_model, load_validation, validations_for
+from planner.serving.service import from_run
+from planner.serving.sim import BatchPolicy
+from planner.serving.simulation import run_simulation
+from planner.traffic.scenario import parse_scenario
 from tests.cli.test_cli import FAST, TINY
 from tests.conftest import REPO, make_run, ok_point
 

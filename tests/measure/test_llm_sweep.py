@@ -16,8 +16,8 @@ from measure.llm_model import PRESETS
 from measure.llm_sweep import execute_llm_sweep, plan_llm_sweep
 from measure.run import LlmGrid, MemoryFacts, Run, dump_run, load_run, parse_run, run_json_schema
 from measure.sweep import SweepError, SweepRequest
-from planner.service import ServiceError, from_run
-from planner.sizing import SizingError, build_options
+from planner.fleet.sizing import SizingError, build_options
+from planner.serving.service import ServiceError, from_run
 
 FAST = SamplingConfig(min_seconds=0.2, max_seconds=1.5, min_iterations=20)
 GRID = LlmGrid(

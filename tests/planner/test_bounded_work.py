@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from measure.run import RunFileError, dump_run, parse_run
-from planner.prices import PriceError, parse_prices
-from planner.scenario import ScenarioError, load_scenario, parse_scenario, save_scenario
-from planner.service import ServiceError, from_run, load_profile
-from planner.sizing import build_options, size_all
-from planner.traffic import generate
+from planner.fleet.prices import PriceError, parse_prices
+from planner.fleet.sizing import build_options, size_all
+from planner.serving.service import ServiceError, from_run, load_profile
+from planner.traffic.arrivals import generate
+from planner.traffic.scenario import ScenarioError, load_scenario, parse_scenario, save_scenario
 from tests.conftest import REPO, make_run, ok_point
 
 

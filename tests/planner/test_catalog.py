@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from measure.run import Point, save_run
-from planner.catalog import CatalogError, scan_runs
+from planner.evidence.catalog import CatalogError, scan_runs
 from tests.conftest import make_run, ok_point
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from measure.run import Point, Run
-from planner.compare import compare_runs
+from planner.evidence.compare import compare_runs
 from tests.conftest import make_run, ok_point, summary_of
 
 
@@ -56,7 +56,7 @@ def test_different_workloads_are_not_comparable_and_the_fields_are_listed() -> N
 
 
 def test_p_values_are_printed_with_two_digits_and_a_floor() -> None:
-    from planner.compare import p_value_text
+    from planner.evidence.compare import p_value_text
 
     assert p_value_text(None) == "-"
     assert p_value_text(0.0123) == "0.012"

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from fleetwise_cli.main import app
 from planner.llm.engine import EngineConfig
-from planner.llm.serving import llm_requests, run_llm_simulation
-from planner.scenario import ScenarioError, parse_scenario
+from planner.llm.simulation import llm_requests, run_llm_simulation
+from planner.traffic.scenario import ScenarioError, parse_scenario
 from tests.conftest import shipped_files
 from tests.planner.test_llm_engine import synthetic_model
 

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from fleetwise_cli.main import app
 from measure.run import dump_run
+from planner.fleet.prices import load_prices, with_session_prices
 from planner.llm.engine import EngineConfig
-from planner.llm.serving import run_llm_simulation
+from planner.llm.simulation import run_llm_simulation
 from planner.llm.sizing import LlmOption, size_option
-from planner.prices import load_prices, with_session_prices
-from planner.scenario import parse_scenario
+from planner.traffic.scenario import parse_scenario
 from tests.conftest import REPO, make_run, shipped_files
 from tests.planner.test_llm_engine import _point
 from tests.planner.test_llm_serving import CHAT

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from measure.run import Paced, PacedBin, Point, unavailable
-from planner.scenario import parse_scenario
-from planner.service import NO_PACING, PacedBatch, from_run, samples_latency
-from planner.serving import run_simulation
-from planner.sim import BatchPolicy
+from planner.serving.service import NO_PACING, PacedBatch, from_run, samples_latency
+from planner.serving.sim import BatchPolicy
+from planner.serving.simulation import run_simulation
+from planner.traffic.scenario import parse_scenario
 from tests.conftest import make_run, ok_point, summary_of
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from planner.report import money
+from planner.fleet.report import money
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from measure.run import load_run
-from planner.scenario import ScenarioError, load_scenario, parse_scenario
-from planner.service import ServiceError, from_profile, from_run, load_profile
-from planner.traffic import generate, read_trace
+from planner.serving.service import ServiceError, from_profile, from_run, load_profile
+from planner.traffic.arrivals import generate, read_trace
+from planner.traffic.scenario import ScenarioError, load_scenario, parse_scenario
 from tests.conftest import shipped_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -236,14 +236,14 @@ def test_a_window_too_large_for_one_simulation_is_refused_before_generating() ->
 def test_a_scenario_round_trips_through_yaml(path: Path) -> None:
     import yaml
 
-    from planner.scenario import dump_scenario
+    from planner.traffic.scenario import dump_scenario
 
     s = load_scenario(path)
     assert parse_scenario(yaml.safe_load(dump_scenario(s))) == s
 
 
 def test_the_profile_round_trips_through_json() -> None:
-    from planner.service import AssumedProfile
+    from planner.serving.service import AssumedProfile
 
     prof = load_profile(ROOT / "profiles" / "example-accelerator.yaml")
     assert AssumedProfile.model_validate_json(prof.model_dump_json()) == prof

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from measure.run import load_run
-from planner.scenario import load_scenario
-from planner.service import from_profile, from_run, load_profile
-from planner.serving import run_simulation
-from planner.sim import BatchPolicy
+from planner.serving.service import from_profile, from_run, load_profile
+from planner.serving.sim import BatchPolicy
+from planner.serving.simulation import run_simulation
+from planner.traffic.scenario import load_scenario
 from tests.conftest import shipped_run
 
 ROOT = Path(__file__).resolve().parents[2]

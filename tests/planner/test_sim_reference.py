@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.sim import BatchPolicy, simulate
+from planner.serving.sim import BatchPolicy, simulate
 
 
 def service_s(b: int, seq: int | None, _idle: float = 0.0) -> float:

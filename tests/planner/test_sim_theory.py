@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from planner.scenario import parse_scenario
-from planner.service import AssumedProfile, from_profile
-from planner.serving import SimResult, run_simulation
-from planner.sim import BatchPolicy, simulate
+from planner.serving.service import AssumedProfile, from_profile
+from planner.serving.sim import BatchPolicy, simulate
+from planner.serving.simulation import SimResult, run_simulation
+from planner.traffic.scenario import parse_scenario
 
 
 def model(latency: dict[str, Any], batches: tuple[int, ...] = (1,), power: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]

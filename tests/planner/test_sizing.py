@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from planner.cost import Load, price_fleet
-from planner.plan import Question, Redundancy, make_plan
-from planner.prices import Electricity, HourlyPrice, OwnedPrice, PriceError, parse_prices
-from planner.scenario import parse_scenario
-from planner.sizing import SizingError, build_options, size_all
+from planner.fleet.cost import Load, price_fleet
+from planner.fleet.plan import Question, Redundancy, make_plan
+from planner.fleet.prices import Electricity, HourlyPrice, OwnedPrice, PriceError, parse_prices
+from planner.fleet.sizing import SizingError, build_options, size_all
+from planner.traffic.scenario import parse_scenario
 from tests.planner.test_sim_theory import erlang_c
 
 TODAY = "2026-11-28"
@@ -238,8 +238,8 @@ def test_a_service_time_scale_is_applied_and_stated(tmp_path: Path) -> None:
 
 
 def test_a_token_workload_on_a_scenario_without_sequence_lengths_is_left_out_with_the_reason() -> None:
-    from planner.scenario import load_scenario
-    from planner.sizing import build_options
+    from planner.fleet.sizing import build_options
+    from planner.traffic.scenario import load_scenario
 
     root = Path(__file__).resolve().parents[2]
     steady = load_scenario(root / "scenarios" / "steady-api.yaml")
@@ -258,7 +258,7 @@ def test_session_prices_price_only_the_named_device_and_say_where_they_come_from
 
     import yaml
 
-    from planner.prices import SESSION_SOURCE, price_entry_yaml, with_session_prices
+    from planner.fleet.prices import SESSION_SOURCE, price_entry_yaml, with_session_prices
     from tests.conftest import make_run
 
     base = book(known=1.0)

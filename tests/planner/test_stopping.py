@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from planner import stopping
-from planner.scenario import Slo, parse_scenario
-from planner.service import AssumedProfile, from_profile
-from planner.serving import run_simulation
-from planner.sim import BatchPolicy, simulate
+from planner.serving import stopping
+from planner.serving.service import AssumedProfile, from_profile
+from planner.serving.sim import BatchPolicy, simulate
+from planner.serving.simulation import run_simulation
+from planner.traffic.scenario import Slo, parse_scenario
 
 
 def model(mean_ms: float):  # type: ignore[no-untyped-def]
@@ -123,7 +123,7 @@ def test_a_queue_drifting_past_the_threshold_is_not_passed() -> None:
 
 
 def test_the_plan_states_the_rule_and_full_length_turns_it_off(tmp_path: Any) -> None:
-    from planner.plan import Question, make_plan
+    from planner.fleet.plan import Question, make_plan
     from tests.planner.test_sizing import book as sizing_book
 
     prof = tmp_path / "p.yaml"
@@ -159,9 +159,9 @@ def test_met_needs_two_looks_in_a_row_and_missed_stops_at_the_first() -> None:
 def test_a_simulation_the_batch_cap_never_bound_is_reused_for_larger_caps_with_identical_answers(
     tmp_path: Any, monkeypatch: Any
 ) -> None:
-    import planner.sizing as sizing
-    from planner.plan import Question, make_plan
-    from planner.serving import SimReuse
+    import planner.fleet.sizing as sizing
+    from planner.fleet.plan import Question, make_plan
+    from planner.serving.simulation import SimReuse
     from tests.planner.test_sizing import book as sizing_book
 
     prof = tmp_path / "p.yaml"

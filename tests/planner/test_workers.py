@@ -7,7 +7,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from planner.sizing import in_workers
+from planner.fleet.sizing import in_workers
 
 
 def _imports_in_worker(_task: Any) -> bool:

@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict
 from measure.run import PhaseEnergy, Run
 from planner.llm.engine import EngineConfig, LlmRequests, simulate
 from planner.llm.steps import StepModel
-from planner.scenario import FromTrace, Scenario, ScenarioError
-from planner.serving import SloCheck, Summary, batch_means_ci, slo_check, summarise_s
-from planner.traffic import MAX_REQUESTS, arrival_times, draw_sizes, trace_column
+from planner.serving.simulation import SloCheck, Summary, batch_means_ci, slo_check, summarise_s
+from planner.traffic.arrivals import MAX_REQUESTS, arrival_times, draw_sizes, trace_column
+from planner.traffic.scenario import FromTrace, Scenario, ScenarioError
 
 UNSTABLE_GROWTH = 2.0  # in-system requests at the end of the window vs its first half: queues grow
 

@@ -13,9 +13,9 @@ import math
 
 from pydantic import BaseModel, ConfigDict
 
-from planner.serving import Summary
-from planner.sim import BatchPolicy
-from planner.sizing import Searcher, Task, levels, option_models, traffic_for
+from planner.fleet.sizing import Searcher, Task, levels, option_models, traffic_for
+from planner.serving.sim import BatchPolicy
+from planner.serving.simulation import Summary
 
 LADDER_GAIN = 0.01
 MAX_RUNGS = 16

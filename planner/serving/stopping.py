@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from planner.scenario import Slo
+from planner.traffic.scenario import Slo
 
 LOOKS = (4_000, 6_000, 9_000, 13_000, 19_000)  # measured requests at which the verdict is checked
 ALPHA = 0.01  # over all looks of one simulation

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from planner.prices import HOURS_PER_MONTH, Electricity, HourlyPrice, OwnedPrice, Pricing
+from planner.fleet.prices import HOURS_PER_MONTH, Electricity, HourlyPrice, OwnedPrice, Pricing
 
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0
 

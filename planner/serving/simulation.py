@@ -15,11 +15,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy import stats as sps
 
-from planner import stopping
-from planner.scenario import Scenario, Slo
-from planner.service import ServiceError, ServiceModel, Source
-from planner.sim import BatchPolicy, Router, SimOutput, simulate
-from planner.traffic import Requests, generate
+from planner.serving import stopping
+from planner.serving.service import ServiceError, ServiceModel, Source
+from planner.serving.sim import BatchPolicy, Router, SimOutput, simulate
+from planner.traffic.arrivals import Requests, generate
+from planner.traffic.scenario import Scenario, Slo
 
 CI_BATCHES = 20
 MIN_FOR_CI = 20 * CI_BATCHES
@@ -243,7 +243,7 @@ def run_simulation(
 
     `traffic` replays a stream generated earlier from this scenario (the sizing search simulates many
     replica counts against one stream: common random numbers, and no regeneration). `early_stop` ends the
-    simulation once every SLO's verdict is settled (planner.stopping); the result says where and why. `reuse`
+    simulation once every SLO's verdict is settled (planner.serving.stopping); the result says where and why. `reuse`
     holds earlier simulations of the same model, router, max_delay and stream (see SimReuse).
     """
     if requests is not None:

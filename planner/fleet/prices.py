@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from measure.run import Run, format_validation_error
-from planner.scenario import read_yaml
+from planner.traffic.scenario import read_yaml
 
 HOURS_PER_MONTH = 730.0  # 8760 h / 12: the month every monthly figure uses
 Pricing = Literal["on_demand", "reserved", "owned"]

@@ -36,7 +36,7 @@ from measure.run import (
     SeqLen,
     Watts,
 )
-from planner.scenario import ScenarioError, format_validation_error, read_yaml
+from planner.traffic.scenario import ScenarioError, format_validation_error, read_yaml
 
 Source = Literal["measured", "assumed"]
 EXACT_BATCHES = 256  # sustainable rate: every batch size up to this is evaluated, a log grid above

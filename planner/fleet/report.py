@@ -15,11 +15,11 @@ from pathlib import Path
 import markdown
 
 from measure.run import Run, atomic_write_text
-from planner.escape import md_escape as esc
-from planner.plan import Plan, PlannedOption, SensitivityRow
-from planner.prices import PriceBook
-from planner.sizing import load_run_cached
-from planner.validation import Validation, scan_validations
+from planner.evidence.validation import Validation, scan_validations
+from planner.fleet.escape import md_escape as esc
+from planner.fleet.plan import Plan, PlannedOption, SensitivityRow
+from planner.fleet.prices import PriceBook
+from planner.fleet.sizing import load_run_cached
 
 TERMS = [
     "**Replica**: one device serving requests (one GPU, or one machine like the one a CPU run was measured on).",

@@ -29,8 +29,8 @@ from measure.run import (
     atomic_write_text,
     format_validation_error,
 )
-from planner.service import BatchLatency, LatencyTable, ServiceModel, samples_latency
-from planner.serving import SimResult
+from planner.serving.service import BatchLatency, LatencyTable, ServiceModel, samples_latency
+from planner.serving.simulation import SimResult
 
 P50_TARGET_PCT = 5.0
 P99_TARGET_PCT = 10.0

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from measure.datafile import DataFileError, read_regular_file
-from planner.scenario import (
+from planner.traffic.scenario import (
     MAX_DURATION_S,
     MAX_SIZE,
     Diurnal,

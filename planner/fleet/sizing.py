@@ -34,9 +34,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from measure.run import Precision, Run, load_run
-from planner.compare import comparability_key
-from planner.scenario import Diurnal, Gamma, Mmpp, Poisson, Scenario, Slo, Trace
-from planner.service import (
+from planner.evidence.compare import comparability_key
+from planner.serving.service import (
     AssumedProfile,
     Bound,
     ServiceError,
@@ -47,9 +46,10 @@ from planner.service import (
     load_profile,
     scaled_model,
 )
-from planner.serving import SimResult, SimReuse, Summary, run_simulation
-from planner.sim import BatchPolicy, Router
-from planner.traffic import Requests, generate
+from planner.serving.sim import BatchPolicy, Router
+from planner.serving.simulation import SimResult, SimReuse, Summary, run_simulation
+from planner.traffic.arrivals import Requests, generate
+from planner.traffic.scenario import Diurnal, Gamma, Mmpp, Poisson, Scenario, Slo, Trace
 
 DEFAULT_MAX_BATCHES = (1, 4, 16, 64)  # kept where measured; the largest ok batch is always added
 DEFAULT_MAX_DELAYS_MS = (0.0, 5.0)
@@ -390,7 +390,9 @@ class SizedOption(_Out):
     power_reason: str
     levels: list[LevelAnswer]
     simulations: int
-    stopped_early: int  # of those, simulations ended early by the sequential SLO rule (planner.stopping)
+    stopped_early: (
+        int  # of those, simulations ended early by the sequential SLO rule (planner.serving.stopping)
+    )
     reused: int  # of those, answered exactly by a simulation of another max_batch of the same evidence
     warnings: list[str]
     error: str | None  # the option could not be sized at all (e.g. a request larger than max_batch)
@@ -846,7 +848,7 @@ def _context() -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
     if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["planner.sizing"])  # workers fork with numpy/scipy/simpy imported
+        ctx.set_forkserver_preload(["planner.fleet.sizing"])  # workers fork with numpy/scipy/simpy imported
     return ctx
 
 

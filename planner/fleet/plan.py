@@ -13,14 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from planner import stopping
-from planner.compare import differences
-from planner.cost import Cost, Load, price_fleet
-from planner.prices import DevicePrice, PriceBook, PriceError, Pricing
-from planner.scenario import Scenario
-from planner.serving import Summary
-from planner.sim import Router
-from planner.sizing import (
+from planner.evidence.compare import differences
+from planner.fleet.cost import Cost, Load, price_fleet
+from planner.fleet.prices import DevicePrice, PriceBook, PriceError, Pricing
+from planner.fleet.sizing import (
     MAX_REPLICAS,
     SIZING_REQUESTS,
     Below,
@@ -35,6 +31,10 @@ from planner.sizing import (
     size_all,
     with_slo_scale,
 )
+from planner.serving import stopping
+from planner.serving.sim import Router
+from planner.serving.simulation import Summary
+from planner.traffic.scenario import Scenario
 
 RankBy = Literal["monthly_cost", "cost_per_1k", "tokens_per_joule"]
 RANK_BY: tuple[str, ...] = ("monthly_cost", "cost_per_1k", "tokens_per_joule")
@@ -338,7 +338,7 @@ class Question:
     max_replicas: int = MAX_REPLICAS
     exclude_throttled: bool = False
     service_scale: float = 1.0  # every service time x this: an explicit assumption (e.g. from a validation)
-    early_stop: bool = True  # end each simulation once its SLO verdict is settled (planner.stopping)
+    early_stop: bool = True  # end each simulation once its SLO verdict is settled (planner.serving.stopping)
 
 
 def _entries(q: Question, book: PriceBook, specs: list[OptionSpec]) -> dict[str, DevicePrice | str]:

@@ -1,0 +1,1 @@
+"""Evidence: run catalogues, run-vs-run comparison, live validation records."""

@@ -1,0 +1,1 @@
+"""Fleet: sizing, cost, prices, plans, trade-offs and the audit report."""

@@ -1,0 +1,1 @@
+"""Traffic: scenarios (arrivals, request sizes, token lengths, SLOs) and the request streams they generate."""
