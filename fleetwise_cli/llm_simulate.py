@@ -124,9 +124,6 @@ def print_llm_result(r: LlmResult) -> None:
         highlight=False,
         soft_wrap=True,
     )
-    for c in r.slo:
-        mark = "[green]met[/]" if c.met else "[red]MISSED[/]"
-        obs = "-" if c.observed_ms is None else f"{c.observed_ms:.4g} ms"
-        out.print(f"SLO {escape(c.slo)}: {obs} {mark}", highlight=False)
-    for w in r.warnings:
-        out.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    from fleetwise_cli.simulate_cmd import print_checks
+
+    print_checks(r.slo, r.warnings)

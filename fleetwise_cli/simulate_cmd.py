@@ -23,7 +23,7 @@ from planner.serving.service import (
     scaled_model,
 )
 from planner.serving.sim import ROUTERS, BatchPolicy
-from planner.serving.simulation import SimResult, Summary, run_simulation
+from planner.serving.simulation import SimResult, SloCheck, Summary, run_simulation
 from planner.traffic.scenario import ScenarioError, load_scenario
 
 
@@ -182,9 +182,14 @@ def print_result(r: SimResult) -> None:
             highlight=False,
             soft_wrap=True,
         )
-    for c in r.slo:
+    print_checks(r.slo, r.warnings)
+
+
+def print_checks(slos: list[SloCheck], warnings: list[str]) -> None:
+    """Each SLO met or missed with the observed value, then the warnings (batch and LLM results alike)."""
+    for c in slos:
         mark = "[green]met[/]" if c.met else "[red]MISSED[/]"
         obs = "-" if c.observed_ms is None else f"{c.observed_ms:.4g} ms"
         out.print(f"SLO {escape(c.slo)}: {obs} {mark}", highlight=False)
-    for w in r.warnings:
+    for w in warnings:
         out.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)

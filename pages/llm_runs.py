@@ -41,38 +41,27 @@ def show_llm(run: Run) -> None:
         + "; unstable points missed their CI "
         "target and say so in the table."
     )
-    left, right = st.columns(2)
-    prefill = ok[ok.phase == "prefill"]
-    if not prefill.empty:
-        left.plotly_chart(
+    charts = (
+        ("prefill", "seq_len", "prompt tokens", "TTFT" if engine else "Prefill step"),
+        ("decode", "context_tokens", "context tokens", "Inter-token gap" if engine else "Decode step"),
+    )
+    for col, (phase, x, xname, what) in zip(st.columns(2), charts, strict=True):
+        rows = ok[ok.phase == phase]
+        if rows.empty:
+            continue
+        col.plotly_chart(
             line(
-                prefill.sort_values("seq_len"),
-                x="seq_len",
+                rows.sort_values(x),
+                x=x,
                 y="p50_ms",
                 color="series",
                 markers=True,
                 log_x=True,
                 log_y=True,
-                title=("TTFT" if engine else "Prefill step") + " p50 (ms) vs prompt tokens: measured",
-                labels={"seq_len": "prompt tokens", "p50_ms": "p50 ms"},
+                title=f"{what} p50 (ms) vs {xname.removesuffix(' tokens') if phase == 'decode' else xname}: measured",
+                labels={x: xname, "p50_ms": "p50 ms"},
             ),
-            key="llm_prefill",
-        )
-    decode = ok[ok.phase == "decode"]
-    if not decode.empty:
-        right.plotly_chart(
-            line(
-                decode.sort_values("context_tokens"),
-                x="context_tokens",
-                y="p50_ms",
-                color="series",
-                markers=True,
-                log_x=True,
-                log_y=True,
-                title=("Inter-token gap" if engine else "Decode step") + " p50 (ms) vs context: measured",
-                labels={"context_tokens": "context tokens", "p50_ms": "p50 ms"},
-            ),
-            key="llm_decode",
+            key=f"llm_{phase}",
         )
     table = curves[
         [
