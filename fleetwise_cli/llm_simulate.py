@@ -9,26 +9,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from fleetwise_cli.common import out
-from measure.run import Run, Unavailable
-from planner.llm.engine import LLM_ROUTERS, EngineConfig, EngineError
+from measure.run import Run
+from planner.llm.engine import LLM_ROUTERS, EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import LlmResult, run_llm_simulation
 from planner.llm.steps import step_model
 from planner.traffic.scenario import Scenario
-
-
-def kv_blocks_for(run: Run, precision: str, block_size: int, given: int | None) -> tuple[int, str]:
-    """The KV blocks per replica: as given, or from the run's KV tokens that fit at its memory fraction."""
-    if given is not None:
-        return given, "given (--kv-blocks)"
-    facts = run.llm
-    mem = next((m for m in facts.memory if m.precision == precision), None) if facts else None
-    if mem is None or isinstance(mem.kv_tokens_fit, Unavailable):
-        raise EngineError(
-            f"run {run.short_id()} does not say how many KV tokens fit at {precision}: give --kv-blocks"
-        )
-    return max(
-        1, mem.kv_tokens_fit // block_size
-    ), f"the run's KV tokens that fit ({mem.kv_tokens_fit_method})"
 
 
 def simulate_llm(
@@ -49,7 +34,7 @@ def simulate_llm(
         raise EngineError(f"unknown LLM router {route!r}: use {', '.join(LLM_ROUTERS)}")
     block = int(cfg_args["block_size"] or 16)
     given = cfg_args["kv_blocks"]
-    blocks, how = kv_blocks_for(run, model.precision, block, int(given) if given is not None else None)
+    blocks, how = kv_blocks_from_run(run, model.precision, block, int(given) if given is not None else None)
     cfg = EngineConfig(
         max_num_seqs=int(cfg_args["max_num_seqs"] or 256),
         max_num_batched_tokens=int(cfg_args["max_num_batched_tokens"] or 8192),

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fleetwise_cli.common import out
+from planner.fleet.report import money
 from planner.llm.sizing import LlmPlan
 
 
@@ -20,10 +21,6 @@ def parse_switches(text: str | None) -> tuple[bool, ...]:
     if not vals or any(v not in ("on", "off") for v in vals):
         raise ValueError(f"--chunked-prefill takes on, off or on,off, got {text!r}")
     return tuple(dict.fromkeys(v == "on" for v in vals))
-
-
-def _money(x: float | None, digits: int = 4) -> str:
-    return "-" if x is None else f"${x:,.{digits}g}" if x < 1000 else f"${x:,.0f}"
 
 
 def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
@@ -62,10 +59,10 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
             str(o.replicas or "-"),
             "[green]yes[/]" if o.meets_slo else "[red]no[/]",
             escape(figs),
-            _money(o.monthly_cost_usd),
-            _money(o.usd_per_1m_input_tokens),
-            _money(o.usd_per_1m_output_tokens),
-            _money(o.usd_per_1m_output_tokens_all_in),
+            money(o.monthly_cost_usd),
+            money(o.usd_per_1m_input_tokens),
+            money(o.usd_per_1m_output_tokens),
+            money(o.usd_per_1m_output_tokens_all_in),
             "-" if o.output_tokens_per_joule is None else f"{o.output_tokens_per_joule:.3g}",
             escape("; ".join(x for x in (o.why, o.not_priced) if x)),
         )

@@ -70,19 +70,27 @@ def module_bytes(module: nn.Module) -> int:
     return total
 
 
+def meminfo_bytes(key: str, root: Path = Path("/proc")) -> tuple[int | None, str]:
+    """A /proc/meminfo figure in bytes (MemTotal, MemAvailable), or None and why it could not be read."""
+    try:
+        for line in (root / "meminfo").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) * 1024, ""
+    except (OSError, ValueError, IndexError) as exc:
+        return None, f"/proc/meminfo unreadable: {exc}"
+    return None, f"/proc/meminfo has no {key}"
+
+
 def _device_memory(plan: LlmPlan) -> tuple[int | Unavailable, str]:
     st = plan.sweep.stack
     if plan.sweep.device.kind == "cuda":
         if isinstance(st.device_memory_bytes, int):
             return st.device_memory_bytes, "total device memory as the driver reports it (stack)"
         return st.device_memory_bytes, "device memory unreadable"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024, "host RAM (/proc/meminfo MemTotal): a CPU's device memory"
-    except (OSError, ValueError, IndexError) as exc:
-        return unavailable(f"/proc/meminfo unreadable: {exc}"), "unreadable"
-    return unavailable("/proc/meminfo has no MemTotal"), "unreadable"
+    total, why = meminfo_bytes("MemTotal")
+    if total is None:
+        return unavailable(why), "unreadable"
+    return total, "host RAM (/proc/meminfo MemTotal): a CPU's device memory"
 
 
 def memory_facts(plan: LlmPlan, precision: str, prepared: Prepared, points: list[Point]) -> MemoryFacts:

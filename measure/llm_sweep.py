@@ -24,7 +24,7 @@ from measure import llm_model as lm
 from measure import quality as qproxy
 from measure.device import Device, is_oom
 from measure.engine import Step
-from measure.llm_facts import llm_facts, memory_facts
+from measure.llm_facts import llm_facts, meminfo_bytes, memory_facts
 from measure.precision import Prepared, swap_linears_to_fp8, unsupported_reason
 from measure.run import (
     LlmGrid,
@@ -159,22 +159,12 @@ def check_grid(grid: LlmGrid, shape: lm.DecoderShape) -> None:
                 raise SweepError(f"{what} {v} does not fit the model's {limit}-token context")
 
 
-def _host_bytes_free() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def check_fits_host(shape: lm.DecoderShape, device: Device, precisions: Sequence[str]) -> None:
     """A CPU model that cannot be built in host memory is refused with its size, not killed by the OOM killer."""
     if device.kind != "cpu":
         return
     widest = 4 if any(p in ("fp32", "tf32", "int8") for p in precisions) else 2
-    need, free = shape.parameters() * widest, _host_bytes_free()
+    need, free = shape.parameters() * widest, meminfo_bytes("MemAvailable")[0]
     if free is not None and need > HOST_MEMORY_SHARE * free:
         raise SweepError(
             f"{shape.name} needs {need / 2**30:.1f} GiB of weights at {widest} bytes per parameter; this machine "

@@ -12,12 +12,9 @@ from pages.common import price_book
 from planner.evidence.catalog import Catalog
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.prices import PRICINGS
+from planner.fleet.report import money
 from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmPlan, LlmSizingError, size_llm
 from planner.traffic.scenario import Scenario
-
-
-def _money(x: float | None) -> str | None:
-    return None if x is None else f"${x:,.4g}" if x < 1000 else f"${x:,.0f}"
 
 
 def _table(plan: LlmPlan) -> pd.DataFrame:
@@ -32,10 +29,10 @@ def _table(plan: LlmPlan) -> pd.DataFrame:
                 "prefill": "chunked" if o.chunked_prefill else "whole",
                 "replicas": o.replicas,
                 "meets SLO": o.meets_slo,
-                "monthly $": _money(o.monthly_cost_usd),
-                "$/1M input tokens": _money(o.usd_per_1m_input_tokens),
-                "$/1M output tokens": _money(o.usd_per_1m_output_tokens),
-                "$/1M output, all-in": _money(o.usd_per_1m_output_tokens_all_in),
+                "monthly $": money(o.monthly_cost_usd),
+                "$/1M input tokens": money(o.usd_per_1m_input_tokens),
+                "$/1M output tokens": money(o.usd_per_1m_output_tokens),
+                "$/1M output, all-in": money(o.usd_per_1m_output_tokens_all_in),
                 **{k.split(" <=")[0] + " ms": None if v is None else round(v, 3) for k, v in o.slo.items()},
                 "output tokens/J": o.output_tokens_per_joule,
                 "why / not priced": "; ".join(x for x in (o.why, o.not_priced) if x),

@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 import simpy
 
+from measure.run import Run, Unavailable
 from planner.llm.steps import StepModel
 
 LlmRouter = Literal["round-robin", "least-outstanding", "least-kv"]
@@ -32,6 +33,22 @@ LLM_ROUTERS: tuple[str, ...] = ("round-robin", "least-outstanding", "least-kv")
 
 class EngineError(ValueError):
     """Engine knobs that cannot serve the requests (a prompt that can never be admitted, say)."""
+
+
+def kv_blocks_from_run(run: Run, precision: str, block_size: int, given: int | None) -> tuple[int, str]:
+    """KV blocks per replica: as given, or the run's KV tokens that fit at its memory fraction / block size;
+    and where the figure came from."""
+    if given is not None:
+        return given, "given (--kv-blocks)"
+    mem = next((m for m in run.llm.memory if m.precision == precision), None) if run.llm else None
+    if mem is None or isinstance(mem.kv_tokens_fit, Unavailable):
+        raise EngineError(
+            f"run {run.short_id()} does not say how many KV tokens fit at {precision}: "
+            "give the KV blocks per replica (--kv-blocks)"
+        )
+    return max(
+        1, mem.kv_tokens_fit // block_size
+    ), f"the run's KV tokens that fit ({mem.kv_tokens_fit_method})"
 
 
 @dataclass(frozen=True)

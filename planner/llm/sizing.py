@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from measure.run import Run, Unavailable, load_run
+from measure.run import Run, load_run
 from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
-from planner.llm.engine import EngineConfig, EngineError
+from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import LlmResult, run_llm_simulation
 from planner.llm.steps import StepModelError, step_model
 from planner.traffic.scenario import Scenario
@@ -104,17 +104,6 @@ def _worst(r: LlmResult) -> tuple[float, str]:
     )
 
 
-def _kv_blocks(run: Run, precision: str, block: int, given: int | None) -> int:
-    if given is not None:
-        return given
-    mem = next((m for m in run.llm.memory if m.precision == precision), None) if run.llm else None
-    if mem is None or isinstance(mem.kv_tokens_fit, Unavailable):
-        raise LlmSizingError(
-            f"run {run.short_id()} does not say how many KV tokens fit at {precision}: give the KV blocks per replica (--kv-blocks)"
-        )
-    return max(1, mem.kv_tokens_fit // block)
-
-
 def size_option(
     sc: Scenario,
     opt: LlmOption,
@@ -132,7 +121,7 @@ def size_option(
         opt.max_num_batched_tokens,
         opt.chunked_prefill,
         16,
-        _kv_blocks(run, opt.precision, 16, kv_blocks),
+        kv_blocks_from_run(run, opt.precision, 16, kv_blocks)[0],
     )
     cache: dict[int, LlmResult] = {}
 
