@@ -61,8 +61,10 @@ def _size_llm(
     chunked: str | None,
     kv_blocks: int | None,
     as_json: bool,
+    report: Path | None,
 ) -> None:
     from fleetwise_cli.llm_size import parse_switches, print_llm_plan
+    from planner.llm.report import write_llm_report
     from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmSizingError, size_llm
 
     try:
@@ -76,19 +78,26 @@ def _size_llm(
         grid_tokens = _list(tokens, int, "--max-num-batched-tokens") or DEFAULT_BATCHED_TOKENS
         if min(grid_seqs) < 1 or min(grid_tokens) < 1:
             raise SizingError("--max-num-seqs and --max-num-batched-tokens values must be >= 1")
+        if report is not None:
+            if report.suffix.lower() not in (".md", ".html", ".htm"):
+                raise SizingError(f"--report {report}: the file name must end in .md or .html")
+            check_output_file(report)  # before the search, not after it
+        sc, book = load_scenario(scenario), load_prices(prices)
         plan = size_llm(
-            load_scenario(scenario),
+            sc,
             [str(p) for p in runs],
             [v.strip() for v in precision.split(",") if v.strip()] if precision else None,
             grid_seqs,
             grid_tokens,
             parse_switches(chunked),
-            load_prices(prices),
+            book,
             pricing,  # type: ignore[arg-type]
             requests=LLM_SIZING_REQUESTS if requests == SIZING_REQUESTS else requests,
             max_replicas=max_replicas,
             kv_blocks=kv_blocks,
         )
+        if report is not None:
+            write_llm_report(report, plan, sc, book, {r.id: r for r in map(load_run_cached, map(str, runs))})
     except (
         ScenarioError,
         ServiceError,
@@ -99,7 +108,11 @@ def _size_llm(
         ValueError,
     ) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:  # the report's folder vanished or filled up after the check
+        raise fail(f"cannot write {report}: {exc.strerror or exc}") from None
     print_llm_plan(plan, as_json)
+    if report is not None:
+        err.print(escape(f"report written to {report}"), highlight=False, soft_wrap=True)
 
 
 def size(
@@ -167,6 +180,7 @@ def size(
             chunked_prefill,
             kv_blocks,
             as_json,
+            report,
         )
         return
     try:

@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from planner.evidence.catalog import Catalog, scan_runs
+from planner.fleet.escape import md_escape
 from planner.fleet.plan import (
     Plan,
     PlannedOption,
@@ -35,7 +36,7 @@ from planner.fleet.plan import (
     options_for,
     sensitivity,
 )
-from planner.fleet.prices import PriceBook, load_prices, with_session_prices
+from planner.fleet.prices import PriceBook, load_prices, price_entry_yaml, with_session_prices
 from planner.fleet.sizing import Progress, Task, in_workers, start_workers
 from planner.fleet.tradeoff import Ladder, ladder
 from planner.traffic.scenario import Scenario, load_scenario, parse_scenario
@@ -106,6 +107,41 @@ def price_book(params: dict[str, Any] | None = None) -> PriceBook:
     book = _prices(str(p), prices_digest())
     session = (params or {}).get("session_prices") or {}
     return with_session_prices(book, session, datetime.now(UTC).date()) if session else book
+
+
+def session_price_form(unpriced: list[str], params_key: str) -> None:
+    """Let the user price devices the book lacks for this session (labelled user-supplied wherever shown) and
+    download a price-book entry to add; a price entered re-plans the parameters under `params_key`."""
+    if not unpriced:
+        return
+    with st.expander("Price these devices for this session (labelled user-supplied in the plan and report)"):
+        with st.form(f"session_prices_{params_key}"):
+            entered = {
+                dev: st.number_input(
+                    f"$ per device-hour for {md_escape(dev)} (energy included)",
+                    min_value=0.0001,
+                    max_value=10_000.0,
+                    value=1.0,
+                    key=f"sp_{params_key}_{i}",
+                )
+                for i, dev in enumerate(unpriced)
+            }
+            if st.form_submit_button("Price them and re-plan"):
+                st.session_state["session_prices"] = {**st.session_state.get("session_prices", {}), **entered}
+                st.session_state[params_key] = {
+                    **st.session_state[params_key],
+                    "session_prices": st.session_state["session_prices"],
+                }
+                st.rerun()
+        for i, dev in enumerate(unpriced):
+            st.download_button(
+                f"Price-book entry for {md_escape(dev)} (YAML, to fill in and add)",
+                price_entry_yaml(
+                    dev, float(st.session_state.get(f"sp_{params_key}_{i}", 1.0)), datetime.now(UTC).date()
+                ),
+                file_name="price-entry.yaml",
+                key=f"sp_dl_{params_key}_{i}",
+            )
 
 
 def shipped_scenarios() -> dict[str, Scenario]:

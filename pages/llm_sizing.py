@@ -3,18 +3,20 @@ TTFT/TPOT SLOs, cost per month and per 1M input and output tokens out. Not a pag
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, cast
 
 import pandas as pd
 import streamlit as st
 
-from pages.common import price_book
+from pages.common import cached, price_book, prices_digest, run_ids_for, session_price_form
 from planner.evidence.catalog import Catalog
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.prices import PRICINGS
 from planner.fleet.report import money
+from planner.fleet.sizing import Progress
 from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmPlan, LlmSizingError, size_llm
-from planner.traffic.scenario import Scenario
+from planner.traffic.scenario import Scenario, parse_scenario
 
 
 def _table(plan: LlmPlan) -> pd.DataFrame:
@@ -85,33 +87,31 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
             "KV blocks of 16 tokens per replica (0: from the run)", 0, 10_000_000, 0, key="llm_kv"
         )
         submitted = st.form_submit_button("Size")
-    key = ("llm_plan", scenario.name)
     if submitted:
         if not runs or not seqs or not tokens or not chunked:
             st.error("Pick at least one run, max_num_seqs, max_num_batched_tokens and prefill mode.")
             return
-        with st.spinner("sizing: simulating each option at a doubling, then bisected, replica count"):
-            try:
-                plan = size_llm(
-                    scenario,
-                    [labels[r] for r in runs],
-                    [str(p) for p in prec] or None,
-                    tuple(sorted(seqs)),
-                    tuple(sorted(tokens)),
-                    tuple(c == "on" for c in chunked),
-                    price_book(),
-                    pricing,  # type: ignore[arg-type]
-                    kv_blocks=int(kv) or None,
-                )
-            except (LlmSizingError, ValueError) as exc:
-                st.error(esc(str(exc), 2000))
-                return
-        st.session_state[str(key)] = plan.model_dump(mode="json")
-    data = st.session_state.get(str(key))
-    if data is None:
+        st.session_state["llm_params"] = {
+            "scenario": scenario.model_dump(mode="json"),
+            "runs": sorted(labels[r] for r in runs),
+            "precisions": sorted(str(p) for p in prec),
+            "max_num_seqs": sorted(seqs),
+            "max_num_batched_tokens": sorted(tokens),
+            "chunked": sorted(c == "on" for c in chunked),
+            "pricing": pricing,
+            "kv_blocks": int(kv) or None,
+            "session_prices": st.session_state.get("session_prices", {}),
+        }
+    params = st.session_state.get("llm_params")
+    if params is None or params["scenario"] != scenario.model_dump(mode="json"):
         st.info("Choose the runs and engine knobs, then **Size**.")
         return
-    plan = LlmPlan.model_validate(data)
+    try:
+        plan = llm_plan_for(params)
+    except (LlmSizingError, ValueError) as exc:
+        st.error(esc(str(exc), 2000))
+        return
+    st.session_state["last_plan_kind"] = "llm"  # the explorer and the report follow the latest sizing
     st.subheader("Answer")
     st.markdown(f":green[**measured**] {esc(plan.answer, 2000)}")
     st.dataframe(_table(plan), hide_index=True)
@@ -121,3 +121,28 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
     )
     for note in [*plan.notes, *dict.fromkeys(w for o in plan.options for w in o.warnings)]:
         st.warning(esc(note, 2000))
+    for why in dict.fromkeys(o.not_priced for o in plan.options if o.not_priced):
+        st.warning(f"{esc(why, 600)}: sized, not costed; add the device to the price book")
+    session_price_form(sorted({o.device for o in plan.options if o.not_priced}), "llm_params")
+
+
+def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
+    """The LLM plan for these parameters (cached on them, the runs' content ids and the price book)."""
+
+    def compute(_progress: Progress) -> LlmPlan:
+        return size_llm(
+            parse_scenario(params["scenario"], "scenario"),
+            params["runs"],
+            params["precisions"] or None,
+            tuple(params["max_num_seqs"]),
+            tuple(params["max_num_batched_tokens"]),
+            tuple(params["chunked"]),
+            price_book(params),
+            params["pricing"],
+            kv_blocks=params["kv_blocks"],
+        )
+
+    key = ("llm_plan", json.dumps(params, sort_keys=True), *run_ids_for(params["runs"]), prices_digest())
+    return cast(
+        LlmPlan, cached(key, compute, "Sizing: each option at a doubling, then bisected, replica count")
+    )

@@ -7,10 +7,40 @@ import json
 import streamlit as st
 
 from pages.common import price_book, sensitivity_for, validations_dir
+from pages.llm_sizing import llm_plan_for
 from planner.fleet.plan import Plan
 from planner.fleet.report import evidence_for, render_html, render_markdown
+from planner.fleet.sizing import load_run_cached
+from planner.llm.report import render_llm_markdown
+from planner.traffic.scenario import parse_scenario
 
 st.title("Audit report")
+if st.session_state.get("last_plan_kind") == "llm" and "llm_params" in st.session_state:
+    llm_params = st.session_state["llm_params"]
+    llm_plan = llm_plan_for(llm_params)
+    llm_md = render_llm_markdown(
+        llm_plan,
+        parse_scenario(llm_params["scenario"], "scenario"),
+        price_book(llm_params),
+        {r.id: r for r in map(load_run_cached, llm_params["runs"])},
+    )
+    c1, c2, c3 = st.columns(3)
+    name = f"llm-plan-{llm_plan.scenario}"
+    c1.download_button("Report (markdown)", llm_md, file_name=f"{name}.md", mime="text/markdown")
+    c2.download_button(
+        "Report (HTML)",
+        render_html(llm_md, f"LLM fleet sizing: {llm_plan.scenario}"),
+        file_name=f"{name}.html",
+        mime="text/html",
+    )
+    c3.download_button(
+        "Plan (JSON, as `fleetwise size --json`)",
+        llm_plan.model_dump_json(indent=1),
+        file_name=f"{name}.json",
+        mime="application/json",
+    )
+    st.markdown(llm_md)
+    st.stop()
 if "plan" not in st.session_state:
     st.info("Size a fleet first: the report documents the current plan.")
     st.page_link("pages/sizing.py", label="Go to Fleet sizing", icon=":material/calculate:")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -15,13 +14,14 @@ from pages.common import (
     plan_for,
     plot_label,
     profile_paths,
+    session_price_form,
     shipped_scenarios,
     source_badge,
 )
 from pages.llm_sizing import show_llm_sizing
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.plan import RANK_BY, Plan
-from planner.fleet.prices import PRICINGS, price_entry_yaml
+from planner.fleet.prices import PRICINGS
 from planner.fleet.sizing import DEFAULT_MAX_BATCHES, DEFAULT_MAX_DELAYS_MS
 
 st.title("Fleet sizing")
@@ -126,6 +126,7 @@ except ValueError as exc:
     st.error(esc(exc, 2000))
     st.stop()
 st.session_state["plan"] = plan.model_dump(mode="json")
+st.session_state["last_plan_kind"] = "batch"  # the explorer and the report follow the latest sizing
 # the pages that read the plan take the parameters that made it (a sizing left half-way must not mix them)
 st.session_state["planned_params"] = params
 
@@ -141,34 +142,9 @@ for w in sorted({w for o in plan.options for w in o.warnings}):  # the CLI's wor
     st.warning(f"Warning: {esc(w, 2000)}")
 for why in dict.fromkeys(o.not_priced for o in plan.options if o.not_priced):
     st.warning(f"{esc(why, 600)}: sized, not costed; add the device to the price book")
-unpriced = sorted({o.device for o in plan.options if o.not_priced and o.source == "measured"})
-if unpriced:
-    with st.expander("Price these devices for this session (labelled user-supplied in the plan and report)"):
-        with st.form("session_prices_form"):
-            entered = {
-                dev: st.number_input(
-                    f"$ per device-hour for {esc(dev)} (energy included)",
-                    min_value=0.0001,
-                    max_value=10_000.0,
-                    value=1.0,
-                    key=f"sp_{i}",
-                )
-                for i, dev in enumerate(unpriced)
-            }
-            if st.form_submit_button("Price them and re-plan"):
-                st.session_state["session_prices"] = {**params.get("session_prices", {}), **entered}
-                st.session_state["plan_params"] = {
-                    **params,
-                    "session_prices": st.session_state["session_prices"],
-                }
-                st.rerun()
-        for i, dev in enumerate(unpriced):
-            st.download_button(
-                f"Price-book entry for {esc(dev)} (YAML, to fill in and add)",
-                price_entry_yaml(dev, float(st.session_state.get(f"sp_{i}", 1.0)), datetime.now(UTC).date()),
-                file_name="price-entry.yaml",
-                key=f"sp_dl_{i}",
-            )
+session_price_form(
+    sorted({o.device for o in plan.options if o.not_priced and o.source == "measured"}), "plan_params"
+)
 st.caption(
     f"Sized at: {esc(plan.sized_at, 2000)}. Pricing {plan.pricing}, redundancy {esc(plan.redundancy)}; "
     f"{plan.simulations} simulations ({plan.simulations_reused} reused), {plan.simulations_stopped_early} stopped early: {esc(plan.stopping_rule, 2000)}."

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import ladders_for, line, plot_label, price_book, scatter, short_label, source_badge
+from pages.llm_explorer import show_llm_explorer
 from planner.fleet.cost import SECONDS_PER_MONTH
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.plan import Plan
@@ -16,6 +17,9 @@ from planner.fleet.tradeoff import PERCENTILE_KEYS, pareto, replicas_for
 from planner.traffic.scenario import parse_scenario
 
 st.title("SLO explorer")
+if st.session_state.get("last_plan_kind") == "llm" and "llm_params" in st.session_state:
+    show_llm_explorer(st.session_state["llm_params"])
+    st.stop()
 if "plan" not in st.session_state:
     st.info("Size a fleet first (Fleet sizing page): the explorer takes the best options of that plan.")
     st.page_link("pages/sizing.py", label="Go to Fleet sizing", icon=":material/calculate:")

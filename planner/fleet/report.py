@@ -18,7 +18,7 @@ from measure.run import Run, atomic_write_text
 from planner.evidence.validation import Validation, scan_validations
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.plan import Plan, PlannedOption, SensitivityRow
-from planner.fleet.prices import PriceBook
+from planner.fleet.prices import PriceBook, Pricing
 from planner.fleet.sizing import load_run_cached
 
 TERMS = [
@@ -172,19 +172,19 @@ def evidence_for(paths: list[str], validations: str | Path | None = None) -> Rep
     return ReportEvidence(runs, found, broken)
 
 
-def _prices(plan: Plan, book: PriceBook) -> list[str]:
+def price_lines(book: PriceBook, pricing: Pricing, entries: list[str], not_priced: list[str]) -> list[str]:
+    """The price-book entries a plan used (source, date, energy) and the devices it could not price."""
     lines = [
         "| device entry | pricing | $/device-hour | energy in price | source | as of |",
         "|---|---|---|---|---|---|",
     ]
-    for key in dict.fromkeys(o.price_entry for o in plan.options if o.price_entry is not None):
-        e = book.by_key(key)
-        p = e.price(plan.pricing)
+    for key in dict.fromkeys(entries):
+        p = book.by_key(key).price(pricing)
         lines.append(
-            f"| {esc(key)} | {plan.pricing} | {p.usd_per_hour:.4g} | {'yes' if p.energy_included else 'no'} | "
+            f"| {esc(key)} | {pricing} | {p.usd_per_hour:.4g} | {'yes' if p.energy_included else 'no'} | "
             f"{esc(p.source)} | {p.as_of} |"
         )
-    for why in dict.fromkeys(o.not_priced for o in plan.options if o.not_priced):
+    for why in dict.fromkeys(not_priced):
         lines.append(f"| {esc(why, 600)} | | | | | |")
     el = book.electricity
     lines.append("")
@@ -294,7 +294,12 @@ def render_markdown(
         "",
         "## Prices used",
         "",
-        *_prices(plan, book),
+        *price_lines(
+            book,
+            plan.pricing,
+            [o.price_entry for o in plan.options if o.price_entry is not None],
+            [o.not_priced for o in plan.options if o.not_priced],
+        ),
         "",
     ]
     if rows:

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -839,8 +839,20 @@ def run_tasks(tasks: list[Task], jobs: int = 1, progress: Progress | None = None
     return in_workers(size_option, tasks, jobs, progress)
 
 
+class _Named(Protocol):
+    @property
+    def label(self) -> str: ...
+
+
+class _Labelled(Protocol):
+    """A worker task: its option's label names it on the progress bar."""
+
+    @property
+    def option(self) -> _Named: ...
+
+
 R = TypeVar("R")
-T = TypeVar("T", Task, "Bundle")
+T = TypeVar("T", bound=_Labelled)
 
 
 def _context() -> multiprocessing.context.BaseContext:

@@ -73,7 +73,13 @@ class LlmSized(BaseModel):
     output_tokens_per_joule: float | None
     total_tokens_per_joule: float | None
     not_priced: str | None
+    price_entry: str | None = None  # the price-book entry that priced it (its device key)
     warnings: list[str]
+
+    @property
+    def label(self) -> str:
+        prefill = "chunked" if self.chunked_prefill else "whole"
+        return f"{self.device} {self.precision} seqs {self.max_num_seqs} tok {self.max_num_batched_tokens} {prefill}"
 
 
 class LlmPlan(BaseModel):
@@ -83,7 +89,7 @@ class LlmPlan(BaseModel):
 
     scenario: str
     slos: list[str]
-    pricing: str
+    pricing: Pricing
     options: list[LlmSized]
     answer: str
     notes: list[str]
@@ -151,9 +157,10 @@ def size_option(
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if _meets(sim(mid)) else (mid, hi)
     best = sim(hi) if hi else sim(lo)
-    priced, not_priced = None, None
+    priced, not_priced, entry = None, None, None
     try:
-        priced = book.for_run(run).price(pricing).usd_per_hour
+        found = book.for_run(run)
+        priced, entry = found.price(pricing).usd_per_hour, found.device
     except PriceError as exc:
         not_priced = f"not priced: {exc}"
     monthly = priced * hi * HOURS_PER_MONTH if priced is not None and hi else None
@@ -182,6 +189,7 @@ def size_option(
         output_tokens_per_joule=best.output_tokens_per_joule,
         total_tokens_per_joule=best.total_tokens_per_joule,
         not_priced=not_priced,
+        price_entry=entry,
         warnings=best.warnings,
     )
 

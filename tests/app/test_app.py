@@ -295,8 +295,8 @@ def test_a_run_from_a_machine_the_price_book_does_not_know_is_sized_and_shown_no
     assert unpriced and all("AMD EPYC 9654" in o["not_priced"] for o in unpriced)
     assert all(o["replicas"] is not None for o in unpriced) and priced  # the priced options still answer
     assert any("not priced" in shown(w.value) and "AMD EPYC 9654" in shown(w.value) for w in at.warning)
-    at.number_input(key="sp_0").set_value(2.5)
-    at.button(key="FormSubmitter:session_prices_form-Price them and re-plan").click().run()
+    at.number_input(key="sp_plan_params_0").set_value(2.5)
+    at.button(key="FormSubmitter:session_prices_plan_params-Price them and re-plan").click().run()
     assert not at.exception, at.exception
     repriced = at.session_state["plan"]
     amd_options = [o for o in repriced["options"] if o["device"] == "AMD EPYC 9654"]
@@ -390,3 +390,41 @@ def test_a_generative_scenario_is_sized_on_llm_runs_with_ttft_and_tpot_slos(data
         "not priced" in str(v) for v in table["why / not priced"]
     )  # this CPU has no price: sized anyway
     assert any("measured" in m.value for m in at.markdown)
+
+
+def test_a_generative_plan_is_priced_in_session_explored_on_ttft_and_tpot_and_reported(data: Path) -> None:
+    at = app()
+    at.switch_page("pages/sizing.py").run()
+    at.selectbox(key="sz_scenario").set_value("tiny-chat").run()
+    at.multiselect(key="llm_prec").set_value(["fp32"])
+    at.multiselect(key="llm_seqs").set_value([64])
+    at.multiselect(key="llm_tokens").set_value([2048])
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    # the unpriced CPU priced for this session: the plan gets costs, labelled user-supplied
+    at.number_input(key="sp_llm_params_0").set_value(2.0)
+    at.button(key="FormSubmitter:session_prices_llm_params-Price them and re-plan").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert table["monthly $"].str.startswith("$").all(), table["monthly $"]
+    replicas = int(table["replicas"].iloc[0])
+    assert table["monthly $"].iloc[0] == f"${replicas * 2.0 * 730:,.0f}"
+
+    at.switch_page("pages/slo_explorer.py").run()
+    assert not at.exception, at.exception
+    ttft, tpot = at.slider(key="llm_slo_ttft"), at.slider(key="llm_slo_tpot")
+    assert ttft.value == 100.0 and tpot.value == 15.0  # tiny-chat's own SLOs, inside the ranges
+    explored = at.dataframe[0].value
+    assert (
+        int(explored["replicas"].iloc[0]) <= replicas
+    )  # the sized count meets them; the ladder may do better
+    ttft.set_value(ttft.min).run()  # below any simulated p99 TTFT: no count meets it, and the page says why
+    why = at.dataframe[0].value["why not"].iloc[0]
+    assert "TTFT misses by" in why, why
+    assert len(at.get("plotly_chart")) == 3
+
+    at.switch_page("pages/report.py").run()
+    assert not at.exception, at.exception
+    body = shown(at.markdown[-1].value)
+    assert "LLM fleet sizing report: tiny-chat" in body
+    assert "(user-supplied)" in body and "p99 ttft <= 100 ms" in body.replace("&lt;", "<")

@@ -113,3 +113,50 @@ def test_every_page_renders_in_chromium_and_an_upload_lands(server) -> None:  # 
     logged = (tmp / "server.log").read_text(errors="replace").splitlines()
     assert not [x for x in logged if "ScriptRunContext" in x or "Traceback" in x], logged[:20]
     assert len(logged) < 30, logged[:40]
+
+
+def test_an_llm_run_is_viewed_sized_explored_and_reported_in_chromium(server) -> None:  # type: ignore[no-untyped-def]
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _runs, tmp = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        page.get_by_text("Measured runs").first.wait_for()
+        run = page.get_by_role("combobox", name="Run")
+        run.click()
+        page.get_by_role("option").filter(has_text="llm-engine").first.click()
+        page.get_by_text("a closed-loop sweep against a serving engine").first.wait_for()  # the LLM view
+        page.locator(".stPlotlyChart .main-svg").first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "llm-run.png"), full_page=True)
+
+        nav = page.locator("[data-testid=stSidebarNav]")
+        nav.get_by_text("Fleet sizing").click()
+        scenario = page.get_by_role("combobox", name="Scenario")
+        scenario.click()
+        page.get_by_role("option", name="tiny-chat", exact=True).click()
+        page.get_by_role("button", name="Size").click()
+        try:
+            page.get_by_text("Answer", exact=True).wait_for()
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "llm-sizing.png"), full_page=True)
+        page.get_by_text("not priced").first.wait_for()  # this CPU has no price: sized anyway
+
+        nav.get_by_text("SLO explorer").click()
+        page.get_by_text("p99 TTFT threshold (ms)").first.wait_for()
+        page.get_by_text("p99 TPOT threshold (ms)").first.wait_for()
+        thumbs = page.get_by_test_id("stSliderThumbValue")
+        assert thumbs.nth(1).inner_text().startswith("100") and thumbs.nth(2).inner_text().startswith("15")
+        page.locator(".stPlotlyChart .main-svg").nth(2).wait_for()
+        page.screenshot(path=str(ARTIFACTS / "llm-slo-explorer.png"), full_page=True)
+
+        nav.get_by_text("Report").click()
+        page.get_by_text("LLM fleet sizing report").first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "llm-report.png"), full_page=True)
+        errors = page.locator("[data-testid=stException]").count()
+        browser.close()
+    assert errors == 0
+    logged = (tmp / "server.log").read_text(errors="replace").splitlines()
+    assert not [x for x in logged if "ScriptRunContext" in x or "Traceback" in x], logged[:20]

@@ -98,3 +98,68 @@ def test_fleetwise_size_sizes_llm_runs_and_lists_an_unpriced_device(tmp_path: Pa
     batch = next(f for f in shipped_files() if f.name.startswith("cnn-"))
     mixed = CliRunner().invoke(app, ["size", "--scenario", str(sc), "--runs", str(llm), "--runs", str(batch)])
     assert mixed.exit_code == 2 and "size LLM and batch runs separately" in mixed.output
+
+
+def test_the_ladder_starts_at_the_fewest_stable_replicas_and_answers_thresholds_like_a_simulation(
+    llm_run_file: Path,
+) -> None:
+    from measure.run import load_run
+    from planner.llm.steps import step_model
+    from planner.llm.tradeoff import llm_ladder, replicas_for, why_not
+
+    run = load_run(llm_run_file)
+    sc = parse_scenario({**CHAT, "arrivals": {"process": "poisson", "rate_rps": 150}})
+    got = size_option(
+        sc, LlmOption(str(llm_run_file), "fp32", 8, 2048, True), run, BOOK, "on_demand", 2000, 64, 4000
+    )
+    lad = llm_ladder(sc, got, requests=2000)
+    first = lad.rungs[0].replicas
+    assert first > 1 and lad.unstable_below == first - 1
+
+    def sim(n: int):  # type: ignore[no-untyped-def]
+        cfg = EngineConfig(8, 2048, True, 16, 4000)
+        return run_llm_simulation(sc, step_model(run, "fp32"), cfg, n, "least-outstanding", run, 2000)
+
+    assert not sim(first - 1).stable and sim(first).stable
+    # a threshold pair answered from the ladder is the fewest rung meeting both, as each rung's simulation says
+    top = lad.rungs[-1]
+    ttft, tpot = top.ttft_ms.p99 * 1.0001, top.tpot_ms.p99 * 1.0001
+    n = replicas_for(lad, 99.0, ttft, tpot)
+    assert n is not None and n <= top.replicas
+    r = sim(n)
+    assert r.ttft_ms is not None and r.tpot_ms is not None
+    assert r.ttft_ms.p99 <= ttft and r.tpot_ms.p99 <= tpot
+    for rung in lad.rungs:
+        if rung.replicas < n:
+            assert rung.ttft_ms.p99 > ttft or rung.tpot_ms.p99 > tpot
+    assert lad.monthly_per_replica_usd == pytest.approx(2.0 * 730)
+    best_ttft = min(x.ttft_ms.p99 for x in lad.rungs)
+    assert replicas_for(lad, 99.0, best_ttft * 0.5, 1e9) is None
+    why = why_not(lad, 99.0, best_ttft * 0.5, 1e9)
+    assert f"p99 TTFT misses by {best_ttft * 0.5:.3g} ms" in why and "TPOT" not in why
+
+
+def test_fleetwise_size_writes_an_llm_report_that_cites_its_evidence_and_escapes_file_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (llm,) = [f for f in shipped_files() if f.name.startswith("llm-cpu-")]
+    sc = tmp_path / "chat.yaml"
+    sc.write_text(yaml.safe_dump({**CHAT, "description": "chat <script>alert(1)</script>", "requests": 1500}))
+    (tmp_path / "out").write_text("a file where the report's folder should be")
+    report = tmp_path / "out" / "plan.html"
+    args = ["size", "--scenario", str(sc), "--runs", str(llm), "--precision", "fp32", "--max-num-seqs", "16",
+            "--max-num-batched-tokens", "2048", "--report", str(report)]  # fmt: skip
+    with monkeypatch.context() as m:  # the path is checked before any simulation
+        m.setattr("planner.llm.sizing.size_llm", lambda *a, **k: pytest.fail("sized before the path check"))
+        missing = CliRunner().invoke(app, args)
+    assert missing.exit_code == 2 and "out" in missing.output, missing.output
+    (tmp_path / "out").unlink()
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    text = report.read_text()
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    from measure.run import load_run
+
+    assert load_run(llm).id in text and "LLM fleet sizing report" in text and "not priced" in text
+    wrong = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "plan.pdf")])
+    assert wrong.exit_code == 2 and ".md or .html" in wrong.output

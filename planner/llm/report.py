@@ -1,0 +1,190 @@
+"""The audit report of an LLM plan: question, answer, every option, evidence, prices, assumptions (markdown/HTML).
+
+The same reader as the batch report (planner/fleet/report.py): every figure says where it came from, every
+file-supplied string is escaped, and what the engine model leaves out is written down.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from measure.run import Run, atomic_write_text
+from planner.fleet.escape import md_escape as esc
+from planner.fleet.prices import PriceBook
+from planner.fleet.report import money, price_lines, render_html
+from planner.llm.sizing import LlmPlan, LlmSized
+from planner.traffic.scenario import Scenario
+
+ASSUMPTIONS = [
+    "Latency is simulated by an iteration-level continuous-batching engine model in the manner of vLLM (FCFS "
+    "waiting queue, running set bounded by max_num_seqs, a token budget of max_num_batched_tokens per step, "
+    "chunked prefill on or off, KV-cache admission in blocks of 16 tokens, preemption of the newest sequence by "
+    "recompute); see docs/llm-serving.md.",
+    "Step times are drawn from the run's measured prefill, decode and mixed steps (decode by batch and context, "
+    "prefill by tokens), interpolated between measured points; steps beyond the measured grid are timed at its "
+    "edge and counted in the warnings as optimistic.",
+    "KV-cache capacity per replica is the run's measured memory facts (KV tokens that fit at its memory "
+    "fraction) unless the question gave a number of blocks; an engine run without memory facts needs it given.",
+    "Requests go to the replica with the fewest outstanding requests; network latency, tokenization outside "
+    "the engine, retries and failures are not modelled.",
+    "Cost per 1M input and output tokens splits the monthly cost by the engine's busy time in prefill and in "
+    "decode; the all-in figure puts every dollar on the output tokens. A month is 730 hours.",
+    "Energy per token is the device energy per token measured per phase (idle power and the host excluded); "
+    "where the run has none, energy figures are absent, never estimated.",
+    "Where the run is an in-process measurement (not a served engine), the engine's own overheads (HTTP, "
+    "scheduling, detokenization) are not in the step times: a served engine is slower per step.",
+]
+
+TERMS = [
+    "**TTFT** (time to first token): from a request's arrival to its first output token.",
+    "**TPOT** (time per output token): (end-to-end latency - TTFT) / (output tokens - 1), per request.",
+    "**ITL** (inter-token latency): every gap between two consecutive output tokens of a request.",
+    "**E2E**: arrival to last token. **Goodput**: requests per second that meet every SLO.",
+    "**max_num_seqs / max_num_batched_tokens**: the engine's limits on sequences per step and tokens per step "
+    "(vLLM's names). **Chunked prefill**: long prompts are split across steps, beside running decodes.",
+    "**Replica**: one device serving the model as measured (one GPU, or the machine a CPU run used).",
+]
+
+
+def _words(model: BaseModel) -> str:
+    """A scenario block as `key value` pairs (the file's own names), for a reader rather than a parser."""
+    return ", ".join(f"{k} {v}" for k, v in model.model_dump(mode="json", exclude_none=True).items())
+
+
+def _question(sc: Scenario, plan: LlmPlan) -> list[str]:
+    assert sc.llm is not None
+    lines = [
+        f"- Traffic: {esc(sc.description or sc.name, 4000)}",
+        f"- Arrivals: {esc(_words(sc.arrivals), 2000)}",
+        f"- Prompt tokens: {esc(_words(sc.llm.prompt), 2000)}; output tokens: {esc(_words(sc.llm.output), 2000)}"
+        + (f"; every length scaled by {sc.llm.scale:g}" if sc.llm.scale != 1.0 else ""),
+        f"- Service-level objectives (all must hold): {esc('; '.join(plan.slos))}.",
+        f"- Pricing: {plan.pricing}. Options: every run x precision x engine configuration below.",
+    ]
+    return lines
+
+
+def _options(plan: LlmPlan) -> list[str]:
+    head = (
+        "| device | precision | max_num_seqs | tokens/step | prefill | replicas | meets SLO | SLO figures (ms) | "
+        "monthly cost | $/1M input | $/1M output | $/1M output, all-in | output tokens/J | all tokens/J |"
+    )
+    lines = [head, "|" + "---|" * 14]
+    for o in sorted(plan.options, key=lambda o: (not o.meets_slo, o.monthly_cost_usd or float("inf"))):
+        figs = ", ".join(f"{k.split(' <=')[0]} {v:.3g}" for k, v in o.slo.items() if v is not None)
+        lines.append(
+            f"| {esc(o.device)} | {o.precision} | {o.max_num_seqs} | {o.max_num_batched_tokens} | "
+            f"{'chunked' if o.chunked_prefill else 'whole'} | {o.replicas or '-'} | "
+            f"{'yes' if o.meets_slo else 'no: ' + esc(o.why or '')} | {esc(figs)} | "
+            f"{'not priced' if o.not_priced else money(o.monthly_cost_usd)} | {money(o.usd_per_1m_input_tokens)} | "
+            f"{money(o.usd_per_1m_output_tokens)} | {money(o.usd_per_1m_output_tokens_all_in)} | "
+            f"{_num(o.output_tokens_per_joule)} | {_num(o.total_tokens_per_joule)} |"
+        )
+    return lines
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def _evidence(runs: dict[str, Run], options: list[LlmSized]) -> list[str]:
+    lines: list[str] = []
+    for run_id in dict.fromkeys(o.run_id for o in options):
+        run = runs[run_id]
+        s, facts = run.stack, run.llm
+        kinds: dict[str, int] = {}
+        for p in run.points:
+            if p.phase is not None and p.status == "ok":
+                kinds[p.phase] = kinds.get(p.phase, 0) + 1
+        source = "served engine" if any(p.source == "engine" for p in run.points) else "in-process"
+        lines.append(
+            f"- run `{run.id}` ({run.created_at.astimezone(UTC):%Y-%m-%d %H:%M UTC}): {esc(run.workload.name)}, "
+            f"{esc(s.device_name)} ({esc(s.device)}), torch {esc(s.torch_version)}; {source}; measured steps: "
+            + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        )
+        if facts is not None:
+            shape = facts.shape
+            if shape is not None:
+                lines.append(
+                    f"  - model {esc(shape.name)}: {shape.parameters:,} parameters, {shape.num_hidden_layers} "
+                    f"layers, weights {facts.weights} ({esc(facts.weights_note, 1000)})"
+                )
+            for m in facts.memory:
+                lines.append(
+                    f"  - {m.precision}: KV {m.kv_bytes_per_token:,} bytes/token ({esc(m.kv_method)}); KV tokens "
+                    f"that fit: {esc(str(m.kv_tokens_fit))} ({esc(m.kv_tokens_fit_method)})"
+                )
+            if facts.engine is not None:
+                e = facts.engine
+                lines.append(
+                    f"  - engine at {esc(e.url)}, model {esc(e.model)}, version {esc(str(e.version))}, "
+                    f"params {esc(str(e.params), 2000)}"
+                )
+            lines.append(f"  - energy: {esc(facts.energy_note or 'measured per phase', 1000)}")
+        lines.append(
+            "  - live validation of the engine model on this run: none (the prediction was not checked against "
+            "a live engine for it)"
+        )
+    return lines
+
+
+def render_llm_markdown(plan: LlmPlan, sc: Scenario, book: PriceBook, runs: dict[str, Run]) -> str:
+    """The report as markdown; `runs` (by id) are the runs the plan's options name."""
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        f"# LLM fleet sizing report: {esc(plan.scenario)}",
+        "",
+        f"Generated {now} by fleetwise from measured step times (no assumed profiles take part in LLM sizing).",
+        "",
+        "## The question",
+        "",
+        *_question(sc, plan),
+        "",
+        "## The answer",
+        "",
+        f"- {esc(plan.answer, 2000)}",
+        "",
+        "## Every option",
+        "",
+        *_options(plan),
+        "",
+        "## Evidence",
+        "",
+        *_evidence(runs, plan.options),
+        "",
+        "## Prices used",
+        "",
+        *price_lines(
+            book,
+            plan.pricing,
+            [o.price_entry for o in plan.options if o.price_entry is not None],
+            [o.not_priced for o in plan.options if o.not_priced],
+        ),
+        "",
+        "## Assumptions and limits",
+        "",
+        *[f"- {a}" for a in ASSUMPTIONS],
+        "",
+        "## Terms",
+        "",
+        *[f"- {t}" for t in TERMS],
+        "",
+        f"- Simulations run: {sum(o.simulations for o in plan.options)}.",
+    ]
+    warns = list(dict.fromkeys([*plan.notes, *(w for o in plan.options for w in o.warnings)]))
+    if warns:
+        out += ["", "### Warnings from the simulations", "", *[f"- {esc(w, 2000)}" for w in warns]]
+    return "\n".join(out) + "\n"
+
+
+def write_llm_report(
+    path: str | Path, plan: LlmPlan, sc: Scenario, book: PriceBook, runs: dict[str, Run]
+) -> Path:
+    """Write the report atomically; `.html` gives HTML, anything else markdown."""
+    md = render_llm_markdown(plan, sc, book, runs)
+    p = Path(path)
+    html_out = p.suffix.lower() in (".html", ".htm")
+    return atomic_write_text(p, render_html(md, f"LLM fleet sizing: {plan.scenario}") if html_out else md)
