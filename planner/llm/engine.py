@@ -111,6 +111,7 @@ class Trace:
     prefill_tokens: int = 0
     decode_tokens: int = 0
     record_starts: bool = False
+    sent_s: np.ndarray | None = None  # closed loop: when each request was sent
 
 
 class Replica:
@@ -129,6 +130,7 @@ class Replica:
         self.running: list[Seq] = []
         self.free = cfg.kv_blocks
         self.outstanding = 0
+        self.on_finish: Callable[[], None] | None = None  # closed-loop clients send their next request
         self.wake: simpy.Event = env.event()
         env.process(self.loop())
 
@@ -250,6 +252,8 @@ class Replica:
                     seq.blocks = 0
                     trace.finish_s[seq.idx] = now
                     self.outstanding -= 1
+                    if self.on_finish is not None:
+                        self.on_finish()
 
 
 @dataclass(frozen=True)
@@ -287,8 +291,12 @@ def simulate(
     router: str = "round-robin",
     seed: int = 0,
     record_starts: bool = False,
+    concurrency: int | None = None,
 ) -> Trace:
-    """Replay the requests through `replicas` engines; every request runs to its last token."""
+    """Replay the requests through `replicas` engines; every request runs to its last token.
+
+    With `concurrency`, the arrival times are ignored: that many clients each send their next request (in
+    order) the moment one of theirs finishes, from time 0 (closed loop); `Trace.sent_s` says when each left."""
     n = reqs.arrival_s.size
     for p, o in zip(reqs.prompt.tolist(), reqs.output.tolist(), strict=True):
         why = cfg.check(p, o)
@@ -299,6 +307,7 @@ def simulate(
         np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64), record_starts=record_starts
     )
     rng = np.random.default_rng(seed)
+    overhead_s = model.request_overhead_ms / 1000.0
     pool = [Replica(env, cfg, model, trace, rng) for _ in range(replicas)]
     pick = route(router, pool)
     arrivals, prompts, outputs = reqs.arrival_s.tolist(), reqs.prompt.tolist(), reqs.output.tolist()
@@ -310,6 +319,38 @@ def simulate(
                 yield env.timeout(wait)
             pick(i).submit(Seq(i, prompts[i], outputs[i]))
 
-    env.process(source())
+    if concurrency is None:
+        env.process(source())
+    else:
+        if concurrency < 1:
+            raise EngineError(f"concurrency must be >= 1, got {concurrency}")
+        sent = trace.sent_s = np.full(n, np.nan)
+        nxt = [0]
+
+        def send_next() -> None:
+            i = nxt[0]
+            if i >= n:
+                return
+            nxt[0] += 1
+            sent[i] = env.now
+            pick(i).submit(Seq(i, prompts[i], outputs[i]))
+
+        def after_overhead() -> Generator[simpy.Event, None, None]:
+            yield env.timeout(overhead_s)  # the client sees its answer end this much later
+            send_next()
+
+        def on_finish() -> None:
+            if overhead_s:
+                env.process(after_overhead())
+            else:
+                send_next()
+
+        for r in pool:
+            r.on_finish = on_finish
+        for _ in range(min(concurrency, n)):
+            send_next()
     env.run()
+    if overhead_s:  # latency outside the engine's steps (an engine run's round trip): every request pays it
+        trace.first_s += overhead_s
+        trace.finish_s += overhead_s
     return trace

@@ -116,7 +116,7 @@ def _phase_j(run: Run, precision: str) -> tuple[float | None, float | None, str]
     return None, None, f"energy unavailable: {why.removeprefix('energy unavailable: ')}"
 
 
-def _stable(reqs: LlmRequests, first_s: np.ndarray, window: float) -> bool:
+def queues_stable(reqs: LlmRequests, first_s: np.ndarray, window: float) -> bool:
     """False when the requests still waiting for their first token keep growing over the window."""
     grid = np.linspace(0, window, 21)[1:]
     waiting = np.searchsorted(reqs.arrival_s, grid, side="right") - np.searchsorted(
@@ -151,7 +151,7 @@ def run_llm_simulation(
     tpot = (e2e[multi] - ttft[multi]) / (out_tok[multi] - 1)
     itl = np.asarray(tr.itl_ms, dtype=np.float64) / 1000.0
     span = float(np.nanmax(tr.finish_s) - reqs.arrival_s[0]) if n else 0.0
-    stable = _stable(reqs, tr.first_s, window)
+    stable = queues_stable(reqs, tr.first_s, window)
     warnings = list(notes) + list(model.notes)
     if tr.beyond_grid_steps:
         warnings.append(

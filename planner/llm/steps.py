@@ -87,6 +87,9 @@ class StepModel:
     decode: dict[int, Curve]  # context -> curve over batch
     chunk_extra: Curve | None
     notes: list[str]
+    request_overhead_ms: float = (
+        0.0  # per-request latency outside the engine's steps (engine runs: HTTP, ...)
+    )
     _cache: dict[tuple[int, int, int], tuple[float, bool, np.ndarray]] = field(
         default_factory=dict, repr=False
     )
@@ -145,6 +148,24 @@ def _samples(p: Point) -> np.ndarray:
     return np.asarray(p.raw_latencies_ms, dtype=np.float64)
 
 
+MIN_DECODE_SAMPLES = 20
+
+
+def _pure_decode(p: Point) -> np.ndarray:
+    """An engine run's inter-token gaps without the steps that carried another stream's prefill.
+
+    In the closed loop that measured the point, each of the other c - 1 streams starts a new request (one
+    prefill) every `output_tokens` steps, so a step carries Poisson(lambda = (c - 1) / output_tokens) prefills
+    and e^-lambda of the steps are pure decode. Those are taken as the fastest e^-lambda of the gaps (a step
+    with a prefill is never faster than one without); the engine model adds prefill chunks to steps itself."""
+    x = np.sort(_samples(p))
+    e = p.engine
+    if e is None or e.concurrency <= 1 or not e.output_tokens:
+        return x
+    keep = max(MIN_DECODE_SAMPLES, int(x.size * math.exp(-(e.concurrency - 1) / e.output_tokens)))
+    return x[: min(keep, x.size)]
+
+
 def step_model(run: Run, precision: str | None = None) -> StepModel:
     """The engine step model of an LLM run at a precision (the only one it has when not given)."""
     measured = [
@@ -168,7 +189,8 @@ def step_model(run: Run, precision: str | None = None) -> StepModel:
     by_ctx: dict[int, list[tuple[float, np.ndarray]]] = {}
     for p in mine:
         if p.phase == "decode" and p.context_tokens is not None:
-            by_ctx.setdefault(p.context_tokens, []).append((float(p.batch_size), _samples(p)))
+            samples = _pure_decode(p) if p.source == "engine" else _samples(p)
+            by_ctx.setdefault(p.context_tokens, []).append((float(p.batch_size), samples))
     if not prefill or not by_ctx:
         raise StepModelError(f"run {run.short_id()} at {precision} needs both prefill and decode points")
     decode = {c: Curve.build(v) for c, v in by_ctx.items()}
@@ -189,13 +211,59 @@ def step_model(run: Run, precision: str | None = None) -> StepModel:
                 extra.append((float(p.chunk_tokens), _samples(p) * (gain / p.latency_ms.median)))
     if extra:
         model.chunk_extra = Curve.build(extra)
+    elif source == "engine":
+        _split_engine_ttft(model, mine, notes)
     else:
         notes.append(
             "no mixed-step measurement: a step with decode and prefill costs decode + prefill (pessimistic)"
         )
     if source == "engine":
         notes.append(
-            "engine run: a prefill step is the TTFT measured at concurrency 1 (HTTP and tokenisation included) and a "
-            "decode step the inter-token gap served at that concurrency"
+            "engine run: a decode step is the inter-token gap served at that concurrency, without the share of gaps "
+            "that carried another stream's prefill in the closed loop (e^-(c-1)/output tokens kept: the fastest)"
         )
     return model
+
+
+def _split_engine_ttft(model: StepModel, mine: list[Point], notes: list[str]) -> None:
+    """An engine run's TTFT at concurrency 1 is not one engine step: it holds the client's round trip and
+    tokenisation, one step's fixed cost and the prompt's marginal compute. A straight line through the
+    measured medians, TTFT = a + b x prompt tokens, separates them: b x tokens is what a prompt chunk adds to a
+    step (the mixed-step cost), the decode gap at batch 1 (d1) is a step's fixed cost, and a - d1 is latency
+    outside the engine, added to every request's TTFT and E2E without occupying the engine."""
+    pts = [
+        (float(p.seq_len or 0), float(p.latency_ms.median))
+        for p in mine
+        if p.phase == "prefill" and p.latency_ms
+    ]
+    xs = np.array([x for x, _ in pts])
+    if len(set(xs.tolist())) < 2:
+        notes.append(
+            "engine run with one prompt length: TTFT cannot be split into engine and client time; a step with "
+            "decode and prefill costs decode + the whole TTFT (pessimistic)"
+        )
+        return
+    slope, intercept = np.polyfit(xs, np.array([y for _, y in pts]), 1)
+    d1, _, _ = model._decode_median(1, float(min(model.contexts)))
+    if slope <= 0 or intercept <= 0:
+        notes.append(
+            f"engine run: TTFT does not grow with the prompt in a straight line (fit {intercept:.3g} + "
+            f"{slope:.3g} ms/token); a step with decode and prefill costs decode + the whole TTFT (pessimistic)"
+        )
+        return
+    outside = max(0.0, float(intercept) - d1)
+    model.request_overhead_ms = outside
+    extra = [(x, np.array([float(slope) * x])) for x in sorted(set(xs.tolist()))]
+    model.chunk_extra = Curve.build(extra)
+    base = [
+        (float(p.seq_len or 0), _samples(p) * max(0.05, 1 - outside / float(p.latency_ms.median)))
+        for p in mine
+        if p.phase == "prefill" and p.latency_ms
+    ]
+    model.prefill = Curve.build(base)
+    notes.append(
+        f"engine run: TTFT = {intercept:.3g} ms + {slope:.3g} ms/prompt token (fit over the measured prompts); "
+        f"{outside:.3g} ms of it is outside the engine (round trip, tokenisation: added to each request, not to "
+        f"steps), a step's fixed cost is the batch-1 decode gap ({d1:.3g} ms), and a prompt chunk adds "
+        f"{slope:.3g} ms/token to the step it rides in"
+    )
