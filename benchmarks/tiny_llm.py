@@ -89,8 +89,12 @@ def build(folder: Path) -> Path:
     return folder
 
 
-def serve_command(folder: Path, port: int) -> list[str]:
-    """The `transformers serve` command line for the folder on 127.0.0.1:port."""
+# the continuous-batching knobs the live checks start the engine with, so that the simulator gets the same ones
+ENGINE_KNOBS = {"--cb-block-size": 16, "--cb-num-blocks": 8192, "--cb-max-batch-tokens": 2048}
+
+
+def serve_command(folder: Path, port: int, knobs: dict[str, int] | None = None) -> list[str]:
+    """The `transformers serve` command line for the folder on 127.0.0.1:port (with --cb-* knobs if given)."""
     exe = Path(sys.executable).with_name("transformers")
     return [
         str(exe),
@@ -103,6 +107,7 @@ def serve_command(folder: Path, port: int) -> list[str]:
         "127.0.0.1",
         "--port",
         str(port),
+        *[str(x) for kv in (knobs or {}).items() for x in kv],
     ]
 
 

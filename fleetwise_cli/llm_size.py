@@ -70,7 +70,38 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
         "$/1M in and out split the cost by the engine's busy time in prefill and decode; all-in puts every dollar on "
         "the output tokens. Energy: out tok/J where the run measured energy per phase."
     )
-    out.print(t)
+    if plan.options:
+        out.print(t)
+    if plan.from_benchmarks:
+        b = Table(
+            title="From imported engine benchmarks (measured by the tool, no curves: no queueing simulated)"
+        )
+        for col in (
+            "benchmark",
+            "hardware",
+            "capacity level",
+            "req/s per replica",
+            "replicas",
+            "SLO figures ms",
+            "$/month",
+            "$/1M out all-in",
+            "notes",
+        ):
+            b.add_column(col, overflow="fold")
+        for x in plan.from_benchmarks:
+            figs = ", ".join(f"{k.split(' <=')[0]} {v:.3g}" for k, v in x.slo.items() if v is not None)
+            b.add_row(
+                escape(f"{x.tool} {x.benchmark_id.removeprefix('sha256:')[:12]}"),
+                escape(x.hardware),
+                escape(x.level or "-"),
+                "-" if x.capacity_rps is None else f"{x.capacity_rps:.3g}",
+                str(x.replicas or "-"),
+                escape(figs),
+                money(x.monthly_cost_usd),
+                money(x.usd_per_1m_output_tokens_all_in),
+                escape("; ".join(v for v in (x.why, x.not_priced, *x.warnings) if v)),
+            )
+        out.print(b)
     warns = list(dict.fromkeys(w for o in plan.options for w in o.warnings))
     for w in [*plan.notes, *warns]:
         out.print(f"[yellow]note:[/] {escape(w)}", highlight=False, soft_wrap=True)

@@ -20,6 +20,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from fleetwise_cli.bench_cmd import import_cmd
 from fleetwise_cli.common import EXIT_INTERRUPTED, err, fail, out
 from fleetwise_cli.simulate_cmd import simulate
 from fleetwise_cli.size_cmd import compare, size
@@ -93,6 +94,7 @@ app.command("simulate")(simulate)
 app.command("size")(size)
 app.command("compare")(compare)
 app.command("validate")(validate)
+app.command("import")(import_cmd)
 
 
 @schema_app.command("run")

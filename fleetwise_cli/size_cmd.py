@@ -62,9 +62,13 @@ def _size_llm(
     kv_blocks: int | None,
     as_json: bool,
     report: Path | None,
+    validations: Path,
+    benchmarks: list[Path],
 ) -> None:
     from fleetwise_cli.llm_size import parse_switches, print_llm_plan
-    from planner.llm.report import write_llm_report
+    from planner.evidence.bench_import import import_file
+    from planner.evidence.engine_benchmark import BenchmarkFileError
+    from planner.llm.report import llm_validations_for, write_llm_report
     from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmSizingError, size_llm
 
     try:
@@ -83,6 +87,7 @@ def _size_llm(
                 raise SizingError(f"--report {report}: the file name must end in .md or .html")
             check_output_file(report)  # before the search, not after it
         sc, book = load_scenario(scenario), load_prices(prices)
+        evidence = tuple(import_file(b) for b in benchmarks)
         plan = size_llm(
             sc,
             [str(p) for p in runs],
@@ -95,9 +100,11 @@ def _size_llm(
             requests=LLM_SIZING_REQUESTS if requests == SIZING_REQUESTS else requests,
             max_replicas=max_replicas,
             kv_blocks=kv_blocks,
+            benchmarks=evidence,
         )
         if report is not None:
-            write_llm_report(report, plan, sc, book, {r.id: r for r in map(load_run_cached, map(str, runs))})
+            cited = {r.id: r for r in map(load_run_cached, map(str, runs))}
+            write_llm_report(report, plan, sc, book, cited, llm_validations_for(list(cited), validations))
     except (
         ScenarioError,
         ServiceError,
@@ -105,6 +112,7 @@ def _size_llm(
         PriceError,
         SizingError,
         LlmSizingError,
+        BenchmarkFileError,
         ValueError,
     ) as exc:
         raise fail(str(exc)) from None
@@ -161,6 +169,13 @@ def size(
         help="LLM runs: KV blocks of 16 tokens per replica (default: from the run)",
         rich_help_panel="LLM",
     ),
+    benchmarks: list[Path] = typer.Option(
+        [],
+        "--benchmarks",
+        help="generative scenarios: engine benchmarks (imported, or vllm/GuideLLM/AIPerf results) as evidence of "
+        "per-replica capacity at the SLOs, where no curves exist (repeat the option)",
+        rich_help_panel="LLM",
+    ),
 ) -> None:
     """Size a fleet per option: fewest replicas meeting every SLO, monthly cost, cost per request/token, energy.
 
@@ -181,6 +196,8 @@ def size(
             kv_blocks,
             as_json,
             report,
+            validations,
+            benchmarks,
         )
         return
     try:

@@ -53,10 +53,19 @@ def _level_scenario(sc: Scenario, rate: float, seconds: float, seq_len: int | No
     ), what
 
 
+def _is_llm_run(path: Path) -> bool:
+    try:
+        return load_run(path).is_llm
+    except (RunFileError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+
 def validate(
     run: Path = typer.Option(..., "--run", help="the measured run whose prediction is checked"),
     precision: str = typer.Option(None, help="precision of the run (needed when it has several)"),
-    scenario: Path = typer.Option(..., "--scenario", help="scenario whose arrival shape and sizes are used"),
+    scenario: Path = typer.Option(
+        None, "--scenario", help="scenario whose arrival shape and sizes are used (not with --benchmark)"
+    ),
     load: str = typer.Option("0.3,0.5,0.7,0.85", help="load levels as fractions of the sustainable rate"),
     max_batch: int = typer.Option(1, help="largest batch, in items"),
     max_delay_ms: float = typer.Option(0.0, help="how long the oldest request may wait for a fuller batch"),
@@ -66,8 +75,103 @@ def validate(
     workload: str = typer.Option(
         None, "--workload", "-w", help="confirm the run's user workload (pkg.mod:factory): its code will run"
     ),
+    endpoint: str = typer.Option(None, help="LLM runs: the live engine's base URL", rich_help_panel="LLM"),
+    served_model: str = typer.Option(
+        None, "--model", help="LLM runs: the served model's name", rich_help_panel="LLM"
+    ),
+    max_num_seqs: int = typer.Option(256, help="LLM runs: the engine's max_num_seqs", rich_help_panel="LLM"),
+    max_num_batched_tokens: int = typer.Option(
+        2048, help="LLM runs: the engine's token budget per step", rich_help_panel="LLM"
+    ),
+    chunked_prefill: bool = typer.Option(
+        True, help="LLM runs: the engine chunks prefills", rich_help_panel="LLM"
+    ),
+    block_size: int = typer.Option(16, help="LLM runs: KV block size in tokens", rich_help_panel="LLM"),
+    kv_blocks: int = typer.Option(
+        None, help="LLM runs: KV blocks (default: from the run)", rich_help_panel="LLM"
+    ),
+    knobs_source: str = typer.Option(
+        "as given on the command line", help="LLM runs: how the knobs are known", rich_help_panel="LLM"
+    ),
+    saturation_concurrency: int = typer.Option(
+        32,
+        help="LLM runs: streams of the closed-loop probe that measures the sustainable rate",
+        rich_help_panel="LLM",
+    ),
+    saturation_seconds: float = typer.Option(
+        30.0, help="LLM runs: seconds of that probe", rich_help_panel="LLM"
+    ),
+    max_in_flight: int = typer.Option(256, help="LLM runs: sender threads", rich_help_panel="LLM"),
+    engine_param: list[str] = typer.Option(
+        [], "--engine-param", help="LLM runs: key=value recorded with the engine", rich_help_panel="LLM"
+    ),
+    recheck: Path = typer.Option(
+        None,
+        help="LLM runs: re-predict the live traffic recorded in this LLM validation file with the current model "
+        "(nothing is sent; a new file is written beside it)",
+        rich_help_panel="LLM",
+    ),
+    benchmark: Path = typer.Option(
+        None,
+        help="LLM runs: an engine benchmark (vllm bench serve, GuideLLM, AIPerf result or an imported one) to "
+        "predict from the run's curves, instead of live traffic",
+        rich_help_panel="LLM",
+    ),
 ) -> None:
-    """Predicted vs live-measured p50/p90/p99 latency and throughput per load level, with the error in %."""
+    """Predicted vs live-measured p50/p90/p99 latency and throughput per load level, with the error in %.
+
+    An LLM run is checked against a live engine (--endpoint, --model): TTFT, TPOT and E2E per load level."""
+    if recheck is not None:
+        from fleetwise_cli.llm_validate import recheck_llm
+
+        recheck_llm(recheck, run, out_dir, as_json)
+        return
+    if benchmark is not None:
+        from fleetwise_cli.bench_cmd import validate_benchmark
+
+        validate_benchmark(
+            benchmark, run, precision, max_num_seqs, max_num_batched_tokens, chunked_prefill, block_size,
+            kv_blocks, as_json,
+        )  # fmt: skip
+        return
+    if scenario is None:
+        raise fail("give --scenario (the traffic to replay live), or --benchmark FILE for an LLM run")
+    if _is_llm_run(run):
+        from fleetwise_cli.llm_cmd import parse_engine_params
+        from fleetwise_cli.llm_validate import LlmValidateArgs, validate_llm
+
+        try:
+            levels = [float(x) for x in load.split(",") if x.strip()]
+            if not levels or any(not 0 < x < 1 for x in levels):
+                raise ValueError(f"--load must be fractions in (0, 1), got {load!r}")
+            params = parse_engine_params(tuple(engine_param))
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        validate_llm(
+            LlmValidateArgs(
+                run=run,
+                precision=precision,
+                scenario=scenario,
+                loads=levels,
+                seconds=seconds,
+                out_dir=out_dir,
+                as_json=as_json,
+                endpoint=endpoint,
+                model=served_model,
+                max_num_seqs=max_num_seqs,
+                max_num_batched_tokens=max_num_batched_tokens,
+                chunked_prefill=chunked_prefill,
+                block_size=block_size,
+                kv_blocks=kv_blocks,
+                knobs_source=knobs_source,
+                saturation_concurrency=saturation_concurrency,
+                saturation_seconds=saturation_seconds,
+                max_in_flight=max_in_flight,
+                timeout_s=60.0,
+                engine_params=params,
+            )
+        )
+        return
     try:
         levels = [float(x) for x in load.split(",") if x.strip()]
         if not levels or any(not 0 < x < 1 for x in levels):

@@ -55,6 +55,11 @@ def scenarios_dir() -> Path:
     return Path(os.environ.get("FLEETWISE_SCENARIOS_DIR", ROOT / "scenarios"))
 
 
+def benchmarks_dir() -> Path:
+    """Where imported engine benchmarks are read and saved (FLEETWISE_BENCHMARKS_DIR overrides data/benchmarks)."""
+    return Path(os.environ.get("FLEETWISE_BENCHMARKS_DIR", ROOT / "data" / "benchmarks"))
+
+
 def validations_dir() -> Path:
     """Where live validation files are read (FLEETWISE_VALIDATIONS_DIR overrides data/validations)."""
     return Path(os.environ.get("FLEETWISE_VALIDATIONS_DIR", ROOT / "data" / "validations"))

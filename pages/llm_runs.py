@@ -3,13 +3,16 @@ and, for an engine run, what the engine said about itself. Not a page of its own
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
 
-from pages.common import line
+from pages.common import line, validations_dir
+from planner.evidence.bench_import import scan_benchmarks
 from planner.evidence.catalog import run_curves
+from planner.evidence.llm_validation import scan_llm_validations
 from planner.fleet.escape import md_escape as esc
 
 if TYPE_CHECKING:
@@ -88,6 +91,7 @@ def show_llm(run: Run) -> None:
         }
     )
     st.dataframe(table, hide_index=True)
+    show_llm_validations(run, validations_dir())
     facts = run.llm
     if facts is None:
         return
@@ -132,3 +136,98 @@ def show_llm(run: Run) -> None:
         params = ", ".join(f"{k}={v}" for k, v in e.params.items()) or "none given"
         version = _why(e.version) or e.version
         st.caption(esc(f"Engine {e.url}, model {e.model}; version: {version}; engine params: {params}", 2000))
+
+
+def _pair(stat: Any) -> str:
+    """p50 / p99 of a benchmark's Stat (p50, p99) or a validation's Pcts (p50_ms, p99_ms)."""
+    if stat is None:
+        return "-"
+    lo, hi = (
+        getattr(stat, k, None) for k in (("p50", "p99") if hasattr(stat, "p50") else ("p50_ms", "p99_ms"))
+    )
+    return "-" if lo is None or hi is None else f"{lo:.3g} / {hi:.3g}"
+
+
+def show_llm_validations(run: Run, folder: Path) -> None:
+    """The run's live validations against an engine: predicted vs measured per load, errors, reasons."""
+    found, broken = scan_llm_validations(run.id, folder)
+    for p, why in broken:
+        st.warning(f"{esc(p.name)} was not loaded: {esc(why, 2000)}")
+    if not found:
+        st.caption(
+            "Live validation: none (the engine model's prediction was not checked against this engine)."
+        )
+        return
+    v = found[0]
+    st.subheader("Live validation against the engine")
+    st.caption(
+        esc(
+            f"{v.created_at:%Y-%m-%d %H:%M} UTC, {v.engine.url} ({v.engine.model}); sustainable "
+            f"{v.sustainable_rps:.3g} req/s ({v.sustainable_method}); lengths: {v.lengths}; knobs: "
+            f"{v.knobs.source}. Targets: {v.targets}.",
+            4000,
+        )
+    )
+    rows = []
+    for lv in v.levels:
+        row: dict[str, Any] = {
+            "load": lv.load,
+            "req/s": round(lv.rate_rps, 3),
+            "requests": lv.requests_measured,
+        }
+        for m in ("ttft", "tpot", "e2e"):
+            row[f"{m.upper()} p50/p99 predicted"] = _pair(getattr(lv.predicted, m) if lv.predicted else None)
+            row[f"{m.upper()} p50/p99 measured"] = _pair(getattr(lv.measured, m) if lv.measured else None)
+        e = lv.error_pct or {}
+        row["errors p50 / p99"] = ", ".join(
+            f"{m.upper()} {e[f'{m}_p50']:+.0f}/{e[f'{m}_p99']:+.0f}%"
+            for m in ("ttft", "tpot", "e2e")
+            if f"{m}_p50" in e
+        )
+        row["late"] = f"{lv.late_fraction:.1%}"
+        row["within target"] = {True: "yes", False: "NO", None: "not judged"}[lv.within_target]
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    (st.success if v.verdict.startswith("prediction within") else st.warning)(
+        f"Verdict: {esc(v.verdict, 2000)}"
+    )
+    for lv in v.levels:
+        for d in lv.diagnosis:
+            st.caption(f"load {lv.load:g}: {esc(d, 2000)}")
+
+
+def show_benchmarks(folder: Path) -> None:
+    """Imported engine benchmarks (vllm bench serve, GuideLLM, AIPerf) with each level as the tool reported it."""
+    found, broken = scan_benchmarks(folder)
+    for p, why in broken:
+        st.warning(f"{esc(p.name)} was not loaded: {esc(why, 2000)}")
+    if not found:
+        return
+    with st.expander(f"Engine benchmarks ({len(found)} imported: evidence from other load generators)"):
+        for p, b in found:
+            st.markdown(
+                esc(f"**{b.tool} {b.tool_version}** · {b.model} · {b.engine} · hardware: {b.hardware}", 2000)
+                + f" · `{esc(p.name)}`"
+            )
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {
+                            "level": lv.label,
+                            "traffic": lv.traffic,
+                            "completed": lv.completed,
+                            "failed": lv.failed,
+                            "req/s": lv.request_rps,
+                            "TTFT p50/p99 ms": _pair(lv.ttft),
+                            "TPOT p50/p99 ms": _pair(lv.tpot),
+                            "ITL p50/p99 ms": _pair(lv.itl),
+                            "E2E p50/p99 ms": _pair(lv.e2e),
+                            "per-request records": len(lv.requests),
+                        }
+                        for lv in b.levels
+                    ]
+                ),
+                hide_index=True,
+            )
+            for n in b.notes:
+                st.caption(esc(n, 1000))

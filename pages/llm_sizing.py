@@ -9,7 +9,8 @@ from typing import Any, cast
 import pandas as pd
 import streamlit as st
 
-from pages.common import cached, price_book, prices_digest, run_ids_for, session_price_form
+from pages.common import benchmarks_dir, cached, price_book, prices_digest, run_ids_for, session_price_form
+from planner.evidence.bench_import import import_file, scan_benchmarks
 from planner.evidence.catalog import Catalog
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.prices import PRICINGS
@@ -53,8 +54,15 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
             4000,
         )
     )
-    if not llm:
-        st.info("No LLM run in the runs folder: measure one with `fleetwise measure -w llm` or `--endpoint`.")
+    benches = {
+        f"{b.tool} {b.short_id()} · {b.model} · {b.hardware}": str(p)
+        for p, b in scan_benchmarks(benchmarks_dir())[0]
+    }
+    if not llm and not benches:
+        st.info(
+            "No LLM run in the runs folder and no engine benchmark imported: measure one with `fleetwise measure "
+            "-w llm` or `--endpoint`, or upload a vllm bench serve / GuideLLM / AIPerf result on the Runs page."
+        )
         return
     labels = {
         f"{s.run.short_id()} · {s.run.workload.name} · {s.run.stack.device_name}": str(s.path) for s in llm
@@ -68,6 +76,11 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         knows_kv = [k for k, s in zip(labels, llm, strict=True) if s.run.llm is not None and s.run.llm.memory]
         runs = c1.multiselect(
             "LLM runs", list(labels), default=(knows_kv or list(labels))[:1], key="llm_runs"
+        )
+        picked_benches = st.multiselect(
+            "Engine benchmarks (imported results as evidence of capacity at the SLOs, where no curves exist)",
+            list(benches),
+            key="llm_benches",
         )
         prec = c2.multiselect("Precisions (empty: every measured one)", precisions, key="llm_prec")
         c1, c2, c3 = st.columns(3)
@@ -88,8 +101,10 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         )
         submitted = st.form_submit_button("Size")
     if submitted:
-        if not runs or not seqs or not tokens or not chunked:
-            st.error("Pick at least one run, max_num_seqs, max_num_batched_tokens and prefill mode.")
+        if (not runs and not picked_benches) or not seqs or not tokens or not chunked:
+            st.error(
+                "Pick a run or a benchmark, and at least one max_num_seqs, max_num_batched_tokens and prefill mode."
+            )
             return
         st.session_state["llm_params"] = {
             "scenario": scenario.model_dump(mode="json"),
@@ -101,6 +116,7 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
             "pricing": pricing,
             "kv_blocks": int(kv) or None,
             "session_prices": st.session_state.get("session_prices", {}),
+            "benchmarks": sorted(benches[b] for b in picked_benches),
         }
     params = st.session_state.get("llm_params")
     if params is None or params["scenario"] != scenario.model_dump(mode="json"):
@@ -114,7 +130,34 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
     st.session_state["last_plan_kind"] = "llm"  # the explorer and the report follow the latest sizing
     st.subheader("Answer")
     st.markdown(f":green[**measured**] {esc(plan.answer, 2000)}")
-    st.dataframe(_table(plan), hide_index=True)
+    if plan.options:
+        st.dataframe(_table(plan), hide_index=True)
+    if plan.from_benchmarks:
+        st.markdown(
+            ":orange[**from imported engine benchmarks**]: measured by the tool, no curves, no queueing simulated"
+        )
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "benchmark": f"{x.tool} {x.benchmark_id.removeprefix('sha256:')[:12]}",
+                        "hardware": x.hardware,
+                        "capacity level": x.level,
+                        "req/s per replica": x.capacity_rps,
+                        "replicas": x.replicas,
+                        "meets SLO": x.meets_slo,
+                        **{k.split(" <=")[0] + " ms": v for k, v in x.slo.items()},
+                        "monthly $": money(x.monthly_cost_usd),
+                        "$/1M output, all-in": money(x.usd_per_1m_output_tokens_all_in),
+                        "why / not priced": "; ".join(v for v in (x.why, x.not_priced) if v),
+                    }
+                    for x in plan.from_benchmarks
+                ]
+            ),
+            hide_index=True,
+        )
+        for w in dict.fromkeys(w for x in plan.from_benchmarks for w in x.warnings):
+            st.warning(esc(w, 2000))
     st.caption(
         "$/1M input and output tokens split the monthly cost by the engine's busy time in prefill and decode; "
         "all-in puts every dollar on the output tokens. Energy (output tokens/J) where the run measured it."
@@ -123,7 +166,10 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         st.warning(esc(note, 2000))
     for why in dict.fromkeys(o.not_priced for o in plan.options if o.not_priced):
         st.warning(f"{esc(why, 600)}: sized, not costed; add the device to the price book")
-    session_price_form(sorted({o.device for o in plan.options if o.not_priced}), "llm_params")
+    unpriced = {o.device for o in plan.options if o.not_priced} | {
+        x.hardware for x in plan.from_benchmarks if x.not_priced
+    }
+    session_price_form(sorted(unpriced), "llm_params")
 
 
 def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
@@ -140,6 +186,7 @@ def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
             price_book(params),
             params["pricing"],
             kv_blocks=params["kv_blocks"],
+            benchmarks=tuple(import_file(b) for b in params.get("benchmarks", [])),
         )
 
     key = ("llm_plan", json.dumps(params, sort_keys=True), *run_ids_for(params["runs"]), prices_digest())

@@ -11,18 +11,20 @@ from pages.llm_sizing import llm_plan_for
 from planner.fleet.plan import Plan
 from planner.fleet.report import evidence_for, render_html, render_markdown
 from planner.fleet.sizing import load_run_cached
-from planner.llm.report import render_llm_markdown
+from planner.llm.report import llm_validations_for, render_llm_markdown
 from planner.traffic.scenario import parse_scenario
 
 st.title("Audit report")
 if st.session_state.get("last_plan_kind") == "llm" and "llm_params" in st.session_state:
     llm_params = st.session_state["llm_params"]
     llm_plan = llm_plan_for(llm_params)
+    cited = {r.id: r for r in map(load_run_cached, llm_params["runs"])}
     llm_md = render_llm_markdown(
         llm_plan,
         parse_scenario(llm_params["scenario"], "scenario"),
         price_book(llm_params),
-        {r.id: r for r in map(load_run_cached, llm_params["runs"])},
+        cited,
+        llm_validations_for(list(cited), validations_dir()),
     )
     c1, c2, c3 = st.columns(3)
     name = f"llm-plan-{llm_plan.scenario}"

@@ -9,8 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import catalog, line, runs_dir, validations_dir
-from pages.llm_runs import show_llm
+from pages.common import benchmarks_dir, catalog, line, runs_dir, validations_dir
+from pages.llm_runs import show_benchmarks, show_llm
+from planner.evidence.bench_import import accept_benchmark_upload, looks_like_benchmark
 from planner.evidence.catalog import accept_upload, point_series, run_curves
 from planner.evidence.validation import scan_validations
 from planner.fleet.escape import md_escape as esc
@@ -19,8 +20,30 @@ st.title("Measured runs")
 cat = catalog()
 
 with st.expander("Upload a run file", expanded=not cat.runs):
-    up = st.file_uploader("Run file (JSON written by `fleetwise measure`)", type=["json"], key="upload")
-    if up is not None and st.session_state.get("upload_done") != up.file_id:
+    up = st.file_uploader(
+        "Run file (JSON written by `fleetwise measure`), or an engine benchmark: a `vllm bench serve` result, "
+        "GuideLLM benchmarks.json or AIPerf profile_export_aiperf.json",
+        type=["json"],
+        key="upload",
+    )
+    if (
+        up is not None
+        and st.session_state.get("upload_done") != up.file_id
+        and looks_like_benchmark(up.getvalue())
+    ):
+        try:
+            bench, bpath, dup = accept_benchmark_upload(up.getvalue(), benchmarks_dir())
+        except ValueError as exc:
+            st.session_state.pop("upload_msg", None)
+            st.error(f"Rejected, nothing saved: {esc(exc, 2000)}")
+        else:
+            st.session_state["upload_done"] = up.file_id
+            st.session_state["upload_msg"] = (
+                f"{'Already present' if dup else 'Imported'}: {bench.tool} {esc(bench.tool_version)} benchmark "
+                f"{bench.short_id()} as {esc(bpath.name)} (see Engine benchmarks below)"
+            )
+            st.rerun()
+    elif up is not None and st.session_state.get("upload_done") != up.file_id:
         try:
             got = accept_upload(up.getvalue(), runs_dir(), cat.runs)
         except ValueError as exc:
@@ -39,6 +62,7 @@ with st.expander("Upload a run file", expanded=not cat.runs):
 
 for path, why in cat.rejected:
     st.warning(f"{esc(path.name)} was not loaded: {esc(why, 2000)}")
+show_benchmarks(benchmarks_dir())
 if not cat.runs:
     st.info(f"No runs in {esc(runs_dir())}: measure one with `fleetwise measure` or upload one above.")
     st.stop()

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -38,6 +38,7 @@ TARGET_UP_TO_LOAD = 0.7
 LATE_MS = 1.0
 LATE_FRACTION = 0.01
 SERVICE_DRIFT = 0.05
+T = TypeVar("T")
 
 
 MAX_VALIDATION_BYTES = 16 * 1024 * 1024
@@ -332,22 +333,29 @@ def load_validation(path: str | Path) -> Validation:
         raise ValidationFileError(f"{p}: invalid validation file: {format_validation_error(exc)}") from None
 
 
-def scan_validations(run_id: str, folder: str | Path) -> tuple[list[Validation], list[tuple[Path, str]]]:
-    """A run's validations in folder, newest first, and the files of that run that failed to load (with why)."""
+def load_folder(
+    folder: str | Path, pattern: str, load: Callable[[Path], T], error: type[ValueError]
+) -> tuple[list[tuple[Path, T]], list[tuple[Path, str]]]:
+    """Every file in folder matching pattern, loaded; and the ones that failed to load, with why."""
     root = Path(folder)
     if not root.is_dir():
         return [], []
-    short = run_id.removeprefix("sha256:")[:12]
-    found, broken = [], []
-    for p in sorted(root.glob(f"validation-{short}-*.json")):
+    found: list[tuple[Path, T]] = []
+    broken: list[tuple[Path, str]] = []
+    for p in sorted(root.glob(pattern)):
         try:
-            v = load_validation(p)
-        except ValidationFileError as exc:
+            found.append((p, load(p)))
+        except error as exc:
             broken.append((p, str(exc)))
-            continue
-        if v.run_id == run_id:
-            found.append(v)
-    return sorted(found, key=lambda v: v.created_at, reverse=True), broken
+    return found, broken
+
+
+def scan_validations(run_id: str, folder: str | Path) -> tuple[list[Validation], list[tuple[Path, str]]]:
+    """A run's validations in folder, newest first, and the files of that run that failed to load (with why)."""
+    short = run_id.removeprefix("sha256:")[:12]
+    found, broken = load_folder(folder, f"validation-{short}-*.json", load_validation, ValidationFileError)
+    mine = [v for _, v in found if v.run_id == run_id]
+    return sorted(mine, key=lambda v: v.created_at, reverse=True), broken
 
 
 def validations_for(run_id: str, folder: str | Path) -> list[Validation]:

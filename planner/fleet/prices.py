@@ -131,6 +131,17 @@ class PriceBook(_Model):
             f"{', '.join(d.device for d in self.devices)})"
         )
 
+    def for_hardware(self, name: str) -> DevicePrice:
+        """The one entry whose match names this hardware description (an imported benchmark's), or why not."""
+        hits = [d for d in self.devices if any(m.lower() in name.lower() for m in d.match)]
+        if len(hits) != 1:
+            raise PriceError(
+                f"no price for hardware {name!r}: add an entry whose match names it"
+                if not hits
+                else f"hardware {name!r} matches several price entries: {', '.join(d.device for d in hits)}"
+            )
+        return hits[0]
+
     def for_run(self, run: Run) -> DevicePrice:
         """The one entry that prices a run's device, or a PriceError saying why none (or several) do."""
         name = run.stack.device_name.lower()

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from measure.run import Run, atomic_write_text
+from planner.evidence.llm_validation import LlmValidation, scan_llm_validations
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.prices import PriceBook
 from planner.fleet.report import money, price_lines, render_html
@@ -90,7 +91,9 @@ def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
-def _evidence(runs: dict[str, Run], options: list[LlmSized]) -> list[str]:
+def _evidence(
+    runs: dict[str, Run], options: list[LlmSized], validations: dict[str, list[LlmValidation]]
+) -> list[str]:
     lines: list[str] = []
     for run_id in dict.fromkeys(o.run_id for o in options):
         run = runs[run_id]
@@ -124,15 +127,30 @@ def _evidence(runs: dict[str, Run], options: list[LlmSized]) -> list[str]:
                     f"params {esc(str(e.params), 2000)}"
                 )
             lines.append(f"  - energy: {esc(facts.energy_note or 'measured per phase', 1000)}")
-        lines.append(
-            "  - live validation of the engine model on this run: none (the prediction was not checked against "
-            "a live engine for it)"
-        )
+        found = validations.get(run_id, [])
+        for v in found:
+            lines.append(
+                f"  - live validation {v.created_at.astimezone(UTC):%Y-%m-%d %H:%M UTC} against {esc(v.engine.url)} "
+                f"(loads {', '.join(f'{lv.load:g}' for lv in v.levels)} of {v.sustainable_rps:.3g} req/s): "
+                f"{esc(v.verdict, 2000)}"
+            )
+        if not found:
+            lines.append(
+                "  - live validation of the engine model on this run: none (the prediction was not checked against "
+                "a live engine for it)"
+            )
     return lines
 
 
-def render_llm_markdown(plan: LlmPlan, sc: Scenario, book: PriceBook, runs: dict[str, Run]) -> str:
-    """The report as markdown; `runs` (by id) are the runs the plan's options name."""
+def render_llm_markdown(
+    plan: LlmPlan,
+    sc: Scenario,
+    book: PriceBook,
+    runs: dict[str, Run],
+    validations: dict[str, list[LlmValidation]] | None = None,
+) -> str:
+    """The report as markdown; `runs` (by id) are the runs the plan's options name, `validations` their live
+    validations (by run id)."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         f"# LLM fleet sizing report: {esc(plan.scenario)}",
@@ -153,7 +171,7 @@ def render_llm_markdown(plan: LlmPlan, sc: Scenario, book: PriceBook, runs: dict
         "",
         "## Evidence",
         "",
-        *_evidence(runs, plan.options),
+        *_evidence(runs, plan.options, validations or {}),
         "",
         "## Prices used",
         "",
@@ -181,10 +199,20 @@ def render_llm_markdown(plan: LlmPlan, sc: Scenario, book: PriceBook, runs: dict
 
 
 def write_llm_report(
-    path: str | Path, plan: LlmPlan, sc: Scenario, book: PriceBook, runs: dict[str, Run]
+    path: str | Path,
+    plan: LlmPlan,
+    sc: Scenario,
+    book: PriceBook,
+    runs: dict[str, Run],
+    validations: dict[str, list[LlmValidation]] | None = None,
 ) -> Path:
     """Write the report atomically; `.html` gives HTML, anything else markdown."""
-    md = render_llm_markdown(plan, sc, book, runs)
+    md = render_llm_markdown(plan, sc, book, runs, validations)
     p = Path(path)
     html_out = p.suffix.lower() in (".html", ".htm")
     return atomic_write_text(p, render_html(md, f"LLM fleet sizing: {plan.scenario}") if html_out else md)
+
+
+def llm_validations_for(run_ids: list[str], folder: str | Path) -> dict[str, list[LlmValidation]]:
+    """Each run's readable LLM validations in folder (newest first)."""
+    return {i: found for i in run_ids if (found := scan_llm_validations(i, folder)[0])}

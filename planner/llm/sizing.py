@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from measure.run import Run, load_run
+from planner.evidence.engine_benchmark import EngineBenchmark
 from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
+from planner.llm.bench_sizing import BenchSized, size_from_benchmark
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import LlmResult, run_llm_simulation
 from planner.llm.steps import StepModelError, step_model
@@ -93,6 +95,7 @@ class LlmPlan(BaseModel):
     options: list[LlmSized]
     answer: str
     notes: list[str]
+    from_benchmarks: list[BenchSized] = []  # sized on imported engine benchmarks (no curves), labelled so
 
 
 def _meets(r: LlmResult) -> bool:
@@ -212,12 +215,16 @@ def size_llm(
     requests: int = 3000,
     max_replicas: int = 256,
     kv_blocks: int | None = None,
+    benchmarks: tuple[EngineBenchmark, ...] = (),
 ) -> LlmPlan:
-    """Size every option; rank by monthly cost among those meeting the SLOs."""
+    """Size every option (and every imported benchmark); rank by monthly cost among those meeting the SLOs."""
     if sc.llm is None:
         raise LlmSizingError(f"scenario {sc.name} has no llm block: LLM runs size generative requests")
     if not sc.slo:
         raise LlmSizingError(f"scenario {sc.name} has no SLO to size for")
+    if not runs and not benchmarks:
+        raise LlmSizingError("give at least one LLM run or engine benchmark")
+    from_bench = [size_from_benchmark(sc, b, book, pricing) for b in benchmarks]
     loaded = [(p, load_run(p)) for p in runs]
     notes: list[str] = []
     sized: list[LlmSized] = []
@@ -235,7 +242,7 @@ def size_llm(
                     sized.append(size_option(sc, opt, run, book, pricing, requests, max_replicas, kv_blocks))
                 except (EngineError, StepModelError, LlmSizingError) as exc:
                     notes.append(f"{run.short_id()} {opt.label()}: {exc}")
-    if not sized:
+    if not sized and not from_bench:
         raise LlmSizingError("no option could be sized: " + "; ".join(notes))
     met = [o for o in sized if o.meets_slo]
     priced = sorted(
@@ -252,6 +259,16 @@ def size_llm(
         answer = f"{b.replicas} x {b.device} at {b.precision} meets the SLOs; no option is priced"
     else:
         answer = "no option meets the SLOs (each option says why)"
+    if not met and (bench_met := [b for b in from_bench if b.meets_slo]):
+        b2 = min(
+            bench_met, key=lambda b: (b.monthly_cost_usd is None, b.monthly_cost_usd or 0.0, b.replicas or 0)
+        )
+        cost = (
+            f": ${b2.monthly_cost_usd:,.0f} a month" if b2.monthly_cost_usd is not None else " (not priced)"
+        )
+        answer = (
+            f"{b2.replicas} x {b2.hardware}{cost}, from {b2.evidence} (capacity {b2.capacity_rps:.3g} req/s)"
+        )
     return LlmPlan(
         scenario=sc.name,
         slos=[s.label() for s in sc.slo],
@@ -259,4 +276,5 @@ def size_llm(
         options=sized,
         answer=answer,
         notes=notes,
+        from_benchmarks=from_bench,
     )

@@ -428,3 +428,41 @@ def test_a_generative_plan_is_priced_in_session_explored_on_ttft_and_tpot_and_re
     body = shown(at.markdown[-1].value)
     assert "LLM fleet sizing report: tiny-chat" in body
     assert "(user-supplied)" in body and "p99 ttft <= 100 ms" in body.replace("&lt;", "<")
+
+
+def test_an_engine_benchmark_upload_is_imported_and_the_engine_runs_validation_is_shown(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = data / "benchmarks"
+    monkeypatch.setenv("FLEETWISE_BENCHMARKS_DIR", str(bench))
+    at = app()
+    fixture = REPO / "tests" / "fixtures" / "benchmarks" / "guidellm-0.8.1-benchmarks.json"
+    at.file_uploader(key="upload").upload("benchmarks.json", fixture.read_bytes(), "application/json").run()
+    assert not at.exception, at.exception
+    assert any("Imported: guidellm" in shown(s.value) for s in at.success), [s.value for s in at.success]
+    assert len(list(bench.glob("bench-guidellm-*.json"))) == 1
+    assert not list((data / "runs").glob("bench-*"))  # evidence of its own kind, not a run
+    assert any("Engine benchmarks (1 imported" in e.label for e in at.expander)
+    # the shipped engine run that has a shipped live validation shows it, with the verdict
+    from measure.run import load_run
+    from planner.evidence.llm_validation import scan_llm_validations
+
+    validated = 0
+    ids = {r.short_id(): r.id for r in map(load_run, (data / "runs").glob("llm-engine-*.json"))}
+    pick = at.selectbox(key="run_pick")
+    for label in [o for o in pick.options if any(short in o for short in ids)]:
+        pick.set_value(label).run()
+        assert not at.exception, at.exception
+        run_id = next(i for short, i in ids.items() if short in label)
+        found, _ = scan_llm_validations(run_id, REPO / "data" / "validations")
+        heads = [h.value for h in at.subheader]
+        assert ("Live validation against the engine" in heads) == bool(found)
+        validated += bool(found) and any("Verdict" in shown(x.value) for x in [*at.success, *at.warning])
+        pick = at.selectbox(key="run_pick")
+    assert validated == 1  # the shipped LLM validation belongs to one shipped engine run
+    # a file that is neither a run nor a known result: rejected with the reason, nothing saved
+    at.file_uploader(key="upload").set_value(None).run()
+    at.file_uploader(key="upload").upload(
+        "x.json", b'{"benchmarks": [], "metadata": {}}', "application/json"
+    ).run()
+    assert at.error and "Rejected" in at.error[0].value and len(list(bench.glob("*.json"))) == 1

@@ -22,6 +22,7 @@ from measure.engine import SamplingConfig
 from measure.llm_sweep import execute_llm_sweep, plan_llm_sweep
 from measure.run import LlmGrid, load_run
 from measure.sweep import SweepError, SweepRequest
+from planner.evidence.llm_validation import load_llm_validation
 
 pytestmark = pytest.mark.slow
 
@@ -101,6 +102,29 @@ def test_fleetwise_measures_the_engine_prefill_by_prompt_and_decode_by_concurren
     assert med[1024] > med[32]  # TTFT grows with the prompt, as measured
     gaps = {k: p.latency_ms.median for k, p in decode.items() if p.latency_ms}
     assert gaps[(32, 8)] > gaps[(32, 1)]  # eight streams share each decode step
+
+    # the same engine validated live on those curves: open-loop streams, predicted vs measured, a file written
+    sc = tmp_path / "chat.yaml"
+    sc.write_text(
+        "name: chat\narrivals: {process: poisson, rate_rps: 1}\n"
+        "llm: {prompt: {dist: uniform, low: 32, high: 1000}, output: {dist: fixed, value: 16}}\nrequests: 400\n"
+    )
+    val = tmp_path / "validations"
+    args = [
+        "validate", "--run", str(path), "--scenario", str(sc), "--endpoint", engine, "--model", str(folder),
+        "--load", "0.3,0.7", "--seconds", "10", "--saturation-concurrency", "8", "--saturation-seconds", "5",
+        "--kv-blocks", "100000", "--out", str(val),
+    ]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    (vfile,) = val.glob("llm-validation-*.json")
+    v = load_llm_validation(vfile)
+    assert v.run_id == run.id and v.sustainable_rps > 0 and [lv.load for lv in v.levels] == [0.3, 0.7]
+    for lv in v.levels:
+        assert lv.failed == 0 and lv.measured is not None and lv.requests >= 60
+        assert lv.rate_rps == pytest.approx(lv.load * v.sustainable_rps)
+        assert lv.predicted is None or lv.error_pct  # a stable prediction is compared metric by metric
+    assert v.verdict and "prediction" in v.verdict
 
 
 def test_the_engines_folder_measures_in_process_through_hf(folder: Path) -> None:

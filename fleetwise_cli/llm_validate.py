@@ -1,0 +1,364 @@
+"""`fleetwise validate` on an LLM run: open-loop streaming traffic against a live engine at fractions of its
+measured sustainable rate, compared with the engine model fed the same arrivals, lengths and knobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from rich.markup import escape
+from rich.table import Table
+
+from fleetwise_cli.common import err, fail, out
+from measure.endpoint import EndpointError
+from measure.endpoint_run import EngineRequest, calibrate, check_request, engine_info
+from measure.llm_live import LlmLiveError, Schedule, Sent, open_loop, saturation_rate
+from measure.run import ParamScalar, Run, RunFileError, check_output_dir, load_run
+from planner.evidence.llm_validation import (
+    P50_TARGET_PCT,
+    P99_TARGET_PCT,
+    TARGET_UP_TO_LOAD,
+    EngineKnobs,
+    LlmLevel,
+    LlmValidation,
+    llm_level,
+    load_llm_validation,
+    save_llm_validation,
+    verdict,
+)
+from planner.evidence.validation import ValidationFileError, cpu_count
+from planner.llm.engine import EngineConfig, EngineError, LlmRequests, kv_blocks_from_run, simulate
+from planner.llm.simulation import llm_requests, queues_stable
+from planner.llm.steps import StepModel, StepModelError, step_model
+from planner.traffic.scenario import Scenario, ScenarioError, load_scenario
+
+MIN_LEVEL_REQUESTS = 60
+MIX_REQUESTS = 400
+
+
+@dataclass(frozen=True)
+class LlmValidateArgs:
+    """`fleetwise validate` options that matter for an LLM run."""
+
+    run: Path
+    precision: str | None
+    scenario: Path
+    loads: list[float]
+    seconds: float
+    out_dir: Path
+    as_json: bool
+    endpoint: str | None
+    model: str | None
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    chunked_prefill: bool
+    block_size: int
+    kv_blocks: int | None
+    knobs_source: str
+    saturation_concurrency: int
+    saturation_seconds: float
+    max_in_flight: int
+    timeout_s: float
+    engine_params: dict[str, ParamScalar]
+
+
+def _prepare(a: LlmValidateArgs) -> tuple[Run, str, Scenario, StepModel, EngineConfig]:
+    if a.endpoint is None or a.model is None:
+        raise EndpointError(
+            "an LLM run is validated against a live engine: give --endpoint URL and --model NAME"
+        )
+    r = load_run(a.run)
+    have = sorted({p.precision for p in r.points if p.phase is not None and p.latency_ms})
+    prec = a.precision or (have[0] if len(have) == 1 else "")
+    if prec not in have:
+        raise ScenarioError(f"--precision: the run has LLM points at {', '.join(have)}; name one")
+    sc = load_scenario(a.scenario)
+    if sc.llm is None:
+        raise ScenarioError(f"scenario {sc.name} has no llm block: an LLM validation needs token lengths")
+    model = step_model(r, prec)
+    blocks, _ = kv_blocks_from_run(r, prec, a.block_size, a.kv_blocks)
+    cfg = EngineConfig(a.max_num_seqs, a.max_num_batched_tokens, a.chunked_prefill, a.block_size, blocks)
+    if not 10 <= a.seconds <= 3600:
+        raise ScenarioError(f"--seconds must be in 10..3600 for an LLM validation, got {a.seconds:g}")
+    if not 1 <= a.saturation_concurrency <= 512 or not 5 <= a.saturation_seconds <= 3600:
+        raise ScenarioError("--saturation-concurrency in 1..512 and --saturation-seconds in 5..3600")
+    return r, prec, sc, model, cfg
+
+
+def _words(tokens: np.ndarray, per_word: float, offset: float) -> np.ndarray:
+    return np.maximum(1, np.rint((tokens - offset) / per_word)).astype(np.int64)
+
+
+def validate_llm(a: LlmValidateArgs) -> None:
+    """Measure the sustainable rate, run every load level live, simulate the same traffic, write the file."""
+    try:
+        r, prec, sc, model, cfg = _prepare(a)
+        req = EngineRequest(
+            url=a.endpoint or "", model=a.model or "", timeout_s=a.timeout_s, params=a.engine_params
+        )
+        ep = check_request(req)
+        check_output_dir(a.out_dir)  # before minutes of live traffic, not after
+        info = engine_info(ep, req)
+        per_word, offset = calibrate(ep, req)
+        mix, _, notes = llm_requests(sc, MIX_REQUESTS)
+        for p, o in zip(mix.prompt.tolist(), mix.output.tolist(), strict=True):
+            why = cfg.check(p, o)
+            if why:
+                raise EngineError(why)
+    except (ScenarioError, RunFileError, EndpointError, EngineError, StepModelError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    say = (lambda m: None) if a.as_json else (lambda m: err.print(escape(m), highlight=False))
+    say(
+        f"saturation probe: {a.saturation_concurrency} streams closed-loop for {a.saturation_seconds:g} s ..."
+    )
+    try:
+        sat, counted, how = saturation_rate(
+            ep,
+            req.model,
+            _words(mix.prompt, per_word, offset),
+            mix.output,
+            a.saturation_concurrency,
+            a.saturation_seconds,
+            a.timeout_s,
+            seed=50_000,
+        )
+    except LlmLiveError as exc:
+        raise fail(str(exc)) from None
+    levels: list[LlmLevel] = []
+    for i, load in enumerate(a.loads):
+        rate = load * sat
+        n = max(MIN_LEVEL_REQUESTS, int(rate * a.seconds))
+        reqs, _, _ = llm_requests(sc, n, seed=sc.seed + 1 + i)
+        rng = np.random.default_rng(sc.seed + 1000 + i)
+        send = np.cumsum(rng.exponential(1.0 / rate, n))
+        send -= send[0]
+        say(f"load {load:g}: {rate:.3g} req/s, {n} requests over {send[-1]:.0f} s ...")
+        sched = Schedule(send, _words(reqs.prompt, per_word, offset), reqs.output, seed=100_000 * (i + 1))
+        sent, start = open_loop(ep, req.model, sched, a.timeout_s, a.max_in_flight)
+        levels.append(_level(load, rate, sched, sent, start, reqs, model, cfg, sc))
+    v = LlmValidation(
+        run_id=r.id,
+        precision=prec,
+        scenario=sc.name,
+        lengths=f"prompt and output tokens drawn from scenario {sc.name}"
+        + (f" (scaled by {sc.llm.scale:g})" if sc.llm and sc.llm.scale != 1.0 else "")
+        + f"; prompts sent as {per_word:.3g} tokens per word + {offset:.3g}, calibrated on the engine's usage",
+        engine=info,
+        knobs=EngineKnobs(
+            max_num_seqs=cfg.max_num_seqs,
+            max_num_batched_tokens=cfg.max_num_batched_tokens,
+            chunked_prefill=cfg.chunked_prefill,
+            block_size=cfg.block_size,
+            kv_blocks=cfg.kv_blocks,
+            source=a.knobs_source,
+        ),
+        sustainable_rps=sat,
+        sustainable_method=f"measured: {counted} requests of the scenario's mix completed closed-loop at "
+        f"{a.saturation_concurrency} concurrent streams after warm-up ({how})",
+        seconds=a.seconds,
+        created_at=datetime.now(UTC),
+        client=f"{platform.node()[:100]} ({platform.machine()}), Python {platform.python_version()}",
+        cpu_count=cpu_count(),
+        notes=[*dict.fromkeys(notes), *model.notes],
+        targets=f"|p50 error| <= {P50_TARGET_PCT:g}% and |p99 error| <= {P99_TARGET_PCT:g}% for TTFT, TPOT and E2E "
+        f"at loads up to {TARGET_UP_TO_LOAD:g}; above that reported, not judged",
+        levels=levels,
+        verdict=verdict(levels),
+    )
+    try:
+        path = save_llm_validation(v, a.out_dir)
+    except OSError as exc:
+        raise fail(f"cannot write the validation file: {exc.strerror or exc}") from None
+    if a.as_json:
+        sys.stdout.write(json.dumps(v.model_dump(mode="json"), indent=1) + "\n")
+        return
+    print_llm_validation(v)
+    out.print(escape(f"written: {path}"), highlight=False, soft_wrap=True)
+
+
+def _level(
+    load: float,
+    rate: float,
+    sched: Schedule,
+    sent: list[Sent],
+    start: float,
+    reqs: LlmRequests,
+    model: StepModel,
+    cfg: EngineConfig,
+    sc: Scenario,
+) -> LlmLevel:
+    n = sched.send_s.size
+    first = np.full(n, np.nan)
+    last = np.full(n, np.nan)
+    tokens = np.zeros(n, dtype=np.int64)
+    late = np.zeros(n)
+    failures: list[str | None] = []
+    early = 0
+    prompts = reqs.prompt.copy()
+    for i, s in enumerate(sent):
+        res = s.result
+        late[i] = s.late_ms
+        ok = res.error is None and res.token_times
+        failures.append(None if ok else (res.error or "no token streamed"))
+        if res.prompt_tokens:
+            prompts[i] = res.prompt_tokens  # the engine's own count of what it prefilled
+        if ok:
+            first[i], last[i] = res.token_times[0] - start, res.token_times[-1] - start
+            tokens[i] = len(res.token_times)
+            early += int(tokens[i] < sched.max_tokens[i])
+    # the simulator gets the same arrivals and what each request really was: its prompt and produced tokens
+    outputs = np.where(tokens > 0, tokens, sched.max_tokens)
+    replay = LlmRequests(sched.send_s.astype(np.float64), np.maximum(prompts, 1), outputs)
+    tr = simulate(replay, model, cfg, 1, "round-robin", seed=sc.seed)
+    stable = queues_stable(replay, tr.first_s, float(sched.send_s[-1]))
+    la = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return llm_level(
+        load,
+        rate,
+        sched.send_s,
+        first,
+        last,
+        tokens,
+        late,
+        failures,
+        early,
+        tr.first_s,
+        tr.finish_s,
+        stable,
+        tr.beyond_grid_steps / tr.steps if tr.steps else None,
+        sc.warmup_fraction,
+        la,
+        cpu_count(),
+        replay.prompt,
+    )
+
+
+def print_llm_validation(v: LlmValidation) -> None:
+    """Predicted vs measured TTFT/TPOT/E2E per level, the errors, generator lag, and reasons for misses."""
+    t = Table(
+        title=escape(
+            f"run {v.run_id.removeprefix('sha256:')[:12]} {v.precision} vs {v.engine.url} ({v.engine.model}); "
+            f"sustainable {v.sustainable_rps:.3g} req/s"
+        ),
+        title_justify="left",
+    )
+    for c in (
+        "load",
+        "req/s",
+        "TTFT p50/p99 pred | meas",
+        "TPOT p50/p99 pred | meas",
+        "E2E p50/p99 pred | meas",
+    ):
+        t.add_column(c)
+    for c in ("errors p50 / p99", "late", "ok"):
+        t.add_column(c)
+    for lv in v.levels:
+        cells = []
+        for m in ("ttft", "tpot", "e2e"):
+            p = getattr(lv.predicted, m) if lv.predicted else None
+            q = getattr(lv.measured, m) if lv.measured else None
+            pred = f"{p.p50_ms:.3g}/{p.p99_ms:.3g}" if p else "unstable"
+            meas = f"{q.p50_ms:.3g}/{q.p99_ms:.3g}" if q else "-"
+            cells.append(f"{pred} | {meas}")
+        e = lv.error_pct or {}
+        errs = ", ".join(
+            f"{m.upper()} {e[f'{m}_p50']:+.0f}/{e[f'{m}_p99']:+.0f}%"
+            for m in ("ttft", "tpot", "e2e")
+            if f"{m}_p50" in e and f"{m}_p99" in e
+        )
+        t.add_row(
+            f"{lv.load:g}",
+            f"{lv.rate_rps:.3g}",
+            *cells,
+            errs or "-",
+            f"{lv.late_fraction:.1%}" + (" [red]LAG[/]" if lv.generator_flag else ""),
+            {True: "[green]yes[/]", False: "[red]NO[/]", None: "not judged"}[lv.within_target],
+        )
+    out.print(t)
+    for lv in v.levels:
+        for d in lv.diagnosis:
+            out.print(f"[yellow]load {lv.load:g}:[/] {escape(d)}", highlight=False, soft_wrap=True)
+    out.print(f"[bold]verdict[/]: {escape(v.verdict)}", highlight=False, soft_wrap=True)
+
+
+def recheck_llm(path: Path, run_path: Path, out_dir: Path, as_json: bool) -> None:
+    """Re-predict every level of a validation file from the live traffic it recorded, with the current engine
+    model and the file's knobs; the measurements are the file's own, nothing is sent."""
+    try:
+        old = load_llm_validation(path)
+        r = load_run(run_path)
+        if r.id != old.run_id:
+            raise ScenarioError(f"{path.name} validates run {old.run_id[7:19]}, not {r.short_id()}")
+        model = step_model(r, old.precision)
+        k = old.knobs
+        cfg = EngineConfig(
+            k.max_num_seqs, k.max_num_batched_tokens, k.chunked_prefill, k.block_size, k.kv_blocks
+        )
+        check_output_dir(out_dir)
+    except (ValidationFileError, RunFileError, StepModelError, EngineError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    levels = []
+    for lv in old.levels:
+        if not lv.requests_sent:
+            raise fail(
+                f"{path.name}: load {lv.load:g} has no request records (written before they were kept)"
+            )
+        rq = lv.requests_sent
+        send = np.array([x.send_ms for x in rq]) / 1000.0
+        nan = float("nan")
+        first = np.array(
+            [send[i] + x.ttft_ms / 1000.0 if x.ttft_ms is not None else nan for i, x in enumerate(rq)]
+        )
+        last = np.array(
+            [send[i] + x.e2e_ms / 1000.0 if x.e2e_ms is not None else nan for i, x in enumerate(rq)]
+        )
+        tokens = np.array([x.output_tokens for x in rq], dtype=np.int64)
+        prompts = np.maximum(1, np.array([x.prompt_tokens for x in rq], dtype=np.int64))
+        replay = LlmRequests(send, prompts, np.maximum(tokens, 1))
+        tr = simulate(replay, model, cfg, 1, "round-robin", seed=0)
+        levels.append(
+            llm_level(
+                lv.load,
+                lv.rate_rps,
+                send,
+                first,
+                last,
+                tokens,
+                np.array([x.late_ms for x in rq]),
+                [None if x.ttft_ms is not None else "failed (as recorded)" for x in rq],
+                lv.early_ends,
+                tr.first_s,
+                tr.finish_s,
+                queues_stable(replay, tr.first_s, float(send[-1])),
+                tr.beyond_grid_steps / tr.steps if tr.steps else None,
+                Scenario.model_fields["warmup_fraction"].default,
+                lv.load_average,
+                old.cpu_count,
+                prompts,
+            )
+        )
+    v = old.model_copy(
+        update={
+            "levels": levels,
+            "verdict": verdict(levels),
+            "notes": [*old.notes, *model.notes],
+            "recheck_of": path.name,
+            "predicted_at": datetime.now(UTC),
+        }
+    )
+    v = LlmValidation.model_validate(v.model_dump())
+    try:
+        written = save_llm_validation(v, out_dir)
+    except OSError as exc:
+        raise fail(f"cannot write the validation file: {exc.strerror or exc}") from None
+    if as_json:
+        sys.stdout.write(json.dumps(v.model_dump(mode="json"), indent=1) + "\n")
+        return
+    print_llm_validation(v)
+    out.print(escape(f"written: {written}"), highlight=False, soft_wrap=True)
