@@ -19,9 +19,10 @@ $(VENV)/.setup-done: pyproject.toml
 
 setup: $(VENV)/.setup-done
 
-# The tests also start a real LLM engine (transformers serve, the `llm` extra); the planner app never needs it.
-$(VENV)/.setup-llm-done: $(VENV)/.setup-done
-	$(PY) -m pip install --quiet -e ".[measure,app,test,llm]"
+# The tests also start a real LLM engine (transformers serve, the `llm` extra) and a local Ray cluster (the
+# `ray` extra); the planner app never needs either.
+$(VENV)/.setup-test-extras-done: $(VENV)/.setup-done
+	$(PY) -m pip install --quiet -e ".[measure,app,test,llm,ray]"
 	touch $@
 
 # The main job: the planner app on the shipped runs, scenarios, profiles and price book.
@@ -33,7 +34,7 @@ measure: setup
 	$(VENV)/bin/fleetwise measure --workload mlp --device cpu --precision fp32,bf16 --batch 1,4,16
 	$(VENV)/bin/fleetwise runs data/runs
 
-test: setup $(VENV)/.setup-llm-done
+test: setup $(VENV)/.setup-test-extras-done
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy measure planner fleetwise_cli app.py serve.py pages

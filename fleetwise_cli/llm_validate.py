@@ -88,6 +88,8 @@ def _prepare(a: LlmValidateArgs) -> tuple[Run, str, Scenario, StepModel, EngineC
         raise ScenarioError(f"--seconds must be in 10..3600 for an LLM validation, got {a.seconds:g}")
     if not 1 <= a.saturation_concurrency <= 512 or not 5 <= a.saturation_seconds <= 3600:
         raise ScenarioError("--saturation-concurrency in 1..512 and --saturation-seconds in 5..3600")
+    if not 1 <= a.max_in_flight <= 512:
+        raise ScenarioError(f"--max-in-flight must be in 1..512, got {a.max_in_flight}")
     return r, prec, sc, model, cfg
 
 
@@ -130,16 +132,37 @@ def validate_llm(a: LlmValidateArgs) -> None:
         )
     except LlmLiveError as exc:
         raise fail(str(exc)) from None
-    levels: list[LlmLevel] = []
-    for i, load in enumerate(a.loads):
+    plans = []
+    for i, load in enumerate(a.loads):  # every level's traffic drawn and checked before any is sent
         rate = load * sat
         n = max(MIN_LEVEL_REQUESTS, int(rate * a.seconds))
         reqs, _, _ = llm_requests(sc, n, seed=sc.seed + 1 + i)
+        bad = next(
+            (
+                w
+                for p, o in zip(reqs.prompt.tolist(), reqs.output.tolist(), strict=True)
+                if (w := cfg.check(p, o))
+            ),
+            None,
+        )
+        if bad:
+            raise fail(f"load {load:g}: {bad}")
         rng = np.random.default_rng(sc.seed + 1000 + i)
         send = np.cumsum(rng.exponential(1.0 / rate, n))
         send -= send[0]
-        say(f"load {load:g}: {rate:.3g} req/s, {n} requests over {send[-1]:.0f} s ...")
-        sched = Schedule(send, _words(reqs.prompt, per_word, offset), reqs.output, seed=100_000 * (i + 1))
+        plans.append(
+            (
+                load,
+                rate,
+                reqs,
+                Schedule(send, _words(reqs.prompt, per_word, offset), reqs.output, seed=100_000 * (i + 1)),
+            )
+        )
+    levels: list[LlmLevel] = []
+    for load, rate, reqs, sched in plans:
+        say(
+            f"load {load:g}: {rate:.3g} req/s, {sched.send_s.size} requests over {sched.send_s[-1]:.0f} s ..."
+        )
         sent, start = open_loop(ep, req.model, sched, a.timeout_s, a.max_in_flight)
         levels.append(_level(load, rate, sched, sent, start, reqs, model, cfg, sc))
     v = LlmValidation(

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fleetwise_cli.bench_cmd import import_cmd
+from fleetwise_cli.campaign_cmd import campaign
 from fleetwise_cli.common import EXIT_INTERRUPTED, err, fail, out
 from fleetwise_cli.simulate_cmd import simulate
 from fleetwise_cli.size_cmd import compare, size
@@ -82,6 +83,22 @@ def schema_price_book() -> None:
     sys.stdout.write(json.dumps(price_book_json_schema(), indent=2) + "\n")
 
 
+@schema_app.command("engine-benchmark")
+def schema_engine_benchmark() -> None:
+    """JSON Schema of the engine benchmark evidence file (planner/evidence/engine_benchmark.py)."""
+    from planner.evidence.engine_benchmark import EngineBenchmark
+
+    sys.stdout.write(json.dumps(EngineBenchmark.model_json_schema(), indent=2) + "\n")
+
+
+@schema_app.command("llm-validation")
+def schema_llm_validation() -> None:
+    """JSON Schema of the LLM live validation file (planner/evidence/llm_validation.py)."""
+    from planner.evidence.llm_validation import LlmValidation
+
+    sys.stdout.write(json.dumps(LlmValidation.model_json_schema(), indent=2) + "\n")
+
+
 @schema_app.command("profile")
 def schema_profile() -> None:
     """JSON Schema of the assumed-profile file (planner/serving/service.py)."""
@@ -95,6 +112,7 @@ app.command("size")(size)
 app.command("compare")(compare)
 app.command("validate")(validate)
 app.command("import")(import_cmd)
+app.command("campaign", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(campaign)
 
 
 @schema_app.command("run")

@@ -64,6 +64,7 @@ def _size_llm(
     report: Path | None,
     validations: Path,
     benchmarks: list[Path],
+    jobs: int,
 ) -> None:
     from fleetwise_cli.llm_size import parse_switches, print_llm_plan
     from planner.evidence.bench_import import import_file
@@ -101,6 +102,7 @@ def _size_llm(
             max_replicas=max_replicas,
             kv_blocks=kv_blocks,
             benchmarks=evidence,
+            jobs=jobs,
         )
         if report is not None:
             cited = {r.id: r for r in map(load_run_cached, map(str, runs))}
@@ -141,6 +143,10 @@ def size(
     requests: int = typer.Option(SIZING_REQUESTS, help="arrivals simulated per steady level"),
     max_replicas: int = typer.Option(MAX_REPLICAS, help="give up above this many replicas"),
     jobs: int = typer.Option(0, help="worker processes (0: one per CPU)"),
+    executor: str = typer.Option(
+        None,
+        help="local (worker processes, the default) or ray (a Ray cluster: FLEETWISE_RAY_ADDRESS, else a local one)",
+    ),
     exclude_throttled: bool = typer.Option(False, help="leave out points flagged as throttled"),
     service_scale: float = typer.Option(
         1.0, help="multiply every service time (an assumption, e.g. the live/isolated ratio of a validation)"
@@ -180,6 +186,10 @@ def size(
     """Size a fleet per option: fewest replicas meeting every SLO, monthly cost, cost per request/token, energy.
 
     LLM runs size generative scenarios (TTFT/TPOT/ITL/E2E SLOs) over engine knobs x precision."""
+    if executor is not None:
+        if executor not in ("local", "ray"):
+            raise fail(f"unknown --executor {executor!r}: use local or ray")
+        os.environ["FLEETWISE_EXECUTOR"] = executor  # the sizing workers read it (planner/fleet/sizing.py)
     if _generative(scenario):
         _size_llm(
             scenario,
@@ -198,6 +208,7 @@ def size(
             report,
             validations,
             benchmarks,
+            jobs if jobs > 0 else (os.cpu_count() or 1),
         )
         return
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import multiprocessing
+import os
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -894,8 +895,27 @@ def start_workers() -> None:
             forkserver.ensure_running()
 
 
+EXECUTORS = ("local", "ray")
+
+
+def executor_kind() -> str:
+    """`local` (the process pool, the default) or `ray`: FLEETWISE_EXECUTOR, or ray when FLEETWISE_RAY_ADDRESS
+    names a cluster."""
+    kind = os.environ.get("FLEETWISE_EXECUTOR") or (
+        "ray" if os.environ.get("FLEETWISE_RAY_ADDRESS") else "local"
+    )
+    if kind not in EXECUTORS:
+        raise SizingError(f"FLEETWISE_EXECUTOR={kind!r}: use local or ray")
+    return kind
+
+
 def in_workers(fn: Callable[[T], R], tasks: list[T], jobs: int, progress: Progress | None) -> list[R]:
-    """fn over tasks in `jobs` processes (inline when 1), reporting each finished task; results in order."""
+    """fn over tasks in `jobs` processes (inline when 1), or on a Ray cluster when that executor is chosen;
+    reporting each finished task; results in order."""
+    if tasks and executor_kind() == "ray":
+        from planner.fleet.ray_executor import in_ray
+
+        return in_ray(fn, tasks, progress)
     results: dict[int, R] = {}
     if jobs <= 1 or len(tasks) == 1:
         for i, t in enumerate(tasks):

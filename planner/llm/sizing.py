@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from measure.run import Run, load_run
+from measure.run import Run
 from planner.evidence.engine_benchmark import EngineBenchmark
 from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
+from planner.fleet.sizing import Progress, in_workers, load_run_cached
 from planner.llm.bench_sizing import BenchSized, size_from_benchmark
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import LlmResult, run_llm_simulation
@@ -44,6 +45,7 @@ class LlmOption:
     max_num_batched_tokens: int
     chunked_prefill: bool
 
+    @property
     def label(self) -> str:
         chunk = "chunked" if self.chunked_prefill else "whole prompts"
         return f"{self.precision}, max_num_seqs {self.max_num_seqs}, {self.max_num_batched_tokens} tokens/step, {chunk}"
@@ -203,6 +205,30 @@ def _mean(sc: Scenario, r: LlmResult, which: str) -> float:
     return rate / r.throughput_rps if r.throughput_rps > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class LlmTask:
+    """One option to size, as a worker process (or a Ray worker) takes it."""
+
+    option: LlmOption
+    scenario: Scenario
+    book: PriceBook
+    pricing: Pricing
+    requests: int
+    max_replicas: int
+    kv_blocks: int | None
+
+
+def size_task(t: LlmTask) -> LlmSized | str:
+    """size_option in a worker: the sized option, or why it could not be sized."""
+    try:
+        run = load_run_cached(t.option.run)
+        return size_option(
+            t.scenario, t.option, run, t.book, t.pricing, t.requests, t.max_replicas, t.kv_blocks
+        )
+    except (EngineError, StepModelError, LlmSizingError) as exc:
+        return str(exc)
+
+
 def size_llm(
     sc: Scenario,
     runs: list[str],
@@ -216,6 +242,8 @@ def size_llm(
     max_replicas: int = 256,
     kv_blocks: int | None = None,
     benchmarks: tuple[EngineBenchmark, ...] = (),
+    jobs: int = 1,
+    progress: Progress | None = None,
 ) -> LlmPlan:
     """Size every option (and every imported benchmark); rank by monthly cost among those meeting the SLOs."""
     if sc.llm is None:
@@ -225,9 +253,10 @@ def size_llm(
     if not runs and not benchmarks:
         raise LlmSizingError("give at least one LLM run or engine benchmark")
     from_bench = [size_from_benchmark(sc, b, book, pricing) for b in benchmarks]
-    loaded = [(p, load_run(p)) for p in runs]
+    loaded = [(p, load_run_cached(p)) for p in runs]
     notes: list[str] = []
     sized: list[LlmSized] = []
+    tasks: list[LlmTask] = []
     for path, run in loaded:
         if not run.is_llm:
             raise LlmSizingError(f"run {run.short_id()} is a batch run: size LLM and batch runs separately")
@@ -238,10 +267,12 @@ def size_llm(
                 continue
             for seqs, tokens, ch in itertools.product(max_num_seqs, max_num_batched_tokens, chunked):
                 opt = LlmOption(path, prec, seqs, tokens, ch)
-                try:
-                    sized.append(size_option(sc, opt, run, book, pricing, requests, max_replicas, kv_blocks))
-                except (EngineError, StepModelError, LlmSizingError) as exc:
-                    notes.append(f"{run.short_id()} {opt.label()}: {exc}")
+                tasks.append(LlmTask(opt, sc, book, pricing, requests, max_replicas, kv_blocks))
+    for task, got in zip(tasks, in_workers(size_task, tasks, jobs, progress), strict=True):
+        if isinstance(got, str):
+            notes.append(f"{load_run_cached(task.option.run).short_id()} {task.option.label}: {got}")
+        else:
+            sized.append(got)
     if not sized and not from_bench:
         raise LlmSizingError("no option could be sized: " + "; ".join(notes))
     met = [o for o in sized if o.meets_slo]

@@ -376,7 +376,13 @@ def test_version_prints_the_installed_version() -> None:
 
 
 def test_schema_scenario_profile_and_price_book_print_json_schemas() -> None:
-    for kind, field in (("scenario", "arrivals"), ("profile", "points"), ("price-book", "devices")):
+    for kind, field in (
+        ("scenario", "arrivals"),
+        ("profile", "points"),
+        ("price-book", "devices"),
+        ("engine-benchmark", "levels"),
+        ("llm-validation", "levels"),
+    ):
         result = runner.invoke(app, ["schema", kind])
         assert result.exit_code == 0 and field in json.loads(result.stdout)["properties"]
 
