@@ -108,7 +108,7 @@ def validate(
     recheck: Path = typer.Option(
         None,
         help="LLM runs: re-predict the live traffic recorded in this LLM validation file with the current model "
-        "(nothing is sent; a new file is written beside it)",
+        "(nothing is sent; the new file goes to --out)",
         rich_help_panel="LLM",
     ),
     benchmark: Path = typer.Option(
