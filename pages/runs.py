@@ -26,13 +26,19 @@ with st.expander("Upload a run file", expanded=not cat.runs):
         type=["json"],
         key="upload",
     )
+    hardware = st.text_input(
+        "For an engine benchmark: what the engine ran on (results rarely say; it picks the price-book entry)",
+        placeholder="e.g. 1x NVIDIA H200",
+        max_chars=200,
+        key="upload_hw",
+    )
     if (
         up is not None
         and st.session_state.get("upload_done") != up.file_id
         and looks_like_benchmark(up.getvalue())
     ):
         try:
-            bench, bpath, dup = accept_benchmark_upload(up.getvalue(), benchmarks_dir())
+            bench, bpath, dup = accept_benchmark_upload(up.getvalue(), benchmarks_dir(), hardware or None)
         except ValueError as exc:
             st.session_state.pop("upload_msg", None)
             st.error(f"Rejected, nothing saved: {esc(exc, 2000)}")

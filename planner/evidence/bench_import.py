@@ -470,7 +470,9 @@ def looks_like_benchmark(raw: bytes) -> bool:
     return detect(data) is not None or (isinstance(data, dict) and data.get("kind") == "engine-benchmark")
 
 
-def accept_benchmark_upload(raw: bytes, folder: str | Path) -> tuple[EngineBenchmark, Path, bool]:
+def accept_benchmark_upload(
+    raw: bytes, folder: str | Path, hardware: str | None = None
+) -> tuple[EngineBenchmark, Path, bool]:
     """Convert an uploaded result and store the evidence file atomically; (benchmark, path, already there)."""
     if len(raw) > MAX_BENCHMARK_BYTES:
         raise BenchmarkFileError(
@@ -480,7 +482,7 @@ def accept_benchmark_upload(raw: bytes, folder: str | Path) -> tuple[EngineBench
         data = parse_json(raw, "upload")
     except DataFileError as exc:
         raise BenchmarkFileError(str(exc)) from None
-    b = convert(data, raw, None, "upload")
+    b = convert(data, raw, hardware, "upload")
     path = Path(folder) / benchmark_filename(b)
     if path.exists():
         return b, path, True

@@ -437,10 +437,14 @@ def test_an_engine_benchmark_upload_is_imported_and_the_engine_runs_validation_i
     monkeypatch.setenv("FLEETWISE_BENCHMARKS_DIR", str(bench))
     at = app()
     fixture = REPO / "tests" / "fixtures" / "benchmarks" / "guidellm-0.8.1-benchmarks.json"
+    at.text_input(key="upload_hw").set_value("1x NVIDIA H200")
     at.file_uploader(key="upload").upload("benchmarks.json", fixture.read_bytes(), "application/json").run()
     assert not at.exception, at.exception
     assert any("Imported: guidellm" in shown(s.value) for s in at.success), [s.value for s in at.success]
-    assert len(list(bench.glob("bench-guidellm-*.json"))) == 1
+    (saved,) = bench.glob("bench-guidellm-*.json")
+    from planner.evidence.engine_benchmark import load_benchmark
+
+    assert load_benchmark(saved).hardware == "1x NVIDIA H200"  # what the user said the engine ran on
     assert not list((data / "runs").glob("bench-*"))  # evidence of its own kind, not a run
     assert any("Engine benchmarks (1 imported" in e.label for e in at.expander)
     # the shipped engine run that has a shipped live validation shows it, with the verdict
