@@ -242,7 +242,8 @@ def _gl_requests(reqs: Any) -> list[BenchRequest]:
             _num(t.get("first_token_iteration")),
             _num(t.get("last_token_iteration")),
         )
-        starts.append(_num(t.get("targeted_start")) or start)
+        # the actual send, as GuideLLM times TTFT and latency from it (its schedule is targeted_start)
+        starts.append(start if start is not None else _num(t.get("targeted_start")))
         inm = _obj(r, "input_metrics")
         outm = _obj(r, "output_metrics")
         out.append(
