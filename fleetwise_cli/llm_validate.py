@@ -15,7 +15,7 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from fleetwise_cli.common import err, fail, out
+from fleetwise_cli.common import err, fail, out, print_findings
 from measure.endpoint import EndpointError
 from measure.endpoint_run import EngineRequest, calibrate, check_request, engine_info
 from measure.llm_live import LlmLiveError, Schedule, Sent, open_loop, saturation_rate
@@ -33,6 +33,7 @@ from planner.evidence.llm_validation import (
     verdict,
 )
 from planner.evidence.validation import ValidationFileError, cpu_count
+from planner.fleet.sizing import load_run_cached
 from planner.llm.engine import EngineConfig, EngineError, LlmRequests, kv_blocks_from_run, simulate
 from planner.llm.simulation import llm_requests, queues_stable
 from planner.llm.steps import StepModel, StepModelError, step_model
@@ -73,7 +74,7 @@ def _prepare(a: LlmValidateArgs) -> tuple[Run, str, Scenario, StepModel, EngineC
         raise EndpointError(
             "an LLM run is validated against a live engine: give --endpoint URL and --model NAME"
         )
-    r = load_run(a.run)
+    r = load_run_cached(str(a.run))
     have = sorted({p.precision for p in r.points if p.phase is not None and p.latency_ms})
     prec = a.precision or (have[0] if len(have) == 1 else "")
     if prec not in have:
@@ -185,6 +186,7 @@ def validate_llm(a: LlmValidateArgs) -> None:
         sustainable_method=f"measured: {counted} requests of the scenario's mix completed closed-loop at "
         f"{a.saturation_concurrency} concurrent streams after warm-up ({how})",
         seconds=a.seconds,
+        warmup_fraction=sc.warmup_fraction,
         created_at=datetime.now(UTC),
         client=f"{platform.node()[:100]} ({platform.machine()}), Python {platform.python_version()}",
         cpu_count=cpu_count(),
@@ -304,10 +306,7 @@ def print_llm_validation(v: LlmValidation) -> None:
             {True: "[green]yes[/]", False: "[red]NO[/]", None: "not judged"}[lv.within_target],
         )
     out.print(t)
-    for lv in v.levels:
-        for d in lv.diagnosis:
-            out.print(f"[yellow]load {lv.load:g}:[/] {escape(d)}", highlight=False, soft_wrap=True)
-    out.print(f"[bold]verdict[/]: {escape(v.verdict)}", highlight=False, soft_wrap=True)
+    print_findings(v.levels, v.verdict)
 
 
 def recheck_llm(path: Path, run_path: Path, out_dir: Path, as_json: bool) -> None:
@@ -360,7 +359,7 @@ def recheck_llm(path: Path, run_path: Path, out_dir: Path, as_json: bool) -> Non
                 tr.finish_s,
                 queues_stable(replay, tr.first_s, float(send[-1])),
                 tr.beyond_grid_steps / tr.steps if tr.steps else None,
-                Scenario.model_fields["warmup_fraction"].default,
+                old.warmup_fraction,
                 lv.load_average,
                 old.cpu_count,
                 prompts,

@@ -12,8 +12,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetwise_cli.common import err, fail, out
-from measure.run import RunFileError, check_output_dir, load_run
+from fleetwise_cli.common import err, fail, out, print_findings
+from measure.run import RunFileError, check_output_dir
 from planner.evidence.validation import (
     P50_TARGET_PCT,
     P99_TARGET_PCT,
@@ -27,6 +27,7 @@ from planner.evidence.validation import (
     with_back_to_back,
     with_live_service,
 )
+from planner.fleet.sizing import load_run_cached
 from planner.serving.service import ServiceError, from_run
 from planner.serving.sim import BatchPolicy
 from planner.serving.simulation import run_simulation
@@ -55,7 +56,7 @@ def _level_scenario(sc: Scenario, rate: float, seconds: float, seq_len: int | No
 
 def _is_llm_run(path: Path) -> bool:
     try:
-        return load_run(path).is_llm
+        return load_run_cached(str(path)).is_llm  # read once: the path taken reads it from the cache
     except (RunFileError, ValueError) as exc:
         raise fail(str(exc)) from None
 
@@ -178,7 +179,7 @@ def validate(
             raise ServiceError(f"--load must be fractions in (0, 1), got {load!r}")
         if not 1 <= seconds <= 3600:
             raise ServiceError(f"--seconds must be in 1..3600, got {seconds:g}")
-        r = load_run(run)
+        r = load_run_cached(str(run))
         sc = load_scenario(scenario)
         model = from_run(r, precision)
         # a paced run is also predicted from its back-to-back samples alone: the table shows what pacing changed
@@ -326,7 +327,4 @@ def print_validation(v: Validation) -> None:
             {True: "[green]yes[/]", False: "[red]NO[/]", None: "not judged"}[lv.within_target],
         )
     out.print(t)
-    for lv in v.levels:
-        for d in lv.diagnosis:
-            out.print(f"[yellow]load {lv.load:g}:[/] {escape(d)}", highlight=False, soft_wrap=True)
-    out.print(f"[bold]verdict[/]: {escape(v.verdict)}", highlight=False, soft_wrap=True)
+    print_findings(v.levels, v.verdict)

@@ -12,7 +12,8 @@ import streamlit as st
 from pages.common import line, validations_dir
 from planner.evidence.bench_import import scan_benchmarks
 from planner.evidence.catalog import run_curves
-from planner.evidence.llm_validation import scan_llm_validations
+from planner.evidence.engine_benchmark import Stat
+from planner.evidence.llm_validation import Pcts, scan_llm_validations
 from planner.fleet.escape import md_escape as esc
 
 if TYPE_CHECKING:
@@ -138,14 +139,18 @@ def show_llm(run: Run) -> None:
         st.caption(esc(f"Engine {e.url}, model {e.model}; version: {version}; engine params: {params}", 2000))
 
 
-def _pair(stat: Any) -> str:
-    """p50 / p99 of a benchmark's Stat (p50, p99) or a validation's Pcts (p50_ms, p99_ms)."""
-    if stat is None:
-        return "-"
-    lo, hi = (
-        getattr(stat, k, None) for k in (("p50", "p99") if hasattr(stat, "p50") else ("p50_ms", "p99_ms"))
-    )
+def _pair(lo: float | None, hi: float | None) -> str:
     return "-" if lo is None or hi is None else f"{lo:.3g} / {hi:.3g}"
+
+
+def _pcts(p: Pcts | None) -> str:
+    """A validation's p50 / p99."""
+    return _pair(p.p50_ms, p.p99_ms) if p is not None else "-"
+
+
+def _stat(s: Stat | None) -> str:
+    """A benchmark's p50 / p99, as the tool reported them."""
+    return _pair(s.p50, s.p99) if s is not None else "-"
 
 
 def show_llm_validations(run: Run, folder: Path) -> None:
@@ -176,8 +181,8 @@ def show_llm_validations(run: Run, folder: Path) -> None:
             "requests": lv.requests_measured,
         }
         for m in ("ttft", "tpot", "e2e"):
-            row[f"{m.upper()} p50/p99 predicted"] = _pair(getattr(lv.predicted, m) if lv.predicted else None)
-            row[f"{m.upper()} p50/p99 measured"] = _pair(getattr(lv.measured, m) if lv.measured else None)
+            row[f"{m.upper()} p50/p99 predicted"] = _pcts(getattr(lv.predicted, m) if lv.predicted else None)
+            row[f"{m.upper()} p50/p99 measured"] = _pcts(getattr(lv.measured, m) if lv.measured else None)
         e = lv.error_pct or {}
         row["errors p50 / p99"] = ", ".join(
             f"{m.upper()} {e[f'{m}_p50']:+.0f}/{e[f'{m}_p99']:+.0f}%"
@@ -218,10 +223,10 @@ def show_benchmarks(folder: Path) -> None:
                             "completed": lv.completed,
                             "failed": lv.failed,
                             "req/s": lv.request_rps,
-                            "TTFT p50/p99 ms": _pair(lv.ttft),
-                            "TPOT p50/p99 ms": _pair(lv.tpot),
-                            "ITL p50/p99 ms": _pair(lv.itl),
-                            "E2E p50/p99 ms": _pair(lv.e2e),
+                            "TTFT p50/p99 ms": _stat(lv.ttft),
+                            "TPOT p50/p99 ms": _stat(lv.tpot),
+                            "ITL p50/p99 ms": _stat(lv.itl),
+                            "E2E p50/p99 ms": _stat(lv.e2e),
                             "per-request records": len(lv.requests),
                         }
                         for lv in b.levels

@@ -9,7 +9,15 @@ from typing import Any, cast
 import pandas as pd
 import streamlit as st
 
-from pages.common import benchmarks_dir, cached, price_book, prices_digest, run_ids_for, session_price_form
+from pages.common import (
+    JOBS,
+    benchmarks_dir,
+    cached,
+    price_book,
+    prices_digest,
+    run_ids_for,
+    session_price_form,
+)
 from planner.evidence.bench_import import import_file, scan_benchmarks
 from planner.evidence.catalog import Catalog
 from planner.fleet.escape import md_escape as esc
@@ -175,7 +183,7 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
 def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
     """The LLM plan for these parameters (cached on them, the runs' content ids and the price book)."""
 
-    def compute(_progress: Progress) -> LlmPlan:
+    def compute(progress: Progress) -> LlmPlan:
         return size_llm(
             parse_scenario(params["scenario"], "scenario"),
             params["runs"],
@@ -187,6 +195,8 @@ def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
             params["pricing"],
             kv_blocks=params["kv_blocks"],
             benchmarks=tuple(import_file(b) for b in params.get("benchmarks", [])),
+            jobs=JOBS,  # the sizing workers, as batch sizing and the CLI use them
+            progress=progress,
         )
 
     key = ("llm_plan", json.dumps(params, sort_keys=True), *run_ids_for(params["runs"]), prices_digest())

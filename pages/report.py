@@ -14,6 +14,19 @@ from planner.fleet.sizing import load_run_cached
 from planner.llm.report import llm_validations_for, render_llm_markdown
 from planner.traffic.scenario import parse_scenario
 
+
+def downloads(md: str, title: str, stem: str, plan_json: str, table_csv: str | None = None) -> None:
+    """The report as markdown and HTML, the answer table (batch plans) and the plan as `fleetwise size --json`."""
+    files = [
+        ("Report (markdown)", md, "md", "text/markdown"),
+        ("Report (HTML)", render_html(md, title), "html", "text/html"),
+        *([("Answer table (CSV)", table_csv, "csv", "text/csv")] if table_csv is not None else []),
+        ("Plan (JSON, as `fleetwise size --json`)", plan_json, "json", "application/json"),
+    ]
+    for col, (label, data, ext, mime) in zip(st.columns(len(files)), files, strict=True):
+        col.download_button(label, data, file_name=f"{stem}.{ext}", mime=mime)
+
+
 st.title("Audit report")
 if st.session_state.get("last_plan_kind") == "llm" and "llm_params" in st.session_state:
     llm_params = st.session_state["llm_params"]
@@ -26,20 +39,11 @@ if st.session_state.get("last_plan_kind") == "llm" and "llm_params" in st.sessio
         cited,
         llm_validations_for(list(cited), validations_dir()),
     )
-    c1, c2, c3 = st.columns(3)
-    name = f"llm-plan-{llm_plan.scenario}"
-    c1.download_button("Report (markdown)", llm_md, file_name=f"{name}.md", mime="text/markdown")
-    c2.download_button(
-        "Report (HTML)",
-        render_html(llm_md, f"LLM fleet sizing: {llm_plan.scenario}"),
-        file_name=f"{name}.html",
-        mime="text/html",
-    )
-    c3.download_button(
-        "Plan (JSON, as `fleetwise size --json`)",
+    downloads(
+        llm_md,
+        f"LLM fleet sizing: {llm_plan.scenario}",
+        f"llm-plan-{llm_plan.scenario}",
         llm_plan.model_dump_json(indent=1),
-        file_name=f"{name}.json",
-        mime="application/json",
     )
     st.markdown(llm_md)
     st.stop()
@@ -58,24 +62,11 @@ if st.toggle(
 ):
     rows = sensitivity_for(params)
 md = render_markdown(plan, book, rows, evidence)
-c1, c2, c3, c4 = st.columns(4)
-c1.download_button("Report (markdown)", md, file_name=f"plan-{plan.scenario}.md", mime="text/markdown")
-c2.download_button(
-    "Report (HTML)",
-    render_html(md, f"Fleet sizing: {plan.scenario}"),
-    file_name=f"plan-{plan.scenario}.html",
-    mime="text/html",
-)
-c3.download_button(
-    "Answer table (CSV)",
-    st.session_state.get("plan_table_csv", ""),
-    file_name=f"plan-{plan.scenario}.csv",
-    mime="text/csv",
-)
-c4.download_button(
-    "Plan (JSON, as `fleetwise size --json`)",
+downloads(
+    md,
+    f"Fleet sizing: {plan.scenario}",
+    f"plan-{plan.scenario}",
     json.dumps(st.session_state["plan"], indent=1),
-    file_name=f"plan-{plan.scenario}.json",
-    mime="application/json",
+    st.session_state.get("plan_table_csv", ""),
 )
 st.markdown(md)

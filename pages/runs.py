@@ -11,7 +11,7 @@ import streamlit as st
 
 from pages.common import benchmarks_dir, catalog, line, runs_dir, validations_dir
 from pages.llm_runs import show_benchmarks, show_llm
-from planner.evidence.bench_import import accept_benchmark_upload, looks_like_benchmark
+from planner.evidence.bench_import import accept_benchmark_upload
 from planner.evidence.catalog import accept_upload, point_series, run_curves
 from planner.evidence.validation import scan_validations
 from planner.fleet.escape import md_escape as esc
@@ -32,39 +32,31 @@ with st.expander("Upload a run file", expanded=not cat.runs):
         max_chars=200,
         key="upload_hw",
     )
-    if (
-        up is not None
-        and st.session_state.get("upload_done") != up.file_id
-        and looks_like_benchmark(up.getvalue())
-    ):
+    if up is not None and st.session_state.get("upload_done") != up.file_id:
         try:
-            bench, bpath, dup = accept_benchmark_upload(up.getvalue(), benchmarks_dir(), hardware or None)
-        except ValueError as exc:
-            st.session_state.pop("upload_msg", None)
-            st.error(f"Rejected, nothing saved: {esc(exc, 2000)}")
-        else:
-            st.session_state["upload_done"] = up.file_id
-            st.session_state["upload_msg"] = (
-                f"{'Already present' if dup else 'Imported'}: {bench.tool} {esc(bench.tool_version)} benchmark "
-                f"{bench.short_id()} as {esc(bpath.name)} (see Engine benchmarks below)"
-            )
-            st.rerun()
-    elif up is not None and st.session_state.get("upload_done") != up.file_id:
-        try:
-            got = accept_upload(up.getvalue(), runs_dir(), cat.runs)
+            bench = accept_benchmark_upload(up.getvalue(), benchmarks_dir(), hardware or None)
+            if bench is not None:
+                imported, bpath, dup = bench
+                msg = (
+                    f"{'Already present' if dup else 'Imported'}: {imported.tool} {esc(imported.tool_version)} "
+                    f"benchmark {imported.short_id()} as {esc(bpath.name)} (see Engine benchmarks below)"
+                )
+            else:
+                got = accept_upload(up.getvalue(), runs_dir(), cat.runs)
+                msg = (
+                    f"Already present: run {got.run.short_id()} is {esc(got.path.name)}"
+                    if got.duplicate
+                    else f"Saved run {got.run.short_id()} as {esc(got.path.name)}"
+                )
         except ValueError as exc:
             st.session_state.pop("upload_msg", None)  # one message at a time: this one replaces the last
             st.error(f"Rejected, nothing saved: {esc(exc, 2000)}")
         else:
             st.session_state["upload_done"] = up.file_id
-            st.session_state["upload_msg"] = (
-                f"Already present: run {got.run.short_id()} is {esc(got.path.name)}"
-                if got.duplicate
-                else f"Saved run {got.run.short_id()} as {esc(got.path.name)}"
-            )
+            st.session_state["upload_msg"] = msg
             st.rerun()
-    if msg := st.session_state.get("upload_msg"):
-        st.success(msg)
+    if saved := st.session_state.get("upload_msg"):
+        st.success(saved)
 
 for path, why in cat.rejected:
     st.warning(f"{esc(path.name)} was not loaded: {esc(why, 2000)}")

@@ -460,29 +460,19 @@ def import_file(path: str | Path, hardware: str | None = None) -> EngineBenchmar
     return convert(data, raw, hardware, str(p))
 
 
-def looks_like_benchmark(raw: bytes) -> bool:
-    """Whether uploaded bytes are a load generator's result or an engine benchmark (not a run file)."""
+def accept_benchmark_upload(
+    raw: bytes, folder: str | Path, hardware: str | None = None
+) -> tuple[EngineBenchmark, Path, bool] | None:
+    """An uploaded load generator result (or engine benchmark) converted and stored atomically: (benchmark,
+    path, already there); None when the bytes are no such file (a run file, say), parsed once either way."""
     if len(raw) > MAX_BENCHMARK_BYTES:
-        return False
+        return None  # the run upload names the size limit (the same 64 MiB)
     try:
         data = parse_json(raw, "upload")
     except DataFileError:
-        return False
-    return detect(data) is not None or (isinstance(data, dict) and data.get("kind") == "engine-benchmark")
-
-
-def accept_benchmark_upload(
-    raw: bytes, folder: str | Path, hardware: str | None = None
-) -> tuple[EngineBenchmark, Path, bool]:
-    """Convert an uploaded result and store the evidence file atomically; (benchmark, path, already there)."""
-    if len(raw) > MAX_BENCHMARK_BYTES:
-        raise BenchmarkFileError(
-            f"the file is {len(raw):,} bytes, over the {MAX_BENCHMARK_BYTES:,} byte limit"
-        )
-    try:
-        data = parse_json(raw, "upload")
-    except DataFileError as exc:
-        raise BenchmarkFileError(str(exc)) from None
+        return None
+    if detect(data) is None and not (isinstance(data, dict) and data.get("kind") == "engine-benchmark"):
+        return None
     b = convert(data, raw, hardware, "upload")
     path = Path(folder) / benchmark_filename(b)
     if path.exists():

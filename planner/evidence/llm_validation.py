@@ -118,6 +118,9 @@ class LlmValidation(_Out):
     sustainable_rps: float = Field(gt=0)
     sustainable_method: str = Field(max_length=1000)
     seconds: float = Field(gt=0, le=86_400)
+    warmup_fraction: float = Field(
+        default=0.1, ge=0, lt=0.9, description="first share of each level's requests left out of the figures"
+    )
     created_at: CreatedAt
     client: str = Field(max_length=500, description="the machine the load generator ran on")
     cpu_count: int

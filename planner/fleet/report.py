@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import markdown
 
@@ -172,8 +174,17 @@ def evidence_for(paths: list[str], validations: str | Path | None = None) -> Rep
     return ReportEvidence(runs, found, broken)
 
 
-def price_lines(book: PriceBook, pricing: Pricing, entries: list[str], not_priced: list[str]) -> list[str]:
-    """The price-book entries a plan used (source, date, energy) and the devices it could not price."""
+class _Priced(Protocol):
+    @property
+    def price_entry(self) -> str | None: ...
+    @property
+    def not_priced(self) -> str | None: ...
+
+
+def price_lines(book: PriceBook, pricing: Pricing, options: Sequence[_Priced]) -> list[str]:
+    """The price-book entries a plan's options used (source, date, energy) and the devices it could not price."""
+    entries = [o.price_entry for o in options if o.price_entry is not None]
+    not_priced = [o.not_priced for o in options if o.not_priced]
     lines = [
         "| device entry | pricing | $/device-hour | energy in price | source | as of |",
         "|---|---|---|---|---|---|",
@@ -294,12 +305,7 @@ def render_markdown(
         "",
         "## Prices used",
         "",
-        *price_lines(
-            book,
-            plan.pricing,
-            [o.price_entry for o in plan.options if o.price_entry is not None],
-            [o.not_priced for o in plan.options if o.not_priced],
-        ),
+        *price_lines(book, plan.pricing, plan.options),
         "",
     ]
     if rows:

@@ -11,6 +11,7 @@ only for traffic like the benchmark's (arrival shape, token lengths); difference
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
@@ -58,12 +59,30 @@ def _figure(level: BenchLevel, metric: str, percentile: float) -> float | str | 
     return v if v is not None else f"the level reports no {metric} {key}"
 
 
-def size_from_benchmark(sc: Scenario, b: EngineBenchmark, book: PriceBook, pricing: Pricing) -> BenchSized:
-    """Replicas for the scenario's offered rate from one benchmark's capacity at its SLOs."""
-    reqs, window, _ = llm_requests(sc)
-    offered = reqs.arrival_s.size / window if window > 0 else 0.0
-    out_mean = float(reqs.output.mean()) if reqs.output.size else 0.0
-    prompt_mean = float(reqs.prompt.mean()) if reqs.prompt.size else 0.0
+@dataclass(frozen=True)
+class OfferedLoad:
+    """What a generative scenario asks of the fleet: requests per second and mean token lengths."""
+
+    rps: float
+    prompt_mean: float
+    output_mean: float
+
+    @classmethod
+    def of(cls, sc: Scenario) -> OfferedLoad:
+        reqs, window, _ = llm_requests(sc)
+        return cls(
+            rps=reqs.arrival_s.size / window if window > 0 else 0.0,
+            prompt_mean=float(reqs.prompt.mean()) if reqs.prompt.size else 0.0,
+            output_mean=float(reqs.output.mean()) if reqs.output.size else 0.0,
+        )
+
+
+def size_from_benchmark(
+    sc: Scenario, b: EngineBenchmark, book: PriceBook, pricing: Pricing, load: OfferedLoad
+) -> BenchSized:
+    """Replicas for the scenario's offered rate (`load`, drawn once per plan) from one benchmark's capacity at
+    its SLOs."""
+    offered, prompt_mean, out_mean = load.rps, load.prompt_mean, load.output_mean
     best: tuple[float, BenchLevel, dict[str, float | None]] | None = None
     unjudged: list[str] = []
     for lv in b.levels:

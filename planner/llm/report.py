@@ -175,12 +175,7 @@ def render_llm_markdown(
         "",
         "## Prices used",
         "",
-        *price_lines(
-            book,
-            plan.pricing,
-            [o.price_entry for o in plan.options if o.price_entry is not None],
-            [o.not_priced for o in plan.options if o.not_priced],
-        ),
+        *price_lines(book, plan.pricing, plan.options),
         "",
         "## Assumptions and limits",
         "",

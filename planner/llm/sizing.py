@@ -19,10 +19,10 @@ from measure.run import Run
 from planner.evidence.engine_benchmark import EngineBenchmark
 from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
 from planner.fleet.sizing import Progress, in_workers, load_run_cached
-from planner.llm.bench_sizing import BenchSized, size_from_benchmark
+from planner.llm.bench_sizing import BenchSized, OfferedLoad, size_from_benchmark
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import LlmResult, run_llm_simulation
-from planner.llm.steps import StepModelError, step_model
+from planner.llm.steps import StepModel, StepModelError, step_model
 from planner.traffic.scenario import Scenario
 
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0
@@ -115,6 +115,26 @@ def _worst(r: LlmResult) -> tuple[float, str]:
     )
 
 
+class ReplicaCounts:
+    """One option's simulations by replica count (least-outstanding routing), each count simulated once:
+    the replica searches of sizing and of the SLO explorer's ladders probe counts through it."""
+
+    def __init__(self, sc: Scenario, run: Run, model: StepModel, cfg: EngineConfig, requests: int) -> None:
+        self.sc, self.run, self.model, self.cfg, self.requests = sc, run, model, cfg, requests
+        self._done: dict[int, LlmResult] = {}
+
+    def __call__(self, n: int) -> LlmResult:
+        if n not in self._done:
+            self._done[n] = run_llm_simulation(
+                self.sc, self.model, self.cfg, n, "least-outstanding", self.run, self.requests
+            )
+        return self._done[n]
+
+    @property
+    def simulations(self) -> int:
+        return len(self._done)
+
+
 def size_option(
     sc: Scenario,
     opt: LlmOption,
@@ -134,13 +154,7 @@ def size_option(
         16,
         kv_blocks_from_run(run, opt.precision, 16, kv_blocks)[0],
     )
-    cache: dict[int, LlmResult] = {}
-
-    def sim(n: int) -> LlmResult:
-        if n not in cache:
-            cache[n] = run_llm_simulation(sc, model, cfg, n, "least-outstanding", run, requests)
-        return cache[n]
-
+    sim = ReplicaCounts(sc, run, model, cfg, requests)
     lo, hi = 0, 1
     stuck: str | None = None
     while not _meets(sim(hi)):
@@ -184,7 +198,7 @@ def size_option(
         replicas=hi or None,
         meets_slo=bool(hi),
         why=None if hi else stuck or f"SLOs not met with {lo} replicas (the --max-replicas limit)",
-        simulations=len(cache),
+        simulations=sim.simulations,
         slo={c.slo: c.observed_ms for c in best.slo},
         goodput_rps=best.goodput_rps,
         monthly_cost_usd=monthly,
@@ -252,7 +266,10 @@ def size_llm(
         raise LlmSizingError(f"scenario {sc.name} has no SLO to size for")
     if not runs and not benchmarks:
         raise LlmSizingError("give at least one LLM run or engine benchmark")
-    from_bench = [size_from_benchmark(sc, b, book, pricing) for b in benchmarks]
+    from_bench: list[BenchSized] = []
+    if benchmarks:
+        offered = OfferedLoad.of(sc)  # the scenario drawn once for every benchmark
+        from_bench = [size_from_benchmark(sc, b, book, pricing, offered) for b in benchmarks]
     loaded = [(p, load_run_cached(p)) for p in runs]
     notes: list[str] = []
     sized: list[LlmSized] = []

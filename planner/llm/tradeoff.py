@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from measure.run import load_run
+from planner.fleet.sizing import load_run_cached
 from planner.fleet.tradeoff import PERCENTILE_KEYS
 from planner.llm.engine import EngineConfig
-from planner.llm.simulation import LlmResult, run_llm_simulation
-from planner.llm.sizing import SECONDS_PER_MONTH, LlmSized
+from planner.llm.simulation import LlmResult
+from planner.llm.sizing import SECONDS_PER_MONTH, LlmSized, ReplicaCounts
 from planner.llm.steps import step_model
 from planner.serving.simulation import Summary
 from planner.traffic.scenario import Scenario
@@ -67,21 +67,15 @@ def ladder_task(t: LadderTask) -> LlmLadder:
 
 def llm_ladder(sc: Scenario, o: LlmSized, requests: int = 3000, max_replicas: int = 256) -> LlmLadder:
     """Find the fewest stable replicas by doubling then bisecting, then climb one at a time to the plateau."""
-    run = load_run(o.run)
+    run = load_run_cached(o.run)
     model = step_model(run, o.precision)
     cfg = EngineConfig(o.max_num_seqs, o.max_num_batched_tokens, o.chunked_prefill, 16, o.kv_blocks)
-    cache: dict[int, LlmResult] = {}
-
-    def sim(n: int) -> LlmResult:
-        if n not in cache:
-            cache[n] = run_llm_simulation(sc, model, cfg, n, "least-outstanding", run, requests)
-        return cache[n]
-
+    sim = ReplicaCounts(sc, run, model, cfg, requests)
     lo, hi = 0, 1
     while not sim(hi).stable:
         lo, hi = hi, hi * 2
         if hi > max_replicas:
-            return _ladder(o, [], len(cache), lo, sim(lo), False)
+            return _ladder(o, [], sim.simulations, lo, sim(lo), False)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if sim(mid).stable else (mid, hi)
@@ -99,7 +93,7 @@ def llm_ladder(sc: Scenario, o: LlmSized, requests: int = 3000, max_replicas: in
             plateau = True
             break
         n += 1
-    return _ladder(o, rungs, len(cache), lo, sim(hi), plateau)
+    return _ladder(o, rungs, sim.simulations, lo, sim(hi), plateau)
 
 
 def _ladder(o: LlmSized, rungs: list[LlmRung], sims: int, lo: int, r: LlmResult, plateau: bool) -> LlmLadder:

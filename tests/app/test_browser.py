@@ -138,6 +138,9 @@ def test_an_llm_run_is_viewed_sized_explored_and_reported_in_chromium(server) ->
         scenario = page.get_by_role("combobox", name="Scenario")
         scenario.click()
         page.get_by_role("option", name="tiny-chat", exact=True).click()
+        page.get_by_text(
+            "max_num_batched_tokens"
+        ).first.wait_for()  # the rerun drew the LLM form: Size is its own
         page.get_by_role("button", name="Size").click()
         try:
             page.get_by_text("Answer", exact=True).wait_for()

@@ -188,12 +188,12 @@ def test_a_validation_is_rechecked_on_its_recorded_traffic_without_sending_anyth
     arr, first, last = _arrays(n, 0.03, 0.3, rate=4.0)
     prompts = np.full(n, 200)
     lv = llm_level(
-        0.5, 4.0, arr, first, last, np.full(n, 24), np.zeros(n), [None] * n, 0, first, last, True, 0.0, 0.1,
+        0.5, 4.0, arr, first, last, np.full(n, 24), np.zeros(n), [None] * n, 0, first, last, True, 0.0, 0.4,
         None, 2, prompts,
     )  # fmt: skip
     assert len(lv.requests_sent) == n and lv.requests_sent[0].prompt_tokens == 200
     v = LlmValidation(
-        run_id=run.id, precision="fp32", scenario="s", lengths="fixed", seconds=50.0,
+        run_id=run.id, precision="fp32", scenario="s", lengths="fixed", seconds=50.0, warmup_fraction=0.4,
         engine=EngineInfo(url="http://127.0.0.1:1", model="m", served_models=["m"], version="v"),
         knobs=EngineKnobs(max_num_seqs=256, max_num_batched_tokens=2048, chunked_prefill=True, block_size=16,
                           kv_blocks=8192, source="test"),
@@ -210,7 +210,7 @@ def test_a_validation_is_rechecked_on_its_recorded_traffic_without_sending_anyth
     assert w.recheck_of == src.name and w.predicted_at is not None and w.created_at == v.created_at
     m, m0 = w.levels[0].measured, lv.measured
     assert m is not None and m0 is not None
-    for k in ("ttft", "tpot", "e2e"):  # the same measurements (kept to the microsecond)
+    for k in ("ttft", "tpot", "e2e"):  # the same measurements (kept to the microsecond), the same warm-up
         assert getattr(m, k).model_dump() == pytest.approx(getattr(m0, k).model_dump(), abs=1e-3)
     assert w.levels[0].predicted is not None and w.levels[0].predicted != lv.predicted  # a new prediction
     other = next(f for f in shipped_files() if f.name.startswith("llm-cpu-"))
