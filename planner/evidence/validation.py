@@ -268,10 +268,16 @@ def with_back_to_back(level: LevelResult, predicted: SimResult) -> LevelResult:
 
 
 def with_live_service(level: LevelResult, predicted: SimResult) -> LevelResult:
-    """The level with the prediction made from live batch times added."""
+    """The level with the prediction made from live batch times added; when those batch times are too slow for
+    the offered rate, the level says so instead of leaving the figure blank."""
     got = _figures_and_error(level, predicted)
     if got is None:
-        return level
+        why = (
+            f"fed the batch times observed live, the simulator's queue grows without bound (sustainable "
+            f"{predicted.sustainable_rps:.3g} req/s < offered {predicted.offered_rps:.3g} req/s): the batches ran "
+            "slower live than measured in isolation"
+        )
+        return level.model_copy(update={"diagnosis": [*level.diagnosis, why]})
     f, err = got
     diagnosis = list(level.diagnosis)
     if level.diagnosis and abs(err["p50_ms"]) <= P50_TARGET_PCT and abs(err["p99_ms"]) <= P99_TARGET_PCT:
