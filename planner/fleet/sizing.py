@@ -22,6 +22,7 @@ import math
 import multiprocessing
 import os
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -857,8 +858,12 @@ T = TypeVar("T", bound=_Labelled)
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    # forkserver: forking a process that runs threads (the app's server) can deadlock a worker
+    # a single-threaded process (the CLI) forks its workers: they start with the planner already imported and
+    # the runs already parsed (a forkserver costs about 2.5 s to start on 2 cores). Forking a process that
+    # runs threads (the app's server) can deadlock a worker, so there a forkserver starts them.
     methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["planner.fleet.sizing"])  # workers fork with numpy/scipy/simpy imported

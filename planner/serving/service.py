@@ -313,6 +313,20 @@ class BatchSampler:
         self._u: list[float] = []
         # a separate stream for the bin choices: an unpaced model draws exactly the service times it drew before
         self._u_rng = np.random.default_rng(rng.integers(0, 2**63)) if self._paced else None
+        if not self._paced and not self._seqs:
+            self.draw = self._draw_plain  # type: ignore[method-assign]
+
+    def _draw_plain(self, b: int, seq_len: int | None = None, idle_s: float | None = None) -> float:
+        """`draw` for a model with one table and no pacing: the same buffers and refills, fewer branches
+        (a sizing grid draws about two million batches)."""
+        entry = self._buf.get((None, b, -1))
+        if entry is None or entry[1][0] >= len(entry[0]):
+            base, scale = self.model.tables[None].base(b)
+            entry = ((base.draw(self.rng, self.BLOCK) * (scale / 1000.0)).tolist(), [0])
+            self._buf[(None, b, -1)] = entry
+        i = entry[1][0]
+        entry[1][0] = i + 1
+        return entry[0][i]
 
     def _uniform(self) -> float:
         if not self._u:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy import stats as sps
 
 from planner.serving import stopping
+from planner.serving.batch_stats import batch_means, batch_percentiles
 from planner.serving.service import ServiceError, ServiceModel, Source
 from planner.serving.sim import BatchPolicy, Router, SimOutput, simulate
 from planner.traffic.arrivals import Requests, generate
@@ -101,9 +102,8 @@ def batch_means_ci(x: np.ndarray) -> Summary | None:
     """Batch-means (and batch-quantile) 95% half-widths over CI_BATCHES contiguous batches (arrival order)."""
     if x.size < MIN_FOR_CI:
         return None
-    parts = np.array_split(x, CI_BATCHES)
-    rows = np.array(
-        [[p.mean(), *np.percentile(p, list(PERCENTILES.values()), method="linear")] for p in parts]
+    rows = np.column_stack(
+        [batch_means(x, CI_BATCHES), batch_percentiles(x, CI_BATCHES, list(PERCENTILES.values()))]
     )
     half = sps.t.ppf(0.975, CI_BATCHES - 1) * rows.std(axis=0, ddof=1) / np.sqrt(CI_BATCHES) * 1000.0
     return Summary(mean=float(half[0]), **{k: float(v) for k, v in zip(PERCENTILES, half[1:], strict=True)})
@@ -115,7 +115,7 @@ def slo_check(s: Slo, x: np.ndarray | None) -> SloCheck:
     if x is not None and x.size:
         obs = float(np.percentile(x, s.percentile, method="linear") * 1000.0)
         if x.size >= MIN_FOR_CI:
-            per = [np.percentile(p, s.percentile, method="linear") for p in np.array_split(x, CI_BATCHES)]
+            per = batch_percentiles(x, CI_BATCHES, [s.percentile])[:, 0]
             half = sps.t.ppf(0.975, CI_BATCHES - 1) * np.std(per, ddof=1) / np.sqrt(CI_BATCHES) * 1000.0
             hi = obs + float(half)
     return SloCheck(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from planner.serving.batch_stats import batch_percentiles
 from planner.traffic.scenario import Slo
 
 LOOKS = (4_000, 6_000, 9_000, 13_000, 19_000)  # measured requests at which the verdict is checked
@@ -90,7 +91,7 @@ def settle(
         if x.size < _min_measured(s):
             continue  # this SLO cannot be judged yet: it can neither pass nor fail the count
         est = float(np.percentile(x, s.percentile, method="linear")) * 1000.0
-        per = [np.percentile(p, s.percentile, method="linear") for p in np.array_split(x, BATCHES)]
+        per = batch_percentiles(x, BATCHES, [s.percentile])[:, 0]
         half = t * float(np.std(per, ddof=1)) / math.sqrt(BATCHES) * 1000.0
         thr = s.threshold_ms
         what = f"p{s.percentile:g} {s.metric} {est:.4g} ± {half:.2g} ms over {x.size:,} requests"
