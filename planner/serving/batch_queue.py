@@ -171,8 +171,17 @@ class OpenQueue:
     """A static queue without a bound, by positions: nothing is ever rejected, so the waiting requests are
     always ids[head:adm] and item counts come from a running sum. Same decisions as `FcfsQueue`, fewer steps."""
 
-    def __init__(self, ids: np.ndarray, arrivals: np.ndarray, items: np.ndarray, policy: BatchPolicy) -> None:
+    def __init__(
+        self,
+        ids: np.ndarray,
+        arrivals: np.ndarray,
+        items: np.ndarray,
+        seq_len: np.ndarray | None,
+        policy: BatchPolicy,
+    ) -> None:
         self.policy = policy
+        # sequence lengths in queue order: a batch's longest is max(seq[head:end])
+        self.seq: list[int] | None = None if seq_len is None else seq_len[ids].tolist()
         self.mb, self.md = policy.max_batch, policy.max_delay_s
         self.id_list: list[int] = ids.tolist()
         self.Aq: list[float] = arrivals[ids].tolist()

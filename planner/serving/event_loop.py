@@ -102,10 +102,14 @@ class OpenLoop:
         self.now = 0.0
 
     def run(self, until: float = INF) -> None:
-        """Every event before `until`, as `Loop.run`."""
+        """Every event before `until`, as `Loop.run`. One pass is `_serve`'s body for the replica whose event
+        it is; a launch is `launch` with `OpenQueue.take` written out (the batch is ids[head:end])."""
         heap, reps, queue_of, w = self.heap, self.reps, self.open_of, self.w
         pop, push, after = heapq.heappop, heapq.heappush, bisect.bisect_right
         solo, eid = w.solo, self.eid
+        draw, power, watts = w.draw, w.power, w.power_memo
+        record_ids, record_start, record_done = w.batch_ids.append, w.batch_start.append, w.batch_done.append
+        record_size = w.batch_sizes.append
         stop = INF if until == INF else self.now + (until - self.now)
         now = self.now
         while heap and heap[0][0] < stop:
@@ -119,68 +123,64 @@ class OpenLoop:
                 q.adm = adm
             else:
                 adm = q.adm
-            head = q.head
-            if head < adm and (cum0[adm] - cum0[head] >= q.mb or now + EPS_S >= Aq[head] + q.md):
-                svc = self._launch(r, q, now, head, adm)
-                if q.waiters and (q.head < adm or adm < q.n):
-                    waiter = q.waiters.pop()[0]
-                    t = q.next_launch(now) if q.leader is None else INF
-                    if t == INF:
+            head, at = q.head, now
+            if not (head < adm and (cum0[adm] - cum0[head] >= q.mb or now + EPS_S >= Aq[head] + q.md)):
+                t = q.next_launch(now)
+                if t == INF:
+                    for waiter, _ev in q.waiters:
                         push(heap, (now, eid, waiter.index, WAIT))
-                    else:
-                        q.leader = waiter
-                        push(heap, (now + (t - now if t > now else 0.0), eid, waiter.index, WAIT))
-                    eid += 1
-                push(heap, (now + svc, eid, i, NONE))
-                eid += 1
-                continue
-            t = q.next_launch(now)
-            if t == INF:
-                for waiter, _ev in q.waiters:
-                    push(heap, (now, eid, waiter.index, WAIT))
-                    eid += 1
-                q.waiters.clear()
-                continue
-            if solo:
-                at = now + (t - now if t > now else 0.0)
-                adm = after(Aq, at + EPS_S)
-                if adm > q.adm:
-                    q.adm = adm
-                else:
-                    adm = q.adm
-                head = q.head
-                if head < adm and (cum0[adm] - cum0[head] >= q.mb or at + EPS_S >= Aq[head] + q.md):
-                    svc = self._launch(r, q, at, head, adm)
-                    push(heap, (now + (at - now + svc), eid, i, NONE))
-                    eid += 1
+                        eid += 1
+                    q.waiters.clear()
                     continue
-            if q.leader is None:
-                q.leader = r
-                push(heap, (now + (t - now if t > now else 0.0), eid, i, LEAD))
-                eid += 1
+                launch = False
+                if solo:  # the only replica: it launches at t in this pass when the queue allows
+                    at = now + (t - now if t > now else 0.0)
+                    adm = after(Aq, at + EPS_S)
+                    if adm > q.adm:
+                        q.adm = adm
+                    else:
+                        adm = q.adm
+                    head = q.head
+                    launch = head < adm and (cum0[adm] - cum0[head] >= q.mb or at + EPS_S >= Aq[head] + q.md)
+                if not launch:
+                    if q.leader is None:
+                        q.leader = r
+                        push(heap, (now + (t - now if t > now else 0.0), eid, i, LEAD))
+                        eid += 1
+                    else:
+                        q.waiters.append((r, None))
+                    continue
+            mb = q.mb
+            if q.unit_items:
+                end = head + mb if head + mb < adm else adm
             else:
-                q.waiters.append((r, None))
+                end = after(cum0, cum0[head] + mb) - 1
+                if end > adm:
+                    end = adm
+            q.head = end
+            size = cum0[end] - cum0[head]
+            sq = q.seq
+            seq = None if sq is None else sq[head] if size == 1 else max(sq[head:end])
+            svc = draw(size, seq, at - r.free_at)
+            r.free_at = at + svc
+            record_ids(q.id_list[head:end])
+            record_start(at)
+            record_done(at + svc)
+            record_size(size)
+            r.busy_s += svc
+            if power is not None:
+                watt = watts.get(size)
+                r.energy_j += (w.busy_power(size) if watt is None else watt) * svc
+            if q.waiters and (end < adm or adm < q.n):  # never when solo: the launch was at now
+                waiter = q.waiters.pop()[0]
+                t = q.next_launch(now) if q.leader is None else INF
+                if t == INF:
+                    push(heap, (now, eid, waiter.index, WAIT))
+                else:
+                    q.leader = waiter
+                    push(heap, (now + (t - now if t > now else 0.0), eid, waiter.index, WAIT))
+                eid += 1
+            push(heap, (now + (at - now + svc), eid, i, NONE))  # at == now unless solo: now + svc
+            eid += 1
         self.eid = eid
         self.now = stop if stop != INF else now
-
-    def _launch(self, r: Replica, q: OpenQueue, now: float, head: int, adm: int) -> float:
-        """`launch` with `OpenQueue.take` written out: the batch is ids[head:end]; its service time."""
-        w, cum0 = self.w, q.cum0
-        if q.unit_items:
-            end = head + q.mb if head + q.mb < adm else adm
-        else:
-            end = min(bisect.bisect_right(cum0, cum0[head] + q.mb) - 1, adm)
-        q.head = end
-        batch = q.id_list[head:end]
-        size = cum0[end] - cum0[head]
-        seq = None if w.seq is None else w.seq[batch[0]] if size == 1 else max(w.seq[i] for i in batch)
-        svc = w.draw(size, seq, now - r.free_at)
-        r.free_at = now + svc
-        w.batch_ids.append(batch)
-        w.batch_start.append(now)
-        w.batch_done.append(now + svc)
-        w.batch_sizes.append(size)
-        r.busy_s += svc
-        if w.power is not None:
-            r.energy_j += w.busy_power(size) * svc
-        return svc

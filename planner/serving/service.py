@@ -307,6 +307,7 @@ class BatchSampler:
         self._seqs = model.seq_lens if None not in model.tables else []
         self._longest = self._seqs[-1] if self._seqs else None
         self._buf: dict[tuple[int | None, int, int], tuple[list[float], list[int]]] = {}
+        self._bucket_of: dict[int, int] = {}  # sequence length -> its measured bucket, as met
         self.seq_over = 0
         self.beyond_gap = 0  # batches after an idle time longer than the longest measured gap
         self._paced = any(t.paced for t in model.tables.values())
@@ -338,7 +339,10 @@ class BatchSampler:
         # one buffer per measured (sequence bucket, batch, gap bin): every length in a bucket is served alike
         bucket = None
         if seq_len is not None and self._seqs:
-            bucket = self._seqs[min(bisect.bisect_left(self._seqs, seq_len), len(self._seqs) - 1)]
+            bucket = self._bucket_of.get(seq_len)
+            if bucket is None:
+                at = min(bisect.bisect_left(self._seqs, seq_len), len(self._seqs) - 1)
+                bucket = self._bucket_of[seq_len] = self._seqs[at]
         gap_bin = -1  # back to back, the only bin of an unpaced point
         if idle_s is not None and self._paced:
             table, _ = self.model.table_for(bucket)

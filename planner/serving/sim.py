@@ -189,7 +189,7 @@ def simulate(
     loop: Loop | OpenLoop | None = None
     queues: list[FcfsQueue] = []
     if static is not None and engine == "loop" and policy.capacity is None:
-        open_qs = [OpenQueue(q_ids, arrival_s, items, policy) for q_ids in static]
+        open_qs = [OpenQueue(q_ids, arrival_s, items, seq_len, policy) for q_ids in static]
         loop = OpenLoop(w, open_qs * replicas if router == "central" else open_qs, reps)
     else:
         args = (arrival_s, items, policy, rejected, items.tolist(), arrival_s.tolist())

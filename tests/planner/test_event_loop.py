@@ -19,6 +19,7 @@ def _run(
     seed: int,
     arrivals: np.ndarray,
     items: np.ndarray,
+    seq: np.ndarray | None,
     replicas: int,
     router: str,
     policy: BatchPolicy,
@@ -28,9 +29,10 @@ def _run(
     draws = np.random.default_rng(seed).exponential(0.004, 4096).tolist()
     it = iter(draws)
 
-    def draw(b: int, _seq: int | None, idle: float) -> float:
-        # the idle time counts: the loops must hand each batch to the replica SimPy hands it to
-        return next(it) * (1 + 0.3 * b) + (0.002 if idle > 0.01 else 0.0)
+    def draw(b: int, longest: int | None, idle: float) -> float:
+        # the idle time counts: the loops must hand each batch to the replica SimPy hands it to; the longest
+        # sequence too: the loops take it from their own copy of the lengths
+        return next(it) * (1 + 0.3 * b) + (0.002 if idle > 0.01 else 0.0) + (longest or 0) * 1e-5
 
     seen: list[tuple[int, float]] = []
 
@@ -41,7 +43,7 @@ def _run(
     out = simulate(
         arrivals,
         items,
-        None,
+        seq,
         replicas,
         router,
         policy,
@@ -66,6 +68,7 @@ def _run(
     capacity=st.sampled_from([None, 1, 3, 6]),
     multi_item=st.booleans(),
     ties=st.booleans(),
+    lengths=st.booleans(),
     stop_after=st.integers(1, 4),
     seed=st.integers(0, 10_000),
 )
@@ -79,6 +82,7 @@ def test_the_event_loops_give_the_simpy_engines_results_bit_for_bit(
     capacity: int | None,
     multi_item: bool,
     ties: bool,
+    lengths: bool,
     stop_after: int,
     seed: int,
 ) -> None:
@@ -88,9 +92,10 @@ def test_the_event_loops_give_the_simpy_engines_results_bit_for_bit(
         arrivals = np.round(arrivals, 3)
     items = rng.integers(1, max_batch + 1, n) if multi_item else np.ones(n, dtype=np.int64)
     policy = BatchPolicy(max_batch, max_delay_ms / 1000, capacity)
+    seq = rng.integers(1, 512, n) if lengths else None
     looks = sorted(set(rng.integers(1, n + 1, 3).tolist()))
-    a, seen_a = _run("simpy", seed, arrivals, items, replicas, router, policy, looks, stop_after)
-    b, seen_b = _run("loop", seed, arrivals, items, replicas, router, policy, looks, stop_after)
+    a, seen_a = _run("simpy", seed, arrivals, items, seq, replicas, router, policy, looks, stop_after)
+    b, seen_b = _run("loop", seed, arrivals, items, seq, replicas, router, policy, looks, stop_after)
     assert seen_a == seen_b
     np.testing.assert_array_equal(a.start_s, b.start_s)
     np.testing.assert_array_equal(a.done_s, b.done_s)
