@@ -125,13 +125,16 @@ class OpenLoop:
                 adm = q.adm
             head, at = q.head, now
             if not (head < adm and (cum0[adm] - cum0[head] >= q.mb or now + EPS_S >= Aq[head] + q.md)):
-                t = q.next_launch(now)
-                if t == INF:
+                if head >= adm and adm >= q.n:  # next_launch is INF: nothing waits, nothing more comes
                     for waiter, _ev in q.waiters:
                         push(heap, (now, eid, waiter.index, WAIT))
                         eid += 1
                     q.waiters.clear()
                     continue
+                if q.leader is not None and not solo:  # another replica watches the queue: wait
+                    q.waiters.append((r, None))
+                    continue
+                t = q.next_launch(now)
                 launch = False
                 if solo:  # the only replica: it launches at t in this pass when the queue allows
                     at = now + (t - now if t > now else 0.0)

@@ -14,7 +14,7 @@ labelled `assumed`. Schema history of the profile file: 1 - first version.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -314,20 +314,22 @@ class BatchSampler:
         self._u: list[float] = []
         # a separate stream for the bin choices: an unpaced model draws exactly the service times it drew before
         self._u_rng = np.random.default_rng(rng.integers(0, 2**63)) if self._paced else None
+        self._plain: dict[int, Iterator[float]] = {}
         if not self._paced and not self._seqs:
             self.draw = self._draw_plain  # type: ignore[method-assign]
 
     def _draw_plain(self, b: int, seq_len: int | None = None, idle_s: float | None = None) -> float:
-        """`draw` for a model with one table and no pacing: the same buffers and refills, fewer branches
-        (a sizing grid draws about two million batches)."""
-        entry = self._buf.get((None, b, -1))
-        if entry is None or entry[1][0] >= len(entry[0]):
-            base, scale = self.model.tables[None].base(b)
-            entry = ((base.draw(self.rng, self.BLOCK) * (scale / 1000.0)).tolist(), [0])
-            self._buf[(None, b, -1)] = entry
-        i = entry[1][0]
-        entry[1][0] = i + 1
-        return entry[0][i]
+        """`draw` for a model with one table and no pacing: the same blocks, refilled at the same draws (a
+        sizing grid draws about two million batches, so each draw is one dict lookup and one next())."""
+        it = self._plain.get(b)
+        if it is not None:
+            v = next(it, None)
+            if v is not None:
+                return v
+        base, scale = self.model.tables[None].base(b)
+        it = iter((base.draw(self.rng, self.BLOCK) * (scale / 1000.0)).tolist())
+        self._plain[b] = it
+        return next(it)
 
     def _uniform(self) -> float:
         if not self._u:
