@@ -315,8 +315,9 @@ class BatchSampler:
         # a separate stream for the bin choices: an unpaced model draws exactly the service times it drew before
         self._u_rng = np.random.default_rng(rng.integers(0, 2**63)) if self._paced else None
         self._plain: dict[int, Iterator[float]] = {}
-        if not self._paced and not self._seqs:
-            self.draw = self._draw_plain  # type: ignore[method-assign]
+        self._by_bucket: dict[tuple[int | None, int], Iterator[float]] = {}
+        if not self._paced:
+            self.draw = self._draw_bucketed if self._seqs else self._draw_plain  # type: ignore[method-assign]
 
     def _draw_plain(self, b: int, seq_len: int | None = None, idle_s: float | None = None) -> float:
         """`draw` for a model with one table and no pacing: the same blocks, refilled at the same draws (a
@@ -329,6 +330,27 @@ class BatchSampler:
         base, scale = self.model.tables[None].base(b)
         it = iter((base.draw(self.rng, self.BLOCK) * (scale / 1000.0)).tolist())
         self._plain[b] = it
+        return next(it)
+
+    def _draw_bucketed(self, b: int, seq_len: int | None = None, idle_s: float | None = None) -> float:
+        """`draw` for a model with sequence buckets and no pacing: the same blocks per (bucket, batch),
+        refilled at the same draws, without the pacing branches."""
+        bucket = None
+        if seq_len is not None:
+            bucket = self._bucket_of.get(seq_len)
+            if bucket is None:
+                at = min(bisect.bisect_left(self._seqs, seq_len), len(self._seqs) - 1)
+                bucket = self._bucket_of[seq_len] = self._seqs[at]
+            if self._longest is not None and seq_len > self._longest:
+                self.seq_over += 1
+        it = self._by_bucket.get((bucket, b))
+        if it is not None:
+            v = next(it, None)
+            if v is not None:
+                return v
+        base, scale = self.model.table_for(bucket)[0].base(b)
+        it = iter((base.draw(self.rng, self.BLOCK) * (scale / 1000.0)).tolist())
+        self._by_bucket[(bucket, b)] = it
         return next(it)
 
     def _uniform(self) -> float:

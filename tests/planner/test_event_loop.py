@@ -5,11 +5,12 @@ against the per-batch code they replace."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.serving.batch_stats import batch_means, batch_percentiles
-from planner.serving.service import BatchSampler, from_run
+from planner.serving.service import AssumedProfile, BatchSampler, ServiceModel, from_profile, from_run
 from planner.serving.sim import BatchPolicy, SimOutput, simulate
 from tests.conftest import make_run, ok_point
 
@@ -115,16 +116,42 @@ def test_the_batch_statistics_equal_one_call_per_array_split_part() -> None:
         np.testing.assert_array_equal(batch_means(x, 20), np.array([p.mean() for p in parts]))
 
 
-def test_the_plain_sampler_draws_what_the_general_one_draws() -> None:
-    model = from_run(
-        make_run([ok_point("fp32", 1, 2.0), ok_point("fp32", 4, 5.0), ok_point("fp32", 16, 9.0)]), "fp32"
+def _bucketed_model() -> ServiceModel:
+    points = [
+        {
+            "batch": b,
+            "seq_len": q,
+            "latency": {"dist": "lognormal", "median_ms": 2 + b * q / 64, "sigma": 0.2},
+        }
+        for b in (1, 4, 16)
+        for q in (64, 256)
+    ]
+    return from_profile(
+        AssumedProfile.model_validate(
+            {"kind": "assumed-profile", "name": "t", "device": "t", "points": points}
+        )
     )
-    plain, general = (
+
+
+@pytest.mark.parametrize("bucketed", [False, True], ids=["one table", "sequence buckets"])
+def test_the_unpaced_samplers_draw_what_the_general_one_draws(bucketed: bool) -> None:
+    model = (
+        _bucketed_model()
+        if bucketed
+        else from_run(
+            make_run([ok_point("fp32", 1, 2.0), ok_point("fp32", 4, 5.0), ok_point("fp32", 16, 9.0)]), "fp32"
+        )
+    )
+    fast, general = (
         BatchSampler(model, np.random.default_rng(3)),
         BatchSampler(model, np.random.default_rng(3)),
     )
-    assert plain.draw != general.__class__.draw  # the plain path is the one in use
-    sizes = np.random.default_rng(4).integers(1, 17, 6000).tolist()
-    got = [plain.draw(b, None, 0.0) for b in sizes]
-    want = [BatchSampler.draw(general, b, None, 0.0) for b in sizes]
-    assert got == want
+    assert fast.draw != general.__class__.draw  # a fast path is the one in use
+    rng = np.random.default_rng(4)
+    sizes = rng.integers(1, 17, 6000).tolist()
+    # lengths inside, between and beyond the buckets, and none
+    lengths = [None if x < 40 else int(x) for x in rng.integers(0, 400, 6000)] if bucketed else [None] * 6000
+    got = [fast.draw(b, q, 0.0) for b, q in zip(sizes, lengths, strict=True)]
+    want = [BatchSampler.draw(general, b, q, 0.0) for b, q in zip(sizes, lengths, strict=True)]
+    assert got == want and fast.seq_over == general.seq_over
+    assert fast.seq_over > 0 or not bucketed
