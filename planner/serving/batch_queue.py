@@ -169,7 +169,8 @@ class FcfsQueue:
 
 class OpenQueue:
     """A static queue without a bound, by positions: nothing is ever rejected, so the waiting requests are
-    always ids[head:adm] and item counts come from a running sum. Same decisions as `FcfsQueue`, fewer steps."""
+    always ids[head:adm] and item counts come from a running sum. `OpenLoop` makes `FcfsQueue`'s decisions
+    on it with the steps written out; `next_launch` is `FcfsQueue.next_launch` without the bound."""
 
     def __init__(
         self,
@@ -193,23 +194,6 @@ class OpenQueue:
         self.leader: Replica | None = None
         self.waiters: list[tuple[Replica, Any]] = []
 
-    def admit(self, now: float) -> None:
-        k = bisect.bisect_right(self.Aq, now + EPS_S)
-        if k > self.adm:
-            self.adm = k
-
-    def waiting(self) -> int:
-        return self.adm - self.head
-
-    def more_coming(self) -> bool:
-        return self.adm < self.n
-
-    def launchable(self, now: float) -> bool:
-        head, adm = self.head, self.adm
-        if head >= adm:
-            return False
-        return self.cum0[adm] - self.cum0[head] >= self.mb or now + EPS_S >= self.Aq[head] + self.md
-
     def next_launch(self, now: float) -> float:
         head, adm, cum0 = self.head, self.adm, self.cum0
         if head < adm:
@@ -226,15 +210,6 @@ class OpenQueue:
             return deadline
         fill = self.Aq[j]
         return fill if fill < deadline else deadline
-
-    def take(self) -> tuple[list[int], int]:
-        head, adm = self.head, self.adm
-        if self.unit_items:
-            end = min(head + self.mb, adm)
-        else:
-            end = min(bisect.bisect_right(self.cum0, self.cum0[head] + self.mb) - 1, adm)
-        self.head = end
-        return self.id_list[head:end], self.cum0[end] - self.cum0[head]
 
 
 @dataclass

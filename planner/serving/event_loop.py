@@ -103,7 +103,7 @@ class OpenLoop:
 
     def run(self, until: float = INF) -> None:
         """Every event before `until`, as `Loop.run`. One pass is `_serve`'s body for the replica whose event
-        it is; a launch is `launch` with `OpenQueue.take` written out (the batch is ids[head:end])."""
+        it is; a launch is `launch` and `FcfsQueue.take` by positions (the batch is ids[head:end])."""
         heap, reps, queue_of, w = self.heap, self.reps, self.open_of, self.w
         pop, push, after = heapq.heappop, heapq.heappush, bisect.bisect_right
         solo, eid = w.solo, self.eid
