@@ -262,14 +262,16 @@ def size(
             task = bar.add_task("sizing", total=None)
 
             def tick(done: int, total: int, label: str) -> None:
-                bar.update(task, completed=done, total=total, description=f"sizing {label[:60]}")
+                bar.update(
+                    task, completed=done, total=total, description=f"sizing {label[:60]}", refresh=True
+                )
 
             plan = make_plan(q, book, jobs=n_jobs, progress=tick)
             rows = None
             if report is not None:
                 t2 = bar.add_task("sensitivity", total=None)
                 rows = sensitivity(
-                    q, book, plan, n_jobs, lambda d, t, _l: bar.update(t2, completed=d, total=t)
+                    q, book, plan, n_jobs, lambda d, t, _l: bar.update(t2, completed=d, total=t, refresh=True)
                 )
         if report is not None:
             write_report(report, plan, book, rows, evidence_for(list(q.runs), validations))
@@ -286,6 +288,8 @@ def size(
 
 
 def _progress(quiet: bool) -> Progress:
+    # drawn when an option finishes, not by a refresh thread: a single-threaded CLI forks its sizing workers
+    # (fast), where a process with threads must start them from a forkserver (about 2.5 s)
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -293,6 +297,7 @@ def _progress(quiet: bool) -> Progress:
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        auto_refresh=False,
         disable=quiet or not err.is_terminal,
     )
 

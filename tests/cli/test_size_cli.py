@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
+import multiprocessing
+import threading
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from fleetwise_cli import size_cmd
 from fleetwise_cli.main import app
 from measure.run import save_run
+from planner.fleet.sizing import _context
 from tests.conftest import REPO, make_run, shipped_files
 
 runner = CliRunner()
@@ -161,3 +167,17 @@ def test_compare_shows_the_verdict_first_and_json_has_points(tmp_path: Path) -> 
     assert c["comparable"] and c["points"] and not any(p["significant"] for p in c["points"])
     result = runner.invoke(app, ["compare", str(a), str(tmp_path / "missing.json")])
     assert result.exit_code == 2
+
+
+def test_the_sizing_bar_in_a_terminal_starts_no_thread_so_workers_are_forked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a refresh thread would make the CLI start its workers from a forkserver (about 2.5 s) instead of forking
+    monkeypatch.setattr(size_cmd, "err", Console(file=io.StringIO(), force_terminal=True))
+    before = threading.active_count()  # other tests in this process may have left threads running
+    with size_cmd._progress(False) as bar:
+        assert not bar.disable
+        bar.update(bar.add_task("sizing", total=2), completed=1, refresh=True)
+        assert threading.active_count() == before
+        if before == 1 and "fork" in multiprocessing.get_all_start_methods():
+            assert _context().get_start_method() == "fork"
