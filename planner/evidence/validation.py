@@ -272,10 +272,12 @@ def with_live_service(level: LevelResult, predicted: SimResult) -> LevelResult:
     the offered rate, the level says so instead of leaving the figure blank."""
     got = _figures_and_error(level, predicted)
     if got is None:
+        if predicted.stable:
+            return level
         why = (
             f"fed the batch times observed live, the simulator's queue grows without bound (sustainable "
-            f"{predicted.sustainable_rps:.3g} req/s < offered {predicted.offered_rps:.3g} req/s): the batches ran "
-            "slower live than measured in isolation"
+            f"{predicted.sustainable_rps:.3g} req/s <= offered {predicted.offered_rps:.3g} req/s): the batches "
+            "ran slower live than measured in isolation"
         )
         return level.model_copy(update={"diagnosis": [*level.diagnosis, why]})
     f, err = got

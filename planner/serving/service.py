@@ -337,10 +337,7 @@ class BatchSampler:
         refilled at the same draws, without the pacing branches."""
         bucket = None
         if seq_len is not None:
-            bucket = self._bucket_of.get(seq_len)
-            if bucket is None:
-                at = min(bisect.bisect_left(self._seqs, seq_len), len(self._seqs) - 1)
-                bucket = self._bucket_of[seq_len] = self._seqs[at]
+            bucket = self._bucket(seq_len)
             if self._longest is not None and seq_len > self._longest:
                 self.seq_over += 1
         it = self._by_bucket.get((bucket, b))
@@ -353,6 +350,14 @@ class BatchSampler:
         self._by_bucket[(bucket, b)] = it
         return next(it)
 
+    def _bucket(self, seq_len: int) -> int:
+        """The measured sequence bucket a length is served in (the longest one beyond them), remembered."""
+        bucket = self._bucket_of.get(seq_len)
+        if bucket is None:
+            at = min(bisect.bisect_left(self._seqs, seq_len), len(self._seqs) - 1)
+            bucket = self._bucket_of[seq_len] = self._seqs[at]
+        return bucket
+
     def _uniform(self) -> float:
         if not self._u:
             assert self._u_rng is not None
@@ -361,12 +366,7 @@ class BatchSampler:
 
     def draw(self, b: int, seq_len: int | None = None, idle_s: float | None = None) -> float:
         # one buffer per measured (sequence bucket, batch, gap bin): every length in a bucket is served alike
-        bucket = None
-        if seq_len is not None and self._seqs:
-            bucket = self._bucket_of.get(seq_len)
-            if bucket is None:
-                at = min(bisect.bisect_left(self._seqs, seq_len), len(self._seqs) - 1)
-                bucket = self._bucket_of[seq_len] = self._seqs[at]
+        bucket = self._bucket(seq_len) if seq_len is not None and self._seqs else None
         gap_bin = -1  # back to back, the only bin of an unpaced point
         if idle_s is not None and self._paced:
             table, _ = self.model.table_for(bucket)

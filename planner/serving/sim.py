@@ -1,7 +1,7 @@
-"""The serving simulator core (SimPy): replicas with dynamic batchers behind a router, replaying a request stream.
+"""The serving simulator core: replicas with dynamic batchers behind a router, replaying a request stream.
 
 Pure: arrays in, per-request times and per-replica counters out; no files, no printing. Event-efficient by
-design (SimPy costs microseconds per event): arrivals are known in advance, so a queue that no router decides
+design (an event costs microseconds): arrivals are known in advance, so a queue that no router decides
 at run time (central, random, round robin) admits them lazily when a replica looks, and an idle replica sleeps
 exactly until its next batch can launch. Only join-the-shortest-queue needs an event per arrival.
 
@@ -21,7 +21,6 @@ import numpy as np
 import simpy
 
 from planner.serving.batch_queue import (
-    EPS_S,
     INF,
     BatchPolicy,
     Draw,
@@ -33,7 +32,7 @@ from planner.serving.batch_queue import (
 )
 from planner.serving.event_loop import Loop, OpenLoop
 
-__all__ = ["EPS_S", "ROUTERS", "BatchPolicy", "Draw", "Router", "SimOutput", "simulate"]
+__all__ = ["ROUTERS", "BatchPolicy", "Draw", "Router", "SimOutput", "simulate"]
 
 Router = Literal["central", "random", "rr", "jsq"]
 ROUTERS: tuple[str, ...] = ("central", "random", "rr", "jsq")
