@@ -9,6 +9,8 @@ percentile both sides have is compared as (predicted - reported) / reported.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
@@ -176,13 +178,7 @@ def check_benchmark(
         tool_version=bench.tool_version,
         run_id=run.id,
         precision=precision,
-        knobs={
-            "max_num_seqs": cfg.max_num_seqs,
-            "max_num_batched_tokens": cfg.max_num_batched_tokens,
-            "chunked_prefill": cfg.chunked_prefill,
-            "block_size": cfg.block_size,
-            "kv_blocks": cfg.kv_blocks,
-        },
+        knobs=asdict(cfg),
         levels=levels,
         notes=notes,
     )

@@ -7,6 +7,8 @@ every gap between two tokens of a request. The first `warmup_fraction` of arriva
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -188,11 +190,7 @@ def run_llm_simulation(
             "scenario": sc.name,
             "replicas": replicas,
             "router": router,
-            "max_num_seqs": cfg.max_num_seqs,
-            "max_num_batched_tokens": cfg.max_num_batched_tokens,
-            "chunked_prefill": cfg.chunked_prefill,
-            "block_size": cfg.block_size,
-            "kv_blocks": cfg.kv_blocks,
+            **asdict(cfg),  # the engine knobs, by their vLLM names
             "seed": s,
             **(extra_inputs or {}),
         },

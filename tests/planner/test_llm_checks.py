@@ -154,20 +154,27 @@ def test_the_level_comparison_judges_errors_lag_and_instability() -> None:
     assert verdict([same, slow]).startswith("prediction OFF TARGET at load 0.5")
 
 
-def test_the_validation_file_round_trips_and_a_broken_one_is_named(tmp_path: Path) -> None:
+def _validation(
+    run_id: str, lv: LlmLevel, max_num_seqs: int, kv_blocks: int, sustainable_rps: float, **more: float
+) -> LlmValidation:
+    """A validation file's content around one level, as `fleetwise validate` writes it."""
     from datetime import UTC, datetime
 
     from measure.run import EngineInfo
 
-    lv = _level(0.5)
-    v = LlmValidation(
-        run_id="sha256:" + "a" * 64, precision="fp32", scenario="s", lengths="fixed", seconds=10.0,
+    return LlmValidation(
+        run_id=run_id, precision="fp32", scenario="s", lengths="fixed",
         engine=EngineInfo(url="http://127.0.0.1:1", model="m", served_models=["m"], version="v"),
-        knobs=EngineKnobs(max_num_seqs=8, max_num_batched_tokens=2048, chunked_prefill=True, block_size=16,
-                          kv_blocks=100, source="test"),
-        sustainable_rps=20.0, sustainable_method="test", created_at=datetime.now(UTC), client="here",
-        cpu_count=2, notes=[], targets="t", levels=[lv], verdict=verdict([lv]),
+        knobs=EngineKnobs(max_num_seqs=max_num_seqs, max_num_batched_tokens=2048, chunked_prefill=True,
+                          block_size=16, kv_blocks=kv_blocks, source="test"),
+        sustainable_rps=sustainable_rps, sustainable_method="test", created_at=datetime.now(UTC),
+        client="here", cpu_count=2, notes=[], targets="t", levels=[lv], verdict=verdict([lv]), **more,
     )  # fmt: skip
+
+
+def test_the_validation_file_round_trips_and_a_broken_one_is_named(tmp_path: Path) -> None:
+
+    v = _validation("sha256:" + "a" * 64, _level(0.5), 8, 100, 20.0, seconds=10.0)
     path = save_llm_validation(v, tmp_path)
     assert load_llm_validation(path) == v
     (tmp_path / f"llm-validation-{'a' * 12}-fp32-broken.json").write_text('{"kind": "llm-validation"}')
@@ -178,9 +185,8 @@ def test_the_validation_file_round_trips_and_a_broken_one_is_named(tmp_path: Pat
 
 
 def test_a_validation_is_rechecked_on_its_recorded_traffic_without_sending_anything(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
 
-    from measure.run import EngineInfo, load_run
+    from measure.run import load_run
 
     run_path = next(f for f in shipped_files() if f.name.startswith("llm-engine-"))
     run = load_run(run_path)
@@ -192,14 +198,7 @@ def test_a_validation_is_rechecked_on_its_recorded_traffic_without_sending_anyth
         None, 2, prompts,
     )  # fmt: skip
     assert len(lv.requests_sent) == n and lv.requests_sent[0].prompt_tokens == 200
-    v = LlmValidation(
-        run_id=run.id, precision="fp32", scenario="s", lengths="fixed", seconds=50.0, warmup_fraction=0.4,
-        engine=EngineInfo(url="http://127.0.0.1:1", model="m", served_models=["m"], version="v"),
-        knobs=EngineKnobs(max_num_seqs=256, max_num_batched_tokens=2048, chunked_prefill=True, block_size=16,
-                          kv_blocks=8192, source="test"),
-        sustainable_rps=8.0, sustainable_method="test", created_at=datetime.now(UTC), client="here",
-        cpu_count=2, notes=[], targets="t", levels=[lv], verdict=verdict([lv]),
-    )  # fmt: skip
+    v = _validation(run.id, lv, 256, 8192, 8.0, seconds=50.0, warmup_fraction=0.4)
     src = save_llm_validation(v, tmp_path)
     res = CliRunner().invoke(
         app, ["validate", "--recheck", str(src), "--run", str(run_path), "--out", str(tmp_path)]
