@@ -26,17 +26,47 @@ class DataFileError(ValueError):
     """A file or text that is not acceptable input; the message is one line naming the problem."""
 
 
+_KINDS: Final = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def resolve_input(path: str | Path, what: str = "file") -> Path:
+    """The real path of an input file, or DataFileError with one line saying why it is none.
+
+    The one place links are followed: a symlink loop (RuntimeError in Python 3.11's resolve), a dangling
+    link, a missing file, a folder, a FIFO, a socket or a device each get their own reason, so a folder
+    listing names the file and goes on.
+    """
+    p = Path(path)
+    try:
+        real = p.resolve(strict=True)
+        mode = os.stat(real).st_mode
+    except RuntimeError:
+        raise DataFileError(f"{what} {p}: a symbolic link loop") from None
+    except OSError as exc:
+        if p.is_symlink():
+            raise DataFileError(f"{what} {p}: a link to nothing (dangling symbolic link)") from None
+        raise DataFileError(f"{what} {p}: cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "something else")
+        raise DataFileError(f"{what} {p}: not a regular file ({kind})")
+    return real
+
+
 def read_regular_file(path: str | Path, max_bytes: int, what: str = "file") -> bytes:
-    """The bytes of a regular file (symlinks resolved), refused when larger than max_bytes.
+    """The bytes of a regular file (symlinks resolved by resolve_input), refused when larger than max_bytes.
 
     Devices, FIFOs and sockets are refused before they are opened for reading; the size is checked on the
     bytes actually read (a /proc file or a growing file reports a size it does not have).
     """
     p = Path(path)
+    real = resolve_input(p, what)
     try:
-        real = p.resolve(strict=True)
-        if not stat.S_ISREG(os.stat(real).st_mode):
-            raise DataFileError(f"{what} {p}: not a regular file")
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise DataFileError(f"{what} {p}: cannot read: {exc.strerror or exc}") from None

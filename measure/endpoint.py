@@ -2,12 +2,17 @@
 
 Traffic goes only to the base URL the user gives. Every response is read as bounded data: a line longer than
 MAX_LINE_BYTES, a stream longer than MAX_STREAM_BYTES, or a chunk that is not the expected JSON ends that
-request with a reason; nothing in a response is executed or followed (no redirects). Times are taken with
-perf_counter on the client: TTFT includes the HTTP round trip and the server's tokenisation.
+request with a reason; nothing in a response is executed or followed (no redirects). Every request has a
+whole-request deadline (connect, headers, any number of `100 Continue`, body, stream): a socket timeout alone
+bounds one read, so a server dripping a byte at a time would hold a request for ever; the deadline watchdog
+shuts the socket down instead. Times are taken with perf_counter on the client: TTFT includes the HTTP round
+trip and the server's tokenisation.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import http.client
 import itertools
 import json
@@ -66,6 +71,91 @@ WORDS = [
 ]
 
 
+class _Watchdog:
+    """One daemon thread that shuts down the sockets of requests past their deadline (a heap of deadlines, so
+    a thousand requests in flight cost one thread, not a timer each)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, http.client.HTTPConnection]] = []
+        self._live: set[int] = set()
+        self._expired: set[int] = set()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, conn: http.client.HTTPConnection, deadline: float) -> int:
+        with self._cond:
+            key = next(self._ids)
+            heapq.heappush(self._heap, (deadline, key, conn))
+            self._live.add(key)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="fleetwise-deadline", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return key
+
+    def release(self, key: int) -> bool:
+        """Stop watching; True if the deadline had already struck this request."""
+        with self._cond:
+            self._live.discard(key)
+            if key in self._expired:
+                self._expired.discard(key)
+                return True
+            return False
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)  # released before its deadline
+                if not self._heap:
+                    self._cond.wait(30.0)
+                    if not self._heap:
+                        self._thread = None
+                        return
+                    continue
+                deadline, key, conn = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(key)
+                self._expired.add(key)
+                _shut(conn)
+
+
+def _shut(conn: http.client.HTTPConnection) -> None:
+    """Wake a thread blocked in a read on this connection: the read returns end-of-file or an error."""
+    sock = conn.sock
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):  # already closed by its owner
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _Deadline:
+    """A whole-request deadline on one connection: `with _Deadline(conn, seconds) as d:`; `d.struck` after."""
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
+        self.conn = conn
+        self.seconds = seconds
+        self.struck = False
+        self._key = -1
+
+    def __enter__(self) -> _Deadline:
+        deadline = time.monotonic() + self.seconds
+        self.conn.connect()  # bounded by the connection's own timeout, which is at most `seconds`
+        self._key = _WATCHDOG.watch(self.conn, deadline)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.struck = _WATCHDOG.release(self._key)
+
+
 class EndpointError(ValueError):
     """An endpoint that cannot be measured at all (bad URL, unreachable); one line naming the problem."""
 
@@ -111,18 +201,26 @@ class Endpoint:
     def get_json(self, path: str, timeout_s: float = 10.0) -> Any:
         """GET base+path as bounded JSON; EndpointError with the reason otherwise."""
         conn = self.connection(timeout_s)
+        guard = _Deadline(conn, timeout_s)
         try:
-            conn.request("GET", self.base_path + path, headers={"Accept": "application/json"})
-            resp = conn.getresponse()
-            body = resp.read(MAX_INFO_BYTES + 1)
+            with guard:
+                conn.request("GET", self.base_path + path, headers={"Accept": "application/json"})
+                resp = conn.getresponse()
+                body = resp.read(MAX_INFO_BYTES + 1)
+            if guard.struck:
+                raise EndpointError(f"GET {path}: no whole answer within {timeout_s:g} s")
             if resp.status != 200:
                 raise EndpointError(f"GET {path}: HTTP {resp.status}")
             if len(body) > MAX_INFO_BYTES:
                 raise EndpointError(f"GET {path}: answer over {MAX_INFO_BYTES} bytes")
             return parse_json(body, f"GET {path}")
         except OSError as exc:
+            if guard.struck:
+                raise EndpointError(f"GET {path}: no whole answer within {timeout_s:g} s") from None
             raise EndpointError(f"cannot reach {self.url}{path}: {_os_reason(exc)}") from None
         except (DataFileError, http.client.HTTPException) as exc:
+            if guard.struck:
+                raise EndpointError(f"GET {path}: no whole answer within {timeout_s:g} s") from None
             raise EndpointError(f"GET {path}: {one_line(str(exc), 200)}") from None
         finally:
             conn.close()
@@ -198,19 +296,21 @@ def stream_completion(
     res = StreamResult(sent=clock())
     deadline = res.sent + timeout_s
     conn = ep.connection(timeout_s)
+    guard = _Deadline(conn, timeout_s)
     try:
-        conn.request(
-            "POST",
-            ep.base_path + "/v1/completions",
-            body=body,
-            headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
-        )
-        resp = conn.getresponse()
-        if resp.status != 200:
-            detail = resp.read(300).decode("utf-8", "replace")
-            res.error = one_line(f"HTTP {resp.status}: {detail}", 300)
-            return res
-        _read_stream(resp, res, deadline, clock)
+        with guard:
+            conn.request(
+                "POST",
+                ep.base_path + "/v1/completions",
+                body=body,
+                headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
+            )
+            resp = conn.getresponse()
+            if resp.status != 200:
+                detail = resp.read(300).decode("utf-8", "replace")
+                res.error = one_line(f"HTTP {resp.status}: {detail}", 300)
+                return res
+            _read_stream(resp, res, deadline, clock)
     except OSError as exc:
         res.error = _os_reason(exc)
     except http.client.HTTPException as exc:
@@ -218,6 +318,8 @@ def stream_completion(
     finally:
         res.ended = clock()
         conn.close()
+        if guard.struck:
+            res.error = f"timed out: no whole answer within {timeout_s:g} s"
     return res
 
 

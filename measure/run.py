@@ -872,10 +872,12 @@ def dump_run(run: Run) -> str:
     return json.dumps(run.model_dump(mode="json"), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+def atomic_write_text(path: str | Path, text: str, check: Callable[[Path], object] | None = None) -> Path:
     """Write text to path via a temp file in the same folder and a rename: never a half-written file.
 
-    The file gets the permissions the umask gives a new file (as any editor would), not mkstemp's 0600.
+    `check` (an evidence file's own loader) reads the temp file before the rename and may refuse it: what
+    fleetwise writes it can always read back. The file gets the permissions the umask gives a new file (as
+    any editor would), not mkstemp's 0600.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -886,6 +888,8 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        if check is not None:
+            check(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -933,7 +937,7 @@ def save_run(run: Run, folder: str | Path) -> Path:
     """Set the content id and write the run atomically into folder; returns the path."""
     run = run.with_id()
     text = dump_run(run)
-    return atomic_write_text(Path(folder) / run_filename(run), text)
+    return atomic_write_text(Path(folder) / run_filename(run), text, check=load_run)
 
 
 def run_json_schema() -> dict[str, Any]:

@@ -21,9 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from measure.datafile import DataFileError, one_line, parse_json, read_regular_file
+from measure.run import format_validation_error
 from planner.evidence.engine_benchmark import (
     MAX_BENCHMARK_BYTES,
+    MAX_LEVELS,
+    MAX_REQUESTS_PER_FILE,
     MAX_REQUESTS_PER_LEVEL,
     UNKNOWN,
     BenchLevel,
@@ -56,6 +61,11 @@ def _int(v: Any) -> int | None:
 def _obj(d: dict[str, Any], key: str) -> dict[str, Any]:
     v = d.get(key)
     return v if isinstance(v, dict) else {}
+
+
+def _list(d: dict[str, Any], key: str) -> list[Any]:
+    v = d.get(key)
+    return v if isinstance(v, list) else []
 
 
 def _str(v: Any, default: str = UNKNOWN) -> str:
@@ -280,7 +290,7 @@ def _guidellm(data: dict[str, Any]) -> tuple[str, str, str, str, list[BenchLevel
         )
     levels = []
     model = engine = UNKNOWN
-    for i, b in enumerate(data["benchmarks"][:MAX_REQUESTS_PER_LEVEL]):
+    for i, b in enumerate(data["benchmarks"]):
         if not isinstance(b, dict):
             raise BenchmarkFileError(f"GuideLLM report: benchmarks[{i}] is not an object")
         cfg = _obj(b, "config")
@@ -360,7 +370,7 @@ def _aiperf(data: dict[str, Any]) -> tuple[str, str, str, str, list[BenchLevel],
             f"AIPerf export schema_version {one_line(sv, 20)!r}: fleetwise reads {AIPERF_SCHEMA_MAJOR}.x"
         )
     cfg = _obj(data, "input_config")
-    phases = [p for p in cfg.get("phases", []) if isinstance(p, dict) and p.get("kind") == "profiling"]
+    phases = [p for p in _list(cfg, "phases") if isinstance(p, dict) and p.get("kind") == "profiling"]
     phase = phases[0] if phases else {}
     rate, conc = _num(phase.get("rate")), _int(phase.get("concurrency"))
     ptype = _str(phase.get("type"))
@@ -392,7 +402,7 @@ def _aiperf(data: dict[str, Any]) -> tuple[str, str, str, str, list[BenchLevel],
         e2e=_ap_stat(data, "request_latency", "e2e", fields),
         fields=fields,
     )
-    models = _obj(cfg, "models").get("items", [])
+    models = _list(_obj(cfg, "models"), "items")
     model = _str(models[0].get("name")) if models and isinstance(models[0], dict) else UNKNOWN
     ep = _obj(cfg, "endpoint")
     urls = ep.get("urls") if isinstance(ep.get("urls"), list) else []
@@ -415,8 +425,22 @@ def _aiperf(data: dict[str, Any]) -> tuple[str, str, str, str, list[BenchLevel],
 # ------------------------------------------------------------------------------------------------ entry
 
 
+def _records(tool: Tool, data: dict[str, Any]) -> tuple[int, int]:
+    """Levels and per-request records a tool's file holds, counted before any is converted: a small file of
+    empty records must not become gigabytes of objects, nor an evidence file its own loader refuses."""
+    if tool == "guidellm":
+        benches = data["benchmarks"]
+        reqs = [_obj(b, "requests") if isinstance(b, dict) else {} for b in benches]
+        parts = ("successful", "errored", "incomplete")
+        return len(benches), sum(len(_list(r, k)) for r in reqs for k in parts)
+    if tool == "vllm-bench-serve":
+        return 1, len(_list(data, "ttfts"))
+    return 1, 0  # AIPerf's summary holds no per-request records
+
+
 def convert(data: Any, raw: bytes, hardware: str | None, where: str) -> EngineBenchmark:
-    """An engine benchmark from a tool's parsed JSON (or an engine benchmark file as it is)."""
+    """An engine benchmark from a tool's parsed JSON (or an engine benchmark file as it is); bounded by what
+    it would write (levels, records) before anything is converted."""
     if isinstance(data, dict) and data.get("kind") == "engine-benchmark":
         return parse_benchmark(data, where)
     tool = detect(data)
@@ -426,6 +450,12 @@ def convert(data: Any, raw: bytes, hardware: str | None, where: str) -> EngineBe
             "benchmarks.json, AIPerf profile_export_aiperf.json, or a fleetwise engine benchmark)"
         )
     reader = {"vllm-bench-serve": _vllm, "guidellm": _guidellm, "aiperf": _aiperf}[tool]
+    levels_n, records = _records(tool, data)
+    if levels_n > MAX_LEVELS or records > MAX_REQUESTS_PER_FILE:
+        raise BenchmarkFileError(
+            f"{where}: {levels_n:,} levels and {records:,} per-request records; fleetwise imports at most "
+            f"{MAX_LEVELS} levels and {MAX_REQUESTS_PER_FILE:,} records a file (split the file by level)"
+        )
     try:
         version, fmt, model, engine, levels, notes = reader(data)
         b = EngineBenchmark(
@@ -442,9 +472,13 @@ def convert(data: Any, raw: bytes, hardware: str | None, where: str) -> EngineBe
         )
     except BenchmarkFileError as exc:
         raise BenchmarkFileError(f"{where}: {exc}") from None
-    except ValueError as exc:  # pydantic: a value out of range
+    except ValidationError as exc:  # a value out of range: pydantic's fields, in one line
         raise BenchmarkFileError(
-            f"{where}: {tool} result with a value out of range: {one_line(str(exc), 300)}"
+            f"{where}: {tool} result with a value out of range: {format_validation_error(exc)}"
+        ) from None
+    except (ValueError, OverflowError) as exc:
+        raise BenchmarkFileError(
+            f"{where}: {tool} result with a value out of range: {one_line(str(exc), 200)}"
         ) from None
     return b.with_id()
 

@@ -6,24 +6,39 @@ What the tool said is kept with the tool's own field names beside each value (`f
 not say is "unknown", never guessed. The id is the sha256 of the canonical JSON of every field except `id` and
 `imported_at`, so importing the same result twice gives the same file.
 
+Physical ranges are checked on every load and import (a file is evidence only if it could have been
+measured): latencies 0..1 h and percentiles in order, token counts up to 1,048,576 a request, rates and
+throughputs bounded, at most MAX_REQUESTS_PER_FILE per-request records in a file (so what import writes its
+own loader reads), and per-request samples that agree with the summary the tool stated beside them.
+
 Schema history: 1 - first version.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from measure.datafile import DataFileError, parse_json, read_regular_file
-from measure.run import CreatedAt, atomic_write_text, format_validation_error
+from measure.run import MAX_LATENCY_MS, MAX_SEQ_LEN, CreatedAt, atomic_write_text, format_validation_error
 
 MAX_BENCHMARK_BYTES = 64 * 1024 * 1024
 MAX_LEVELS = 256
 MAX_REQUESTS_PER_LEVEL = 200_000
+MAX_REQUESTS_PER_FILE = 200_000  # ~35 MB written: always under the 64 MiB read cap, whatever the levels
+MAX_RATE_RPS = 1e6
+MIN_RATE_RPS = 1e-6  # one request in 11 days; below it a replica count overflows
+MAX_TOKENS_PER_S = 1e9
+MAX_DURATION_S = 366 * 86_400.0
+SAMPLE_RATIO = 2.0  # samples whose median is off the stated p50 by more than this factor are not that level's
+MIN_SAMPLES = 20
+_LATENCIES = ("ttft", "tpot", "itl", "e2e")
 Tool = Literal["vllm-bench-serve", "guidellm", "aiperf"]
 UNKNOWN = "unknown"
 
@@ -44,17 +59,34 @@ class Stat(_Out):
     p90: float | None = None
     p95: float | None = None
     p99: float | None = None
-    count: int | None = None
+    count: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Stat:
+        vals = [v for v in (self.mean, self.p50, self.p90, self.p95, self.p99) if v is not None]
+        if any(v < 0 for v in vals):
+            raise ValueError("a negative value")
+        pct = [v for v in (self.p50, self.p90, self.p95, self.p99) if v is not None]
+        if any(b < a * (1 - 1e-9) for a, b in itertools.pairwise(pct)):
+            raise ValueError(f"percentiles out of order ({', '.join(f'{v:g}' for v in pct)})")
+        return self
+
+    def top(self) -> float:
+        return max(
+            (v for v in (self.mean, self.p50, self.p90, self.p95, self.p99) if v is not None), default=0
+        )
 
 
 class BenchRequest(_Out):
     """One request as the tool recorded it (when saved per request)."""
 
-    start_s: float | None = Field(description="send time from the level's first request (s)")
-    prompt_tokens: int | None = Field(ge=0)
-    output_tokens: int | None = Field(ge=0)
-    ttft_ms: float | None = Field(ge=0)
-    e2e_ms: float | None = Field(ge=0)
+    start_s: float | None = Field(
+        ge=0, le=MAX_DURATION_S, description="send time from the level's first request (s)"
+    )
+    prompt_tokens: int | None = Field(ge=0, le=MAX_SEQ_LEN)
+    output_tokens: int | None = Field(ge=0, le=MAX_SEQ_LEN)
+    ttft_ms: float | None = Field(ge=0, le=MAX_LATENCY_MS)
+    e2e_ms: float | None = Field(ge=0, le=MAX_LATENCY_MS)
     ok: bool
 
 
@@ -64,13 +96,13 @@ class BenchLevel(_Out):
     label: str = Field(max_length=200)
     traffic: Literal["rate", "concurrency", "throughput", "synchronous", "unknown"]
     arrivals: Literal["poisson", "constant", "gamma", "unknown"]
-    rate_rps: float | None = Field(default=None, gt=0)
-    concurrency: int | None = Field(default=None, gt=0)
-    duration_s: float | None = Field(default=None, ge=0)
-    completed: int = Field(ge=0)
-    failed: int | None = Field(default=None, ge=0)
-    request_rps: float | None = Field(default=None, ge=0)
-    output_tokens_per_s: float | None = Field(default=None, ge=0)
+    rate_rps: float | None = Field(default=None, ge=MIN_RATE_RPS, le=MAX_RATE_RPS)
+    concurrency: int | None = Field(default=None, gt=0, le=1_000_000)
+    duration_s: float | None = Field(default=None, ge=0, le=MAX_DURATION_S)
+    completed: int = Field(ge=0, le=10**9)
+    failed: int | None = Field(default=None, ge=0, le=10**9)
+    request_rps: float | None = Field(default=None, ge=0, le=MAX_RATE_RPS)
+    output_tokens_per_s: float | None = Field(default=None, ge=0, le=MAX_TOKENS_PER_S)
     prompt_tokens: Stat | None = None
     output_tokens: Stat | None = None
     ttft: Stat | None = None
@@ -79,6 +111,22 @@ class BenchLevel(_Out):
     e2e: Stat | None = None
     requests: list[BenchRequest] = Field(default_factory=list, max_length=MAX_REQUESTS_PER_LEVEL)
     fields: dict[str, str] = Field(description="our name -> the tool's field it came from")
+
+    @model_validator(mode="after")
+    def _physical(self) -> BenchLevel:
+        if self.request_rps is not None and 0 < self.request_rps < MIN_RATE_RPS:
+            raise ValueError(f"request throughput {self.request_rps:g} req/s is below {MIN_RATE_RPS:g}")
+        for name in _LATENCIES:
+            st = getattr(self, name)
+            if st is not None and st.top() > MAX_LATENCY_MS:
+                raise ValueError(f"{name} of {st.top():g} ms is over an hour")
+        for name in ("prompt_tokens", "output_tokens"):
+            st = getattr(self, name)
+            if st is not None and st.top() > MAX_SEQ_LEN:
+                raise ValueError(f"{name} of {st.top():g} is over {MAX_SEQ_LEN:,} tokens a request")
+        for name, key in (("ttft", "ttft_ms"), ("e2e", "e2e_ms")):
+            _agree(self, name, key)
+        return self
 
 
 class EngineBenchmark(_Out):
@@ -100,6 +148,13 @@ class EngineBenchmark(_Out):
     notes: list[str] = Field(default_factory=list, max_length=64)
     levels: list[BenchLevel] = Field(min_length=1, max_length=MAX_LEVELS)
 
+    @model_validator(mode="after")
+    def _bounded(self) -> EngineBenchmark:
+        n = sum(len(lv.requests) for lv in self.levels)
+        if n > MAX_REQUESTS_PER_FILE:
+            raise ValueError(f"{n:,} per-request records, over {MAX_REQUESTS_PER_FILE:,} in one file")
+        return self
+
     def content_id(self) -> str:
         data = self.model_dump(mode="json", exclude={"id", "imported_at"})
         canon = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -112,16 +167,32 @@ class EngineBenchmark(_Out):
         return self.id.removeprefix("sha256:")[:12]
 
 
+def _agree(level: BenchLevel, name: str, key: str) -> None:
+    """The level's own samples must be the ones its stated median summarises (within SAMPLE_RATIO): a file
+    whose summary says 1.5 ms and whose samples say an hour is two different measurements."""
+    st = getattr(level, name)
+    samples = [getattr(r, key) for r in level.requests if r.ok and getattr(r, key) is not None]
+    if st is None or st.p50 is None or len(samples) < MIN_SAMPLES:
+        return
+    median = float(np.median(samples))
+    lo, hi = sorted((median, st.p50))
+    if hi > SAMPLE_RATIO * lo + 1.0:  # + 1 ms: sub-millisecond medians are timer noise
+        raise ValueError(
+            f"the per-request {name} samples (median {median:.4g} ms) disagree with the stated p50 "
+            f"({st.p50:.4g} ms)"
+        )
+
+
 def benchmark_filename(b: EngineBenchmark) -> str:
     """bench-<tool>-<short id>.json."""
     return f"bench-{b.tool}-{b.short_id()}.json"
 
 
 def save_benchmark(b: EngineBenchmark, folder: str | Path) -> Path:
-    """Set the content id and write the file atomically into folder."""
+    """Set the content id and write the file atomically into folder, read back by load_benchmark first."""
     b = b.with_id()
     text = json.dumps(b.model_dump(mode="json"), indent=1, allow_nan=False) + "\n"
-    return atomic_write_text(Path(folder) / benchmark_filename(b), text)
+    return atomic_write_text(Path(folder) / benchmark_filename(b), text, check=load_benchmark)
 
 
 def parse_benchmark(data: object, where: str) -> EngineBenchmark:

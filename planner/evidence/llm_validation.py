@@ -323,7 +323,7 @@ def llm_validation_filename(v: LlmValidation) -> str:
 def save_llm_validation(v: LlmValidation, folder: str | Path) -> Path:
     """Write the file atomically into folder."""
     text = json.dumps(v.model_dump(mode="json"), indent=1, allow_nan=False) + "\n"
-    return atomic_write_text(Path(folder) / llm_validation_filename(v), text)
+    return atomic_write_text(Path(folder) / llm_validation_filename(v), text, check=load_llm_validation)
 
 
 def load_llm_validation(path: str | Path) -> LlmValidation:

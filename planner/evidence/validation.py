@@ -323,7 +323,7 @@ def validation_filename(v: Validation) -> str:
 def save_validation(v: Validation, folder: str | Path) -> Path:
     """Write the validation file atomically into folder."""
     text = json.dumps(v.model_dump(mode="json"), indent=1, allow_nan=False) + "\n"
-    return atomic_write_text(Path(folder) / validation_filename(v), text)
+    return atomic_write_text(Path(folder) / validation_filename(v), text, check=load_validation)
 
 
 def load_validation(path: str | Path) -> Validation:

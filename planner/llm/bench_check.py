@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from measure.run import Run
 from planner.evidence.engine_benchmark import BenchLevel, EngineBenchmark, Stat
-from planner.llm.engine import EngineConfig, LlmRequests, simulate
+from planner.llm.engine import EngineConfig, LlmRequests, check_work, simulate
 from planner.llm.steps import StepModel
 
 STATS = ("mean", "p50", "p90", "p95", "p99")
@@ -94,6 +94,7 @@ def _traffic(level: BenchLevel, seed: int) -> tuple[LlmRequests, int | None, str
         n = level.completed + (level.failed or 0)
         if not 1 <= n <= MAX_CHECK_REQUESTS:
             return f"{n} requests: outside 1..{MAX_CHECK_REQUESTS:,}"
+        check_work(n, n * max(1, round(pm)), n * max(1, round(om)), f"level {level.label}")
         prompts = np.full(n, max(1, round(pm)), dtype=np.int64)
         outputs = np.full(n, max(1, round(om)), dtype=np.int64)
         lengths_how = (

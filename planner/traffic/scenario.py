@@ -323,7 +323,7 @@ def parse_scenario(data: Any, where: str = "scenario", base_dir: Path | None = N
     except ValidationError as exc:
         raise ScenarioError(f"{where}: invalid scenario: {format_validation_error(exc)}") from None
     if isinstance(sc.arrivals, Trace) and base_dir is not None and not Path(sc.arrivals.path).is_absolute():
-        resolved = (base_dir / sc.arrivals.path).resolve()
+        resolved = (base_dir / sc.arrivals.path).absolute()  # resolved (links, loops) when read
         sc = sc.model_copy(update={"arrivals": sc.arrivals.model_copy(update={"path": str(resolved)})})
     return sc
 

@@ -1,0 +1,160 @@
+"""Hostile input, round 2 (the LLM and benchmark surfaces): small files that would make work without bound,
+imports that amplify, symlink loops in shared folders, and values that parse but cannot have been measured.
+Each is refused with one `error:` line (exit 2) or listed with its reason, quickly."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fleetwise_cli.main import app
+from planner.evidence.bench_import import import_file
+from planner.evidence.engine_benchmark import BenchmarkFileError, load_benchmark
+from tests.conftest import REPO
+
+runner = CliRunner()
+LLM_RUN = next((REPO / "data" / "runs").glob("llm-engine-cpu-*be0a55eb155d.json"))
+
+
+def one_error_line(output: str) -> str:
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), output
+    return lines[0]
+
+
+def vllm_result(**over: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "backend": "vllm", "model_id": "m", "request_rate": 4.0, "burstiness": 1.0, "max_concurrency": None,
+        "completed": 100, "failed": 0, "duration": 25.0, "request_throughput": 4.0, "output_throughput": 200.0,
+        "total_input_tokens": 20_000, "total_output_tokens": 5_000,
+        "mean_ttft_ms": 20.0, "median_ttft_ms": 18.0, "p99_ttft_ms": 60.0,
+        "mean_tpot_ms": 5.0, "median_tpot_ms": 5.0, "p99_tpot_ms": 9.0,
+    }  # fmt: skip
+    return base | over
+
+
+def test_a_tiny_scenario_of_huge_outputs_is_refused_by_the_work_budget(tmp_path: Path) -> None:
+    sc = tmp_path / "huge.yaml"
+    sc.write_text(
+        "name: huge\narrivals: {process: poisson, rate_rps: 1}\nrequests: 3000\n"
+        "llm: {prompt: {dist: fixed, value: 8}, output: {dist: fixed, value: 1048576}}\n"
+    )
+    assert len(sc.read_bytes()) < 200
+    t0 = time.monotonic()
+    res = runner.invoke(
+        app, ["simulate", "--run", str(LLM_RUN), "--scenario", str(sc), "--kv-blocks", "99999"]
+    )
+    assert res.exit_code == 2, res.output
+    assert "over the budget of 20,000,000 output tokens" in one_error_line(res.output)
+    assert time.monotonic() - t0 < 30
+
+
+def test_a_benchmark_level_that_would_replay_for_hours_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "vllm.json"
+    f.write_text(json.dumps(vllm_result(completed=190_000, total_output_tokens=190_000 * 2_000_000)))
+    res = runner.invoke(app, ["import", str(f), "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2 and "output_tokens" in one_error_line(res.output), res.output
+    f.write_text(json.dumps(vllm_result(completed=190_000, total_output_tokens=190_000 * 1000)))
+    res = runner.invoke(
+        app, ["validate", "--benchmark", str(f), "--run", str(LLM_RUN), "--kv-blocks", "99999"]
+    )
+    assert res.exit_code in (0, 2), res.output
+    assert "over the budget" in res.output  # 190M output tokens: refused before any replay
+
+
+@pytest.mark.parametrize(
+    ("over", "why"),
+    [
+        ({"median_ttft_ms": 80.0, "p99_ttft_ms": 60.0}, "percentiles out of order"),
+        ({"median_ttft_ms": -1.0, "mean_ttft_ms": -1.0, "p99_ttft_ms": -1.0}, "a negative value"),
+        ({"request_throughput": 5e-324}, "request throughput"),
+        ({"request_throughput": 1e-300}, "request throughput"),
+        ({"request_rate": 1e308}, "rate_rps"),
+        ({"total_input_tokens": 1e15}, "prompt_tokens"),
+        ({"total_output_tokens": 1e308}, "output_tokens"),
+        ({"p99_e2el_ms": 1e12, "median_e2el_ms": 1.0}, "over an hour"),
+    ],
+)
+def test_benchmarks_that_could_not_have_been_measured_are_refused(
+    tmp_path: Path, over: dict[str, object], why: str
+) -> None:
+    f = tmp_path / "vllm.json"
+    f.write_text(json.dumps(vllm_result(**over)))
+    with pytest.raises(BenchmarkFileError, match=why) as err:
+        import_file(f)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 700
+
+
+def test_per_request_samples_must_agree_with_the_stated_summary(tmp_path: Path) -> None:
+    n = 50
+    detailed = {
+        "input_lens": [200] * n, "output_lens": [50] * n, "ttfts": [3000.0] * n, "itls": [[0.005] * 49] * n,
+        "completed": n, "median_ttft_ms": 1.55, "mean_ttft_ms": 1.55, "p99_ttft_ms": 2.0,
+    }  # fmt: skip
+    f = tmp_path / "vllm.json"
+    f.write_text(json.dumps(vllm_result(**detailed)))
+    with pytest.raises(BenchmarkFileError, match="disagree with the stated p50"):
+        import_file(f)
+    f.write_text(json.dumps(vllm_result(**(detailed | {"ttfts": [0.0016] * n}))))
+    assert import_file(f).levels[0].requests[0].ttft_ms == pytest.approx(1.6)
+
+
+def test_a_guidellm_file_of_empty_records_is_refused_before_it_amplifies(tmp_path: Path) -> None:
+    bench = {"config": {"strategy": {"type_": "constant", "rate": 1}}, "metrics": {},
+             "requests": {"successful": [{}] * 60_000}}  # fmt: skip
+    data = {"metadata": {"version": 2, "guidellm_version": "0.4"}, "benchmarks": [bench] * 5}
+    f = tmp_path / "g.json"
+    f.write_text(json.dumps(data))
+    t0 = time.monotonic()
+    with pytest.raises(BenchmarkFileError, match=r"300,000 per-request records; fleetwise imports at most"):
+        import_file(f)
+    assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize(
+    "cfg", [{"phases": "x"}, {"phases": [1, "a", None]}, {"models": {"items": 5}}, {"models": "m"}]
+)
+def test_aiperf_fields_of_the_wrong_type_are_read_as_absent(tmp_path: Path, cfg: dict[str, object]) -> None:
+    data = {
+        "schema_version": "1.0", "aiperf_version": "0.3", "input_config": cfg,
+        "time_to_first_token": {"avg": 20.0, "p50": 18.0, "p99": 40.0, "unit": "ms"},
+        "request_count": {"avg": 10},
+    }  # fmt: skip
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps(data))
+    res = runner.invoke(app, ["import", str(f), "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    (out,) = (tmp_path / "b").glob("bench-*.json")
+    assert load_benchmark(out).model == "unknown"
+
+
+def _loop(folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    os.symlink(folder / f"{name}.b.json", folder / f"{name}.json")
+    os.symlink(folder / f"{name}.json", folder / f"{name}.b.json")
+
+
+def test_symlink_loops_in_shared_folders_are_listed_not_fatal(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / LLM_RUN.name).write_bytes(LLM_RUN.read_bytes())
+    _loop(runs, "llm-loop")
+    os.symlink(tmp_path / "nowhere.json", runs / "dangling.json")
+    res = runner.invoke(app, ["runs", str(runs)])
+    assert res.exit_code == 0, res.output
+    assert "symbolic link loop" in res.output and "dangling" in res.output
+    for cmd in (["show", str(runs / "llm-loop.json")], ["import", str(runs / "llm-loop.json")]):
+        res = runner.invoke(app, [*cmd, "--help"] if cmd[0] == "nothing" else cmd)
+        assert res.exit_code == 2 and "symbolic link loop" in one_error_line(res.output), res.output
+    sc = tmp_path / "trace.yaml"
+    sc.write_text(f"name: t\narrivals: {{process: trace, path: {runs / 'llm-loop.json'}}}\nrequests: 10\n")
+    batch_run = next((REPO / "data" / "runs").glob("mlp-cpu-*.json"))
+    res = runner.invoke(
+        app, ["simulate", "--run", str(batch_run), "--scenario", str(sc), "--precision", "fp32"]
+    )
+    assert res.exit_code == 2 and "symbolic link loop" in one_error_line(res.output), res.output
