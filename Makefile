@@ -9,6 +9,9 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: setup run measure test lint clean
 PORT ?= 8501
+# The app listens on this machine only. `make run HOST=0.0.0.0` serves it to the network: anyone who can reach
+# the port can then upload files into data/ and run sizings on this machine (there is no login).
+HOST ?= 127.0.0.1
 
 $(VENV)/.setup-done: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +30,8 @@ $(VENV)/.setup-test-extras-done: $(VENV)/.setup-done
 
 # The main job: the planner app on the shipped runs, scenarios, profiles and price book.
 run: setup
-	$(PY) serve.py --server.port $(PORT) --browser.gatherUsageStats false --server.fileWatcherType none
+	@[ "$(HOST)" = "127.0.0.1" ] || echo "warning: serving on $(HOST):$(PORT) with no login; anyone who reaches it can upload files and run sizings" >&2
+	$(PY) serve.py --server.address $(HOST) --server.port $(PORT) --browser.gatherUsageStats false --server.fileWatcherType none
 
 # A CPU measurement sweep (mlp, fp32 and bf16, batch 1, 4, 16) into data/runs, then the list of runs.
 measure: setup

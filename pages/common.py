@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
@@ -68,6 +69,18 @@ def validations_dir() -> Path:
 def profile_paths() -> list[str]:
     """The shipped assumed profiles."""
     return [str(p) for p in sorted((ROOT / "profiles").glob("*.yaml"))]
+
+
+def text_table(df: pd.DataFrame) -> None:
+    """st.table renders markdown in its cells (links, images fetched by the viewer's browser, LaTeX): every
+    text cell and index label is escaped first, so a name from a file shows as the characters it is."""
+
+    def cell(v: object) -> object:
+        return md_escape(v, 500) if isinstance(v, str) else v
+
+    safe = df.map(cell)
+    safe.index = safe.index.map(cell)
+    st.table(safe)
 
 
 def prices_path() -> Path:

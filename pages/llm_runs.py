@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import streamlit as st
 
-from pages.common import line, validations_dir
+from pages.common import line, text_table, validations_dir
 from planner.evidence.bench_import import scan_benchmarks
 from planner.evidence.catalog import run_curves
 from planner.evidence.engine_benchmark import Stat
@@ -98,7 +98,7 @@ def show_llm(run: Run) -> None:
         return
     if facts.memory:
         st.subheader(f"Memory at {facts.memory_fraction:g} of device memory")
-        st.table(
+        text_table(
             pd.DataFrame(
                 [
                     {
@@ -117,7 +117,7 @@ def show_llm(run: Run) -> None:
     if facts.energy_note:
         st.info(f"Energy per phase: {esc(facts.energy_note, 1000)}. No figure is estimated.")
     elif facts.energy:
-        st.table(
+        text_table(
             pd.DataFrame(
                 [
                     {

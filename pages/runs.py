@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import benchmarks_dir, catalog, line, runs_dir, validations_dir
+from pages.common import benchmarks_dir, catalog, line, runs_dir, text_table, validations_dir
 from pages.llm_runs import show_benchmarks, show_llm
 from planner.evidence.bench_import import accept_benchmark_upload
 from planner.evidence.catalog import accept_upload, point_series, run_curves
@@ -82,7 +82,7 @@ table = pd.DataFrame(
         for s in cat.runs
     ]
 )
-st.table(table.set_index("run"))
+text_table(table.set_index("run"))
 
 labels = {f"{s.run.short_id()} · {s.run.workload.name} · {s.run.stack.device_name}": s for s in cat.runs}
 chosen = labels[st.selectbox("Run", list(labels), key="run_pick")]
@@ -163,7 +163,7 @@ else:
 
 if run.quality is not None:
     st.subheader("Numeric-quality proxy vs fp32 (same inputs, random weights: a proxy, not accuracy)")
-    st.table(
+    text_table(
         pd.DataFrame(
             [
                 {
@@ -203,7 +203,7 @@ else:
                 + ("" if b.converged else " *")
             )
         rows.append(row)
-    st.table(pd.DataFrame(rows).set_index("precision"))
+    text_table(pd.DataFrame(rows).set_index("precision"))
     st.caption(
         f"{esc(run.sweep.pacing or 'paced')}; * the bin hit its time limit before its CI target. The simulator "
         "draws each batch from the bin of the replica's idle time before it (mixing the two nearest bins)."
@@ -232,7 +232,7 @@ for v in vals:
         f"**{v.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC**, {esc(v.precision)}, max_batch {v.max_batch}, "
         f"max_delay {v.max_delay_ms:g} ms, {esc(v.arrivals)}: {esc(v.verdict, 2000)}"
     )
-    st.table(
+    text_table(
         pd.DataFrame(
             [
                 {
@@ -264,7 +264,7 @@ for v in vals:
 not_ok = curves[curves.status != "ok"]
 if len(not_ok):
     st.caption("Points not measured, with the reason (never filled in):")
-    st.table(not_ok[["precision", "batch", "seq_len", "status", "reason"]].set_index("precision"))
+    text_table(not_ok[["precision", "batch", "seq_len", "status", "reason"]].set_index("precision"))
 
 st.subheader("One point's latency series")
 keys = [(r.precision, int(r.batch), None if pd.isna(r.seq_len) else int(r.seq_len)) for r in ok.itertuples()]

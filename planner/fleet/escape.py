@@ -17,4 +17,5 @@ def md_escape(text: object, limit: int = 500) -> str:
     if len(flat) > limit:
         flat = flat[: limit - 3] + "..."
     flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _SPECIAL.sub(r"\\\1", flat)
+    flat = _SPECIAL.sub(r"\\\1", flat)
+    return flat.replace("$", "&#36;")  # Streamlit renders $...$ as LaTeX; an entity is a plain dollar in both

@@ -192,3 +192,18 @@ def test_the_html_report_renders_no_markup_from_a_file(tmp_path: Path) -> None:
     tags = {t.lower() for t in re.findall(r"<\s*([a-zA-Z]+)", page)}
     assert not tags & {"script", "img", "a", "iframe", "object"}, tags  # only the report's own tags
     assert "<script" not in md and "![x](" not in md
+
+
+MD_EVIL = "mlp [click](http://attacker.invalid/x) ![i](http://attacker.invalid/i.png) $x^2$ <b>bold</b>"
+
+
+def test_table_cells_from_files_are_escaped_markdown(data: Path) -> None:  # noqa: F811
+    run = make_run(device_name=MD_EVIL)
+    run = run.model_copy(update={"workload": run.workload.model_copy(update={"name": "mlp-md"})})
+    (data / "runs" / "md.json").write_text(dump_run(run.with_id()))
+    at = app()
+    table = at.table[0].value.reset_index()
+    (cell,) = [c for c in table.to_numpy().ravel() if isinstance(c, str) and "attacker.invalid" in c]
+    # st.table renders markdown: a link, an image, LaTeX or HTML must reach it escaped
+    assert "[click](" not in cell and "![i](" not in cell and "$x" not in cell and "<b>" not in cell, cell
+    assert "\\[click\\]" in cell and "&#36;x^2&#36;" in cell and "&lt;b&gt;" in cell

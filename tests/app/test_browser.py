@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.served import CHROMIUM, FLAGS, served  # shared with the benchmarks
+from benchmarks.served import CHROMIUM, FLAGS, patience, served  # shared with the benchmarks
 from measure.run import save_run
 from tests.conftest import REPO, make_run, shipped_files
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.timeout(1800),  # the page waits below are load-aware (up to 4 x 120 s each)
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
 ]
 
@@ -52,7 +53,7 @@ def test_every_page_renders_in_chromium_and_an_upload_lands(server) -> None:  # 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
+        page.set_default_timeout(patience(120.0) * 1000)
         page.goto(url)
         page.get_by_text("Measured runs").first.wait_for()
         page.locator(".stPlotlyChart .main-svg").first.wait_for()  # plotly drew a chart
@@ -88,7 +89,7 @@ def test_every_page_renders_in_chromium_and_an_upload_lands(server) -> None:  # 
         page.get_by_text("Price these devices for this session").click()
         page.get_by_role("button", name="Price them and re-plan").click()
         # re-planned with the session price: no device is left "not priced"
-        sync_api.expect(page.get_by_text("not priced")).to_have_count(0, timeout=180_000)
+        sync_api.expect(page.get_by_text("not priced")).to_have_count(0, timeout=patience(180.0) * 1000)
         page.get_by_text("Answer", exact=True).wait_for()
         page.screenshot(path=str(ARTIFACTS / "sizing-priced.png"), full_page=True)
 
@@ -122,7 +123,7 @@ def test_an_llm_run_is_viewed_sized_explored_and_reported_in_chromium(server) ->
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
+        page.set_default_timeout(patience(120.0) * 1000)
         page.goto(url)
         page.get_by_text("Measured runs").first.wait_for()
         run = page.get_by_role("combobox", name="Run")

@@ -158,3 +158,20 @@ def test_symlink_loops_in_shared_folders_are_listed_not_fatal(tmp_path: Path) ->
         app, ["simulate", "--run", str(batch_run), "--scenario", str(sc), "--precision", "fp32"]
     )
     assert res.exit_code == 2 and "symbolic link loop" in one_error_line(res.output), res.output
+
+
+def test_terminal_escapes_in_names_never_reach_the_terminal(tmp_path: Path) -> None:
+    from measure.run import save_run
+    from tests.conftest import make_run
+
+    evil = "EPYC\x1b[2J\x1b[H ALL CHECKS PASSED \x1b]8;;http://attacker.invalid\x1b\\link\x1b]8;;\x1b\\ \x9b31m\u202e"
+    path = save_run(make_run(device_name=evil), tmp_path / "runs")
+    for args in (["runs", str(tmp_path / "runs")], ["show", str(path)]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert "ALL CHECKS PASSED" in res.output and "\\x1b[2J" in res.output  # shown, as text
+        assert not any(c in res.output for c in "\x1b\x9b\u202e"), repr(res.output[:400])
+    f = tmp_path / "vllm.json"
+    f.write_text(json.dumps(vllm_result(model_id="m\x1b[31mred", backend="\x07vllm")))
+    res = runner.invoke(app, ["import", str(f), "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0 and "\x1b" not in res.output and "\x07" not in res.output, res.output

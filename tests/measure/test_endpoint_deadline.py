@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from benchmarks.served import patience
 from measure.endpoint import Endpoint, EndpointError, stream_completion
 
 DRIPS = {
@@ -74,7 +75,7 @@ def test_a_dripping_stream_ends_at_the_whole_request_deadline(dripper: Dripper) 
     r = stream_completion(Endpoint.parse(dripper.url), "m", "a b", 8, timeout_s=1.0)
     took = time.monotonic() - t0
     assert r.error is not None and "within 1 s" in r.error, r.error
-    assert took < 4.0  # 1 s deadline; generous for a loaded machine, far below the drip's 200+ s
+    assert took < patience(4.0)  # a 1 s deadline; the drip alone would take 200+ s
 
 
 @pytest.mark.parametrize("dripper", ["json", "headers", "continue"], indirect=True)
@@ -82,4 +83,4 @@ def test_a_slow_info_endpoint_is_refused_at_its_deadline(dripper: Dripper) -> No
     t0 = time.monotonic()
     with pytest.raises(EndpointError, match="no whole answer within 1 s"):
         Endpoint.parse(dripper.url).get_json("/v1/models", timeout_s=1.0)
-    assert time.monotonic() - t0 < 4.0
+    assert time.monotonic() - t0 < patience(4.0)

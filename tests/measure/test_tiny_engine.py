@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
-from benchmarks.served import free_port, stop, wait_healthy
+from benchmarks.served import free_port, patience, stop, wait_healthy
 from benchmarks.tiny_llm import build, serve_command
 from fleetwise_cli.main import app
 from measure.engine import SamplingConfig
@@ -40,7 +40,7 @@ def engine(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     proc = subprocess.Popen(serve_command(folder, port), stdout=log, stderr=subprocess.STDOUT)
     try:
         try:
-            wait_healthy(f"http://127.0.0.1:{port}/health", proc, timeout_s=120)
+            wait_healthy(f"http://127.0.0.1:{port}/health", proc, timeout_s=patience(120.0))
         except RuntimeError as exc:
             pytest.fail(f"{exc}: {log_path.read_text(errors='replace')[-2000:]}")
         yield f"http://127.0.0.1:{port}"
@@ -53,7 +53,13 @@ def test_the_tiny_engine_streams_one_chunk_per_token(folder: Path, engine: str) 
     config = json.loads((folder / "config.json").read_text())
     vocab = json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
     assert config["vocab_size"] == len(vocab) and config["num_key_value_heads"] == 2
-    body = {"model": str(folder), "prompt": "the fleet serves tokens", "max_tokens": 12, "stream": True}
+    body = {
+        "model": str(folder),
+        "prompt": "the fleet serves tokens",
+        "max_tokens": 12,
+        "stream": True,
+        "stream_options": {"include_usage": True},  # OpenAI's rule: usage in a stream only when asked
+    }
     req = urllib.request.Request(
         f"{engine}/v1/completions",
         data=json.dumps(body).encode(),
