@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import signal
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 import typer
@@ -62,3 +66,33 @@ def print_findings(levels: Sequence[_Judged], verdict: str) -> None:
         for d in lv.diagnosis:
             out.print(f"[yellow]load {lv.load:g}:[/] {escape(d)}", highlight=False, soft_wrap=True)
     out.print(f"[bold]verdict[/]: {escape(verdict)}", highlight=False, soft_wrap=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (kill, a service stop) raises KeyboardInterrupt as Ctrl-C does, so the work
+    finished so far is saved the same way."""
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def save_or_fallback(save: Callable[[Path], Path], out_dir: Path, what: str) -> Path:
+    """Save into out_dir; when that fails after the work (a full disk, a folder gone), save into the temp
+    folder and say where (typer.Exit, code 2): minutes of measuring are never thrown away."""
+    try:
+        return save(out_dir)
+    except (OSError, ValueError) as exc:  # ValueError: the loader refused what was written (never kept)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(str(exc), 300)
+    try:
+        kept = save(Path(tempfile.gettempdir()))
+    except (OSError, ValueError):
+        raise fail(f"cannot write the {what} to {out_dir} ({why}) nor to {tempfile.gettempdir()}") from None
+    raise fail(f"cannot write the {what} to {out_dir} ({why}); saved it as {kept} instead")

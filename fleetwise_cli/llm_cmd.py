@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetwise_cli.common import EXIT_INTERRUPTED, err, fail, out
+from fleetwise_cli.common import EXIT_INTERRUPTED, err, fail, out, save_or_fallback, sigterm_as_interrupt
 from measure.run import (
     PHASES,
     LlmGrid,
@@ -76,15 +74,7 @@ def _save(run: Run, out_dir: Path, interrupted: bool) -> None:
         err.print("interrupted before any point finished; nothing written")
         raise typer.Exit(EXIT_INTERRUPTED)
     print_llm(run)
-    try:
-        path = save_run(run, out_dir)
-    except OSError as exc:  # writable before measuring, then the disk filled up or the folder went away
-        why = exc.strerror or str(exc)
-        try:
-            kept = save_run(run, tempfile.gettempdir())
-        except OSError:
-            raise fail(f"cannot write the run to {out_dir} ({why}) nor to {tempfile.gettempdir()}") from None
-        raise fail(f"cannot write the run to {out_dir} ({why}); saved it as {kept} instead") from None
+    path = save_or_fallback(lambda d: save_run(run, d), out_dir, "run")
     if interrupted:
         err.print(f"interrupted after {len(run.points)} points; saved an incomplete run", highlight=False)
         out.print(escape(str(path)), soft_wrap=True, highlight=False)
@@ -92,19 +82,12 @@ def _save(run: Run, out_dir: Path, interrupted: bool) -> None:
     out.print(escape(str(path)), soft_wrap=True, highlight=False)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def _guarded(work: Callable[[], tuple[Run, bool]], bad: tuple[type[Exception], ...]) -> tuple[Run, bool]:
-    previous = signal.getsignal(signal.SIGTERM)
     try:
-        signal.signal(signal.SIGTERM, _interrupt)  # kill or a service stop saves the points like Ctrl-C
-        return work()
+        with sigterm_as_interrupt():  # kill or a service stop saves the points like Ctrl-C
+            return work()
     except bad as exc:
         raise fail(str(exc)) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def measure_llm(request_kwargs: dict[str, object], opts: LlmOptions, out_dir: Path) -> None:

@@ -12,15 +12,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetwise_cli.common import err, fail, out, print_findings
+from fleetwise_cli.common import (
+    EXIT_INTERRUPTED,
+    err,
+    fail,
+    out,
+    print_findings,
+    save_or_fallback,
+    sigterm_as_interrupt,
+)
+from measure.datafile import one_line
 from measure.endpoint import EndpointError
 from measure.endpoint_run import EngineRequest, calibrate, check_request, engine_info
 from measure.llm_live import LlmLiveError, Schedule, Sent, open_loop, saturation_rate
 from measure.run import ParamScalar, Run, RunFileError, check_output_dir, load_run
 from planner.evidence.llm_validation import (
+    MAX_VALIDATION_REQUESTS,
     P50_TARGET_PCT,
     P99_TARGET_PCT,
     TARGET_UP_TO_LOAD,
@@ -134,9 +145,16 @@ def validate_llm(a: LlmValidateArgs) -> None:
     except LlmLiveError as exc:
         raise fail(str(exc)) from None
     plans = []
+    total = 0
     for i, load in enumerate(a.loads):  # every level's traffic drawn and checked before any is sent
         rate = load * sat
         n = max(MIN_LEVEL_REQUESTS, int(rate * a.seconds))
+        total += n
+        if total > MAX_VALIDATION_REQUESTS:
+            raise fail(
+                f"load {load:g}: {total:,} requests in all at {sat:.3g} req/s sustainable x {a.seconds:g} s, "
+                f"over the {MAX_VALIDATION_REQUESTS:,} one validation file keeps; shorten --seconds"
+            )
         reqs, _, _ = llm_requests(sc, n, seed=sc.seed + 1 + i)
         bad = next(
             (
@@ -160,12 +178,27 @@ def validate_llm(a: LlmValidateArgs) -> None:
             )
         )
     levels: list[LlmLevel] = []
-    for load, rate, reqs, sched in plans:
-        say(
-            f"load {load:g}: {rate:.3g} req/s, {sched.send_s.size} requests over {sched.send_s[-1]:.0f} s ..."
-        )
-        sent, start = open_loop(ep, req.model, sched, a.timeout_s, a.max_in_flight)
-        levels.append(_level(load, rate, sched, sent, start, reqs, model, cfg, sc))
+    interrupted = False
+    try:
+        with sigterm_as_interrupt():  # kill or Ctrl-C: the finished levels are kept and saved
+            for load, rate, reqs, sched in plans:
+                say(
+                    f"load {load:g}: {rate:.3g} req/s, {sched.send_s.size} requests over "
+                    f"{sched.send_s[-1]:.0f} s ..."
+                )
+                sent, start = open_loop(ep, req.model, sched, a.timeout_s, a.max_in_flight)
+                levels.append(_level(load, rate, sched, sent, start, reqs, model, cfg, sc))
+    except KeyboardInterrupt:
+        interrupted = True
+    except (EngineError, ValueError) as exc:  # a level's replay refused: the levels before it are kept
+        if not levels:
+            raise fail(str(exc)) from None
+        notes.append(f"stopped after {len(levels)} of {len(plans)} levels: {one_line(str(exc), 300)}")
+    if interrupted and not levels:
+        err.print("interrupted before any load level finished; nothing to save", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if interrupted:
+        notes.append(f"interrupted after {len(levels)} of {len(plans)} load levels (the rest never ran)")
     v = LlmValidation(
         run_id=r.id,
         precision=prec,
@@ -196,15 +229,15 @@ def validate_llm(a: LlmValidateArgs) -> None:
         levels=levels,
         verdict=verdict(levels),
     )
-    try:
-        path = save_llm_validation(v, a.out_dir)
-    except OSError as exc:
-        raise fail(f"cannot write the validation file: {exc.strerror or exc}") from None
+    path = save_or_fallback(lambda d: save_llm_validation(v, d), a.out_dir, "validation file")
     if a.as_json:
-        sys.stdout.write(json.dumps(v.model_dump(mode="json"), indent=1) + "\n")
-        return
-    print_llm_validation(v)
-    out.print(escape(f"written: {path}"), highlight=False, soft_wrap=True)
+        sys.stdout.write(json.dumps(v.model_dump(mode="json"), indent=1, allow_nan=False) + "\n")
+    else:
+        print_llm_validation(v)
+        out.print(escape(f"written: {path}"), highlight=False, soft_wrap=True)
+    if interrupted:
+        err.print(f"interrupted: saved the {len(levels)} finished load levels", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def _level(
@@ -230,7 +263,13 @@ def _level(
         res = s.result
         late[i] = s.late_ms
         ok = res.error is None and res.token_times
-        failures.append(None if ok else (res.error or "no token streamed"))
+        why = res.error or "no token streamed"
+        if ok and len(res.token_times) > sched.max_tokens[i]:  # not the request asked for: not its figures
+            ok, why = (
+                False,
+                f"streamed {len(res.token_times)} text chunks for max_tokens {sched.max_tokens[i]}",
+            )
+        failures.append(None if ok else why)
         if res.prompt_tokens:
             prompts[i] = res.prompt_tokens  # the engine's own count of what it prefilled
         if ok:
@@ -342,8 +381,11 @@ def recheck_llm(path: Path, run_path: Path, out_dir: Path, as_json: bool) -> Non
         )
         tokens = np.array([x.output_tokens for x in rq], dtype=np.int64)
         prompts = np.maximum(1, np.array([x.prompt_tokens for x in rq], dtype=np.int64))
-        replay = LlmRequests(send, prompts, np.maximum(tokens, 1))
-        tr = simulate(replay, model, cfg, 1, "round-robin", seed=0)
+        try:
+            replay = LlmRequests(send, prompts, np.maximum(tokens, 1))
+            tr = simulate(replay, model, cfg, 1, "round-robin", seed=0)
+        except EngineError as exc:
+            raise fail(f"{path.name}: load {lv.load:g}: {exc}") from None
         levels.append(
             llm_level(
                 lv.load,
@@ -375,12 +417,9 @@ def recheck_llm(path: Path, run_path: Path, out_dir: Path, as_json: bool) -> Non
         }
     )
     v = LlmValidation.model_validate(v.model_dump())
-    try:
-        written = save_llm_validation(v, out_dir)
-    except OSError as exc:
-        raise fail(f"cannot write the validation file: {exc.strerror or exc}") from None
+    written = save_or_fallback(lambda d: save_llm_validation(v, d), out_dir, "validation file")
     if as_json:
-        sys.stdout.write(json.dumps(v.model_dump(mode="json"), indent=1) + "\n")
+        sys.stdout.write(json.dumps(v.model_dump(mode="json"), indent=1, allow_nan=False) + "\n")
         return
     print_llm_validation(v)
     out.print(escape(f"written: {written}"), highlight=False, soft_wrap=True)

@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from measure import stats
+from measure.datafile import one_line
 from measure.endpoint import (
     Endpoint,
     EndpointError,
@@ -28,6 +30,7 @@ from measure.endpoint import (
     stream_completion,
 )
 from measure.run import (
+    MAX_SEQ_LEN,
     RAW_LATENCY_CAP,
     WARMUP_LATENCY_CAP,
     DriftCheck,
@@ -45,6 +48,7 @@ from measure.run import (
     Unavailable,
     WarmupPolicy,
     Workload,
+    format_validation_error,
     unavailable,
 )
 from measure.summary import latency_summary
@@ -253,6 +257,9 @@ def _mismatch(r: StreamResult) -> bool:
 def _stats(plan: EnginePlan, prompt: int, c: int, loop: LoopResult) -> EngineStats:
     req = plan.request
     steady = loop.results[loop.warmup :]
+    for r in steady:
+        if r.error is None and r.prompt_tokens is not None and r.prompt_tokens > MAX_SEQ_LEN:
+            r.error = f"usage.prompt_tokens {r.prompt_tokens:,} is beyond {MAX_SEQ_LEN:,}: not this prompt"
     good = [r for r in steady if r.error is None]
     errors = list(dict.fromkeys(r.error for r in steady if r.error))[:20]
 
@@ -354,6 +361,53 @@ def _point(
     )
 
 
+def _phases(c: int) -> list[str]:
+    return ["prefill", "decode"] if c == 1 else ["decode"]
+
+
+def _setting_points(plan: EnginePlan, prompt: int, c: int, loop: LoopResult) -> list[Point]:
+    """The prefill (at concurrency 1) and decode points of one setting."""
+    es = _stats(plan, prompt, c, loop)
+    good = [r for r in loop.results[loop.warmup :] if r.error is None]
+    warm = [r for r in loop.results[: loop.warmup] if r.error is None]
+    out = []
+    if c == 1:
+        ttft, warm_ttft = [r.ttft_ms or 0 for r in good], [r.ttft_ms or 0 for r in warm]
+        out.append(_point(plan, "prefill", 1, prompt, ttft, warm_ttft, es, loop))
+    gaps, warm_gaps = [g for r in good for g in r.gaps_ms], [g for r in warm for g in r.gaps_ms]
+    out.append(_point(plan, "decode", c, prompt, gaps, warm_gaps, es, loop))
+    return out
+
+
+def _failed(plan: EnginePlan, phase: str, c: int, prompt: int, loop: LoopResult, why: str) -> Point:
+    """A failed point that keeps the setting and its reason when the readings themselves cannot be stored."""
+    req = plan.request
+    es = EngineStats(
+        concurrency=c,
+        prompt_tokens=prompt,
+        output_tokens=req.output_tokens,
+        requests=len(loop.results) - loop.warmup,
+        completed=0,
+        early_ends=0,
+        failed=len(loop.results) - loop.warmup,
+        usage_mismatches=0,
+        usage_missing=0,
+        wall_s=loop.wall_s,
+        errors=[one_line(why, 300)],
+    )
+    shape = {"seq_len": prompt} if phase == "prefill" else {"context_tokens": prompt + req.output_tokens // 2}
+    return Point(
+        precision=req.precision,
+        batch_size=c,
+        phase=phase,
+        source="engine",
+        engine=es,
+        status="failed",
+        reason=one_line(why, 500),
+        **shape,
+    )
+
+
 def execute_engine(
     plan: EnginePlan, progress: Any = None, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> tuple[Run, bool]:
@@ -370,26 +424,11 @@ def execute_engine(
                 if progress is not None:
                     progress.point_started(req.precision, c, prompt)
                 loop = run_setting(plan, prompt, c, seed=1_000_000 * (i + 1) + 1000 * c)
-                es = _stats(plan, prompt, c, loop)
-                good = [r for r in loop.results[loop.warmup :] if r.error is None]
-                warm = [r for r in loop.results[: loop.warmup] if r.error is None]
-                if c == 1:
-                    points.append(
-                        _point(
-                            plan,
-                            "prefill",
-                            1,
-                            prompt,
-                            [r.ttft_ms or 0 for r in good],
-                            [r.ttft_ms or 0 for r in warm],
-                            es,
-                            loop,
-                        )
-                    )
-                gaps = [g for r in good for g in r.gaps_ms]
-                points.append(
-                    _point(plan, "decode", c, prompt, gaps, [g for r in warm for g in r.gaps_ms], es, loop)
-                )
+                try:
+                    points += _setting_points(plan, prompt, c, loop)
+                except ValidationError as exc:  # a reading no run may hold: this setting fails, not the run
+                    why = f"an impossible reading: {format_validation_error(exc, 2)}"
+                    points += [_failed(plan, ph, c, prompt, loop, why) for ph in _phases(c)]
                 if progress is not None:
                     progress.point_done(points[-1])
     except KeyboardInterrupt:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from measure.datafile import DataFileError, parse_json, read_regular_file
-from measure.run import CreatedAt, EngineInfo, atomic_write_text, format_validation_error
+from measure.run import MAX_SEQ_LEN, CreatedAt, EngineInfo, atomic_write_text, format_validation_error
 from planner.evidence.validation import MAX_VALIDATION_BYTES, ValidationFileError, load_folder
 
 P50_TARGET_PCT = 10.0
@@ -27,6 +27,9 @@ TARGET_UP_TO_LOAD = 0.7
 LATE_MS = 5.0  # a stream's send this late is generator lag, not engine latency
 LATE_FRACTION = 0.01
 METRICS = ("ttft", "tpot", "e2e")
+# request records in one file: ~170 bytes each as written, so a file of this many stays far under the 16 MiB
+# its loader reads (validate refuses to send more than this; a file with more is refused on load)
+MAX_VALIDATION_REQUESTS = 60_000
 
 
 class _Out(BaseModel):
@@ -36,8 +39,8 @@ class _Out(BaseModel):
 class Pcts(_Out):
     """p50 and p99 in ms."""
 
-    p50_ms: float
-    p99_ms: float
+    p50_ms: float = Field(ge=0, le=1e10)
+    p99_ms: float = Field(ge=0, le=1e10)
 
 
 class LlmFigures(_Out):
@@ -53,23 +56,31 @@ class LiveRequest(_Out):
     """One request of a level as sent and measured (times in ms from the level's start / its schedule)."""
 
     send_ms: float = Field(ge=0, le=1e10)
-    prompt_tokens: int = Field(ge=0, le=10_000_000)
-    output_tokens: int = Field(ge=0, le=10_000_000)  # produced (the prediction replays these)
+    prompt_tokens: int = Field(ge=0, le=MAX_SEQ_LEN)
+    output_tokens: int = Field(ge=0, le=MAX_SEQ_LEN)  # produced (the prediction replays these)
     ttft_ms: float | None = Field(ge=0, le=1e10)  # None: failed
     e2e_ms: float | None = Field(ge=0, le=1e10)
     late_ms: float = Field(ge=-1000, le=1e10)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LiveRequest:
+        if self.ttft_ms is not None and self.e2e_ms is not None and self.e2e_ms < self.ttft_ms:
+            raise ValueError(f"e2e_ms {self.e2e_ms:g} before ttft_ms {self.ttft_ms:g}")
+        return self
 
 
 class LlmLevel(_Out):
     """One load level: both sides, the errors, the generator's lateness and why a large error happened."""
 
-    load: float
-    rate_rps: float
-    requests: int
-    requests_measured: int
-    failed: int
+    load: float = Field(gt=0, le=100)
+    rate_rps: float = Field(gt=0, le=1e6)
+    requests: int = Field(ge=0, le=MAX_VALIDATION_REQUESTS)
+    requests_measured: int = Field(ge=0, le=MAX_VALIDATION_REQUESTS)
+    failed: int = Field(ge=0, le=MAX_VALIDATION_REQUESTS)
     failure_reasons: list[str]
-    early_ends: int  # streams that ended before max_tokens (the prediction used the tokens they produced)
+    early_ends: int = Field(
+        ge=0
+    )  # streams that ended before max_tokens (the prediction used the tokens they produced)
     measured: LlmFigures | None  # None: no request of the level completed
     predicted: LlmFigures | None  # None: the simulator judged the level unstable
     error_pct: (
@@ -86,7 +97,7 @@ class LlmLevel(_Out):
     diagnosis: list[str]
     requests_sent: list[LiveRequest] = Field(
         default_factory=list,
-        max_length=1_000_000,
+        max_length=MAX_VALIDATION_REQUESTS,
         description="every request: what a later model is re-checked on",
     )
 
@@ -126,7 +137,7 @@ class LlmValidation(_Out):
     cpu_count: int
     notes: list[str]
     targets: str
-    levels: list[LlmLevel]
+    levels: list[LlmLevel] = Field(min_length=1, max_length=64)
     verdict: str
     recheck_of: str | None = Field(
         default=None,
@@ -134,6 +145,13 @@ class LlmValidation(_Out):
         description="re-predicted on the live traffic recorded in this earlier file (same measurements, later model)",
     )
     predicted_at: CreatedAt | None = Field(default=None, description="when the prediction was made, if later")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> LlmValidation:
+        n = sum(len(lv.requests_sent) for lv in self.levels)
+        if n > MAX_VALIDATION_REQUESTS:
+            raise ValueError(f"{n:,} request records, over {MAX_VALIDATION_REQUESTS:,} in one file")
+        return self
 
 
 def _pcts(x: np.ndarray) -> Pcts:

@@ -64,6 +64,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             time.sleep(prompt * PREFILL_MS_PER_TOKEN / 1000)
             produced = n if Script.mode != "early" else max(1, n // 2)
+            produced += 3 if Script.mode == "extra" else 0  # more chunks than max_tokens asked for
             for i in range(produced):
                 with Script.lock:
                     k = Script.active
@@ -75,11 +76,11 @@ class Handler(BaseHTTPRequestHandler):
                 chunk = {"choices": [{"text": f" t{i}", "finish_reason": None}]}
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
-            finish = "length" if produced == n else "stop"
+            finish = "length" if produced >= n else "stop"
             last = {
                 "choices": [{"text": "", "finish_reason": finish}],
                 "usage": {
-                    "prompt_tokens": prompt,
+                    "prompt_tokens": 5_000_000 if Script.mode == "huge-usage" and prompt > 100 else prompt,
                     "completion_tokens": produced + (Script.mode == "mismatch"),
                 },
             }
@@ -272,3 +273,24 @@ def test_the_cli_writes_an_engine_run_that_show_prints(server: str, tmp_path: Pa
     assert run.stack.device_kind == "cpu" and [p.phase for p in run.points] == ["prefill", "decode", "decode"]
     shown = CliRunner().invoke(app, ["show", str(path)])
     assert shown.exit_code == 0 and "TTFT" in shown.output and "inter-token gap" in shown.output
+
+
+def test_a_setting_with_an_impossible_usage_fails_alone_and_the_finished_ones_are_kept(server: str) -> None:
+    Script.mode = "huge-usage"  # prompts over 100 tokens come back as 5,000,000 prompt tokens
+    req = EngineRequest(
+        url=server,
+        model="fake-model",
+        prompt_tokens=(16, 400),
+        concurrencies=(1,),
+        output_tokens=6,
+        max_requests=8,
+        min_requests=4,
+    )
+    run, interrupted = execute_engine(plan_engine(req, _stack, ["test"]))
+    run = parse_run(dump_run(run))  # the run is still a valid file
+    assert not interrupted
+    by_prompt = {(p.engine.prompt_tokens, p.phase): p for p in run.points if p.engine}
+    assert by_prompt[(16, "prefill")].status in ("ok", "unstable")
+    assert by_prompt[(16, "decode")].status in ("ok", "unstable")
+    bad = by_prompt[(400, "decode")]
+    assert bad.status == "failed" and bad.reason is not None and "5,000,000" in bad.reason, bad.reason

@@ -1,0 +1,82 @@
+"""LLM live validation against the scripted engine on 127.0.0.1: finished load levels survive SIGTERM, a
+stream with more chunks than max_tokens is a failed request (not a file its loader refuses), and a request
+count one file cannot hold is refused before any traffic."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from benchmarks.served import patience
+from fleetwise_cli.main import app
+from planner.evidence.llm_validation import load_llm_validation
+from tests.conftest import REPO
+from tests.measure.test_endpoint import Script, server  # noqa: F401  (server is a fixture)
+
+LLM_RUN = next((REPO / "data" / "runs").glob("llm-engine-cpu-*be0a55eb155d.json"))
+SCENARIO = REPO / "scenarios" / "llm" / "tiny-chat.yaml"
+pytestmark = pytest.mark.slow
+
+
+def args(server: str, out: Path, loads: str, seconds: str = "10") -> list[str]:  # noqa: F811
+    return [
+        "validate", "--run", str(LLM_RUN), "--scenario", str(SCENARIO), "--endpoint", server,
+        "--model", "fake-model", "--load", loads, "--seconds", seconds, "--saturation-concurrency", "4",
+        "--saturation-seconds", "5", "--kv-blocks", "100000", "--out", str(out),
+    ]  # fmt: skip
+
+
+def test_sigterm_keeps_the_finished_levels(server: str, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "v"
+    exe = [sys.executable, "-m", "fleetwise_cli.main"]
+    proc = subprocess.Popen(
+        [*exe, *args(server, out, "0.9,0.95,0.99", seconds="10")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + patience(120.0)
+    seen = ""
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:  # the second level has started: the first is finished
+        line = proc.stderr.readline()
+        seen += line
+        if line.startswith("load 0.95"):
+            break
+        if not line and proc.poll() is not None:
+            break
+    else:
+        proc.kill()
+    os.kill(proc.pid, signal.SIGTERM)
+    _, rest = proc.communicate(timeout=patience(60.0))
+    assert proc.returncode == 130, seen + rest
+    (f,) = out.glob("llm-validation-*.json")
+    v = load_llm_validation(f)
+    assert [lv.load for lv in v.levels] == [0.9] and "interrupted after 1 of 3" in " ".join(v.notes)
+
+
+def test_streams_longer_than_asked_are_failed_requests(server: str, tmp_path: Path) -> None:  # noqa: F811
+    Script.mode = "extra"
+    res = CliRunner().invoke(app, [*args(server, tmp_path / "v", "0.9"), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    (level,) = data["levels"]
+    assert level["failed"] == level["requests"] > 0
+    assert any("text chunks for max_tokens" in r for r in level["failure_reasons"]), level["failure_reasons"]
+    (f,) = (tmp_path / "v").glob("llm-validation-*.json")
+    assert load_llm_validation(f).levels[0].failed == level["failed"]
+
+
+def test_more_requests_than_a_file_holds_are_refused_before_sending(server: str, tmp_path: Path) -> None:  # noqa: F811
+    res = CliRunner().invoke(app, args(server, tmp_path / "v", ",".join(["0.9"] * 8), seconds="3600"))
+    assert res.exit_code == 2 and "over the 60,000 one validation file keeps" in res.output, res.output
+    assert not list((tmp_path / "v").glob("*.json"))
