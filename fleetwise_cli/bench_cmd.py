@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetwise_cli.common import fail, out
+from fleetwise_cli.common import fail, out, write_json
 from measure.run import RunFileError, check_output_dir, load_run
 from planner.evidence.bench_import import import_file
 from planner.evidence.engine_benchmark import BenchmarkFileError, EngineBenchmark, save_benchmark
@@ -38,7 +36,7 @@ def import_cmd(
     except OSError as exc:
         raise fail(f"cannot write into {out_dir}: {exc.strerror or exc}") from None
     if as_json:
-        sys.stdout.write(json.dumps(b.model_dump(mode="json"), indent=1) + "\n")
+        write_json(b.model_dump(mode="json"))
         return
     print_benchmark(b)
     out.print(escape(f"written: {path}"), highlight=False, soft_wrap=True)
@@ -116,7 +114,7 @@ def validate_benchmark(
     except (BenchmarkFileError, RunFileError, StepModelError, EngineError, ValueError) as exc:
         raise fail(str(exc)) from None
     if as_json:
-        sys.stdout.write(json.dumps(check.model_dump(mode="json"), indent=1) + "\n")
+        write_json(check.model_dump(mode="json"))
         return
     print_check(check)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import signal
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -96,3 +99,19 @@ def save_or_fallback(save: Callable[[Path], Path], out_dir: Path, what: str) -> 
     except (OSError, ValueError):
         raise fail(f"cannot write the {what} to {out_dir} ({why}) nor to {tempfile.gettempdir()}") from None
     raise fail(f"cannot write the {what} to {out_dir} ({why}); saved it as {kept} instead")
+
+
+def _finite(node: Any) -> Any:
+    if isinstance(node, float):
+        return node if math.isfinite(node) else None
+    if isinstance(node, dict):
+        return {k: _finite(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_finite(v) for v in node]
+    return node
+
+
+def write_json(data: Any, indent: int = 1) -> None:
+    """`--json` output that every JSON parser reads: a figure that could not be computed (NaN, infinity) is
+    null, never the `NaN` or `Infinity` that Python's json writes by default."""
+    sys.stdout.write(json.dumps(_finite(data), indent=indent, allow_nan=False) + "\n")

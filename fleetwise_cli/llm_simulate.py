@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 from rich.markup import escape
 from rich.table import Table
 
-from fleetwise_cli.common import out
+from fleetwise_cli.common import out, write_json
 from measure.run import Run
 from planner.llm.engine import LLM_ROUTERS, EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import LlmResult, run_llm_simulation
@@ -46,7 +43,7 @@ def simulate_llm(
         sc, model, cfg, replicas, route, run, requests, seed, {"kv_blocks_from": how, "run": run.id}
     )
     if as_json:
-        sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=1) + "\n")
+        write_json(result.model_dump(mode="json"))
         return
     print_llm_result(result)
 

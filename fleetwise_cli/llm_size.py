@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 from rich.markup import escape
 from rich.table import Table
 
-from fleetwise_cli.common import out
+from fleetwise_cli.common import out, write_json
 from planner.fleet.report import money
 from planner.llm.sizing import LlmPlan
 
@@ -26,7 +23,7 @@ def parse_switches(text: str | None) -> tuple[bool, ...]:
 def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
     """The answer, then one row per option: replicas, SLO figures, cost per month and per 1M tokens, energy."""
     if as_json:
-        sys.stdout.write(json.dumps(plan.model_dump(mode="json"), indent=1) + "\n")
+        write_json(plan.model_dump(mode="json"))
         return
     out.print(escape(f"{plan.scenario}: {'; '.join(plan.slos)} ({plan.pricing})"), highlight=False)
     out.print(f"[bold]answer:[/] {escape(plan.answer)}", highlight=False, soft_wrap=True)

@@ -3,10 +3,8 @@ measured sustainable rate, compared with the engine model fed the same arrivals,
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ from fleetwise_cli.common import (
     print_findings,
     save_or_fallback,
     sigterm_as_interrupt,
+    write_json,
 )
 from measure.datafile import one_line
 from measure.endpoint import EndpointError
@@ -231,7 +230,7 @@ def validate_llm(a: LlmValidateArgs) -> None:
     )
     path = save_or_fallback(lambda d: save_llm_validation(v, d), a.out_dir, "validation file")
     if a.as_json:
-        sys.stdout.write(json.dumps(v.model_dump(mode="json"), indent=1, allow_nan=False) + "\n")
+        write_json(v.model_dump(mode="json"))
     else:
         print_llm_validation(v)
         out.print(escape(f"written: {path}"), highlight=False, soft_wrap=True)
@@ -419,7 +418,7 @@ def recheck_llm(path: Path, run_path: Path, out_dir: Path, as_json: bool) -> Non
     v = LlmValidation.model_validate(v.model_dump())
     written = save_or_fallback(lambda d: save_llm_validation(v, d), out_dir, "validation file")
     if as_json:
-        sys.stdout.write(json.dumps(v.model_dump(mode="json"), indent=1, allow_nan=False) + "\n")
+        write_json(v.model_dump(mode="json"))
         return
     print_llm_validation(v)
     out.print(escape(f"written: {written}"), highlight=False, soft_wrap=True)

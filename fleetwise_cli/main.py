@@ -7,7 +7,6 @@ only by `measure`, so listing runs and printing schemas work without it.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import signal
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from rich.table import Table
 
 from fleetwise_cli.bench_cmd import import_cmd
 from fleetwise_cli.campaign_cmd import campaign
-from fleetwise_cli.common import EXIT_INTERRUPTED, err, fail, out
+from fleetwise_cli.common import EXIT_INTERRUPTED, err, fail, out, write_json
 from fleetwise_cli.simulate_cmd import simulate
 from fleetwise_cli.size_cmd import compare, size
 from fleetwise_cli.validate_cmd import validate
@@ -72,7 +71,7 @@ def schema_scenario() -> None:
     """JSON Schema of the scenario file (planner/traffic/scenario.py)."""
     from planner.traffic.scenario import scenario_json_schema
 
-    sys.stdout.write(json.dumps(scenario_json_schema(), indent=2) + "\n")
+    write_json(scenario_json_schema(), indent=2)
 
 
 @schema_app.command("price-book")
@@ -80,7 +79,7 @@ def schema_price_book() -> None:
     """JSON Schema of the price-book file (planner/fleet/prices.py)."""
     from planner.fleet.prices import price_book_json_schema
 
-    sys.stdout.write(json.dumps(price_book_json_schema(), indent=2) + "\n")
+    write_json(price_book_json_schema(), indent=2)
 
 
 @schema_app.command("engine-benchmark")
@@ -88,7 +87,7 @@ def schema_engine_benchmark() -> None:
     """JSON Schema of the engine benchmark evidence file (planner/evidence/engine_benchmark.py)."""
     from planner.evidence.engine_benchmark import EngineBenchmark
 
-    sys.stdout.write(json.dumps(EngineBenchmark.model_json_schema(), indent=2) + "\n")
+    write_json(EngineBenchmark.model_json_schema(), indent=2)
 
 
 @schema_app.command("llm-validation")
@@ -96,7 +95,7 @@ def schema_llm_validation() -> None:
     """JSON Schema of the LLM live validation file (planner/evidence/llm_validation.py)."""
     from planner.evidence.llm_validation import LlmValidation
 
-    sys.stdout.write(json.dumps(LlmValidation.model_json_schema(), indent=2) + "\n")
+    write_json(LlmValidation.model_json_schema(), indent=2)
 
 
 @schema_app.command("profile")
@@ -104,7 +103,7 @@ def schema_profile() -> None:
     """JSON Schema of the assumed-profile file (planner/serving/service.py)."""
     from planner.serving.service import profile_json_schema
 
-    sys.stdout.write(json.dumps(profile_json_schema(), indent=2) + "\n")
+    write_json(profile_json_schema(), indent=2)
 
 
 app.command("simulate")(simulate)
@@ -118,7 +117,7 @@ app.command("campaign", context_settings={"allow_extra_args": True, "ignore_unkn
 @schema_app.command("run")
 def schema_run() -> None:
     """JSON Schema of the run file (measure/run.py)."""
-    sys.stdout.write(json.dumps(run_json_schema(), indent=2) + "\n")
+    write_json(run_json_schema(), indent=2)
 
 
 @app.command("runs")
@@ -132,7 +131,7 @@ def runs_cmd(
     except CatalogError as exc:
         raise fail(str(exc)) from None
     if as_json:
-        sys.stdout.write(json.dumps(catalog_json(catalog), indent=1) + "\n")
+        write_json(catalog_json(catalog))
         return
     table = Table(title=escape(f"runs in {folder}"))
     for col in (

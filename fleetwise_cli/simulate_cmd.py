@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetwise_cli.common import fail, out
+from fleetwise_cli.common import fail, out, write_json
 from measure.run import RunFileError, load_run
 from planner.llm.engine import EngineError
 from planner.llm.steps import StepModelError
@@ -124,7 +122,7 @@ def simulate(
     except (ScenarioError, ServiceError, RunFileError, StepModelError, EngineError, ValueError) as exc:
         raise fail(str(exc)) from None
     if as_json:
-        sys.stdout.write(json.dumps(result.model_dump(mode="json"), indent=1) + "\n")
+        write_json(result.model_dump(mode="json"))
         return
     print_result(result)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 
 import typer
@@ -12,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fleetwise_cli.common import err, fail, out
+from fleetwise_cli.common import err, fail, out, write_json
 from measure.run import RunFileError, check_output_file, load_run
 from planner.evidence.compare import compare_runs, p_value_text
 from planner.fleet.plan import RANK_BY, Plan, PlannedOption, Question, Redundancy, make_plan, sensitivity
@@ -280,7 +278,7 @@ def size(
     except OSError as exc:  # the report's folder vanished or filled up after the check
         raise fail(f"cannot write {report}: {exc.strerror or exc}") from None
     if as_json:
-        sys.stdout.write(json.dumps(plan.model_dump(mode="json"), indent=1) + "\n")
+        write_json(plan.model_dump(mode="json"))
     else:
         print_plan(plan)
     if report is not None:
@@ -410,7 +408,7 @@ def compare(
         raise fail(str(exc)) from None
     c = compare_runs(a, b)
     if as_json:
-        sys.stdout.write(json.dumps(c.model_dump(mode="json"), indent=1) + "\n")
+        write_json(c.model_dump(mode="json"))
         return
     if c.comparable:
         out.print(

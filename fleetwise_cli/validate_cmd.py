@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetwise_cli.common import err, fail, out, print_findings
+from fleetwise_cli.common import err, fail, out, print_findings, write_json
 from measure.run import RunFileError, check_output_dir
 from planner.evidence.validation import (
     P50_TARGET_PCT,
@@ -275,7 +273,7 @@ def validate(
     )
     path = save_validation(v, out_dir)
     if as_json:
-        sys.stdout.write(json.dumps(v.model_dump(mode="json"), indent=1) + "\n")
+        write_json(v.model_dump(mode="json"))
         return
     print_validation(v)
     out.print(escape(f"written: {path}"), highlight=False, soft_wrap=True)

@@ -25,7 +25,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from planner.evidence.bench_import import scan_benchmarks
 from planner.evidence.catalog import Catalog, scan_runs
+from planner.evidence.engine_benchmark import EngineBenchmark
 from planner.fleet.escape import md_escape
 from planner.fleet.plan import (
     Plan,
@@ -88,11 +90,11 @@ def prices_path() -> Path:
     return Path(os.environ.get("FLEETWISE_PRICES", ROOT / "data" / "prices.yaml"))
 
 
-def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+def _fingerprint(folder: Path, pattern: str = "*.json") -> tuple[tuple[str, int, int], ...]:
     if not folder.is_dir():
         return ()
     out = []
-    for p in folder.glob("*.json"):
+    for p in folder.glob(pattern):
         try:
             st_ = p.stat()
         except OSError:  # a dangling link: listed as broken by the catalogue, never a crash here
@@ -105,6 +107,20 @@ def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _catalog(folder: str, fingerprint: tuple[tuple[str, int, int], ...]) -> Catalog:
     return scan_runs(folder)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _benchmarks(
+    folder: str, fingerprint: tuple[tuple[str, int, int], ...]
+) -> tuple[list[tuple[Path, EngineBenchmark]], list[tuple[Path, str]]]:
+    return scan_benchmarks(folder)
+
+
+def benchmarks() -> tuple[list[tuple[Path, EngineBenchmark]], list[tuple[Path, str]]]:
+    """The imported engine benchmarks and the files that failed to load, read once per change of the folder
+    (a large file is parsed and checked once, not on every page view)."""
+    folder = benchmarks_dir()
+    return _benchmarks(str(folder), _fingerprint(folder, "bench-*.json"))
 
 
 def catalog() -> Catalog:

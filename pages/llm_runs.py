@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import streamlit as st
 
-from pages.common import line, text_table, validations_dir
-from planner.evidence.bench_import import scan_benchmarks
+from pages.common import benchmarks, line, text_table, validations_dir
 from planner.evidence.catalog import run_curves
 from planner.evidence.engine_benchmark import Stat
 from planner.evidence.llm_validation import Pcts, scan_llm_validations
@@ -201,9 +200,9 @@ def show_llm_validations(run: Run, folder: Path) -> None:
             st.caption(f"load {lv.load:g}: {esc(d, 2000)}")
 
 
-def show_benchmarks(folder: Path) -> None:
+def show_benchmarks() -> None:
     """Imported engine benchmarks (vllm bench serve, GuideLLM, AIPerf) with each level as the tool reported it."""
-    found, broken = scan_benchmarks(folder)
+    found, broken = benchmarks()
     for p, why in broken:
         st.warning(f"{esc(p.name)} was not loaded: {esc(why, 2000)}")
     if not found:

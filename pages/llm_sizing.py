@@ -11,14 +11,14 @@ import streamlit as st
 
 from pages.common import (
     JOBS,
-    benchmarks_dir,
+    benchmarks,
     cached,
     price_book,
     prices_digest,
     run_ids_for,
     session_price_form,
 )
-from planner.evidence.bench_import import import_file, scan_benchmarks
+from planner.evidence.bench_import import import_file
 from planner.evidence.catalog import Catalog
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.prices import PRICINGS
@@ -62,10 +62,7 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
             4000,
         )
     )
-    benches = {
-        f"{b.tool} {b.short_id()} · {b.model} · {b.hardware}": str(p)
-        for p, b in scan_benchmarks(benchmarks_dir())[0]
-    }
+    benches = {f"{b.tool} {b.short_id()} · {b.model} · {b.hardware}": str(p) for p, b in benchmarks()[0]}
     if not llm and not benches:
         st.info(
             "No LLM run in the runs folder and no engine benchmark imported: measure one with `fleetwise measure "

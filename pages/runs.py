@@ -60,7 +60,7 @@ with st.expander("Upload a run file", expanded=not cat.runs):
 
 for path, why in cat.rejected:
     st.warning(f"{esc(path.name)} was not loaded: {esc(why, 2000)}")
-show_benchmarks(benchmarks_dir())
+show_benchmarks()
 if not cat.runs:
     st.info(f"No runs in {esc(runs_dir())}: measure one with `fleetwise measure` or upload one above.")
     st.stop()

@@ -291,10 +291,23 @@ def arrival_times(
 
 
 def trace_column(frame: pd.DataFrame | None, column: str, notes: list[str], what: str) -> np.ndarray:
-    """A trace column of token counts, clipped to 1..MAX_SIZE (how many were clipped goes into notes)."""
+    """A trace column of token counts: every cell a whole number >= 0 (else refused, with an example); 0 counts as
+    1 token and values above MAX_SIZE are clipped to it (both counted in notes)."""
     if frame is None or column not in frame.columns:
         raise ScenarioError(f"trace has no column {column!r} for the {what}")
-    raw = pd.to_numeric(frame[column], errors="coerce").fillna(1)
+    cells = frame[column]
+    raw = pd.to_numeric(cells, errors="coerce")
+    bad = raw.isna() | ~np.isfinite(raw) | (raw < 0) | (raw != np.floor(raw))
+    if bad.any():
+        example = cells[bad].iloc[0]
+        shown = "an empty cell" if pd.isna(example) else repr(str(example)[:40])
+        raise ScenarioError(
+            f"trace column {column!r}: {int(bad.sum()):,} cells are not whole token counts >= 0 "
+            f"(for instance {shown})"
+        )
+    zero = int((raw == 0).sum())
+    if zero:
+        notes.append(f"{zero} trace {what} values of 0 were counted as 1 token")
     over = int((raw > MAX_SIZE).sum())
     if over:
         notes.append(f"{over} trace {what} values above {MAX_SIZE:,} tokens were clipped to it")

@@ -175,3 +175,35 @@ def test_terminal_escapes_in_names_never_reach_the_terminal(tmp_path: Path) -> N
     f.write_text(json.dumps(vllm_result(model_id="m\x1b[31mred", backend="\x07vllm")))
     res = runner.invoke(app, ["import", str(f), "--out", str(tmp_path / "b")])
     assert res.exit_code == 0 and "\x1b" not in res.output and "\x07" not in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    ("cell", "shown"), [("abc", "'abc'"), ("", "an empty cell"), ("-7", "'-7'"), ("2.5", "'2.5'")]
+)
+def test_trace_token_cells_that_are_no_count_are_refused_not_read_as_one(
+    tmp_path: Path, cell: str, shown: str
+) -> None:
+    (tmp_path / "t.csv").write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.0,374,44\n"
+        f"2023-11-16 18:15:47.0,100,{cell}\n"
+        "2023-11-16 18:15:48.0,50,5\n"
+    )
+    sc = tmp_path / "s.yaml"
+    sc.write_text(
+        "name: t\narrivals: {process: trace, path: t.csv}\nrequests: 30\n"
+        "llm: {prompt: {dist: trace}, output: {dist: trace, column: GeneratedTokens}}\n"
+    )
+    res = runner.invoke(
+        app, ["simulate", "--run", str(LLM_RUN), "--scenario", str(sc), "--kv-blocks", "9999"]
+    )
+    assert res.exit_code == 2, res.output
+    line = one_error_line(res.output)
+    assert "GeneratedTokens" in line and "not whole token counts" in line and shown in line, line
+
+
+def test_json_output_never_holds_nan_or_infinity(capsys: pytest.CaptureFixture[str]) -> None:
+    from fleetwise_cli.common import write_json
+
+    write_json({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf")}})
+    assert json.loads(capsys.readouterr().out) == {"a": None, "b": [1.0, None], "c": {"d": None}}
