@@ -28,6 +28,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5000, help="mutated run files")
     ap.add_argument("--scenarios", type=int, default=3000, help="mutated scenarios")
+    ap.add_argument("--benchmarks", type=int, default=2000, help="mutated vllm, GuideLLM and AIPerf results")
+    ap.add_argument("--llm-validations", type=int, default=500, help="mutated LLM validation files")
+    ap.add_argument("--llm-scenarios", type=int, default=1000, help="mutated generative scenarios")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--memory-gib", type=float, default=6.0, help="address-space cap of this process")
     args = ap.parse_args()
@@ -38,7 +41,14 @@ def main() -> int:
         f"machine: {platform.node()} {platform.machine()}, {platform.python_version()}; cap {args.memory_gib:g} GiB"
     )
     crashes = 0
-    for kind, count in (("run", args.runs), ("scenario", args.scenarios)):
+    counts = {
+        "run": args.runs,
+        "scenario": args.scenarios,
+        "benchmark": args.benchmarks,
+        "llm-validation": args.llm_validations,
+        "llm-scenario": args.llm_scenarios,
+    }
+    for kind, count in counts.items():
         if count <= 0:
             continue
         load, check = CHECKS[kind]
