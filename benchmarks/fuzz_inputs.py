@@ -23,6 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fuzzing import CHECKS, mutate
 
+SLOW_S = 10.0  # the CI fuzz test's limit per example
+HANG_S = 60.0  # a check that has not finished in a minute counts as a hang
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -70,13 +73,17 @@ def main() -> int:
                 if crashes <= 10:
                     print(f"CRASH {kind} seed {seed} edits {edits}: {type(exc).__name__}: {exc}")
                     traceback.print_exc(limit=3)
-            times.append(time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+            if not times or took > max(times):
+                slowest = (seed, edits, outcome)
+            times.append(took)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         t = np.asarray(times) * 1000
         print(
             f"{kind}: {count} mutations: {outcomes}; per check median {np.median(t):.1f} ms, "
-            f"p99 {np.percentile(t, 99):.1f} ms, max {t.max():.0f} ms"
+            f"p99 {np.percentile(t, 99):.1f} ms, max {t.max():.0f} ms; over {SLOW_S:g} s: {(t > SLOW_S * 1000).sum()}, hangs (over {HANG_S:g} s): {(t > HANG_S * 1000).sum()}"
         )
+        print(f"  slowest: seed {slowest[0]} edits {slowest[1]} -> {slowest[2]}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MiB; crashes: {crashes}")
     return 1 if crashes else 0

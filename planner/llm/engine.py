@@ -224,6 +224,8 @@ class Replica:
             now = env.now
             dt = ms / 1000.0
             trace.steps += 1
+            if trace.steps > MAX_SIM_STEPS:  # preemption and recompute can add steps no bound foresaw
+                raise WorkBudgetError(f"the simulation passed the budget of {MAX_SIM_STEPS:,} engine steps")
             trace.beyond_grid_steps += beyond
             trace.busy_s += dt
             trace.kv_used_time += kv * dt
@@ -260,8 +262,9 @@ class Replica:
 # Budgets on the work of one simulation, whatever its request count and lengths each passed on their own: a
 # 150-byte scenario of 3,000 requests of 1,048,576 output tokens is 3 billion decode-token events. Every output
 # token is a scheduled decode and an ITL entry (8 bytes); a prompt token is prefill arithmetic in chunks.
-MAX_SIM_OUTPUT_TOKENS: Final = 20_000_000
+MAX_SIM_OUTPUT_TOKENS: Final = 10_000_000  # ~2x an hour of Azure or Mooncake chat (10.8M took 19 s here)
 MAX_SIM_TOKENS: Final = 500_000_000  # prompt + output; an hour of Mooncake conversation is ~150M
+MAX_SIM_STEPS: Final = 20_000_000  # engine steps over all replicas (a tiny token budget makes many)
 
 
 class WorkBudgetError(EngineError):
@@ -329,6 +332,13 @@ def simulate(
         why = cfg.check(p, o)
         if why:
             raise EngineError(why)
+    tokens = int(reqs.prompt.sum(dtype=np.int64)) + int(reqs.output.sum(dtype=np.int64))
+    fewest = max(-(-tokens // cfg.max_num_batched_tokens), int(reqs.output.max(initial=0)))
+    if fewest > MAX_SIM_STEPS:  # no step holds more than max_num_batched_tokens tokens
+        raise WorkBudgetError(
+            f"{n:,} requests of {tokens:,} tokens at max_num_batched_tokens {cfg.max_num_batched_tokens:,} "
+            f"take at least {fewest:,} engine steps, over the budget of {MAX_SIM_STEPS:,}"
+        )
     env = simpy.Environment()
     trace = Trace(
         np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64), record_starts=record_starts

@@ -21,7 +21,7 @@ from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
 from planner.fleet.sizing import Progress, in_workers, load_run_cached
 from planner.llm.bench_sizing import BenchSized, OfferedLoad, size_from_benchmark
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
-from planner.llm.simulation import LlmResult, run_llm_simulation
+from planner.llm.simulation import LlmResult, llm_requests, run_llm_simulation
 from planner.llm.steps import StepModel, StepModelError, step_model
 from planner.traffic.scenario import Scenario
 
@@ -266,6 +266,11 @@ def size_llm(
         raise LlmSizingError(f"scenario {sc.name} has no SLO to size for")
     if not runs and not benchmarks:
         raise LlmSizingError("give at least one LLM run or engine benchmark")
+    if runs:  # the work budgets, once and before any worker starts (every option replays these requests)
+        try:
+            llm_requests(sc, requests)
+        except EngineError as exc:
+            raise LlmSizingError(str(exc)) from None
     from_bench: list[BenchSized] = []
     if benchmarks:
         offered = OfferedLoad.of(sc)  # the scenario drawn once for every benchmark

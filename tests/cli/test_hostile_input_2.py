@@ -50,7 +50,7 @@ def test_a_tiny_scenario_of_huge_outputs_is_refused_by_the_work_budget(tmp_path:
         app, ["simulate", "--run", str(LLM_RUN), "--scenario", str(sc), "--kv-blocks", "99999"]
     )
     assert res.exit_code == 2, res.output
-    assert "over the budget of 20,000,000 output tokens" in one_error_line(res.output)
+    assert "over the budget of 10,000,000 output tokens" in one_error_line(res.output)
     assert time.monotonic() - t0 < 30
 
 
@@ -207,3 +207,56 @@ def test_json_output_never_holds_nan_or_infinity(capsys: pytest.CaptureFixture[s
 
     write_json({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf")}})
     assert json.loads(capsys.readouterr().out) == {"a": None, "b": [1.0, None], "c": {"d": None}}
+
+
+def test_a_token_budget_of_one_cannot_make_a_simulation_of_endless_steps(tmp_path: Path) -> None:
+    sc = tmp_path / "steps.yaml"
+    sc.write_text(
+        "name: steps\narrivals: {process: poisson, rate_rps: 1}\nrequests: 3000\n"
+        "llm: {prompt: {dist: fixed, value: 10000}, output: {dist: fixed, value: 8}}\n"
+    )
+    args = ["simulate", "--run", str(LLM_RUN), "--scenario", str(sc), "--kv-blocks", "99999"]
+    res = runner.invoke(app, [*args, "--max-num-batched-tokens", "1"])
+    assert res.exit_code == 2, res.output
+    assert "over the budget of 20,000,000" in one_error_line(res.output) and "engine steps" in res.output
+
+
+def _validation(tmp_path: Path, edit: object) -> Path:
+    src = sorted((REPO / "data" / "validations").glob("llm-validation-*Z.json"))[0]
+    data = json.loads(src.read_text())
+    edit(data)  # type: ignore[operator]
+    f = tmp_path / "v.json"
+    f.write_text(json.dumps(data))
+    return f
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda d: d["levels"][0]["requests_sent"][0].update(prompt_tokens=1_000_000), "KV"),
+        (lambda d: d["levels"][0]["requests_sent"][0].update(ttft_ms=900.0, e2e_ms=100.0), "before ttft_ms"),
+        (lambda d: d["levels"][0].update(load=-5), "load"),
+    ],
+)
+def test_a_recheck_of_an_impossible_validation_file_is_one_error_line(
+    tmp_path: Path, edit: object, why: str
+) -> None:
+    f = _validation(tmp_path, edit)
+    args = ["validate", "--recheck", str(f), "--run", str(LLM_RUN), "--out", str(tmp_path / "out")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert why in one_error_line(res.output)
+    assert not list((tmp_path / "out").glob("*.json"))
+
+
+def test_sizing_a_scenario_past_the_work_budget_says_so_once_before_any_worker(tmp_path: Path) -> None:
+    sc = tmp_path / "huge.yaml"
+    sc.write_text(
+        "name: huge\narrivals: {process: poisson, rate_rps: 1}\nrequests: 3000\n"
+        "llm: {prompt: {dist: fixed, value: 8}, output: {dist: fixed, value: 1048576}}\n"
+        "slo: [{metric: ttft, percentile: 99, threshold_ms: 100}]\n"
+    )
+    res = runner.invoke(app, ["size", "--scenario", str(sc), "--runs", str(LLM_RUN), "--kv-blocks", "99999"])
+    assert res.exit_code == 2, res.output
+    line = one_error_line(res.output)
+    assert line.count("over the budget") == 1 and "10,000,000 output tokens" in line, line
