@@ -8,6 +8,7 @@ import re
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,8 +72,26 @@ def print_findings(levels: Sequence[_Judged], verdict: str) -> None:
     out.print(f"[bold]verdict[/]: {escape(verdict)}", highlight=False, soft_wrap=True)
 
 
-def _interrupt(signum: int, frame: object) -> None:
+# Set by Ctrl-C and SIGTERM and checked before each measured point or level: an interrupt that lands while a
+# library's import swallows exceptions with a bare `except:` (torch's start-up takes seconds) is not lost.
+INTERRUPTED = threading.Event()
+
+
+def on_interrupt_signal(signum: int, frame: object) -> None:
+    """The handler for SIGINT and SIGTERM: remember, then raise KeyboardInterrupt as Ctrl-C does."""
+    INTERRUPTED.set()
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def remember_interrupts() -> None:
+    """Ctrl-C raises KeyboardInterrupt as always and is also remembered (see raise_if_interrupted)."""
+    signal.signal(signal.SIGINT, on_interrupt_signal)
+
+
+def raise_if_interrupted() -> None:
+    """KeyboardInterrupt again if an interrupt came earlier and was swallowed on its way."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt("interrupted earlier")
 
 
 @contextmanager
@@ -80,7 +99,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM (kill, a service stop) raises KeyboardInterrupt as Ctrl-C does, so the work
     finished so far is saved the same way."""
     previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, on_interrupt_signal)
     try:
         yield
     finally:

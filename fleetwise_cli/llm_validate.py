@@ -20,6 +20,7 @@ from fleetwise_cli.common import (
     fail,
     out,
     print_findings,
+    raise_if_interrupted,
     save_or_fallback,
     sigterm_as_interrupt,
     write_json,
@@ -181,6 +182,7 @@ def validate_llm(a: LlmValidateArgs) -> None:
     try:
         with sigterm_as_interrupt():  # kill or Ctrl-C: the finished levels are kept and saved
             for load, rate, reqs, sched in plans:
+                raise_if_interrupted()
                 say(
                     f"load {load:g}: {rate:.3g} req/s, {sched.send_s.size} requests over "
                     f"{sched.send_s[-1]:.0f} s ..."

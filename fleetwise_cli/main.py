@@ -21,7 +21,15 @@ from rich.table import Table
 
 from fleetwise_cli.bench_cmd import import_cmd
 from fleetwise_cli.campaign_cmd import campaign
-from fleetwise_cli.common import EXIT_INTERRUPTED, err, fail, out, write_json
+from fleetwise_cli.common import (
+    EXIT_INTERRUPTED,
+    err,
+    fail,
+    on_interrupt_signal,
+    out,
+    remember_interrupts,
+    write_json,
+)
 from fleetwise_cli.simulate_cmd import simulate
 from fleetwise_cli.size_cmd import compare, size
 from fleetwise_cli.validate_cmd import validate
@@ -623,7 +631,9 @@ def measure_cmd(
         if soak_s is not None:
             check_soak(plan, soak_s, window_s)
         check_output_dir(out_dir)  # the input is good: prove the output can be written before measuring
-        signal.signal(signal.SIGTERM, _interrupt)  # kill or a service stop saves the points like Ctrl-C
+        signal.signal(
+            signal.SIGTERM, on_interrupt_signal
+        )  # kill or a service stop saves the points like Ctrl-C
         if soak_s is not None:
             with SoakProgress(err, soak_s) as ticker:
                 try:
@@ -717,12 +727,9 @@ def _llm_request(
         raise fail(str(exc)) from None
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> None:
     """Console-script entry point."""
+    remember_interrupts()
     app()
 
 

@@ -16,6 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from fleetwise_cli.common import raise_if_interrupted
 from measure.run import Point
 from measure.sweep import Progress as SweepProgress
 
@@ -59,6 +60,7 @@ class RichProgress(_Bar, SweepProgress):
         self._bar.update(self._task, total=total)
 
     def point_started(self, precision: str, batch: int, seq_len: int | None) -> None:
+        raise_if_interrupted()  # a Ctrl-C swallowed during start-up stops the sweep here, before measuring
         seq = f" seq {seq_len}" if seq_len else ""
         self._bar.update(self._task, description=f"{precision} batch {batch}{seq}")
 

@@ -4,6 +4,7 @@ Each is refused with one `error:` line (exit 2) or listed with its reason, quick
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -260,3 +261,22 @@ def test_sizing_a_scenario_past_the_work_budget_says_so_once_before_any_worker(t
     assert res.exit_code == 2, res.output
     line = one_error_line(res.output)
     assert line.count("over the budget") == 1 and "10,000,000 output tokens" in line, line
+
+
+def test_an_interrupt_swallowed_during_start_up_stops_the_sweep_at_its_first_point() -> None:
+    import io
+
+    from rich.console import Console
+
+    from fleetwise_cli.common import INTERRUPTED, on_interrupt_signal
+    from fleetwise_cli.progress import RichProgress
+
+    try:
+        with contextlib.suppress(BaseException):  # what a library's bare `except:` does during an import
+            on_interrupt_signal(2, None)
+        with RichProgress(Console(file=io.StringIO())) as progress:
+            progress.start(3)
+            with pytest.raises(KeyboardInterrupt):
+                progress.point_started("fp32", 1, None)
+    finally:
+        INTERRUPTED.clear()
