@@ -98,6 +98,9 @@ class _Watchdog:
         """Stop watching; True if the deadline had already struck this request."""
         with self._cond:
             self._live.discard(key)
+            if len(self._heap) > 64 and len(self._heap) > 4 * len(self._live):  # drop released connections
+                self._heap = [e for e in self._heap if e[1] in self._live]
+                heapq.heapify(self._heap)
             if key in self._expired:
                 self._expired.discard(key)
                 return True

@@ -75,7 +75,12 @@ def test_the_tiny_engine_streams_one_chunk_per_token(folder: Path, engine: str) 
     usage = next(c["usage"] for c in chunks if c.get("usage"))
     # random weights may end on the end-of-sequence token early: then fewer tokens, and usage says so
     assert 1 <= usage["completion_tokens"] <= 12
-    assert usage["completion_tokens"] - len(texts) in (0, 1)  # the stop token is counted without text
+    assert 1 <= len(texts) <= usage["completion_tokens"]  # every chunk carries text; no token is sent twice
+    if patience(1.0) == 1.0:
+        # one chunk per token while the stream keeps up (the stop token is counted without text); on a busy
+        # machine transformers serve joins the texts of a stream that fell behind into one event
+        # (read_queue_outputs), which fleetwise records as a usage mismatch
+        assert usage["completion_tokens"] - len(texts) in (0, 1)
 
 
 def test_fleetwise_measures_the_engine_prefill_by_prompt_and_decode_by_concurrency(
