@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.metadata
 import signal
 import sys
-import tempfile
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from fleetwise_cli.common import (
     on_interrupt_signal,
     out,
     remember_interrupts,
+    save_or_fallback,
     write_json,
 )
 from fleetwise_cli.simulate_cmd import simulate
@@ -659,15 +659,7 @@ def measure_cmd(
     print_pacing(run)
     if run.soak is not None:
         out.print(soak_table(run))
-    try:
-        path = save_run(run, out_dir)
-    except OSError as exc:  # writable before measuring, then the disk filled up or the folder went away
-        why = exc.strerror or str(exc)
-        try:
-            kept = save_run(run, tempfile.gettempdir())  # minutes of measuring are not thrown away
-        except OSError:
-            raise fail(f"cannot write the run to {out_dir} ({why}) nor to {tempfile.gettempdir()}") from None
-        raise fail(f"cannot write the run to {out_dir} ({why}); saved it as {kept} instead") from None
+    path = save_or_fallback(lambda d: save_run(run, d), out_dir, "run")
     if old is not None and resume is not None and resume.resolve() != path.resolve():
         resume.unlink(missing_ok=True)  # superseded: every point of it is in the new file
     if result.interrupted:

@@ -280,3 +280,32 @@ def test_an_interrupt_swallowed_during_start_up_stops_the_sweep_at_its_first_poi
                 progress.point_started("fp32", 1, None)
     finally:
         INTERRUPTED.clear()
+
+
+def test_a_full_disk_after_the_work_saves_it_to_the_temp_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import tempfile
+
+    import typer
+
+    from fleetwise_cli.common import save_or_fallback
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    full = tmp_path / "full"
+
+    def save(folder: Path) -> Path:
+        if folder == full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        target = folder / "level.json"
+        target.write_text("{}")
+        return target
+
+    with pytest.raises(typer.Exit) as ex:
+        save_or_fallback(save, full, "validation file")
+    assert ex.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and str(tmp_path / "tmp" / "level.json") in err.replace("\n", "")
+    assert (tmp_path / "tmp" / "level.json").exists()
