@@ -438,7 +438,9 @@ def _records(tool: Tool, data: dict[str, Any]) -> tuple[int, int]:
     return 1, 0  # AIPerf's summary holds no per-request records
 
 
-def convert(data: Any, raw: bytes, hardware: str | None, where: str) -> EngineBenchmark:
+def convert(
+    data: Any, raw: bytes, hardware: str | None, where: str, max_records: int = MAX_REQUESTS_PER_FILE
+) -> EngineBenchmark:
     """An engine benchmark from a tool's parsed JSON (or an engine benchmark file as it is); bounded by what
     it would write (levels, records) before anything is converted."""
     if isinstance(data, dict) and data.get("kind") == "engine-benchmark":
@@ -451,10 +453,11 @@ def convert(data: Any, raw: bytes, hardware: str | None, where: str) -> EngineBe
         )
     reader = {"vllm-bench-serve": _vllm, "guidellm": _guidellm, "aiperf": _aiperf}[tool]
     levels_n, records = _records(tool, data)
-    if levels_n > MAX_LEVELS or records > MAX_REQUESTS_PER_FILE:
+    if levels_n > MAX_LEVELS or records > max_records:
         raise BenchmarkFileError(
             f"{where}: {levels_n:,} levels and {records:,} per-request records; fleetwise imports at most "
-            f"{MAX_LEVELS} levels and {MAX_REQUESTS_PER_FILE:,} records a file (split the file by level)"
+            f"{MAX_LEVELS} levels and {max_records:,} records a file"
+            + (" (split the file by level)" if max_records == MAX_REQUESTS_PER_FILE else UPLOAD_HINT)
         )
     try:
         version, fmt, model, engine, levels, notes = reader(data)
@@ -494,11 +497,18 @@ def import_file(path: str | Path, hardware: str | None = None) -> EngineBenchmar
     return convert(data, raw, hardware, str(p))
 
 
+UPLOAD_MAX_RECORDS = 20_000  # converted inside the app's server: about a second here, not ten
+UPLOAD_HINT = (
+    " in an upload (the app converts it while you wait); import a larger one with `fleetwise import`"
+)
+
+
 def accept_benchmark_upload(
     raw: bytes, folder: str | Path, hardware: str | None = None
 ) -> tuple[EngineBenchmark, Path, bool] | None:
     """An uploaded load generator result (or engine benchmark) converted and stored atomically: (benchmark,
-    path, already there); None when the bytes are no such file (a run file, say), parsed once either way."""
+    path, already there); None when the bytes are no such file (a run file, say), parsed once either way.
+    An upload holds at most UPLOAD_MAX_RECORDS per-request records: the conversion runs in the server."""
     if len(raw) > MAX_BENCHMARK_BYTES:
         return None  # the run upload names the size limit (the same 64 MiB)
     try:
@@ -507,7 +517,7 @@ def accept_benchmark_upload(
         return None
     if detect(data) is None and not (isinstance(data, dict) and data.get("kind") == "engine-benchmark"):
         return None
-    b = convert(data, raw, hardware, "upload")
+    b = convert(data, raw, hardware, "upload", UPLOAD_MAX_RECORDS)
     path = Path(folder) / benchmark_filename(b)
     if path.exists():
         return b, path, True

@@ -309,3 +309,17 @@ def test_a_full_disk_after_the_work_saves_it_to_the_temp_folder(
     err = capsys.readouterr().err
     assert "No space left on device" in err and str(tmp_path / "tmp" / "level.json") in err.replace("\n", "")
     assert (tmp_path / "tmp" / "level.json").exists()
+
+
+def test_an_app_upload_converts_at_most_20000_records_and_names_the_cli_for_more(tmp_path: Path) -> None:
+    from planner.evidence.bench_import import UPLOAD_MAX_RECORDS, accept_benchmark_upload
+
+    n = UPLOAD_MAX_RECORDS + 1
+    detailed = {"input_lens": [100] * n, "output_lens": [20] * n, "ttfts": [0.02] * n, "itls": [[]] * n}
+    raw = json.dumps(vllm_result(completed=n, **detailed)).encode()
+    with pytest.raises(BenchmarkFileError, match="import a larger one with `fleetwise import`"):
+        accept_benchmark_upload(raw, tmp_path)
+    assert not list(tmp_path.iterdir())
+    f = tmp_path / "big.json"
+    f.write_bytes(raw)
+    assert len(import_file(f).levels[0].requests) == n  # the command line takes it
