@@ -102,6 +102,7 @@ class Trace:
     finish_s: np.ndarray
     preempted: np.ndarray
     itl_ms: array[float] = field(default_factory=lambda: array("d"))  # 8 bytes a token, not a float object
+    itl_request: array[int] = field(default_factory=lambda: array("q"))  # whose gap each itl_ms entry is
     steps: int = 0
     step_starts: array[float] = field(default_factory=lambda: array("d"))
     beyond_grid_steps: int = 0
@@ -247,6 +248,7 @@ class Replica:
                     trace.first_s[seq.idx] = now
                 else:
                     trace.itl_ms.append((now - seq.last_s) * 1000.0)
+                    trace.itl_request.append(seq.idx)
                 seq.generated += 1
                 seq.last_s = now
                 if seq.generated >= seq.output:

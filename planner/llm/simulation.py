@@ -2,7 +2,8 @@
 TTFT, TPOT, ITL and E2E with batch-means CIs, goodput, token rates, KV use, preemptions and energy by phase.
 
 TPOT of a request is (E2E - TTFT) / (output tokens - 1) (requests with one output token have none); ITL is
-every gap between two tokens of a request. The first `warmup_fraction` of arrivals is excluded (empty start).
+every gap between two tokens of a request. The first `warmup_fraction` of arrivals is excluded (empty start)
+from every figure, ITL included.
 """
 
 from __future__ import annotations
@@ -151,7 +152,8 @@ def run_llm_simulation(
     ttft, e2e = first - arr, fin - arr
     multi = out_tok > 1
     tpot = (e2e[multi] - ttft[multi]) / (out_tok[multi] - 1)
-    itl = np.asarray(tr.itl_ms, dtype=np.float64) / 1000.0
+    # the gaps of the measured requests only: warm-up requests are left out of ITL as of TTFT, TPOT and E2E
+    itl = np.asarray(tr.itl_ms, dtype=np.float64)[np.asarray(tr.itl_request, dtype=np.int64) >= skip] / 1000.0
     span = float(np.nanmax(tr.finish_s) - reqs.arrival_s[0]) if n else 0.0
     stable = queues_stable(reqs, tr.first_s, window)
     warnings = list(notes) + list(model.notes)

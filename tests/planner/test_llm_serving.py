@@ -152,3 +152,22 @@ def test_fleetwise_simulate_serves_a_shipped_llm_run_and_documents_its_json(tmp_
     )
     assert ok.exit_code == 0 and "engine run" in ok.output
     np.testing.assert_equal(out["requests_total"], 800)
+
+
+def test_itl_leaves_the_warm_up_requests_out_as_ttft_tpot_and_e2e_do() -> None:
+    from planner.llm.engine import simulate
+    from tests.conftest import make_run
+
+    model = synthetic_model(spread=0.05)
+    overload = {"arrivals": {"process": "poisson", "rate_rps": 300}, "requests": 200, "warmup_fraction": 0.5}
+    sc = parse_scenario({**CHAT, **overload})
+    cfg = EngineConfig(max_num_seqs=64, kv_blocks=20000)
+    got = run_llm_simulation(sc, model, cfg, 1, "round-robin", make_run())
+    reqs, _, _ = llm_requests(sc)
+    tr = simulate(reqs, model, cfg, 1, "round-robin", seed=sc.seed)
+    gaps, whose = np.asarray(tr.itl_ms), np.asarray(tr.itl_request)
+    assert np.array_equal(np.bincount(whose, minlength=reqs.output.size), reqs.output - 1)  # one gap a token
+    skip = int(reqs.arrival_s.size * sc.warmup_fraction)
+    measured, pooled = gaps[whose >= skip].mean(), gaps.mean()
+    assert abs(measured - pooled) > 0.05 * pooled  # an overload's warm-up gaps differ from the rest's
+    assert got.itl_ms is not None and got.itl_ms.mean == pytest.approx(measured, rel=1e-9)
