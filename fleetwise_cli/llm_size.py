@@ -35,6 +35,7 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
         "tokens/step",
         "prefill",
         "replicas",
+        "deployed",
         "meets SLO",
         "SLO figures ms",
         "$/month",
@@ -54,6 +55,7 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
             str(o.max_num_batched_tokens),
             "chunked" if o.chunked_prefill else "whole",
             str(o.replicas or "-"),
+            str(o.replicas_deployed or "-"),
             "[green]yes[/]" if o.meets_slo else "[red]no[/]",
             escape(figs),
             money(o.monthly_cost_usd),
@@ -64,8 +66,10 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
             escape("; ".join(x for x in (o.why, o.not_priced) if x)),
         )
     t.caption = (
-        "$/1M in and out split the cost by the engine's busy time in prefill and decode; all-in puts every dollar on "
-        "the output tokens. Energy: out tok/J where the run measured energy per phase."
+        "replicas: the fewest meeting every SLO; deployed: after the redundancy policy "
+        f"({plan.options[0].redundancy if plan.options else 'none'}), what is costed. $/1M in and out split the "
+        "cost by the engine's busy time in prefill and decode; all-in puts every dollar on the output tokens. "
+        "Energy: out tok/J where the run measured energy per phase."
     )
     if plan.options:
         out.print(t)

@@ -63,6 +63,7 @@ def _size_llm(
     validations: Path,
     benchmarks: list[Path],
     jobs: int,
+    redundancy: Redundancy,
 ) -> None:
     from fleetwise_cli.llm_size import parse_switches, print_llm_plan
     from planner.evidence.bench_import import import_file
@@ -77,6 +78,8 @@ def _size_llm(
             raise SizingError(f"unknown pricing {pricing!r}: use {', '.join(PRICINGS)}")
         if not 1 <= max_replicas <= 10_000:
             raise SizingError(f"--max-replicas must be in 1..10000, got {max_replicas}")
+        if not 100 <= requests <= 1_000_000:
+            raise SizingError(f"--requests must be in 100..1000000 for a generative scenario, got {requests}")
         grid_seqs = _list(seqs, int, "--max-num-seqs") or DEFAULT_SEQS
         grid_tokens = _list(tokens, int, "--max-num-batched-tokens") or DEFAULT_BATCHED_TOKENS
         if min(grid_seqs) < 1 or min(grid_tokens) < 1:
@@ -96,11 +99,12 @@ def _size_llm(
             parse_switches(chunked),
             book,
             pricing,  # type: ignore[arg-type]
-            requests=LLM_SIZING_REQUESTS if requests == SIZING_REQUESTS else requests,
+            requests=requests,
             max_replicas=max_replicas,
             kv_blocks=kv_blocks,
             benchmarks=evidence,
             jobs=jobs,
+            redundancy=redundancy,
         )
         if report is not None:
             cited = {r.id: r for r in map(load_run_cached, map(str, runs))}
@@ -132,13 +136,19 @@ def size(
     max_delay_ms: str = typer.Option(None, help="comma-separated max_delay grid in ms (default 0,5)"),
     prices: Path = typer.Option(Path("data/prices.yaml"), help="price book YAML"),
     pricing: str = typer.Option("on_demand", help="on_demand | reserved | owned"),
-    router: str = typer.Option("central", help="central | random | rr | jsq"),
-    rank_by: str = typer.Option("monthly_cost", help="monthly_cost | cost_per_1k | tokens_per_joule"),
+    router: str = typer.Option(None, help="central | random | rr | jsq (default central; batch scenarios)"),
+    rank_by: str = typer.Option(
+        None, help="monthly_cost | cost_per_1k | tokens_per_joule (default monthly_cost; batch scenarios)"
+    ),
     spares: int = typer.Option(0, help="redundancy: N+k spare replicas after sizing"),
     headroom: float = typer.Option(
         0.0, help="redundancy: extra fraction of replicas after sizing (0.2 = 20%)"
     ),
-    requests: int = typer.Option(SIZING_REQUESTS, help="arrivals simulated per steady level"),
+    requests: int = typer.Option(
+        None,
+        help=f"arrivals simulated per steady level (default {SIZING_REQUESTS:,}; generative scenarios "
+        f"{LLM_SIZING_REQUESTS:,} per replica count)",
+    ),
     max_replicas: int = typer.Option(MAX_REPLICAS, help="give up above this many replicas"),
     jobs: int = typer.Option(0, help="worker processes (0: one per CPU)"),
     executor: str = typer.Option(
@@ -147,7 +157,9 @@ def size(
     ),
     exclude_throttled: bool = typer.Option(False, help="leave out points flagged as throttled"),
     service_scale: float = typer.Option(
-        1.0, help="multiply every service time (an assumption, e.g. the live/isolated ratio of a validation)"
+        None,
+        help="multiply every service time (an assumption, e.g. the live/isolated ratio of a validation; "
+        "default 1; batch scenarios)",
     ),
     full_length: bool = typer.Option(
         False,
@@ -188,7 +200,34 @@ def size(
         if executor not in ("local", "ray"):
             raise fail(f"unknown --executor {executor!r}: use local or ray")
         os.environ["FLEETWISE_EXECUTOR"] = executor  # the sizing workers read it (planner/fleet/sizing.py)
-    if _generative(scenario):
+    generative = _generative(scenario)
+    batch_only = {
+        "--router": router is not None,
+        "--rank-by": rank_by is not None,
+        "--max-batch": max_batch is not None,
+        "--max-delay-ms": max_delay_ms is not None,
+        "--service-scale": service_scale is not None,
+        "--exclude-throttled": exclude_throttled,
+        "--full-length": full_length,
+    }
+    llm_only = {
+        "--max-num-seqs": max_num_seqs is not None,
+        "--max-num-batched-tokens": max_num_batched_tokens is not None,
+        "--chunked-prefill": chunked_prefill is not None,
+        "--kv-blocks": kv_blocks is not None,
+        "--benchmarks": bool(benchmarks),
+    }
+    wrong = [k for k, given in (batch_only if generative else llm_only).items() if given]
+    if wrong:  # an option that does not apply is refused, never silently dropped
+        kind = "a generative (LLM) scenario" if generative else "a batch scenario"
+        raise fail(
+            f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to {kind}: {scenario}"
+        )
+    try:
+        red = Redundancy(spares, headroom)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if generative:
         _size_llm(
             scenario,
             runs,
@@ -196,7 +235,7 @@ def size(
             precision,
             prices,
             pricing,
-            requests,
+            LLM_SIZING_REQUESTS if requests is None else requests,
             max_replicas,
             max_num_seqs,
             max_num_batched_tokens,
@@ -207,8 +246,13 @@ def size(
             validations,
             benchmarks,
             jobs if jobs > 0 else (os.cpu_count() or 1),
+            red,
         )
         return
+    requests = SIZING_REQUESTS if requests is None else requests
+    router = router or "central"
+    rank_by = rank_by or "monthly_cost"
+    service_scale = 1.0 if service_scale is None else service_scale
     try:
         if not runs and not profiles:
             raise SizingError("give at least one --runs or --profiles file")
@@ -248,7 +292,7 @@ def size(
             router=router,  # type: ignore[arg-type]
             pricing=pricing,  # type: ignore[arg-type]
             rank_by=rank_by,  # type: ignore[arg-type]
-            redundancy=Redundancy(spares, headroom),
+            redundancy=red,
             sizing_requests=requests,
             max_replicas=max_replicas,
             exclude_throttled=exclude_throttled,

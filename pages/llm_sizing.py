@@ -21,6 +21,7 @@ from pages.common import (
 from planner.evidence.bench_import import import_file
 from planner.evidence.catalog import Catalog
 from planner.fleet.escape import md_escape as esc
+from planner.fleet.plan import Redundancy
 from planner.fleet.prices import PRICINGS
 from planner.fleet.report import money
 from planner.fleet.sizing import Progress
@@ -39,6 +40,7 @@ def _table(plan: LlmPlan) -> pd.DataFrame:
                 "tokens/step": o.max_num_batched_tokens,
                 "prefill": "chunked" if o.chunked_prefill else "whole",
                 "replicas": o.replicas,
+                "deployed (N+k, headroom)": o.replicas_deployed,
                 "meets SLO": o.meets_slo,
                 "monthly $": money(o.monthly_cost_usd),
                 "$/1M input tokens": money(o.usd_per_1m_input_tokens),
@@ -104,6 +106,9 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         kv = c2.number_input(
             "KV blocks of 16 tokens per replica (0: from the run)", 0, 10_000_000, 0, key="llm_kv"
         )
+        c1, c2 = st.columns(2)
+        spares = int(c1.number_input("Spare replicas (N+k)", 0, 100, 0, key="llm_spares"))
+        headroom = c2.number_input("Headroom fraction", 0.0, 5.0, 0.0, step=0.05, key="llm_headroom")
         submitted = st.form_submit_button("Size")
     if submitted:
         if (not runs and not picked_benches) or not seqs or not tokens or not chunked:
@@ -120,6 +125,8 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
             "chunked": sorted(c == "on" for c in chunked),
             "pricing": pricing,
             "kv_blocks": int(kv) or None,
+            "spares": spares,
+            "headroom": float(headroom),
             "session_prices": st.session_state.get("session_prices", {}),
             "benchmarks": sorted(benches[b] for b in picked_benches),
         }
@@ -194,6 +201,7 @@ def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
             benchmarks=tuple(import_file(b) for b in params.get("benchmarks", [])),
             jobs=JOBS,  # the sizing workers, as batch sizing and the CLI use them
             progress=progress,
+            redundancy=Redundancy(params.get("spares", 0), params.get("headroom", 0.0)),
         )
 
     key = ("llm_plan", json.dumps(params, sort_keys=True), *run_ids_for(params["runs"]), prices_digest())

@@ -11,12 +11,13 @@ joule. An option whose device has no price is sized and listed as not priced.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
 from measure.run import Run
 from planner.evidence.engine_benchmark import EngineBenchmark
+from planner.fleet.plan import Redundancy
 from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
 from planner.fleet.sizing import Progress, in_workers, load_run_cached
 from planner.llm.bench_sizing import BenchSized, OfferedLoad, size_from_benchmark
@@ -64,7 +65,9 @@ class LlmSized(BaseModel):
     max_num_batched_tokens: int
     chunked_prefill: bool
     kv_blocks: int
-    replicas: int | None
+    replicas: int | None  # the fewest meeting every SLO
+    replicas_deployed: int | None = None  # after the redundancy policy: what is bought and costed
+    redundancy: str = "none (N+0)"
     meets_slo: bool
     why: str | None
     simulations: int
@@ -144,8 +147,10 @@ def size_option(
     requests: int,
     max_replicas: int,
     kv_blocks: int | None,
+    redundancy: Redundancy = Redundancy(),
 ) -> LlmSized:
-    """The fewest replicas meeting every SLO for one option, with cost and energy at that count."""
+    """The fewest replicas meeting every SLO for one option; cost at that count after the redundancy policy
+    (N+k spares, headroom), energy per token at the sized count."""
     model = step_model(run, opt.precision)
     cfg = EngineConfig(
         opt.max_num_seqs,
@@ -182,7 +187,8 @@ def size_option(
         priced, entry = found.price(pricing).usd_per_hour, found.device
     except PriceError as exc:
         not_priced = f"not priced: {exc}"
-    monthly = priced * hi * HOURS_PER_MONTH if priced is not None and hi else None
+    deployed = redundancy.apply(hi) if hi else None
+    monthly = priced * deployed * HOURS_PER_MONTH if priced is not None and deployed else None
     in_month = best.offered_rps * _mean(sc, best, "input") * SECONDS_PER_MONTH
     out_month = best.offered_rps * _mean(sc, best, "output") * SECONDS_PER_MONTH
     share = best.prefill_busy_share
@@ -196,6 +202,8 @@ def size_option(
         chunked_prefill=opt.chunked_prefill,
         kv_blocks=cfg.kv_blocks,
         replicas=hi or None,
+        replicas_deployed=deployed,
+        redundancy=redundancy.label(),
         meets_slo=bool(hi),
         why=None if hi else stuck or f"SLOs not met with {lo} replicas (the --max-replicas limit)",
         simulations=sim.simulations,
@@ -230,6 +238,7 @@ class LlmTask:
     requests: int
     max_replicas: int
     kv_blocks: int | None
+    redundancy: Redundancy = field(default_factory=Redundancy)
 
 
 def size_task(t: LlmTask) -> LlmSized | str:
@@ -237,7 +246,15 @@ def size_task(t: LlmTask) -> LlmSized | str:
     try:
         run = load_run_cached(t.option.run)
         return size_option(
-            t.scenario, t.option, run, t.book, t.pricing, t.requests, t.max_replicas, t.kv_blocks
+            t.scenario,
+            t.option,
+            run,
+            t.book,
+            t.pricing,
+            t.requests,
+            t.max_replicas,
+            t.kv_blocks,
+            t.redundancy,
         )
     except (EngineError, StepModelError, LlmSizingError) as exc:
         return str(exc)
@@ -258,6 +275,7 @@ def size_llm(
     benchmarks: tuple[EngineBenchmark, ...] = (),
     jobs: int = 1,
     progress: Progress | None = None,
+    redundancy: Redundancy = Redundancy(),
 ) -> LlmPlan:
     """Size every option (and every imported benchmark); rank by monthly cost among those meeting the SLOs."""
     if sc.llm is None:
@@ -289,7 +307,7 @@ def size_llm(
                 continue
             for seqs, tokens, ch in itertools.product(max_num_seqs, max_num_batched_tokens, chunked):
                 opt = LlmOption(path, prec, seqs, tokens, ch)
-                tasks.append(LlmTask(opt, sc, book, pricing, requests, max_replicas, kv_blocks))
+                tasks.append(LlmTask(opt, sc, book, pricing, requests, max_replicas, kv_blocks, redundancy))
     for task, got in zip(tasks, in_workers(size_task, tasks, jobs, progress), strict=True):
         if isinstance(got, str):
             notes.append(f"{load_run_cached(task.option.run).short_id()} {task.option.label}: {got}")
@@ -303,9 +321,13 @@ def size_llm(
     )
     if priced:
         b = priced[0]
+        spared = (
+            f" ({b.replicas} sized, redundancy {b.redundancy})" if b.replicas_deployed != b.replicas else ""
+        )
         answer = (
-            f"{b.replicas} x {b.device} at {b.precision} (max_num_seqs {b.max_num_seqs}, {b.max_num_batched_tokens} "
-            f"tokens/step, {'chunked' if b.chunked_prefill else 'whole'} prefill): ${b.monthly_cost_usd:,.0f} a month"
+            f"{b.replicas_deployed} x {b.device} at {b.precision}{spared} (max_num_seqs {b.max_num_seqs}, "
+            f"{b.max_num_batched_tokens} tokens/step, {'chunked' if b.chunked_prefill else 'whole'} prefill): "
+            f"${b.monthly_cost_usd:,.0f} a month"
         )
     elif met:
         b = min(met, key=lambda o: o.replicas or 0)

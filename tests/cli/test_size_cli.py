@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import multiprocessing
 import threading
 from pathlib import Path
@@ -181,3 +182,65 @@ def test_the_sizing_bar_in_a_terminal_starts_no_thread_so_workers_are_forked(
         assert threading.active_count() == before
         if before == 1 and "fork" in multiprocessing.get_all_start_methods():
             assert _context().get_start_method() == "fork"
+
+
+LLM_RUN = next((REPO / "data" / "runs").glob("llm-engine-cpu-*be0a55eb155d.json"))
+TINY_CHAT = REPO / "scenarios" / "llm" / "tiny-chat.yaml"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--router", "jsq"],
+        ["--rank-by", "tokens_per_joule"],
+        ["--max-batch", "4"],
+        ["--max-delay-ms", "5"],
+        ["--service-scale", "1.5"],
+        ["--exclude-throttled"],
+        ["--full-length"],
+    ],
+)
+def test_a_batch_option_on_a_generative_scenario_is_refused_not_dropped(extra: list[str]) -> None:
+    res = CliRunner().invoke(app, ["size", "--scenario", str(TINY_CHAT), "--runs", str(LLM_RUN), *extra])
+    assert res.exit_code == 2 and f"{extra[0]} does not apply to a generative (LLM) scenario" in res.output
+
+
+@pytest.mark.parametrize(
+    "extra", [["--max-num-seqs", "8"], ["--kv-blocks", "100"], ["--chunked-prefill", "off"]]
+)
+def test_an_llm_option_on_a_batch_scenario_is_refused_not_dropped(extra: list[str]) -> None:
+    sc = REPO / "scenarios" / "steady-api.yaml"
+    res = CliRunner().invoke(app, ["size", "--scenario", str(sc), "--profiles", PROFILES[0], *extra])
+    assert res.exit_code == 2 and f"{extra[0]} does not apply to a batch scenario" in res.output
+
+
+def test_llm_sizing_takes_spares_headroom_and_the_requests_asked_for() -> None:
+    base = ["size", "--scenario", str(TINY_CHAT), "--runs", str(LLM_RUN), "--max-num-seqs", "64"]
+    base += ["--max-num-batched-tokens", "2048", "--kv-blocks", "8192", "--json"]
+    plain = json.loads(CliRunner().invoke(app, [*base, "--requests", "1000"]).output)
+    spared = CliRunner().invoke(app, [*base, "--requests", "1000", "--spares", "2", "--headroom", "0.2"])
+    assert spared.exit_code == 0, spared.output
+    (o,), (p,) = json.loads(spared.output)["options"], plain["options"]
+    assert o["replicas"] == p["replicas"] and o["replicas"] is not None
+    assert o["replicas_deployed"] == math.ceil(o["replicas"] * 1.2 - 1e-9) + 2 > p["replicas_deployed"]
+    assert o["redundancy"] == "N+2, +20% headroom"
+    small = CliRunner().invoke(app, [*base, "--requests", "30"])
+    assert small.exit_code == 2 and "--requests must be in 100..1000000" in small.output
+
+
+def test_the_requests_asked_for_are_the_requests_an_llm_sizing_simulates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import planner.llm.sizing as llm_sizing
+
+    seen: list[int] = []
+
+    def fake(*args: object, **kw: object) -> object:
+        seen.append(int(kw["requests"]))  # type: ignore[call-overload]
+        raise llm_sizing.LlmSizingError("stop here")
+
+    monkeypatch.setattr(llm_sizing, "size_llm", fake)
+    base = ["size", "--scenario", str(TINY_CHAT), "--runs", str(LLM_RUN)]
+    for extra in ([], ["--requests", "30000"], ["--requests", "500"]):
+        CliRunner().invoke(app, [*base, *extra])
+    assert seen == [3000, 30000, 500]  # 30,000 was the batch default, and silently became 3,000
