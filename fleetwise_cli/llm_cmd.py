@@ -48,7 +48,7 @@ class LlmOptions:
 
 
 def _ints(text: str | None, what: str, default: list[int]) -> list[int]:
-    from measure.sweep import parse_int_list
+    from measure.parsing import parse_int_list
 
     return parse_int_list(text, what) if text else list(default)
 
@@ -119,7 +119,7 @@ def measure_llm(request_kwargs: dict[str, object], opts: LlmOptions, out_dir: Pa
 
 def parse_engine_params(items: tuple[str, ...]) -> dict[str, str | int | float | bool]:
     """`--engine-param key=value` (engine, version, max_num_seqs, ...), values read as numbers where they are."""
-    from measure.workloads import parse_param
+    from measure.parsing import parse_param
 
     params = dict(parse_param(p) for p in items)
     if len(params) > 64:
@@ -141,10 +141,9 @@ def measure_engine(
         plan_engine,
         remote_stack,
     )
-    from measure.precision import PrecisionError, parse_precisions
-    from measure.sweep import SweepError
-    from measure.workloads import WorkloadError
+    from measure.parsing import PrecisionError, SweepError, WorkloadError, parse_precisions
 
+    # torch-free: measuring an engine is an HTTP client, and must work on a machine without torch
     bad = (EndpointError, SweepError, PrecisionError, WorkloadError, RunFileError, ValueError)
     try:
         if not opts.model:
@@ -174,9 +173,11 @@ def measure_engine(
         def stack(ep: Endpoint) -> Stack:
             if not ep.loopback:
                 return remote_stack(params)
-            from measure.device import parse_device
-            from measure.stack import capture_stack
-
+            try:  # the engine runs here: record this machine's stack, when torch is here to read it
+                from measure.device import parse_device
+                from measure.stack import capture_stack
+            except ImportError:
+                return remote_stack(params)
             return capture_stack(parse_device(device), "engine (served on this machine)")
 
         plan = plan_engine(req, stack, ["fleetwise", *sys.argv[1:]])

@@ -17,8 +17,8 @@ from rich.progress import (
 )
 
 from fleetwise_cli.common import raise_if_interrupted
+from measure.parsing import Progress as SweepProgress
 from measure.run import Point
-from measure.sweep import Progress as SweepProgress
 
 
 class _Bar:

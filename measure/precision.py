@@ -17,28 +17,14 @@ import torch
 from torch import nn
 
 from measure.device import Device
-from measure.run import PRECISIONS
+from measure.parsing import PrecisionError as PrecisionError
+from measure.parsing import parse_precisions as parse_precisions
 
 FP8_MIN_CAPABILITY = (8, 9)  # Ada and Hopper: fp8 tensor cores
 TF32_MIN_CAPABILITY = (8, 0)  # Ampere
 BF16_MIN_CAPABILITY = (8, 0)
 FP8_E4M3_MAX = 448.0
 FP8_ALIGN = 16  # torch._scaled_mm needs inner and output dimensions divisible by 16
-
-
-class PrecisionError(ValueError):
-    """An unknown precision name."""
-
-
-def parse_precisions(text: str) -> list[str]:
-    """Comma-separated precision names, validated and de-duplicated in order."""
-    names = [t.strip().lower() for t in text.split(",") if t.strip()]
-    if not names:
-        raise PrecisionError("no precision given")
-    for n in names:
-        if n not in PRECISIONS:
-            raise PrecisionError(f"unknown precision {n!r}: choose from {', '.join(PRECISIONS)}")
-    return list(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)

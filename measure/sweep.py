@@ -26,6 +26,10 @@ from measure.device import Device, is_oom, parse_device
 from measure.engine import ClockProbe, Sampled, SamplingConfig, Step, sample_point
 from measure.nvml import SLOWDOWN_REASONS
 from measure.pacing import PacedSamples, PacingSpec, parse_pacing, sample_paced
+from measure.parsing import Progress as Progress
+from measure.parsing import SweepError as SweepError
+from measure.parsing import parse_int_list as parse_int_list
+from measure.parsing import powers_of_two as powers_of_two
 from measure.precision import Prepared, cast_inputs, math_mode, prepare, unsupported_reason
 from measure.run import (
     RAW_LATENCY_CAP,
@@ -69,36 +73,6 @@ SCOPE_CONTENTS = {
 }
 
 
-class SweepError(ValueError):
-    """A sweep request that cannot be carried out as asked (bad list, mismatching resume, ...)."""
-
-
-def parse_int_list(text: str, what: str) -> list[int]:
-    """`1,2,4` into positive ints (order kept, duplicates dropped); one-line error otherwise."""
-    out = []
-    for tok in text.split(","):
-        tok = tok.strip()
-        if not tok:
-            continue
-        try:
-            v = int(tok)
-        except ValueError:
-            raise SweepError(f"malformed {what} list {text!r}: {tok!r} is not an integer") from None
-        if v <= 0:
-            raise SweepError(f"{what} must be positive, got {v}")
-        out.append(v)
-    if not out:
-        raise SweepError(f"empty {what} list {text!r}")
-    return list(dict.fromkeys(out))
-
-
-def powers_of_two(cap: int) -> list[int]:
-    """1, 2, 4, ... up to cap (the default batch list: the sweep stops earlier at an OOM)."""
-    if cap <= 0:
-        raise SweepError(f"max batch must be positive, got {cap}")
-    return [2**i for i in range(cap.bit_length()) if 2**i <= cap]
-
-
 @dataclass(frozen=True)
 class SweepRequest:
     """Everything that defines a sweep; stored in the run so the run can be resumed."""
@@ -118,16 +92,6 @@ class SweepRequest:
     energy_min_window_s: float = tm.MIN_ENERGY_WINDOW_S
     energy_quantization_target: float = tm.ENERGY_QUANTIZATION_TARGET
     pacing: str | None = None  # --pacing text: each point is measured also after idle gaps
-
-
-class Progress:
-    """Sweep progress callbacks; the CLI draws a progress bar, tests record calls."""
-
-    def start(self, total: int) -> None: ...
-
-    def point_started(self, precision: str, batch: int, seq_len: int | None) -> None: ...
-
-    def point_done(self, point: Point) -> None: ...
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -22,12 +21,11 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-ParamValue = int | float | str | bool
+from measure.parsing import ParamValue as ParamValue
+from measure.parsing import WorkloadError as WorkloadError
+from measure.parsing import parse_param as parse_param
+
 InputBuilder = Callable[[int, int | None], Any]
-
-
-class WorkloadError(ValueError):
-    """An unknown workload, a bad parameter, or a user factory that does not follow the protocol."""
 
 
 @dataclass
@@ -369,25 +367,3 @@ def build(name: str, params: dict[str, ParamValue] | None = None) -> BuiltWorklo
     raise WorkloadError(
         f"unknown workload {name!r}: choose from {', '.join(builtin_names())} or give package.module:factory"
     )
-
-
-def parse_param(text: str) -> tuple[str, ParamValue]:
-    """`key=value` with the value read as int, float, bool or string."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise WorkloadError(f"parameter {text!r} must look like key=value")
-    raw = raw.strip()
-    value: ParamValue
-    if raw.lower() in ("true", "false"):
-        value = raw.lower() == "true"
-    else:
-        try:
-            value = int(raw)
-        except ValueError:
-            try:
-                value = float(raw)
-                if not math.isfinite(value):
-                    raise WorkloadError(f"parameter {key} must be finite")
-            except ValueError:
-                value = raw
-    return key.strip(), value

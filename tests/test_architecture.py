@@ -19,6 +19,14 @@ TORCH_FREE = (
     "planner.evidence.catalog",
     "planner.serving.simulation",
     "fleetwise_cli.main",
+    # the engine client: measuring a remote engine is an HTTP client and runs where torch is not installed
+    "measure.parsing",
+    "measure.endpoint",
+    "measure.endpoint_run",
+    "measure.llm_live",
+    "fleetwise_cli.llm_cmd",
+    "fleetwise_cli.llm_validate",
+    "fleetwise_cli.progress",
 )
 
 

@@ -294,3 +294,46 @@ def test_a_setting_with_an_impossible_usage_fails_alone_and_the_finished_ones_ar
     assert by_prompt[(16, "decode")].status in ("ok", "unstable")
     bad = by_prompt[(400, "decode")]
     assert bad.status == "failed" and bad.reason is not None and "5,000,000" in bad.reason, bad.reason
+
+
+BLOCK_TORCH = (
+    "import importlib.abc, sys\n"
+    "class NoTorch(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path, target=None):\n"
+    "        if name == 'torch' or name.startswith('torch.'):\n"
+    "            raise ModuleNotFoundError('No module named torch (blocked by the test)')\n"
+    "sys.meta_path.insert(0, NoTorch())\n"
+)
+
+
+def test_measuring_an_endpoint_needs_no_torch(server: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # `import torch` fails in this process, as in a venv without it: the client, its parsers, the progress bar
+    # and the run file must all come from torch-free modules
+    code = (
+        BLOCK_TORCH + "from fleetwise_cli.main import main\nsys.argv = ['fleetwise', *sys.argv[1:]]\nmain()\n"
+    )
+    args = [
+        "measure", "--endpoint", server, "--model", "fake-model", "--prompt-tokens", "16", "--concurrency", "1,2",
+        "--output-tokens", "6", "--requests", "8", "--engine-param", "device_kind=cpu",
+        "--engine-param", "device_name=scripted engine", "--out", str(tmp_path),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (path,) = tmp_path.glob("llm-engine-*.json")
+    run = load_run(path)
+    assert [p.phase for p in run.points] == ["prefill", "decode", "decode"]
+    assert run.stack.device_name == "scripted engine"  # no torch to read this machine: the user's word, kept
+    blocked = subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH + "import measure.sweep"],
+        capture_output=True, text=True, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert blocked.returncode != 0  # the blocker works: the in-process sweep does need torch
