@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # (CUDA on Linux), or install torch into .venv yourself first: an existing torch is never replaced.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run measure test lint clean
+.PHONY: setup run measure test test-fast lint clean
 PORT ?= 8501
 # The app listens on this machine only. `make run HOST=0.0.0.0` serves it to the network: anyone who can reach
 # the port can then upload files into data/ and run sizings on this machine (there is no login).
@@ -43,6 +43,10 @@ test: setup $(VENV)/.setup-test-extras-done
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy measure planner fleetwise_cli app.py serve.py pages
 	$(VENV)/bin/python -m pytest
+
+# The unit tests alone (no `slow` or `browser` marker): the loop while changing code; `make test` is what CI runs.
+test-fast: setup $(VENV)/.setup-test-extras-done
+	$(VENV)/bin/python -m pytest -q -m "not slow and not browser"
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy measure planner fleetwise_cli app.py serve.py pages
