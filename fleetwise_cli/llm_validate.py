@@ -200,36 +200,39 @@ def validate_llm(a: LlmValidateArgs) -> None:
         raise typer.Exit(EXIT_INTERRUPTED)
     if interrupted:
         notes.append(f"interrupted after {len(levels)} of {len(plans)} load levels (the rest never ran)")
-    v = LlmValidation(
-        run_id=r.id,
-        precision=prec,
-        scenario=sc.name,
-        lengths=f"prompt and output tokens drawn from scenario {sc.name}"
-        + (f" (scaled by {sc.llm.scale:g})" if sc.llm and sc.llm.scale != 1.0 else "")
-        + f"; prompts sent as {per_word:.3g} tokens per word + {offset:.3g}, calibrated on the engine's usage",
-        engine=info,
-        knobs=EngineKnobs(
-            max_num_seqs=cfg.max_num_seqs,
-            max_num_batched_tokens=cfg.max_num_batched_tokens,
-            chunked_prefill=cfg.chunked_prefill,
-            block_size=cfg.block_size,
-            kv_blocks=cfg.kv_blocks,
-            source=a.knobs_source,
-        ),
-        sustainable_rps=sat,
-        sustainable_method=f"measured: {counted} requests of the scenario's mix completed closed-loop at "
-        f"{a.saturation_concurrency} concurrent streams after warm-up ({how})",
-        seconds=a.seconds,
-        warmup_fraction=sc.warmup_fraction,
-        created_at=datetime.now(UTC),
-        client=f"{platform.node()[:100]} ({platform.machine()}), Python {platform.python_version()}",
-        cpu_count=cpu_count(),
-        notes=[*dict.fromkeys(notes), *model.notes],
-        targets=f"|p50 error| <= {P50_TARGET_PCT:g}% and |p99 error| <= {P99_TARGET_PCT:g}% for TTFT, TPOT and E2E "
-        f"at loads up to {TARGET_UP_TO_LOAD:g}; above that reported, not judged",
-        levels=levels,
-        verdict=verdict(levels),
-    )
+    try:
+        v = LlmValidation(
+            run_id=r.id,
+            precision=prec,
+            scenario=sc.name,
+            lengths=f"prompt and output tokens drawn from scenario {sc.name}"
+            + (f" (scaled by {sc.llm.scale:g})" if sc.llm and sc.llm.scale != 1.0 else "")
+            + f"; prompts sent as {per_word:.3g} tokens per word + {offset:.3g}, calibrated on the engine's usage",
+            engine=info,
+            knobs=EngineKnobs(
+                max_num_seqs=cfg.max_num_seqs,
+                max_num_batched_tokens=cfg.max_num_batched_tokens,
+                chunked_prefill=cfg.chunked_prefill,
+                block_size=cfg.block_size,
+                kv_blocks=cfg.kv_blocks,
+                source=a.knobs_source,
+            ),
+            sustainable_rps=sat,
+            sustainable_method=f"measured: {counted} requests of the scenario's mix completed closed-loop at "
+            f"{a.saturation_concurrency} concurrent streams after warm-up ({how})",
+            seconds=a.seconds,
+            warmup_fraction=sc.warmup_fraction,
+            created_at=datetime.now(UTC),
+            client=f"{platform.node()[:100]} ({platform.machine()}), Python {platform.python_version()}",
+            cpu_count=cpu_count(),
+            notes=[*dict.fromkeys(notes), *model.notes],
+            targets=f"|p50 error| <= {P50_TARGET_PCT:g}% and |p99 error| <= {P99_TARGET_PCT:g}% for TTFT, TPOT and E2E "
+            f"at loads up to {TARGET_UP_TO_LOAD:g}; above that reported, not judged",
+            levels=levels,
+            verdict=verdict(levels),
+        )
+    except ValueError as exc:  # a reading no file may hold (pydantic): one line, not a traceback
+        raise fail(f"the measured levels cannot be stored: {exc}") from None
     path = save_or_fallback(lambda d: save_llm_validation(v, d), a.out_dir, "validation file")
     if a.as_json:
         write_json(v.model_dump(mode="json"))
