@@ -19,7 +19,7 @@ from planner.fleet.report import evidence_for, money, quality_text, write_report
 from planner.fleet.sizing import MAX_REPLICAS, SIZING_REQUESTS, SizingError, load_run_cached
 from planner.serving.service import ServiceError
 from planner.serving.sim import ROUTERS
-from planner.traffic.scenario import ScenarioError, load_scenario
+from planner.traffic.scenario import Scenario, ScenarioError, load_scenario
 
 
 def _list(text: str | None, kind: type, name: str) -> tuple | None:
@@ -37,16 +37,8 @@ def _list(text: str | None, kind: type, name: str) -> tuple | None:
 LLM_SIZING_REQUESTS = 3000  # per replica count: an LLM request is many engine steps
 
 
-def _generative(scenario: Path) -> bool:
-    """A scenario of generative requests is sized on LLM runs (a file that does not load: the batch path says why)."""
-    try:
-        return load_scenario(scenario).llm is not None
-    except (ScenarioError, OSError):
-        return False
-
-
 def _size_llm(
-    scenario: Path,
+    sc: Scenario,
     runs: list[Path],
     profiles: list[Path],
     precision: str | None,
@@ -88,7 +80,7 @@ def _size_llm(
             if report.suffix.lower() not in (".md", ".html", ".htm"):
                 raise SizingError(f"--report {report}: the file name must end in .md or .html")
             check_output_file(report)  # before the search, not after it
-        sc, book = load_scenario(scenario), load_prices(prices)
+        book = load_prices(prices)
         evidence = tuple(import_file(b) for b in benchmarks)
         plan = size_llm(
             sc,
@@ -200,7 +192,11 @@ def size(
         if executor not in ("local", "ray"):
             raise fail(f"unknown --executor {executor!r}: use local or ray")
         os.environ["FLEETWISE_EXECUTOR"] = executor  # the sizing workers read it (planner/fleet/sizing.py)
-    generative = _generative(scenario)
+    try:
+        sc = load_scenario(scenario)  # read once: it decides batch or generative and is then sized
+    except ScenarioError as exc:
+        raise fail(str(exc)) from None
+    generative = sc.llm is not None
     batch_only = {
         "--router": router is not None,
         "--rank-by": rank_by is not None,
@@ -229,7 +225,7 @@ def size(
         raise fail(str(exc)) from None
     if generative:
         _size_llm(
-            scenario,
+            sc,
             runs,
             profiles,
             precision,
@@ -280,7 +276,6 @@ def size(
             check_output_file(report)  # before the search, not after it
         for p in runs:
             load_run_cached(str(p))  # a bad run file is named before any simulation; read once per process
-        sc = load_scenario(scenario)
         book = load_prices(prices)
         q = Question(
             scenario=sc,
