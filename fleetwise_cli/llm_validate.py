@@ -269,10 +269,8 @@ def _level(
         ok = res.error is None and res.token_times
         why = res.error or "no token streamed"
         if ok and len(res.token_times) > sched.max_tokens[i]:  # not the request asked for: not its figures
-            ok, why = (
-                False,
-                f"streamed {len(res.token_times)} text chunks for max_tokens {sched.max_tokens[i]}",
-            )
+            ok = False
+            why = f"streamed {len(res.token_times)} text chunks for max_tokens {sched.max_tokens[i]}"
         failures.append(None if ok else why)
         if res.prompt_tokens:
             prompts[i] = res.prompt_tokens  # the engine's own count of what it prefilled

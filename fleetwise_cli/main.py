@@ -7,7 +7,6 @@ only by `measure`, so listing runs and printing schemas work without it.
 from __future__ import annotations
 
 import importlib.metadata
-import signal
 import sys
 from datetime import UTC
 from pathlib import Path
@@ -24,10 +23,10 @@ from fleetwise_cli.common import (
     EXIT_INTERRUPTED,
     err,
     fail,
-    on_interrupt_signal,
     out,
     remember_interrupts,
     save_or_fallback,
+    sigterm_as_interrupt,
     write_json,
 )
 from fleetwise_cli.simulate_cmd import simulate
@@ -587,7 +586,6 @@ def measure_cmd(
         raise fail(f"measuring needs torch: install the 'measure' extra ({exc})") from None
 
     bad_input = (WorkloadError, SweepError, DeviceError, PrecisionError, RunFileError, ValueError)
-    previous_term = signal.getsignal(signal.SIGTERM)
     try:
         old: Run | None = None
         if resume is not None:
@@ -631,23 +629,19 @@ def measure_cmd(
         if soak_s is not None:
             check_soak(plan, soak_s, window_s)
         check_output_dir(out_dir)  # the input is good: prove the output can be written before measuring
-        signal.signal(
-            signal.SIGTERM, on_interrupt_signal
-        )  # kill or a service stop saves the points like Ctrl-C
-        if soak_s is not None:
-            with SoakProgress(err, soak_s) as ticker:
-                try:
-                    result = run_soak(plan, soak_s, window_s, ticker.tick)
-                except KeyboardInterrupt:
-                    err.print("interrupted before the soak's first chunk; nothing written")
-                    raise typer.Exit(EXIT_INTERRUPTED) from None
-        else:
-            with RichProgress(err) as progress:
-                result = execute_sweep(plan, progress)
+        with sigterm_as_interrupt():  # kill or a service stop saves the points like Ctrl-C
+            if soak_s is not None:
+                with SoakProgress(err, soak_s) as ticker:
+                    try:
+                        result = run_soak(plan, soak_s, window_s, ticker.tick)
+                    except KeyboardInterrupt:
+                        err.print("interrupted before the soak's first chunk; nothing written")
+                        raise typer.Exit(EXIT_INTERRUPTED) from None
+            else:
+                with RichProgress(err) as progress:
+                    result = execute_sweep(plan, progress)
     except bad_input as exc:
         raise fail(str(exc)) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
 
     from measure.run import save_run
 

@@ -210,23 +210,24 @@ class Endpoint:
                 conn.request("GET", self.base_path + path, headers={"Accept": "application/json"})
                 resp = conn.getresponse()
                 body = resp.read(MAX_INFO_BYTES + 1)
-            if guard.struck:
-                raise EndpointError(f"GET {path}: no whole answer within {timeout_s:g} s")
-            if resp.status != 200:
-                raise EndpointError(f"GET {path}: HTTP {resp.status}")
-            if len(body) > MAX_INFO_BYTES:
-                raise EndpointError(f"GET {path}: answer over {MAX_INFO_BYTES} bytes")
-            return parse_json(body, f"GET {path}")
-        except OSError as exc:
-            if guard.struck:
+        except (OSError, http.client.HTTPException) as exc:
+            if guard.struck:  # the watchdog's shutdown is what ended the read: say so, not the symptom
                 raise EndpointError(f"GET {path}: no whole answer within {timeout_s:g} s") from None
-            raise EndpointError(f"cannot reach {self.url}{path}: {_os_reason(exc)}") from None
-        except (DataFileError, http.client.HTTPException) as exc:
-            if guard.struck:
-                raise EndpointError(f"GET {path}: no whole answer within {timeout_s:g} s") from None
+            if isinstance(exc, OSError):
+                raise EndpointError(f"cannot reach {self.url}{path}: {_os_reason(exc)}") from None
             raise EndpointError(f"GET {path}: {one_line(str(exc), 200)}") from None
         finally:
             conn.close()
+        if guard.struck:
+            raise EndpointError(f"GET {path}: no whole answer within {timeout_s:g} s")
+        if resp.status != 200:
+            raise EndpointError(f"GET {path}: HTTP {resp.status}")
+        if len(body) > MAX_INFO_BYTES:
+            raise EndpointError(f"GET {path}: answer over {MAX_INFO_BYTES} bytes")
+        try:
+            return parse_json(body, f"GET {path}")
+        except DataFileError as exc:
+            raise EndpointError(f"GET {path}: {one_line(str(exc), 200)}") from None
 
 
 def _os_reason(exc: OSError) -> str:

@@ -27,15 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from measure.datafile import DataFileError, parse_json, read_regular_file
 from measure.run import MAX_LATENCY_MS, MAX_SEQ_LEN, CreatedAt, atomic_write_text, format_validation_error
+from planner.traffic.scenario import MAX_DURATION_S, MAX_RATE_RPS, MIN_RATE_RPS
 
 MAX_BENCHMARK_BYTES = 64 * 1024 * 1024
 MAX_LEVELS = 256
 MAX_REQUESTS_PER_LEVEL = 200_000
-MAX_REQUESTS_PER_FILE = 200_000  # ~35 MB written: always under the 64 MiB read cap, whatever the levels
-MAX_RATE_RPS = 1e6
-MIN_RATE_RPS = 1e-6  # one request in 11 days; below it a replica count overflows
+MAX_REQUESTS_PER_FILE = 200_000  # ~30 MB written: always under the 64 MiB read cap, whatever the levels
 MAX_TOKENS_PER_S = 1e9
-MAX_DURATION_S = 366 * 86_400.0
 SAMPLE_RATIO = 2.0  # samples whose median is off the stated p50 by more than this factor are not that level's
 MIN_SAMPLES = 20
 _LATENCIES = ("ttft", "tpot", "itl", "e2e")
@@ -63,18 +61,19 @@ class Stat(_Out):
 
     @model_validator(mode="after")
     def _ordered(self) -> Stat:
-        vals = [v for v in (self.mean, self.p50, self.p90, self.p95, self.p99) if v is not None]
-        if any(v < 0 for v in vals):
+        if any(v < 0 for v in self._given()):
             raise ValueError("a negative value")
         pct = [v for v in (self.p50, self.p90, self.p95, self.p99) if v is not None]
         if any(b < a * (1 - 1e-9) for a, b in itertools.pairwise(pct)):
             raise ValueError(f"percentiles out of order ({', '.join(f'{v:g}' for v in pct)})")
         return self
 
+    def _given(self) -> list[float]:
+        return [v for v in (self.mean, self.p50, self.p90, self.p95, self.p99) if v is not None]
+
     def top(self) -> float:
-        return max(
-            (v for v in (self.mean, self.p50, self.p90, self.p95, self.p99) if v is not None), default=0
-        )
+        """The largest figure the tool reported (0 when none)."""
+        return max(self._given(), default=0.0)
 
 
 class BenchRequest(_Out):
