@@ -14,11 +14,12 @@ import platform
 import statistics
 import time
 
-from measure.engine import SamplingConfig
-from measure.precision import parse_precisions
+from measure.batch.sweep import run_sweep
+from measure.core.parsing import parse_int_list, parse_precisions
+from measure.core.steady_state import SamplingConfig
+from measure.inprocess.plan import SweepRequest
 from measure.run import Point
-from measure.stack import cpu_info
-from measure.sweep import SweepRequest, parse_int_list, run_sweep
+from measure.sensors.stack import cpu_info
 
 
 def _pct(x: float | None) -> str:

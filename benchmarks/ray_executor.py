@@ -24,25 +24,37 @@ from planner.fleet.plan import Question, make_plan
 from planner.fleet.prices import load_prices
 from planner.llm.sizing import size_llm
 from planner.traffic.scenario import load_scenario
+from planner.workers import Executor
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sizing_grid(book: object, jobs: int) -> tuple[float, list[dict[str, object]]]:
+def sizing_grid(book: object, jobs: int, executor: Executor) -> tuple[float, list[dict[str, object]]]:
     runs = tuple(shipped_runs())
     profiles = tuple(str(p) for p in sorted((ROOT / "profiles").glob("*.yaml")))
     t0, plans = time.perf_counter(), []
     for path in sorted((ROOT / "scenarios").glob("*.yaml")):
         q = Question(scenario=load_scenario(path), runs=runs, profiles=profiles)
-        plans.append(make_plan(q, book, jobs=jobs).model_dump(mode="json"))  # type: ignore[arg-type]
+        plans.append(make_plan(q, book, jobs=jobs, executor=executor).model_dump(mode="json"))  # type: ignore[arg-type]
     return time.perf_counter() - t0, plans
 
 
-def llm_sweep(book: object, jobs: int) -> tuple[float, dict[str, object]]:
+def llm_sweep(book: object, jobs: int, executor: Executor) -> tuple[float, dict[str, object]]:
     llm = next(p for p in shipped_runs() if Path(p).name.startswith("llm-cpu-"))
     sc = load_scenario(ROOT / "scenarios" / "llm" / "tiny-chat.yaml")
     t0 = time.perf_counter()
-    plan = size_llm(sc, [llm], None, (16, 64, 256), (2048, 8192), (True, False), book, "on_demand", jobs=jobs)  # type: ignore[arg-type]
+    plan = size_llm(
+        sc,
+        [llm],
+        None,
+        (16, 64, 256),
+        (2048, 8192),
+        (True, False),
+        book,  # type: ignore[arg-type]
+        "on_demand",
+        jobs=jobs,
+        executor=executor,
+    )
     return time.perf_counter() - t0, plan.model_dump(mode="json")
 
 
@@ -52,18 +64,16 @@ def main() -> None:
     args = ap.parse_args()
     book = load_prices(ROOT / "data" / "prices.yaml")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; jobs {args.jobs}")
-    os.environ["FLEETWISE_EXECUTOR"] = "local"
-    grid_local, plans_local = sizing_grid(book, args.jobs)
-    llm_local, llm_plan_local = llm_sweep(book, args.jobs)
+    grid_local, plans_local = sizing_grid(book, args.jobs, "local")
+    llm_local, llm_plan_local = llm_sweep(book, args.jobs, "local")
     import ray
 
     t0 = time.perf_counter()
     ray.init(num_cpus=args.jobs, include_dashboard=False, log_to_driver=False, configure_logging=False)
     start = time.perf_counter() - t0
-    os.environ["FLEETWISE_EXECUTOR"] = "ray"
     try:
-        grid_ray, plans_ray = sizing_grid(book, args.jobs)
-        llm_ray, llm_plan_ray = llm_sweep(book, args.jobs)
+        grid_ray, plans_ray = sizing_grid(book, args.jobs, "ray")
+        llm_ray, llm_plan_ray = llm_sweep(book, args.jobs, "ray")
     finally:
         ray.shutdown()
     print(

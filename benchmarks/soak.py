@@ -13,11 +13,11 @@ import argparse
 import platform
 import statistics
 
-from measure.precision import parse_precisions
+from measure.batch.soak import parse_duration, run_soak
+from measure.core.parsing import parse_int_list, parse_precisions
+from measure.inprocess.plan import SweepRequest, plan_sweep
 from measure.run import save_run
-from measure.soak import parse_duration, run_soak
-from measure.stack import cpu_info
-from measure.sweep import SweepRequest, parse_int_list, plan_sweep
+from measure.sensors.stack import cpu_info
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's root
 from benchmarks.served import stop, wait_healthy
-from measure.endpoint import WORDS  # the words engine sweeps build prompts from: whole tokens here
+from measure.engine_client.http import WORDS  # the words engine sweeps build prompts from: whole tokens here
 
-# the `tiny` preset of measure/llm_model.py, as a Hugging Face Llama config
+# the `tiny` preset of measure/workloads/decoder.py, as a Hugging Face Llama config
 TINY: dict[str, Any] = {
     "hidden_size": 128,
     "intermediate_size": 352,

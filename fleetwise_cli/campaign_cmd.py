@@ -30,8 +30,8 @@ def campaign(
         )
     try:
         check_output_dir(out_dir)
-        from measure.campaign import run_campaign
-        from planner.fleet.ray_executor import ensure_ray
+        from measure.cluster.campaign import run_campaign
+        from planner.workers import ensure_ray
 
         results = run_campaign(
             ensure_ray(), device, [*args, "--device", device] if "--device" not in args else args

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from measure.datafile import one_line
+from measure.run.datafile import one_line
 
 # C0 controls but tab and newline, DEL, C1 controls (CSI 0x9b among them) and the bidi overrides that reorder
 # what a terminal shows: from a file's model or device name they could clear the screen, forge a line or

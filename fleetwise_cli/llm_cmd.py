@@ -48,14 +48,14 @@ class LlmOptions:
 
 
 def _ints(text: str | None, what: str, default: list[int]) -> list[int]:
-    from measure.parsing import parse_int_list
+    from measure.core.parsing import parse_int_list
 
     return parse_int_list(text, what) if text else list(default)
 
 
 def grid_from(opts: LlmOptions) -> LlmGrid:
     """The in-process grid: defaults where an option is not given; `--chunk 0` or `--context 0` is refused."""
-    from measure.llm_sweep import DEFAULT_GRID as d
+    from measure.llm.plan import DEFAULT_GRID as d
 
     return LlmGrid(
         mode="in-process",
@@ -93,10 +93,11 @@ def _guarded(work: Callable[[], tuple[Run, bool]], bad: tuple[type[Exception], .
 def measure_llm(request_kwargs: dict[str, object], opts: LlmOptions, out_dir: Path) -> None:
     """`-w llm | hf-config:PATH | hf:FOLDER`: prefill, decode and mixed steps in-process."""
     from fleetwise_cli.progress import RichProgress
-    from measure.device import DeviceError
-    from measure.llm_sweep import execute_llm_sweep, plan_llm_sweep
-    from measure.precision import PrecisionError
-    from measure.sweep import SweepError, SweepRequest
+    from measure.core.parsing import PrecisionError, SweepError
+    from measure.device.target import DeviceError
+    from measure.inprocess.plan import SweepRequest
+    from measure.llm.plan import plan_llm_sweep
+    from measure.llm.sweep import execute_llm_sweep
 
     bad = (SweepError, DeviceError, PrecisionError, RunFileError, ValueError)
     try:
@@ -119,7 +120,7 @@ def measure_llm(request_kwargs: dict[str, object], opts: LlmOptions, out_dir: Pa
 
 def parse_engine_params(items: tuple[str, ...]) -> dict[str, str | int | float | bool]:
     """`--engine-param key=value` (engine, version, max_num_seqs, ...), values read as numbers where they are."""
-    from measure.parsing import parse_param
+    from measure.core.parsing import parse_param
 
     params = dict(parse_param(p) for p in items)
     if len(params) > 64:
@@ -132,8 +133,8 @@ def measure_engine(
 ) -> None:
     """`--endpoint URL --model NAME`: a closed-loop sweep against a running streaming server."""
     from fleetwise_cli.progress import RichProgress
-    from measure.endpoint import Endpoint, EndpointError
-    from measure.endpoint_run import (
+    from measure.core.parsing import PrecisionError, SweepError, WorkloadError, parse_precisions
+    from measure.engine_client.closed_loop import (
         DEFAULT_CONCURRENCIES,
         DEFAULT_PROMPTS,
         EngineRequest,
@@ -141,7 +142,7 @@ def measure_engine(
         plan_engine,
         remote_stack,
     )
-    from measure.parsing import PrecisionError, SweepError, WorkloadError, parse_precisions
+    from measure.engine_client.http import Endpoint, EndpointError
 
     # torch-free: measuring an engine is an HTTP client, and must work on a machine without torch
     bad = (EndpointError, SweepError, PrecisionError, WorkloadError, RunFileError, ValueError)
@@ -174,8 +175,8 @@ def measure_engine(
             if not ep.loopback:
                 return remote_stack(params)
             try:  # the engine runs here: record this machine's stack, when torch is here to read it
-                from measure.device import parse_device
-                from measure.stack import capture_stack
+                from measure.device.target import parse_device
+                from measure.sensors.stack import capture_stack
             except ImportError:
                 return remote_stack(params)
             return capture_stack(parse_device(device), "engine (served on this machine)")

@@ -6,6 +6,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fleetwise_cli.common import out, write_json
+from fleetwise_cli.render.checks import print_checks
 from measure.run import Run
 from planner.llm.engine import LLM_ROUTERS, EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import LlmResult, run_llm_simulation
@@ -106,6 +107,5 @@ def print_llm_result(r: LlmResult) -> None:
         highlight=False,
         soft_wrap=True,
     )
-    from fleetwise_cli.simulate_cmd import print_checks
 
     print_checks(r.slo, r.warnings)

@@ -25,11 +25,11 @@ from fleetwise_cli.common import (
     sigterm_as_interrupt,
     write_json,
 )
-from measure.datafile import one_line
-from measure.endpoint import EndpointError
-from measure.endpoint_run import EngineRequest, calibrate, check_request, engine_info
-from measure.llm_live import LlmLiveError, Schedule, Sent, open_loop, saturation_rate
+from measure.engine_client.closed_loop import EngineRequest, calibrate, check_request, engine_info
+from measure.engine_client.http import EndpointError
+from measure.engine_client.open_loop import LlmLiveError, Schedule, Sent, open_loop, saturation_rate
 from measure.run import ParamScalar, Run, RunFileError, check_output_dir, load_run
+from measure.run.datafile import one_line
 from planner.evidence.llm_validation import (
     MAX_VALIDATION_REQUESTS,
     P50_TARGET_PCT,
@@ -44,11 +44,11 @@ from planner.evidence.llm_validation import (
     verdict,
 )
 from planner.evidence.validation import ValidationFileError, cpu_count
-from planner.fleet.sizing import load_run_cached
 from planner.llm.engine import EngineConfig, EngineError, LlmRequests, kv_blocks_from_run, simulate
 from planner.llm.simulation import llm_requests, queues_stable
 from planner.llm.steps import StepModel, StepModelError, step_model
 from planner.traffic.scenario import Scenario, ScenarioError, load_scenario
+from planner.workers import load_run_cached
 
 MIN_LEVEL_REQUESTS = 60
 MIX_REQUESTS = 400

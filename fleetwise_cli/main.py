@@ -123,7 +123,7 @@ app.command("campaign", context_settings={"allow_extra_args": True, "ignore_unkn
 
 @schema_app.command("run")
 def schema_run() -> None:
-    """JSON Schema of the run file (measure/run.py)."""
+    """JSON Schema of the run file (measure/run/)."""
     write_json(run_json_schema(), indent=2)
 
 
@@ -569,19 +569,20 @@ def measure_cmd(
         )
         return
     try:
-        from measure.device import DeviceError
-        from measure.engine import SamplingConfig
-        from measure.precision import PrecisionError, parse_precisions
-        from measure.sweep import (
+        from measure.batch.resume import request_from_run
+        from measure.batch.sweep import execute_sweep
+        from measure.core.parsing import (
+            PrecisionError,
             SweepError,
-            SweepRequest,
-            execute_sweep,
+            WorkloadError,
             parse_int_list,
-            plan_sweep,
+            parse_param,
+            parse_precisions,
             powers_of_two,
-            request_from_run,
         )
-        from measure.workloads import WorkloadError, parse_param
+        from measure.core.steady_state import SamplingConfig
+        from measure.device.target import DeviceError
+        from measure.inprocess.plan import SweepRequest, plan_sweep
     except ImportError as exc:
         raise fail(f"measuring needs torch: install the 'measure' extra ({exc})") from None
 
@@ -619,7 +620,7 @@ def measure_cmd(
                 pacing=pacing,
             )
         from fleetwise_cli.progress import RichProgress, SoakProgress
-        from measure.soak import check_soak, parse_duration, run_soak
+        from measure.batch.soak import check_soak, parse_duration, run_soak
 
         soak_s = parse_duration(soak) if soak is not None else None
         window_s = parse_duration(soak_window)
@@ -687,9 +688,8 @@ def _llm_request(
 ) -> dict[str, object]:
     """The SweepRequest fields of an in-process LLM sweep (parsed inside measure_llm, whose errors exit 2)."""
     try:
-        from measure.engine import SamplingConfig
-        from measure.precision import PrecisionError, parse_precisions
-        from measure.workloads import WorkloadError, parse_param
+        from measure.core.parsing import PrecisionError, WorkloadError, parse_param, parse_precisions
+        from measure.core.steady_state import SamplingConfig
 
         return {
             "workload": workload,

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 
 from fleetwise_cli.common import raise_if_interrupted
-from measure.parsing import Progress as SweepProgress
+from measure.core.parsing import Progress as SweepProgress
 from measure.run import Point
 
 

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fleetwise_cli.common import fail, out, write_json
+from fleetwise_cli.render.checks import print_checks
 from measure.run import RunFileError, load_run
 from planner.llm.engine import EngineError
 from planner.llm.steps import StepModelError
@@ -21,7 +22,7 @@ from planner.serving.service import (
     scaled_model,
 )
 from planner.serving.sim import ROUTERS, BatchPolicy
-from planner.serving.simulation import SimResult, SloCheck, Summary, run_simulation
+from planner.serving.simulation import SimResult, Summary, run_simulation
 from planner.traffic.scenario import ScenarioError, load_scenario
 
 
@@ -181,13 +182,3 @@ def print_result(r: SimResult) -> None:
             soft_wrap=True,
         )
     print_checks(r.slo, r.warnings)
-
-
-def print_checks(slos: list[SloCheck], warnings: list[str]) -> None:
-    """Each SLO met or missed with the observed value, then the warnings (batch and LLM results alike)."""
-    for c in slos:
-        mark = "[green]met[/]" if c.met else "[red]MISSED[/]"
-        obs = "-" if c.observed_ms is None else f"{c.observed_ms:.4g} ms"
-        out.print(f"SLO {escape(c.slo)}: {obs} {mark}", highlight=False)
-    for w in warnings:
-        out.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)

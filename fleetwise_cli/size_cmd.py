@@ -16,10 +16,11 @@ from planner.evidence.compare import compare_runs, p_value_text
 from planner.fleet.plan import RANK_BY, Plan, PlannedOption, Question, Redundancy, make_plan, sensitivity
 from planner.fleet.prices import PRICINGS, PriceError, load_prices
 from planner.fleet.report import evidence_for, money, quality_text, write_report
-from planner.fleet.sizing import MAX_REPLICAS, SIZING_REQUESTS, SizingError, load_run_cached
+from planner.fleet.sizing import MAX_REPLICAS, SIZING_REQUESTS, SizingError
 from planner.serving.service import ServiceError
 from planner.serving.sim import ROUTERS
 from planner.traffic.scenario import Scenario, ScenarioError, load_scenario
+from planner.workers import Executor, ExecutorError, check_executor, executor_from_env, load_run_cached
 
 
 def _list(text: str | None, kind: type, name: str) -> tuple | None:
@@ -56,6 +57,7 @@ def _size_llm(
     benchmarks: list[Path],
     jobs: int,
     redundancy: Redundancy,
+    executor: Executor,
 ) -> None:
     from fleetwise_cli.llm_size import parse_switches, print_llm_plan
     from planner.evidence.bench_import import import_file
@@ -97,6 +99,7 @@ def _size_llm(
             benchmarks=evidence,
             jobs=jobs,
             redundancy=redundancy,
+            executor=executor,
         )
         if report is not None:
             cited = {r.id: r for r in map(load_run_cached, map(str, runs))}
@@ -145,7 +148,8 @@ def size(
     jobs: int = typer.Option(0, help="worker processes (0: one per CPU)"),
     executor: str = typer.Option(
         None,
-        help="local (worker processes, the default) or ray (a Ray cluster: FLEETWISE_RAY_ADDRESS, else a local one)",
+        help="local (worker processes) or ray (a Ray cluster: FLEETWISE_RAY_ADDRESS, else a local one); default "
+        "FLEETWISE_EXECUTOR, else ray when FLEETWISE_RAY_ADDRESS is set, else local",
     ),
     exclude_throttled: bool = typer.Option(False, help="leave out points flagged as throttled"),
     service_scale: float = typer.Option(
@@ -188,10 +192,10 @@ def size(
     """Size a fleet per option: fewest replicas meeting every SLO, monthly cost, cost per request/token, energy.
 
     LLM runs size generative scenarios (TTFT/TPOT/ITL/E2E SLOs) over engine knobs x precision."""
-    if executor is not None:
-        if executor not in ("local", "ray"):
-            raise fail(f"unknown --executor {executor!r}: use local or ray")
-        os.environ["FLEETWISE_EXECUTOR"] = executor  # the sizing workers read it (planner/fleet/sizing.py)
+    try:
+        chosen = check_executor(executor) if executor is not None else executor_from_env()
+    except ExecutorError as exc:
+        raise fail(f"--executor: {exc}") from None
     try:
         sc = load_scenario(scenario)  # read once: it decides batch or generative and is then sized
     except ScenarioError as exc:
@@ -243,6 +247,7 @@ def size(
             benchmarks,
             jobs if jobs > 0 else (os.cpu_count() or 1),
             red,
+            chosen,
         )
         return
     requests = SIZING_REQUESTS if requests is None else requests
@@ -303,12 +308,17 @@ def size(
                     task, completed=done, total=total, description=f"sizing {label[:60]}", refresh=True
                 )
 
-            plan = make_plan(q, book, jobs=n_jobs, progress=tick)
+            plan = make_plan(q, book, jobs=n_jobs, progress=tick, executor=chosen)
             rows = None
             if report is not None:
                 t2 = bar.add_task("sensitivity", total=None)
                 rows = sensitivity(
-                    q, book, plan, n_jobs, lambda d, t, _l: bar.update(t2, completed=d, total=t, refresh=True)
+                    q,
+                    book,
+                    plan,
+                    n_jobs,
+                    lambda d, t, _l: bar.update(t2, completed=d, total=t, refresh=True),
+                    chosen,
                 )
         if report is not None:
             write_report(report, plan, book, rows, evidence_for(list(q.runs), validations))

@@ -25,12 +25,12 @@ from planner.evidence.validation import (
     with_back_to_back,
     with_live_service,
 )
-from planner.fleet.sizing import load_run_cached
 from planner.serving.service import ServiceError, from_run
 from planner.serving.sim import BatchPolicy
 from planner.serving.simulation import run_simulation
 from planner.traffic.arrivals import generate
 from planner.traffic.scenario import Fixed, Gamma, Poisson, Scenario, ScenarioError, load_scenario
+from planner.workers import load_run_cached
 
 
 def _level_scenario(sc: Scenario, rate: float, seconds: float, seq_len: int | None) -> tuple[Scenario, str]:
@@ -194,8 +194,8 @@ def validate(
         check_output_dir(out_dir)  # before minutes of live serving, not after
     except (ScenarioError, ServiceError, RunFileError, ValueError) as exc:  # OutputPathError is a ValueError
         raise fail(str(exc)) from None
-    from measure.live import LiveError, serve_live  # torch: only once the input is known to be good
-    from measure.sweep import workload_of_run
+    from measure.batch.live import LiveError, serve_live  # torch: only once the input is known to be good
+    from measure.batch.resume import workload_of_run
 
     try:
         workload_of_run(r, workload)  # a user factory runs only when named on the command line

@@ -40,12 +40,15 @@ from planner.fleet.plan import (
     sensitivity,
 )
 from planner.fleet.prices import PriceBook, load_prices, price_entry_yaml, with_session_prices
-from planner.fleet.sizing import Progress, Task, in_workers, start_workers
+from planner.fleet.sizing import Task
 from planner.fleet.tradeoff import Ladder, ladder
 from planner.traffic.scenario import Scenario, load_scenario, parse_scenario
+from planner.workers import Progress, executor_from_env, in_workers, start_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = max(1, min(os.cpu_count() or 1, 4))
+# where the app's sizings run: chosen once, by the environment the app server was started in (docs/cluster.md)
+EXECUTOR = executor_from_env()
 
 
 def runs_dir() -> Path:
@@ -347,7 +350,7 @@ def plan_for(params: dict[str, Any]) -> Plan:
     """The sizing plan for these parameters (cached on them, the runs' content ids and the price book)."""
     q = question_from(params)
     book = price_book(params)
-    return cast(Plan, cached(_key("plan", params), lambda p: make_plan(q, book, JOBS, p), "Sizing"))
+    return cast(Plan, cached(_key("plan", params), lambda p: make_plan(q, book, JOBS, p, EXECUTOR), "Sizing"))
 
 
 def ladders_for(params: dict[str, Any], keys: tuple[str, ...]) -> list[Ladder]:
@@ -361,7 +364,7 @@ def ladders_for(params: dict[str, Any], keys: tuple[str, ...]) -> list[Ladder]:
             for s in specs
             if s.key in keys
         ]
-        return in_workers(ladder, tasks, JOBS, progress)
+        return in_workers(ladder, tasks, JOBS, progress, EXECUTOR)
 
     return cast(list[Ladder], cached(_key("ladders", params, *keys), compute, "Simulating"))
 
@@ -373,7 +376,7 @@ def sensitivity_for(params: dict[str, Any]) -> list[SensitivityRow]:
         list[SensitivityRow],
         cached(
             _key("sensitivity", params),
-            lambda p: sensitivity(q, price_book(params), plan, JOBS, p),
+            lambda p: sensitivity(q, price_book(params), plan, JOBS, p, EXECUTOR),
             "Sensitivity",
         ),
     )

@@ -12,15 +12,15 @@ from typing import Any, cast
 import pandas as pd
 import streamlit as st
 
-from pages.common import JOBS, cached, line, prices_digest, run_ids_for, scatter
+from pages.common import EXECUTOR, JOBS, cached, line, prices_digest, run_ids_for, scatter
 from pages.llm_sizing import llm_plan_for
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.report import money
-from planner.fleet.sizing import in_workers
 from planner.fleet.tradeoff import PERCENTILE_KEYS
 from planner.llm.sizing import LlmSized
 from planner.llm.tradeoff import LadderTask, LlmLadder, ladder_task, replicas_for, why_not
 from planner.traffic.scenario import Scenario, parse_scenario
+from planner.workers import in_workers
 
 GRID_POINTS = 200
 
@@ -36,7 +36,7 @@ def _ladders(params: dict[str, Any], sc: Scenario, options: list[LlmSized]) -> l
     tasks = [LadderTask(sc, o) for o in options]
     return cast(
         list[LlmLadder],
-        cached(key, lambda p: in_workers(ladder_task, tasks, JOBS, p), "Simulating replica counts"),
+        cached(key, lambda p: in_workers(ladder_task, tasks, JOBS, p, EXECUTOR), "Simulating replica counts"),
     )
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import (
+    EXECUTOR,
     JOBS,
     benchmarks,
     cached,
@@ -24,9 +25,9 @@ from planner.fleet.escape import md_escape as esc
 from planner.fleet.plan import Redundancy
 from planner.fleet.prices import PRICINGS
 from planner.fleet.report import money
-from planner.fleet.sizing import Progress
 from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmPlan, LlmSizingError, size_llm
 from planner.traffic.scenario import Scenario, parse_scenario
+from planner.workers import Progress
 
 
 def _table(plan: LlmPlan) -> pd.DataFrame:
@@ -201,6 +202,7 @@ def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
             benchmarks=tuple(import_file(b) for b in params.get("benchmarks", [])),
             jobs=JOBS,  # the sizing workers, as batch sizing and the CLI use them
             progress=progress,
+            executor=EXECUTOR,
             redundancy=Redundancy(params.get("spares", 0), params.get("headroom", 0.0)),
         )
 

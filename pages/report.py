@@ -10,9 +10,9 @@ from pages.common import price_book, sensitivity_for, validations_dir
 from pages.llm_sizing import llm_plan_for
 from planner.fleet.plan import Plan
 from planner.fleet.report import evidence_for, render_html, render_markdown
-from planner.fleet.sizing import load_run_cached
 from planner.llm.report import llm_validations_for, render_llm_markdown
 from planner.traffic.scenario import parse_scenario
+from planner.workers import load_run_cached
 
 
 def downloads(md: str, title: str, stem: str, plan_json: str, table_csv: str | None = None) -> None:

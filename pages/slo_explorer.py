@@ -12,9 +12,9 @@ from planner.fleet.cost import SECONDS_PER_MONTH
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.plan import Plan
 from planner.fleet.prices import HOURS_PER_MONTH, PriceError
-from planner.fleet.sizing import load_run_cached
 from planner.fleet.tradeoff import PERCENTILE_KEYS, pareto, replicas_for
 from planner.traffic.scenario import parse_scenario
+from planner.workers import load_run_cached
 
 st.title("SLO explorer")
 if st.session_state.get("last_plan_kind") == "llm" and "llm_params" in st.session_state:

@@ -16,10 +16,10 @@ ray = pytest.importorskip("ray")
 from fleetwise_cli.main import app  # noqa: E402
 from planner.fleet.plan import Question, make_plan, sensitivity  # noqa: E402
 from planner.fleet.prices import load_prices  # noqa: E402
-from planner.fleet.ray_executor import ExecutorError  # noqa: E402
 from planner.fleet.sizing import in_workers  # noqa: E402
 from planner.llm.sizing import LlmOption, LlmTask, size_llm, size_task  # noqa: E402
 from planner.traffic.scenario import load_scenario  # noqa: E402
+from planner.workers import ExecutorError  # noqa: E402
 from tests.conftest import REPO, shipped_files  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -35,23 +35,16 @@ def cluster() -> Iterator[None]:
         ray.shutdown()
 
 
-@pytest.fixture
-def use_ray(cluster: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLEETWISE_EXECUTOR", "ray")
-
-
-def _plans(q: Question, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, dict]:  # type: ignore[type-arg]
-    monkeypatch.setenv("FLEETWISE_EXECUTOR", "local")
-    local = make_plan(q, BOOK, jobs=2).model_dump(mode="json")
-    monkeypatch.setenv("FLEETWISE_EXECUTOR", "ray")
+def _plans(q: Question) -> tuple[dict, dict]:  # type: ignore[type-arg]
+    local = make_plan(q, BOOK, jobs=2, executor="local").model_dump(mode="json")
     seen: list[tuple[int, int]] = []
-    remote = make_plan(q, BOOK, jobs=2, progress=lambda d, t, _l: seen.append((d, t))).model_dump(mode="json")
+    remote = make_plan(q, BOOK, 2, lambda d, t, _l: seen.append((d, t)), "ray").model_dump(mode="json")
     assert seen and seen[-1][0] == seen[-1][1]  # progress reported as tasks finish
     return local, remote
 
 
 def test_sizing_and_sensitivity_give_identical_plans_on_ray_and_on_the_local_pool(
-    cluster: None, monkeypatch: pytest.MonkeyPatch
+    cluster: None,
 ) -> None:
     run = next(
         f for f in shipped_files() if f.name.startswith("cnn-cpu-20261128T172913Z")
@@ -60,35 +53,31 @@ def test_sizing_and_sensitivity_give_identical_plans_on_ray_and_on_the_local_poo
         scenario=load_scenario(REPO / "scenarios" / "steady-api.yaml"), runs=(str(run),), profiles=(),
         max_batches=(1, 4), max_delays_ms=(0.0, 2.0), sizing_requests=2000,
     )  # fmt: skip
-    local, remote = _plans(q, monkeypatch)
+    local, remote = _plans(q)
     assert local == remote and len(local["options"]) >= 3  # max_batch 1 takes no delay: 3 distinct options
     plan = make_plan(q, BOOK, jobs=1)
-    monkeypatch.setenv("FLEETWISE_EXECUTOR", "local")
-    rows_local = [r.model_dump() for r in sensitivity(q, BOOK, plan, 2)]
-    monkeypatch.setenv("FLEETWISE_EXECUTOR", "ray")
-    rows_ray = [r.model_dump() for r in sensitivity(q, BOOK, plan, 2)]
+    rows_local = [r.model_dump() for r in sensitivity(q, BOOK, plan, 2, executor="local")]
+    rows_ray = [r.model_dump() for r in sensitivity(q, BOOK, plan, 2, executor="ray")]
     assert rows_local == rows_ray and rows_local
 
 
-def test_an_llm_knob_sweep_gives_the_same_plan_on_ray(cluster: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_llm_knob_sweep_gives_the_same_plan_on_ray(cluster: None) -> None:
     llm = next(f for f in shipped_files() if f.name.startswith("llm-cpu-"))
     sc = load_scenario(REPO / "scenarios" / "llm" / "tiny-chat.yaml")
     args = (sc, [str(llm)], ["fp32"], (16, 64), (2048,), (True, False), BOOK, "on_demand")
-    monkeypatch.setenv("FLEETWISE_EXECUTOR", "local")
-    local = size_llm(*args, requests=1500, jobs=2).model_dump()  # type: ignore[arg-type]
-    monkeypatch.setenv("FLEETWISE_EXECUTOR", "ray")
-    remote = size_llm(*args, requests=1500, jobs=2).model_dump()  # type: ignore[arg-type]
+    local = size_llm(*args, requests=1500, jobs=2, executor="local").model_dump()  # type: ignore[arg-type]
+    remote = size_llm(*args, requests=1500, jobs=2, executor="ray").model_dump()  # type: ignore[arg-type]
     assert local == remote and len(local["options"]) >= 3  # max_batch 1 takes no delay: 3 distinct options
 
 
 def test_a_task_that_fails_on_the_cluster_stops_the_sizing_with_its_name(
-    use_ray: None, tmp_path: Path
+    cluster: None, tmp_path: Path
 ) -> None:
     sc = load_scenario(REPO / "scenarios" / "llm" / "tiny-chat.yaml")
     missing = LlmOption(str(tmp_path / "gone.json"), "fp32", 8, 2048, True)
     task = LlmTask(missing, sc, BOOK, "on_demand", 1000, 8, None)
     with pytest.raises(ExecutorError, match="max_num_seqs 8") as info:
-        in_workers(size_task, [task], 1, None)
+        in_workers(size_task, [task], 1, None, "ray")
     assert "gone.json" in str(info.value) or "failed on the Ray cluster" in str(info.value)
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from measure.datafile import DataFileError, one_line, parse_json, read_regular_file
 from measure.run import format_validation_error
+from measure.run.datafile import DataFileError, one_line, parse_json, read_regular_file
 from planner.evidence.engine_benchmark import (
     MAX_BENCHMARK_BYTES,
     MAX_LEVELS,

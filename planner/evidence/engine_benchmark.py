@@ -25,8 +25,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from measure.datafile import DataFileError, parse_json, read_regular_file
 from measure.run import MAX_LATENCY_MS, MAX_SEQ_LEN, CreatedAt, atomic_write_text, format_validation_error
+from measure.run.datafile import DataFileError, parse_json, read_regular_file
 from planner.traffic.scenario import MAX_DURATION_S, MAX_RATE_RPS, MIN_RATE_RPS
 
 MAX_BENCHMARK_BYTES = 64 * 1024 * 1024

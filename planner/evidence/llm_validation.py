@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from measure.datafile import DataFileError, parse_json, read_regular_file
 from measure.run import MAX_SEQ_LEN, CreatedAt, EngineInfo, atomic_write_text, format_validation_error
+from measure.run.datafile import DataFileError, parse_json, read_regular_file
 from planner.evidence.validation import MAX_VALIDATION_BYTES, ValidationFileError, load_folder
 
 P50_TARGET_PCT = 10.0

@@ -21,7 +21,6 @@ from typing import Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from measure.datafile import DataFileError, parse_json, read_regular_file
 from measure.run import (
     MAX_BATCH_SIZE,
     MAX_NAME_CHARS,
@@ -29,6 +28,7 @@ from measure.run import (
     atomic_write_text,
     format_validation_error,
 )
+from measure.run.datafile import DataFileError, parse_json, read_regular_file
 from planner.serving.service import BatchLatency, LatencyTable, ServiceModel, samples_latency
 from planner.serving.simulation import SimResult
 

@@ -21,7 +21,6 @@ from planner.fleet.sizing import (
     SIZING_REQUESTS,
     Below,
     OptionSpec,
-    Progress,
     SizedOption,
     SizingError,
     Task,
@@ -35,6 +34,7 @@ from planner.serving import stopping
 from planner.serving.sim import Router
 from planner.serving.simulation import Summary
 from planner.traffic.scenario import Scenario
+from planner.workers import Executor, Progress
 
 RankBy = Literal["monthly_cost", "cost_per_1k", "tokens_per_joule"]
 RANK_BY: tuple[str, ...] = ("monthly_cost", "cost_per_1k", "tokens_per_joule")
@@ -393,7 +393,13 @@ def options_for(q: Question) -> tuple[list[OptionSpec], list[str]]:
     )
 
 
-def make_plan(q: Question, book: PriceBook, jobs: int = 1, progress: Progress | None = None) -> Plan:
+def make_plan(
+    q: Question,
+    book: PriceBook,
+    jobs: int = 1,
+    progress: Progress | None = None,
+    executor: Executor = "local",
+) -> Plan:
     """Build the option grid, check prices, size every option, price, rank and summarise."""
     sc = q.scenario
     if not sc.slo:
@@ -409,6 +415,7 @@ def make_plan(q: Question, book: PriceBook, jobs: int = 1, progress: Progress | 
         progress=progress,
         service_scale=q.service_scale,
         early_stop=q.early_stop,
+        executor=executor,
     )
     planned = []
     for spec, s in zip(specs, sized, strict=True):
@@ -468,7 +475,12 @@ class SensitivityRow(_Out):
 
 
 def sensitivity(
-    q: Question, book: PriceBook, plan: Plan, jobs: int = 1, progress: Progress | None = None
+    q: Question,
+    book: PriceBook,
+    plan: Plan,
+    jobs: int = 1,
+    progress: Progress | None = None,
+    executor: Executor = "local",
 ) -> list[SensitivityRow]:
     """Growth x0.5..x3 and SLO thresholds x0.5..x1.5 for the best option of each group (factor 1 reused)."""
     best = {o.key: o for o in plan.options if o.rank == 1}
@@ -484,7 +496,7 @@ def sensitivity(
         for s in chosen
         for v in variants
     ]
-    sized = run_tasks(tasks, jobs, progress)
+    sized = run_tasks(tasks, jobs, progress, executor)
     rows: list[SensitivityRow] = []
     it = iter(sized)
     for s in chosen:

@@ -21,7 +21,7 @@ from planner.evidence.validation import Validation, scan_validations
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.plan import Plan, PlannedOption, SensitivityRow
 from planner.fleet.prices import PriceBook, Pricing
-from planner.fleet.sizing import load_run_cached
+from planner.workers import load_run_cached
 
 TERMS = [
     "**Replica**: one device serving requests (one GPU, or one machine like the one a CPU run was measured on).",

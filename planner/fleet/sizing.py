@@ -19,24 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-import multiprocessing
-import os
-import sys
-import threading
-import types
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from measure.run import Precision, Run, load_run
+from measure.run import Precision, Run
 from planner.evidence.compare import comparability_key
+from planner.serving.search import Verdict, smallest_passing
 from planner.serving.service import (
     AssumedProfile,
     Bound,
@@ -52,13 +45,12 @@ from planner.serving.sim import BatchPolicy, Router
 from planner.serving.simulation import SimResult, SimReuse, Summary, run_simulation
 from planner.traffic.arrivals import Requests, generate
 from planner.traffic.scenario import Diurnal, Gamma, Mmpp, Poisson, Scenario, Slo, Trace
+from planner.workers import Executor, Progress, in_workers, load_run_cached
 
 DEFAULT_MAX_BATCHES = (1, 4, 16, 64)  # kept where measured; the largest ok batch is always added
 DEFAULT_MAX_DELAYS_MS = (0.0, 5.0)
 SIZING_REQUESTS = 30_000
 MAX_REPLICAS = 1000
-NO_GAIN = 0.02  # a failing count whose worst SLO ratio improved by less than this ...
-NO_GAIN_UTILIZATION = 0.5  # ... at a utilization below this: more replicas will not help
 HOURLY_MIN_REQUESTS = 2_000
 OFF_PEAK_SHARE = 4  # hours below the peak simulate at most sizing_requests / this: they set device-hours only
 THROTTLE_FLAGS = frozenset({"power-capped", "thermal-slowdown", "hw-slowdown"})
@@ -108,12 +100,6 @@ class OptionSpec:
     @property
     def label(self) -> str:
         return f"{self.evidence.label}, max_batch {self.max_batch}, max_delay {self.max_delay_ms:g} ms"
-
-
-@lru_cache(maxsize=64)
-def load_run_cached(path: str) -> Run:
-    """A run file, loaded once per process (runs are immutable, content-addressed)."""
-    return load_run(path)
 
 
 @lru_cache(maxsize=16)
@@ -460,42 +446,24 @@ class Searcher:
         self.cache[n] = p
         return p
 
+    def verdict(self, n: int) -> Verdict:
+        p = self.probe(n)
+        return Verdict(p.ok, p.result.stable, p.worst, p.result.utilization)
+
     def smallest(self, cap: int) -> tuple[Probe | None, str | None]:
-        """The smallest passing count (gallop, then bisect) or None with the reason."""
-        n0 = self.lower_bound()
-        lo = n0 - 1  # unstable by the bound: fails without simulation
-        step, n = 1, n0
-        prev: Probe | None = None
-        while True:
-            if n > cap:
-                last = self.probe(min(cap, max(lo, 1)))
-                return None, f"no count up to the cap of {cap} replicas meets the SLOs ({_why(last)})"
-            p = self.probe(n)
-            if p.ok:
-                break
-            if (
-                prev is not None
-                and p.result.stable
-                and prev.result.stable
-                and p.worst > prev.worst * (1 - NO_GAIN)
-                and (p.result.utilization or 0.0) < NO_GAIN_UTILIZATION
-            ):
-                return None, (
-                    f"more replicas do not help: at {p.n} replicas (utilization {p.result.utilization:.0%}) "
-                    f"{_why(p)}; the service time itself is too slow for this SLO (try a smaller max_batch or "
-                    "max_delay, or a faster device or precision)"
-                )
-            lo, prev = n, p
-            n = n0 + 2 * step - 1
-            step *= 2
-        hi = n
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self.probe(mid).ok:
-                hi = mid
-            else:
-                lo = mid
-        return self.probe(hi), None
+        """The smallest passing count (the shared search, from the lower bound) or None with the reason."""
+        found = smallest_passing(self.verdict, self.lower_bound(), cap)
+        if found.replicas is not None:
+            return self.probe(found.replicas), None
+        if found.stuck_at is not None:
+            p = self.probe(found.stuck_at)
+            return None, (
+                f"more replicas do not help: at {p.n} replicas (utilization {p.result.utilization:.0%}) "
+                f"{_why(p)}; the service time itself is too slow for this SLO (try a smaller max_batch or "
+                "max_delay, or a faster device or precision)"
+            )
+        last = self.probe(min(cap, max(found.last_failing, 1)))
+        return None, f"no count up to the cap of {cap} replicas meets the SLOs ({_why(last)})"
 
     def below(self, n: int) -> Below | None:
         if n <= 1:
@@ -790,8 +758,6 @@ def _no_answer(lv: Level, rate: float, units: float, reason: str) -> LevelAnswer
 
 # ------------------------------------------------------------------------------------------------ driver
 
-Progress = Callable[[int, int, str], None]
-
 
 def size_all(
     scenario: Scenario,
@@ -803,8 +769,9 @@ def size_all(
     progress: Progress | None = None,
     service_scale: float = 1.0,
     early_stop: bool = True,
+    executor: Executor = "local",
 ) -> list[SizedOption]:
-    """Size every option (in `jobs` worker processes); results in the order of `options`."""
+    """Size every option (in `jobs` worker processes, or on Ray); results in the order of `options`."""
     if not scenario.slo:
         raise SizingError(f"scenario {scenario.name} has no SLO: there is nothing to size against")
     tasks = [Task(o, scenario, sizing_requests, max_replicas, service_scale, early_stop) for o in options]
@@ -813,7 +780,8 @@ def size_all(
     for i, o in enumerate(options):
         bundles.setdefault((_evidence_key(o), o.max_delay_ms, o.router), []).append(i)
     order = [sorted(ix, key=lambda i: options[i].max_batch) for ix in bundles.values()]
-    sized = in_workers(size_bundle, [Bundle(tuple(tasks[i] for i in ix)) for ix in order], jobs, progress)
+    bundled = [Bundle(tuple(tasks[i] for i in ix)) for ix in order]
+    sized = in_workers(size_bundle, bundled, jobs, progress, executor)
     out: dict[int, SizedOption] = {
         i: r for ix, rs in zip(order, sized, strict=True) for i, r in zip(ix, rs, strict=True)
     }
@@ -836,107 +804,11 @@ def size_bundle(bundle: Bundle) -> list[SizedOption]:
     return [size_option(t) for t in bundle.tasks]
 
 
-def run_tasks(tasks: list[Task], jobs: int = 1, progress: Progress | None = None) -> list[SizedOption]:
+def run_tasks(
+    tasks: list[Task], jobs: int = 1, progress: Progress | None = None, executor: Executor = "local"
+) -> list[SizedOption]:
     """Size each task's option under its scenario, in `jobs` worker processes; results in task order."""
-    return in_workers(size_option, tasks, jobs, progress)
-
-
-class _Named(Protocol):
-    @property
-    def label(self) -> str: ...
-
-
-class _Labelled(Protocol):
-    """A worker task: its option's label names it on the progress bar."""
-
-    @property
-    def option(self) -> _Named: ...
-
-
-R = TypeVar("R")
-T = TypeVar("T", bound=_Labelled)
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    # a single-threaded process (the CLI) forks its workers: they start with the planner already imported and
-    # the runs already parsed (a forkserver costs about 2.5 s to start on 2 cores). Forking a process that
-    # runs threads (the app's server) can deadlock a worker, so there a forkserver starts them.
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
-    if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["planner.fleet.sizing"])  # workers fork with numpy/scipy/simpy imported
-    return ctx
-
-
-@contextmanager
-def _plain_main() -> Iterator[None]:
-    """Hide the running script from the workers being started.
-
-    A forkserver or spawn worker re-runs the parent's __main__ file before its task; under Streamlit that file
-    is the app page (Streamlit puts the script it runs in sys.modules["__main__"]), so every worker imported
-    Streamlit and ran the page ("missing ScriptRunContext" in the log). Tasks are planner functions and need
-    nothing from __main__.
-    """
-    main = sys.modules.get("__main__")
-    if main is None or getattr(main, "__file__", None) is None:
-        yield
-        return
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
-
-
-def start_workers() -> None:
-    """Start the process that forks sizing workers now, so that a long-running app's first answer does not
-    wait for it (about 2 s on 2 cores to import the planner); idempotent."""
-    if _context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        with _plain_main():
-            forkserver.ensure_running()
-
-
-EXECUTORS = ("local", "ray")
-
-
-def executor_kind() -> str:
-    """`local` (the process pool, the default) or `ray`: FLEETWISE_EXECUTOR, or ray when FLEETWISE_RAY_ADDRESS
-    names a cluster."""
-    kind = os.environ.get("FLEETWISE_EXECUTOR") or (
-        "ray" if os.environ.get("FLEETWISE_RAY_ADDRESS") else "local"
-    )
-    if kind not in EXECUTORS:
-        raise SizingError(f"FLEETWISE_EXECUTOR={kind!r}: use local or ray")
-    return kind
-
-
-def in_workers(fn: Callable[[T], R], tasks: list[T], jobs: int, progress: Progress | None) -> list[R]:
-    """fn over tasks in `jobs` processes (inline when 1), or on a Ray cluster when that executor is chosen;
-    reporting each finished task; results in order."""
-    if tasks and executor_kind() == "ray":
-        from planner.fleet.ray_executor import in_ray
-
-        return in_ray(fn, tasks, progress)
-    results: dict[int, R] = {}
-    if jobs <= 1 or len(tasks) == 1:
-        for i, t in enumerate(tasks):
-            results[i] = fn(t)
-            if progress:
-                progress(i + 1, len(tasks), t.option.label)
-    else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=_context()) as pool:
-            with _plain_main():  # workers start as the pool fills
-                futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
-            for done, fut in enumerate(as_completed(futures), start=1):
-                i = futures[fut]
-                results[i] = fut.result()
-                if progress:
-                    progress(done, len(tasks), tasks[i].option.label)
-    return [results[i] for i in range(len(tasks))]
+    return in_workers(size_option, tasks, jobs, progress, executor)
 
 
 def with_slo_scale(sc: Scenario, factor: float) -> Scenario:

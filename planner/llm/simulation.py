@@ -49,6 +49,7 @@ class LlmResult(BaseModel):
     goodput_rps: float | None
     input_tokens_per_s: float
     output_tokens_per_s: float
+    utilization: float  # share of the replicas' time spent in engine steps (first arrival to last finish)
     kv_cache_utilization: float
     prefill_busy_share: float
     preemptions: int
@@ -213,6 +214,7 @@ def run_llm_simulation(
         goodput_rps=float(good.mean() * n / window) if sc.slo and window > 0 and good.size else None,
         input_tokens_per_s=float(reqs.prompt.sum() / span) if span > 0 else 0.0,
         output_tokens_per_s=float(reqs.output.sum() / span) if span > 0 else 0.0,
+        utilization=float(min(1.0, tr.busy_s / (replicas * span))) if span > 0 else 0.0,
         kv_cache_utilization=float(tr.kv_used_time / tr.busy_s) if tr.busy_s > 0 else 0.0,
         prefill_busy_share=float(tr.prefill_busy_s / tr.busy_s) if tr.busy_s > 0 else 0.0,
         preemptions=int(tr.preempted.sum()),

@@ -19,17 +19,17 @@ from measure.run import Run
 from planner.evidence.engine_benchmark import EngineBenchmark
 from planner.fleet.plan import Redundancy
 from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
-from planner.fleet.sizing import Progress, in_workers, load_run_cached
 from planner.llm.bench_sizing import BenchSized, OfferedLoad, size_from_benchmark
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import LlmResult, llm_requests, run_llm_simulation
 from planner.llm.steps import StepModel, StepModelError, step_model
+from planner.serving.search import Verdict, smallest_passing
 from planner.traffic.scenario import Scenario
+from planner.workers import Executor, Progress, in_workers, load_run_cached
 
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0
 DEFAULT_SEQS = (64, 256)
 DEFAULT_BATCHED_TOKENS = (2048, 8192)
-NO_GAIN = 0.02  # doubling the replicas improved the worst SLO by less than this: stop searching
 
 
 class LlmSizingError(ValueError):
@@ -133,6 +133,10 @@ class ReplicaCounts:
             )
         return self._done[n]
 
+    def verdict(self, n: int) -> Verdict:
+        r = self(n)
+        return Verdict(_meets(r), r.stable, _worst(r)[0] if r.stable else float("inf"), r.utilization)
+
     @property
     def simulations(self) -> int:
         return len(self._done)
@@ -160,27 +164,13 @@ def size_option(
         kv_blocks_from_run(run, opt.precision, 16, kv_blocks)[0],
     )
     sim = ReplicaCounts(sc, run, model, cfg, requests)
-    lo, hi = 0, 1
+    search = smallest_passing(sim.verdict, 1, max_replicas)
+    hi, lo = search.replicas or 0, search.last_failing
     stuck: str | None = None
-    while not _meets(sim(hi)):
-        before = _worst(sim(hi))
-        lo, hi = hi, hi * 2
-        if hi > max_replicas:
-            hi = 0
-            break
-        after = _worst(sim(hi))
-        if sim(hi).stable and sim(lo).stable and after[0] > 1 and after[0] > before[0] * (1 - NO_GAIN):
-            # twice the replicas and the worst SLO barely moved: a lone request's steps already exceed it
-            stuck = (
-                f"more replicas do not help: {after[1]} stays {after[0]:.2f}x its threshold at {hi} replicas"
-            )
-            lo, hi = hi, 0
-            break
-    if hi:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if _meets(sim(mid)) else (mid, hi)
-    best = sim(hi) if hi else sim(lo)
+    if search.stuck_at is not None:  # a lone request's steps already exceed the SLO
+        ratio, label = _worst(sim(search.stuck_at))
+        stuck = f"more replicas do not help: {label} stays {ratio:.2f}x its threshold at {search.stuck_at} replicas"
+    best = sim(hi) if hi else sim(max(lo, 1))
     priced, not_priced, entry = None, None, None
     try:
         found = book.for_run(run)
@@ -276,6 +266,7 @@ def size_llm(
     jobs: int = 1,
     progress: Progress | None = None,
     redundancy: Redundancy = Redundancy(),
+    executor: Executor = "local",
 ) -> LlmPlan:
     """Size every option (and every imported benchmark); rank by monthly cost among those meeting the SLOs."""
     if sc.llm is None:
@@ -308,7 +299,7 @@ def size_llm(
             for seqs, tokens, ch in itertools.product(max_num_seqs, max_num_batched_tokens, chunked):
                 opt = LlmOption(path, prec, seqs, tokens, ch)
                 tasks.append(LlmTask(opt, sc, book, pricing, requests, max_replicas, kv_blocks, redundancy))
-    for task, got in zip(tasks, in_workers(size_task, tasks, jobs, progress), strict=True):
+    for task, got in zip(tasks, in_workers(size_task, tasks, jobs, progress, executor), strict=True):
         if isinstance(got, str):
             notes.append(f"{load_run_cached(task.option.run).short_id()} {task.option.label}: {got}")
         else:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from planner.fleet.sizing import load_run_cached
 from planner.fleet.tradeoff import PERCENTILE_KEYS
 from planner.llm.engine import EngineConfig
 from planner.llm.simulation import LlmResult
@@ -20,6 +19,7 @@ from planner.llm.sizing import SECONDS_PER_MONTH, LlmSized, ReplicaCounts
 from planner.llm.steps import step_model
 from planner.serving.simulation import Summary
 from planner.traffic.scenario import Scenario
+from planner.workers import load_run_cached
 
 LADDER_GAIN = 0.05  # finer gains are within the noise of one 3,000-request simulation
 MAX_RUNGS = 10

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from measure.datafile import DataFileError, read_regular_file
+from measure.run.datafile import DataFileError, read_regular_file
 from planner.traffic.scenario import (
     MAX_DURATION_S,
     MAX_SIZE,

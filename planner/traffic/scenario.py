@@ -15,8 +15,8 @@ from typing import Annotated, Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from measure.datafile import DataFileError, parse_yaml, read_regular_file
 from measure.run import MAX_NAME_CHARS, MAX_SEQ_LEN, atomic_write_text, format_validation_error
+from measure.run.datafile import DataFileError, parse_yaml, read_regular_file
 
 SCENARIO_SCHEMA_VERSION: Final = 2
 MAX_SCENARIO_BYTES = 1024 * 1024

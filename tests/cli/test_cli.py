@@ -98,8 +98,10 @@ def test_measure_writes_a_valid_run_and_prints_its_path_last(tmp_path: Path) -> 
 
 
 def test_resume_finishes_an_interrupted_run_and_removes_the_partial_file(tmp_path: Path) -> None:
-    from measure.engine import SamplingConfig
-    from measure.sweep import Progress, SweepRequest, run_sweep
+    from measure.batch.sweep import run_sweep
+    from measure.core.parsing import Progress
+    from measure.core.steady_state import SamplingConfig
+    from measure.inprocess.plan import SweepRequest
 
     class StopAfterOne(Progress):
         def point_done(self, point: object) -> None:
@@ -224,7 +226,7 @@ def test_reasons_with_brackets_are_printed_verbatim_not_eaten_as_markup(tmp_path
 def test_a_user_workload_next_to_the_user_is_measured_through_the_console_script(tmp_path: Path) -> None:
     (tmp_path / "my_model.py").write_text(
         "import torch\n"
-        "from measure.workloads import UserWorkload\n"
+        "from measure.workloads.builtin import UserWorkload\n"
         "def make(hidden=8):\n"
         "    return UserWorkload(module=torch.nn.Linear(hidden, hidden),\n"
         "                        build_input=lambda b, s: torch.randn(b, hidden), unit='requests',\n"

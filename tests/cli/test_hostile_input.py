@@ -148,12 +148,12 @@ def test_files_are_written_with_the_umask_permissions(tmp_path: Path) -> None:
 
 
 def test_measure_refuses_an_unwritable_output_before_measuring(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import measure.sweep
+    import measure.batch.sweep
 
     def never(*a: object, **k: object) -> None:
         raise AssertionError("measured before checking the output folder")
 
-    monkeypatch.setattr(measure.sweep, "execute_sweep", never)
+    monkeypatch.setattr(measure.batch.sweep, "execute_sweep", never)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     args = ["measure", "-w", "mlp", *TINY, "--batch", "1", "--idle-seconds", "0"]

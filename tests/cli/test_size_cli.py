@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from fleetwise_cli import size_cmd
 from fleetwise_cli.main import app
 from measure.run import save_run
-from planner.fleet.sizing import _context
+from planner.workers import _context
 from tests.conftest import REPO, make_run, shipped_files
 
 runner = CliRunner()

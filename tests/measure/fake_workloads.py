@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from measure.workloads import UserWorkload
+from measure.workloads.builtin import UserWorkload
 
 
 class OomAbove(nn.Module):

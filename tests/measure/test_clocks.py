@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from measure import stats
-from measure.clocks import cpu_probe, gpu_probe
-from measure.engine import ClockReading, SamplingConfig, sample_point
-from measure.nvml import SLOWDOWN_REASONS, decode_reasons
+from measure.core import stats
+from measure.core.steady_state import ClockReading, SamplingConfig, sample_point
+from measure.inprocess.point import clock_summary
 from measure.run import ClockSummary, Unavailable, unavailable
-from measure.sweep import _clock_summary
+from measure.sensors.clocks import cpu_probe, gpu_probe
+from measure.sensors.nvml import SLOWDOWN_REASONS, decode_reasons
 from tests.measure.test_engine import ScriptedDevice
 from tests.measure.test_stack import FakeNvml
 
@@ -66,14 +66,14 @@ def test_point_clock_summary_flags_a_mid_point_throttle_event() -> None:
         (100, ClockReading(1600, ("sw_power_cap",))),
         (150, ClockReading(1590, ("sw_power_cap",))),
     ]
-    summary, flags = _clock_summary(_sampled_with(readings), "NVML SM clock")
+    summary, flags = clock_summary(_sampled_with(readings), "NVML SM clock")
     assert isinstance(summary, ClockSummary) and summary.min_mhz == 1590 and summary.max_mhz == 1980
     assert summary.reasons_seen == ["sw_power_cap"]
     assert flags == ["clock-change", "throttled"]
 
 
 def test_point_clock_summary_says_why_when_there_is_no_probe() -> None:
-    summary, flags = _clock_summary(_sampled_with([]), unavailable("cpufreq not exposed"))
+    summary, flags = clock_summary(_sampled_with([]), unavailable("cpufreq not exposed"))
     assert isinstance(summary, Unavailable) and "cpufreq" in summary.unavailable and flags == []
 
 

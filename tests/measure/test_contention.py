@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from measure import contention as cont
 from measure.run import Contention, Unavailable
+from measure.sensors import contention as cont
 
 
 def fake_proc(root: Path, load1: float, user: int, idle: int, steal: int, own: int) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from measure.datafile import (
+from measure.run.datafile import (
     MAX_DEPTH,
     DataFileError,
     check_tree,

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fleetwise_cli.main import app
-from measure.endpoint import Endpoint, EndpointError, closed_loop, stream_completion
-from measure.endpoint_run import EngineRequest, execute_engine, plan_engine, remote_stack
+from measure.engine_client.closed_loop import EngineRequest, execute_engine, plan_engine, remote_stack
+from measure.engine_client.http import Endpoint, EndpointError, closed_loop, stream_completion
 from measure.run import dump_run, load_run, parse_run
 
 STEP_MS = 4.0  # per-token time of one stream alone; each further stream in flight adds half of it
@@ -156,7 +156,7 @@ def test_a_closed_loop_keeps_the_concurrency_and_stops_at_its_limit() -> None:
 
 
 def stream_result_stub() -> Any:
-    from measure.endpoint import StreamResult
+    from measure.engine_client.http import StreamResult
 
     return StreamResult(sent=0.0, token_times=[0.001, 0.002])
 
@@ -333,7 +333,7 @@ def test_measuring_an_endpoint_needs_no_torch(server: str, tmp_path: Path) -> No
     assert [p.phase for p in run.points] == ["prefill", "decode", "decode"]
     assert run.stack.device_name == "scripted engine"  # no torch to read this machine: the user's word, kept
     blocked = subprocess.run(
-        [sys.executable, "-c", BLOCK_TORCH + "import measure.sweep"],
+        [sys.executable, "-c", BLOCK_TORCH + "import measure.batch.sweep"],
         capture_output=True, text=True, cwd=Path(__file__).parents[2],
     )  # fmt: skip
     assert blocked.returncode != 0  # the blocker works: the in-process sweep does need torch

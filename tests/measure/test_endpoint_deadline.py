@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from benchmarks.served import patience
-from measure.endpoint import Endpoint, EndpointError, stream_completion
+from measure.engine_client.http import Endpoint, EndpointError, stream_completion
 
 DRIPS = {
     "headers": b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n" + b"X-Slow: " + b"a" * 10_000,

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from measure.engine import SamplingConfig, event_timer, perf_counter_timer, sample_point
+from measure.core.steady_state import SamplingConfig, event_timer, perf_counter_timer, sample_point
 
 
 class ScriptedDevice:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from measure.engine import SamplingConfig
+from measure.batch.sweep import run_sweep
+from measure.core.steady_state import SamplingConfig
+from measure.inprocess.plan import SweepRequest
 from measure.run import Unavailable
-from measure.sweep import SweepRequest, run_sweep
 
 pytestmark = pytest.mark.gpu
 

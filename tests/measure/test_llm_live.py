@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from measure.endpoint import Endpoint
-from measure.llm_live import LlmLiveError, Schedule, open_loop, saturation_rate
+from measure.engine_client.http import Endpoint
+from measure.engine_client.open_loop import LlmLiveError, Schedule, open_loop, saturation_rate
 from tests.measure.test_endpoint import STEP_MS, Script, server  # noqa: F401 (the fixture)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from measure.llm_model import PRESETS, Decoder, KVCache, ShapeError, mixed_step, shape_for
+from measure.workloads.decoder import PRESETS, Decoder, KVCache, ShapeError, mixed_step, shape_for
 
 
 def test_the_presets_have_the_parameter_counts_of_the_models_they_copy() -> None:
@@ -48,7 +48,7 @@ def test_impossible_shapes_and_overfull_caches_are_refused() -> None:
 
 
 def test_a_decode_step_reads_the_same_context_every_iteration_and_prefill_starts_empty() -> None:
-    from measure.llm_model import decode_step, prefill_step
+    from measure.workloads.decoder import decode_step, prefill_step
 
     shape = shape_for("tiny", max_position_embeddings=64)
     model = Decoder(shape).eval()
@@ -66,7 +66,7 @@ def test_a_decode_step_reads_the_same_context_every_iteration_and_prefill_starts
 def test_a_hugging_face_config_gives_the_shape_and_bad_ones_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    from measure.llm_model import shape_from_hf_config
+    from measure.workloads.decoder import shape_from_hf_config
 
     cfg = {
         "model_type": "llama",

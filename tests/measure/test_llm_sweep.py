@@ -11,11 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from fleetwise_cli.main import app
-from measure.engine import SamplingConfig
-from measure.llm_model import PRESETS
-from measure.llm_sweep import execute_llm_sweep, plan_llm_sweep
+from measure.core.parsing import SweepError
+from measure.core.steady_state import SamplingConfig
+from measure.inprocess.plan import SweepRequest
+from measure.llm.plan import plan_llm_sweep
+from measure.llm.sweep import execute_llm_sweep
 from measure.run import LlmGrid, MemoryFacts, Run, dump_run, load_run, parse_run, run_json_schema
-from measure.sweep import SweepError, SweepRequest
+from measure.workloads.decoder import PRESETS
 from planner.fleet.sizing import SizingError, build_options
 from planner.serving.service import ServiceError, from_run
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from measure.engine import SamplingConfig
-from measure.pacing import PacingError, parse_pacing, sample_paced
-from measure.sweep import SweepError, request_from_run, run_sweep
+from measure.batch.resume import request_from_run
+from measure.batch.sweep import run_sweep
+from measure.core.pacing import PacingError, parse_pacing, sample_paced
+from measure.core.parsing import SweepError
+from measure.core.steady_state import SamplingConfig
 from tests.measure.test_sweep import request
 
 

@@ -6,17 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from measure.device import parse_device
-from measure.precision import (
+from measure.core.parsing import PrecisionError, parse_precisions
+from measure.device.precision import (
     Fp8Linear,
-    PrecisionError,
     math_mode,
-    parse_precisions,
     prepare,
     swap_linears_to_fp8,
     tf32_enabled,
     unsupported_reason,
 )
+from measure.device.target import parse_device
 
 
 def test_parse_precisions_validates_and_dedupes() -> None:
@@ -75,7 +74,7 @@ def test_every_unsupported_combination_on_the_cpu_says_why() -> None:
 
 
 def test_is_oom_recognises_the_ways_torch_reports_allocation_failure() -> None:
-    from measure.device import is_oom
+    from measure.device.target import is_oom
 
     assert is_oom(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert is_oom(MemoryError())

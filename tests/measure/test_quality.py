@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from measure.engine import SamplingConfig
-from measure.quality import compare
-from measure.sweep import SweepRequest, run_sweep
+from measure.batch.sweep import run_sweep
+from measure.core.steady_state import SamplingConfig
+from measure.device.quality import compare
+from measure.inprocess.plan import SweepRequest
 
 FAST = SamplingConfig(
     ci_target=0.05, min_iterations=10, min_seconds=0.05, max_seconds=0.3, check_interval_s=0.02

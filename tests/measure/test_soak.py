@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from measure import stats
-from measure.engine import SamplingConfig
+from measure.batch.soak import early_seconds, parse_duration, run_soak, verdict, windows
+from measure.core import stats
+from measure.core.parsing import SweepError
+from measure.core.steady_state import SamplingConfig
+from measure.inprocess.plan import SweepRequest, plan_sweep
 from measure.run import Unavailable
-from measure.soak import early_seconds, parse_duration, run_soak, verdict, windows
-from measure.sweep import SweepError, SweepRequest, plan_sweep
-from measure.telemetry import Mark, Sample
+from measure.sensors.telemetry import Mark, Sample
 
 
 @pytest.mark.parametrize(

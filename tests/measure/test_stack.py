@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from measure.device import parse_device
-from measure.nvml import load_nvml
+from measure.device.target import parse_device
 from measure.run import Unavailable
-from measure.stack import capture_stack, cpu_governor, cpu_info, nvml_fields
+from measure.sensors.nvml import load_nvml
+from measure.sensors.stack import capture_stack, cpu_governor, cpu_info, nvml_fields
 
 
 class FakeNvmlError(Exception):

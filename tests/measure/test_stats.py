@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from measure import stats
+from measure.core import stats
 
 
 def warm_then_steady(n_warm: int, n_steady: int, seed: int = 0) -> np.ndarray:

@@ -7,17 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from measure.engine import SamplingConfig
+from measure.batch.resume import request_from_run
+from measure.batch.sweep import run_sweep
+from measure.core.parsing import Progress, SweepError, parse_int_list, powers_of_two
+from measure.core.steady_state import SamplingConfig
+from measure.inprocess.plan import SweepRequest
 from measure.run import Point, load_run, save_run
-from measure.sweep import (
-    Progress,
-    SweepError,
-    SweepRequest,
-    parse_int_list,
-    powers_of_two,
-    request_from_run,
-    run_sweep,
-)
 
 FAST = SamplingConfig(
     ci_target=0.05, min_iterations=10, min_seconds=0.05, max_seconds=0.5, check_interval_s=0.02
@@ -171,11 +166,11 @@ def test_transformer_points_carry_tokens_per_item_and_seq_len() -> None:
 
 
 def test_a_point_too_slow_for_two_samples_is_unstable_with_no_invented_ci() -> None:
-    from measure.device import parse_device
-    from measure.engine import sample_point
-    from measure.precision import prepare
-    from measure.sweep import build_point
-    from measure.workloads import build
+    from measure.core.steady_state import sample_point
+    from measure.device.precision import prepare
+    from measure.device.target import parse_device
+    from measure.inprocess.point import build_point
+    from measure.workloads.builtin import build
     from tests.measure.test_engine import ScriptedDevice
 
     dev = ScriptedDevice(np.full(100, 6000.0))  # 6 s per batch against a 10 s budget
@@ -190,7 +185,7 @@ def test_a_point_too_slow_for_two_samples_is_unstable_with_no_invented_ci() -> N
 
 
 def test_flops_per_item_match_the_analytic_count_including_attention() -> None:
-    from measure.workloads import build
+    from measure.workloads.builtin import build
 
     w = build("transformer-encoder", {"preset": "bert-base"})
     s, d, layers, ffn = 128, 768, 12, 3072
@@ -227,7 +222,7 @@ def test_l2_flush_is_refused_on_the_cpu_before_measuring() -> None:
 def test_builtin_weights_are_reproducible_and_building_leaves_the_global_rng_alone() -> None:
     import torch
 
-    from measure.workloads import build
+    from measure.workloads.builtin import build
 
     state = torch.get_rng_state()
     a, b = build("mlp", TINY_MLP), build("mlp", TINY_MLP)

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from measure import telemetry as tm
-from measure.engine import SamplingConfig, sample_point
-from measure.nvml import NvmlDevice
+from measure.core.steady_state import SamplingConfig, sample_point
 from measure.run import Energy, IdlePower, PowerStats, Stat, Unavailable
+from measure.sensors import telemetry as tm
+from measure.sensors.nvml import NvmlDevice
 from tests.measure.test_engine import ScriptedDevice
 from tests.measure.test_stack import FakeNvml, FakeNvmlError
 
@@ -359,7 +359,8 @@ class FakeRapl:
 
 
 def test_a_cpu_sweep_with_readable_rapl_carries_idle_power_and_energy_per_point(tmp_path: Path) -> None:
-    from measure.sweep import SweepRequest, run_sweep
+    from measure.batch.sweep import run_sweep
+    from measure.inprocess.plan import SweepRequest
 
     req = SweepRequest(
         workload="mlp",

@@ -18,10 +18,12 @@ pytest.importorskip("tokenizers")
 from benchmarks.served import free_port, patience, stop, wait_healthy
 from benchmarks.tiny_llm import build, serve_command
 from fleetwise_cli.main import app
-from measure.engine import SamplingConfig
-from measure.llm_sweep import execute_llm_sweep, plan_llm_sweep
+from measure.core.parsing import SweepError
+from measure.core.steady_state import SamplingConfig
+from measure.inprocess.plan import SweepRequest
+from measure.llm.plan import plan_llm_sweep
+from measure.llm.sweep import execute_llm_sweep
 from measure.run import LlmGrid, load_run
-from measure.sweep import SweepError, SweepRequest
 from planner.evidence.llm_validation import load_llm_validation
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,1 @@
+"""Measurement machinery without a device: statistics, the steady-state sampler, pacing, parsing, progress."""

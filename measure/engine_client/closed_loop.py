@@ -1,0 +1,542 @@
+"""Engine-level measurement: a controlled closed-loop sweep against a running OpenAI-compatible streaming server.
+
+For every prompt length and concurrency c, c clients each send the next request when their last one ends,
+with a fixed prompt length and max_tokens. Per-token arrival times give the prefill time (TTFT at
+concurrency 1, by prompt length) and the decode step time by concurrency and context (the inter-token gaps
+while c streams are in flight). Every point is labelled `source: engine` and carries its request counts;
+failures end a setting with the reason and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from measure.core import stats
+from measure.core.summary import latency_summary
+from measure.engine_client.http import (
+    Endpoint,
+    EndpointError,
+    LoopResult,
+    StreamResult,
+    closed_loop,
+    prompt_text,
+    stream_completion,
+)
+from measure.run import (
+    MAX_SEQ_LEN,
+    RAW_LATENCY_CAP,
+    WARMUP_LATENCY_CAP,
+    DriftCheck,
+    EngineInfo,
+    EngineStats,
+    LlmFacts,
+    LlmGrid,
+    Methodology,
+    ParamScalar,
+    Point,
+    Run,
+    Stack,
+    StoppingRule,
+    SweepSpec,
+    Unavailable,
+    WarmupPolicy,
+    Workload,
+    format_validation_error,
+    unavailable,
+)
+from measure.run.datafile import one_line
+
+DEFAULT_CONCURRENCIES = (1, 2, 4, 8)
+DEFAULT_PROMPTS = (64, 256)
+DEFAULT_OUTPUT = 32
+CALIBRATION_WORDS = (16, 64)
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """An engine sweep as asked for."""
+
+    url: str
+    model: str
+    precision: str = "fp32"
+    prompt_tokens: tuple[int, ...] = DEFAULT_PROMPTS
+    concurrencies: tuple[int, ...] = DEFAULT_CONCURRENCIES
+    output_tokens: int = DEFAULT_OUTPUT
+    max_requests: int = 48
+    min_requests: int = 8
+    max_seconds: float = 60.0
+    timeout_s: float = 60.0
+    ci_target: float = 0.05
+    params: dict[str, ParamScalar] = field(default_factory=dict)
+
+
+@dataclass
+class EnginePlan:
+    """A reachable engine and how many prompt words make how many of its tokens."""
+
+    request: EngineRequest
+    endpoint: Endpoint
+    info: EngineInfo
+    stack: Stack
+    tokens_per_word: float
+    token_offset: float
+    command: list[str]
+
+
+def check_request(req: EngineRequest) -> Endpoint:
+    """Bounds on every option, before any traffic."""
+    ep = Endpoint.parse(req.url)
+    if not req.model.strip() or len(req.model) > 500:
+        raise EndpointError("--model must name the served model (1..500 characters)")
+    if not 1 <= req.output_tokens <= 65_536:
+        raise EndpointError(f"output tokens must be in 1..65536, got {req.output_tokens}")
+    if not req.prompt_tokens or any(not 1 <= p <= 1_048_576 for p in req.prompt_tokens):
+        raise EndpointError("prompt tokens must be in 1..1048576")
+    if not req.concurrencies or any(not 1 <= c <= 4096 for c in req.concurrencies):
+        raise EndpointError("concurrency must be in 1..4096")
+    if not 2 <= req.min_requests <= req.max_requests <= 100_000:
+        raise EndpointError("need 2 <= min requests <= max requests <= 100000")
+    if not (0 < req.timeout_s <= 3600 and 0 < req.max_seconds <= 86_400 and 0 < req.ci_target < 1):
+        raise EndpointError("time-out in (0, 3600] s, max seconds in (0, 86400], CI target in (0, 1)")
+    util = req.params.get("gpu_memory_utilization")
+    if util is not None and (
+        isinstance(util, bool) or not isinstance(util, int | float) or not 0 < util <= 1
+    ):
+        raise EndpointError(f"engine param gpu_memory_utilization must be in (0, 1], got {util!r}")
+    return ep
+
+
+def remote_stack(params: dict[str, ParamScalar]) -> Stack:
+    """A remote engine's stack from what the user says (a client cannot read another machine's hardware)."""
+    kind, name = params.get("device_kind"), params.get("device_name")
+    if kind not in ("cpu", "cuda") or not isinstance(name, str) or not name.strip():
+        raise EndpointError(
+            "a remote engine's hardware cannot be read from here: pass --engine-param device_kind=cuda "
+            "--engine-param device_name='NVIDIA H100 80GB HBM3' (what the engine runs on)"
+        )
+    why = unavailable("remote engine: not readable from the client")
+    unknown = "unknown (remote engine)"
+    return Stack(
+        device=f"{kind} (remote engine)",
+        device_kind=kind,
+        device_name=name[:256],
+        device_uuid=why,
+        compute_capability=why,
+        device_memory_bytes=why,
+        driver_version=why,
+        cuda_runtime=why,
+        cudnn_version=why,
+        torch_version=unknown,
+        torch_build=unknown,
+        torch_num_threads=0,
+        compile_mode="engine",
+        python_version=unknown,
+        numpy_version=unknown,
+        os=unknown,
+        kernel=unknown,
+        hostname=unknown,
+        cpu_model=unknown,
+        cpu_count_logical=0,
+        cpu_count_usable=0,
+        cpu_flags=[],
+        cpu_governor=why,
+        gpu_power_limit_w=why,
+        gpu_persistence_mode=why,
+        gpu_ecc_mode=why,
+        gpu_mig_mode=why,
+        gpu_app_clock_sm_mhz=why,
+        gpu_app_clock_mem_mhz=why,
+        environment={},
+    )
+
+
+def engine_info(ep: Endpoint, req: EngineRequest) -> EngineInfo:
+    """What the server says about itself: /v1/models must answer (else the engine is unreachable)."""
+    models = ep.get_json("/v1/models")
+    ids: list[str] | Unavailable
+    data = models.get("data") if isinstance(models, dict) else None
+    if isinstance(data, list):
+        ids = [str(m["id"])[:200] for m in data[:200] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    else:
+        ids = unavailable("GET /v1/models answered without a data list")
+    version: str | Unavailable
+    try:
+        v = ep.get_json("/version", timeout_s=5.0)
+        version = str(v.get("version") if isinstance(v, dict) and "version" in v else v)[:200]
+    except EndpointError as exc:
+        version = unavailable(f"no version endpoint ({exc})")
+    return EngineInfo(
+        url=ep.url, model=req.model, served_models=ids, version=version, params=dict(req.params)
+    )
+
+
+def calibrate(ep: Endpoint, req: EngineRequest) -> tuple[float, float]:
+    """Tokens per prompt word and the fixed tokens a prompt gets (BOS, template), from the server's usage."""
+    counts = []
+    for i, words in enumerate(CALIBRATION_WORDS):
+        r = stream_completion(ep, req.model, prompt_text(words, 10_000 + i), 1, req.timeout_s)
+        if r.error is not None:
+            raise EndpointError(f"the endpoint did not complete a calibration request: {r.error}")
+        if r.prompt_tokens is None:
+            raise EndpointError(
+                "the endpoint reports no usage.prompt_tokens; prompt lengths cannot be checked"
+            )
+        counts.append(r.prompt_tokens)
+    (w0, w1), (t0, t1) = CALIBRATION_WORDS, counts
+    per_word = (t1 - t0) / (w1 - w0)
+    if per_word <= 0:
+        raise EndpointError(
+            f"prompt token counts do not grow with the prompt ({t0} then {t1}); cannot size prompts"
+        )
+    return per_word, t0 - per_word * w0
+
+
+def plan_engine(req: EngineRequest, stack: Callable[[Endpoint], Stack], command: list[str]) -> EnginePlan:
+    """Validate, reach the engine and calibrate prompt lengths: every input error before the sweep."""
+    ep = check_request(req)
+    info = engine_info(ep, req)
+    st = stack(ep)
+    per_word, offset = calibrate(ep, req)
+    return EnginePlan(req, ep, info, st, per_word, offset, command)
+
+
+def words_for(plan: EnginePlan, tokens: int) -> int:
+    """Prompt words that make about `tokens` of the engine's tokens."""
+    return max(1, round((tokens - plan.token_offset) / plan.tokens_per_word))
+
+
+def _ci_ok(values: list[float], target: float) -> bool:
+    if len(values) < 2:
+        return False
+    mean = float(np.mean(values))
+    return mean > 0 and stats.mean_ci_halfwidth(values) / mean <= target
+
+
+def run_setting(plan: EnginePlan, prompt: int, c: int, seed: int) -> LoopResult:
+    """One closed loop: c clients, fixed prompt and output lengths, stopped by the CI target or the limits."""
+    req = plan.request
+    words = words_for(plan, prompt)
+    ok = lambda rs: [r for r in rs if r.error is None and len(r.token_times) > 1]  # noqa: E731
+
+    def send(n: int) -> StreamResult:
+        return stream_completion(
+            plan.endpoint, req.model, prompt_text(words, seed + n), req.output_tokens, req.timeout_s
+        )
+
+    def enough(steady: list[StreamResult]) -> bool:
+        good = ok(steady)
+        if len(steady) < max(req.min_requests, 2 * c) or len(good) < 2:
+            return False
+        tpot = [r.tpot_ms for r in good if r.tpot_ms is not None]
+        ttft = [r.ttft_ms for r in good if r.ttft_ms is not None]
+        return _ci_ok(tpot, req.ci_target) and (c > 1 or _ci_ok(ttft, req.ci_target))
+
+    return closed_loop(send, c, req.max_requests, req.max_seconds, enough, warmup=c)
+
+
+def _generated(r: StreamResult) -> int:
+    return r.completion_tokens if r.completion_tokens is not None else r.text_chunks
+
+
+def _mismatch(r: StreamResult) -> bool:
+    """Text chunks that differ from usage.completion_tokens, except the stop token a stopped stream counts
+    without text."""
+    if r.completion_tokens is None:
+        return False
+    stop_token = 1 if r.finish_reason == "stop" else 0
+    return r.completion_tokens not in (r.text_chunks, r.text_chunks + stop_token)
+
+
+def _stats(plan: EnginePlan, prompt: int, c: int, loop: LoopResult) -> EngineStats:
+    req = plan.request
+    steady = loop.results[loop.warmup :]
+    for r in steady:
+        if r.error is None and r.prompt_tokens is not None and r.prompt_tokens > MAX_SEQ_LEN:
+            r.error = f"usage.prompt_tokens {r.prompt_tokens:,} is beyond {MAX_SEQ_LEN:,}: not this prompt"
+    good = [r for r in steady if r.error is None]
+    errors = list(dict.fromkeys(r.error for r in steady if r.error))[:20]
+
+    def summ(values: list[float | None]) -> Any:
+        v = [x for x in values if x is not None and x > 0]
+        return latency_summary(np.asarray(v)) if v else None
+
+    reported = [r.prompt_tokens for r in good if r.prompt_tokens is not None]
+    return EngineStats(
+        concurrency=c,
+        prompt_tokens=prompt,
+        output_tokens=req.output_tokens,
+        requests=len(steady),
+        completed=sum(1 for r in good if _generated(r) >= req.output_tokens),
+        early_ends=sum(1 for r in good if _generated(r) < req.output_tokens),
+        failed=len(steady) - len(good),
+        usage_mismatches=sum(1 for r in good if _mismatch(r)),
+        usage_missing=sum(1 for r in good if r.completion_tokens is None),
+        prompt_tokens_reported=int(statistics.median(reported)) if reported else None,
+        ttft_ms=summ([r.ttft_ms for r in good]),
+        tpot_ms=summ([r.tpot_ms for r in good]),
+        e2e_ms=summ([r.e2e_ms for r in good]),
+        wall_s=loop.wall_s,
+        errors=[e for e in errors if e],
+    )
+
+
+def _point(
+    plan: EnginePlan,
+    phase: str,
+    c: int,
+    prompt: int,
+    samples: list[float],
+    warm: list[float],
+    es: EngineStats,
+    loop: LoopResult,
+) -> Point:
+    """A point from engine samples (TTFT for prefill, inter-token gaps for decode), or a failed one."""
+    req = plan.request
+    shape = (
+        {"seq_len": prompt}
+        if phase == "prefill"
+        else {"context_tokens": (es.prompt_tokens_reported or prompt) + req.output_tokens // 2}
+    )
+    base: dict[str, Any] = {
+        "precision": req.precision,
+        "batch_size": c,
+        "phase": phase,
+        "source": "engine",
+        "engine": es,
+        **shape,
+    }
+    flags = (
+        (["early-end"] if es.early_ends else [])
+        + (["request-errors"] if es.failed else [])
+        + (["usage-mismatch"] if es.usage_mismatches else [])
+    )
+    arr = np.asarray([x for x in samples if x > 0], dtype=np.float64)
+    if arr.size < 2:
+        why = es.errors[0] if es.errors else "fewer than 2 timed tokens"
+        return Point(
+            **base,
+            status="failed",
+            reason=f"{es.failed} of {es.requests} requests failed: {why}",
+            flags=flags,
+        )
+    summary = latency_summary(arr)
+    per_request = [
+        r.tpot_ms if phase == "decode" else r.ttft_ms for r in loop.results[loop.warmup :] if r.error is None
+    ]
+    rel = summary.mean_ci95_halfwidth_rel
+    converged = loop.stop_reason == "target met"
+    tokens = prompt if phase == "prefill" else c
+    items_per_s = (1 if phase == "prefill" else c) * 1000.0 / summary.mean
+    raw, stride = stats.thin(arr, RAW_LATENCY_CAP)
+    warm_kept, _ = stats.thin(np.asarray([w for w in warm if w > 0]), WARMUP_LATENCY_CAP) if warm else ([], 1)
+    d = stats.drift([x for x in per_request if x is not None])
+    return Point(
+        **base,
+        status="ok" if converged else "unstable",
+        reason=None
+        if converged
+        else f"stopped at {loop.stop_reason} before the {req.ci_target:.0%} CI target (CI {rel or 0:.1%})",
+        flags=flags + (["drift"] if d.detected else []),
+        units_per_item=float(prompt) if phase == "prefill" else 1.0,
+        warmup_iterations_excluded=loop.warmup,
+        measured_iterations=int(arr.size),
+        elapsed_s=loop.wall_s,
+        latency_ms=summary,
+        throughput_items_per_s=items_per_s,
+        throughput_units_per_s=tokens * 1000.0 / summary.mean,
+        telemetry=unavailable("the engine's device is not sampled by a client"),
+        drift=DriftCheck(
+            detected=d.detected, p_value=d.p_value, relative_change=d.relative_change, reason=d.reason
+        ),
+        raw_latencies_ms=raw,
+        raw_latencies_stride=stride,
+        warmup_latencies_ms=warm_kept,
+    )
+
+
+def _phases(c: int) -> list[str]:
+    return ["prefill", "decode"] if c == 1 else ["decode"]
+
+
+def _setting_points(plan: EnginePlan, prompt: int, c: int, loop: LoopResult) -> list[Point]:
+    """The prefill (at concurrency 1) and decode points of one setting."""
+    es = _stats(plan, prompt, c, loop)
+    good = [r for r in loop.results[loop.warmup :] if r.error is None]
+    warm = [r for r in loop.results[: loop.warmup] if r.error is None]
+    out = []
+    if c == 1:
+        ttft, warm_ttft = [r.ttft_ms or 0 for r in good], [r.ttft_ms or 0 for r in warm]
+        out.append(_point(plan, "prefill", 1, prompt, ttft, warm_ttft, es, loop))
+    gaps, warm_gaps = [g for r in good for g in r.gaps_ms], [g for r in warm for g in r.gaps_ms]
+    out.append(_point(plan, "decode", c, prompt, gaps, warm_gaps, es, loop))
+    return out
+
+
+def _failed(plan: EnginePlan, phase: str, c: int, prompt: int, loop: LoopResult, why: str) -> Point:
+    """A failed point that keeps the setting and its reason when the readings themselves cannot be stored."""
+    req = plan.request
+    es = EngineStats(
+        concurrency=c,
+        prompt_tokens=prompt,
+        output_tokens=req.output_tokens,
+        requests=len(loop.results) - loop.warmup,
+        completed=0,
+        early_ends=0,
+        failed=len(loop.results) - loop.warmup,
+        usage_mismatches=0,
+        usage_missing=0,
+        wall_s=loop.wall_s,
+        errors=[one_line(why, 300)],
+    )
+    shape = {"seq_len": prompt} if phase == "prefill" else {"context_tokens": prompt + req.output_tokens // 2}
+    return Point(
+        precision=req.precision,
+        batch_size=c,
+        phase=phase,
+        source="engine",
+        engine=es,
+        status="failed",
+        reason=one_line(why, 500),
+        **shape,
+    )
+
+
+def execute_engine(
+    plan: EnginePlan, progress: Any = None, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> tuple[Run, bool]:
+    """Every (prompt, concurrency) setting in order; Ctrl-C keeps what was measured (an incomplete run)."""
+    req = plan.request
+    points: list[Point] = []
+    interrupted = False
+    total = len(req.prompt_tokens) * len(req.concurrencies)
+    if progress is not None:
+        progress.start(total)
+    try:
+        for i, prompt in enumerate(req.prompt_tokens):
+            for c in req.concurrencies:
+                if progress is not None:
+                    progress.point_started(req.precision, c, prompt)
+                loop = run_setting(plan, prompt, c, seed=1_000_000 * (i + 1) + 1000 * c)
+                try:
+                    points += _setting_points(plan, prompt, c, loop)
+                except ValidationError as exc:  # a reading no run may hold: this setting fails, not the run
+                    why = f"an impossible reading: {format_validation_error(exc, 2)}"
+                    points += [_failed(plan, ph, c, prompt, loop, why) for ph in _phases(c)]
+                if progress is not None:
+                    progress.point_done(points[-1])
+    except KeyboardInterrupt:
+        interrupted = True
+    return build_run(
+        plan,
+        points,
+        complete=not interrupted
+        and len({(p.engine.prompt_tokens, p.batch_size) for p in points if p.engine}) == total,
+        now=now(),
+    ), interrupted
+
+
+ENGINE_NOTES = [
+    "engine points are timed on the client: perf_counter at the arrival of every stream chunk that carries text",
+    "prefill (TTFT) = first text chunk - request sent, at concurrency 1: includes the HTTP round trip and "
+    "tokenisation",
+    "decode step = gap between consecutive text chunks while `batch_size` streams are in flight; the engine may mix "
+    "other requests' prefill into those steps, so at concurrency > 1 it is the decode step as served, not a pure one",
+    "context_tokens of a decode point = the prompt's reported tokens + half the output (the mean context over the "
+    "stream)",
+    "prompts are random words, different for every request (no prefix cache serves them), sized from the server's "
+    "usage.prompt_tokens on two calibration requests",
+    "a closed loop: each client sends its next request when the last one ends; the first `concurrency` requests of "
+    "each setting are the warm-up",
+]
+
+
+def build_run(plan: EnginePlan, points: list[Point], complete: bool, now: datetime) -> Run:
+    """The run file of an engine sweep."""
+    req = plan.request
+    grid = LlmGrid(
+        mode="engine",
+        prompt_tokens=list(req.prompt_tokens),
+        concurrencies=list(req.concurrencies),
+        output_tokens=req.output_tokens,
+        requests_per_point=req.max_requests,
+        timeout_s=req.timeout_s,
+    )
+    methodology = Methodology(
+        warmup=WarmupPolicy(
+            min_excluded_iterations=0,
+            detection="first-requests",
+            detection_parameters={},
+            compilation_excluded=False,
+        ),
+        stopping=StoppingRule(
+            ci_target_relative=req.ci_target,
+            confidence=stats.CONFIDENCE,
+            ci_method="t-interval of per-request TPOT (and TTFT at concurrency 1); tokens within a request are "
+            "correlated, so requests are the samples",
+            min_iterations=req.min_requests,
+            max_iterations=req.max_requests,
+            min_seconds=0.0,
+            max_seconds=req.max_seconds,
+        ),
+        timer="client-stream-arrival",
+        iteration_scope="end-to-end",
+        l2_flush=False,
+        percentile_method=stats.PERCENTILE_METHOD_DOC,
+        p99_ci_method="distribution-free 95% CI from order statistics with binomial ranks",
+        drift_test="Mann-Kendall on batch means of the per-request values, in completion order",
+        raw_latency_policy=f"samples thinned by a fixed stride to at most {RAW_LATENCY_CAP}",
+        inference_mode="whatever the engine runs; see llm.engine.params for what the user said about it",
+        notes=ENGINE_NOTES,
+        energy_policy="not measured: a client cannot read the engine's power",
+    )
+    return Run(
+        created_at=now,
+        fleetwise_version=_version(),
+        command=plan.command,
+        methodology=methodology,
+        stack=plan.stack,
+        workload=Workload(
+            name="llm-engine",
+            source="builtin",
+            description=f"{req.model} served at {plan.endpoint.url}",
+            parameters={"model": req.model[:200], "endpoint": plan.endpoint.url[:200]},
+            unit="tokens",
+            microbenchmark=False,
+            has_seq_len=True,
+        ),
+        sweep=SweepSpec(
+            precisions=[req.precision],
+            batch_sizes=sorted(set(req.concurrencies)),
+            seq_lens=sorted(set(req.prompt_tokens)),
+            complete=complete,
+            llm=grid,
+        ),
+        points=points,
+        idle_power=unavailable("not measured: a client cannot read the engine's power"),
+        llm=LlmFacts(
+            shape=None,
+            weights="served",
+            weights_note="whatever the engine serves",
+            memory_fraction=float(req.params.get("gpu_memory_utilization", 0.9)),
+            device_memory_bytes=unavailable("the engine's device is not visible to a client"),
+            device_memory_method="not read",
+            energy_note="energy unavailable: a client cannot read the engine's power",
+            engine=plan.info,
+        ),
+    ).with_id()
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("fleetwise")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"

@@ -1,0 +1,439 @@
+"""A streaming client for OpenAI-compatible completion servers, and a closed-loop driver at fixed concurrency.
+
+Traffic goes only to the base URL the user gives. Every response is read as bounded data: a line longer than
+MAX_LINE_BYTES, a stream longer than MAX_STREAM_BYTES, or a chunk that is not the expected JSON ends that
+request with a reason; nothing in a response is executed or followed (no redirects). Every request has a
+whole-request deadline (connect, headers, any number of `100 Continue`, body, stream): a socket timeout alone
+bounds one read, so a server dripping a byte at a time would hold a request for ever; the deadline watchdog
+shuts the socket down instead. Times are taken with perf_counter on the client: TTFT includes the HTTP round
+trip and the server's tokenisation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import http.client
+import itertools
+import json
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from measure.run.datafile import DataFileError, one_line, parse_json
+
+MAX_LINE_BYTES = 1 << 20
+MAX_STREAM_BYTES = 16 << 20
+MAX_INFO_BYTES = 1 << 20
+WORDS = [
+    "the",
+    "a",
+    "fleet",
+    "of",
+    "replicas",
+    "serves",
+    "tokens",
+    "under",
+    "load",
+    "while",
+    "queues",
+    "grow",
+    "and",
+    "drain",
+    "at",
+    "peak",
+    "hours",
+    "each",
+    "request",
+    "waits",
+    "for",
+    "its",
+    "turn",
+    "then",
+    "streams",
+    "words",
+    "back",
+    "to",
+    "a",
+    "client",
+    "who",
+    "measures",
+    "every",
+    "gap",
+    "between",
+    "them",
+    "carefully",
+]
+
+
+class _Watchdog:
+    """One daemon thread that shuts down the sockets of requests past their deadline (a heap of deadlines, so
+    a thousand requests in flight cost one thread, not a timer each)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, http.client.HTTPConnection]] = []
+        self._live: set[int] = set()
+        self._expired: set[int] = set()
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, conn: http.client.HTTPConnection, deadline: float) -> int:
+        with self._cond:
+            key = next(self._ids)
+            heapq.heappush(self._heap, (deadline, key, conn))
+            self._live.add(key)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="fleetwise-deadline", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return key
+
+    def release(self, key: int) -> bool:
+        """Stop watching; True if the deadline had already struck this request."""
+        with self._cond:
+            self._live.discard(key)
+            if len(self._heap) > 64 and len(self._heap) > 4 * len(self._live):  # drop released connections
+                self._heap = [e for e in self._heap if e[1] in self._live]
+                heapq.heapify(self._heap)
+            if key in self._expired:
+                self._expired.discard(key)
+                return True
+            return False
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)  # released before its deadline
+                if not self._heap:
+                    self._cond.wait(30.0)
+                    if not self._heap:
+                        self._thread = None
+                        return
+                    continue
+                deadline, key, conn = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(key)
+                self._expired.add(key)
+                _shut(conn)
+
+
+def _shut(conn: http.client.HTTPConnection) -> None:
+    """Wake a thread blocked in a read on this connection: the read returns end-of-file or an error."""
+    sock = conn.sock
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):  # already closed by its owner
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _Deadline:
+    """A whole-request deadline on one connection: `with _Deadline(conn, seconds) as d:`; `d.struck` after."""
+
+    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
+        self.conn = conn
+        self.seconds = seconds
+        self.struck = False
+        self._key = -1
+
+    def __enter__(self) -> _Deadline:
+        deadline = time.monotonic() + self.seconds
+        self.conn.connect()  # bounded by the connection's own timeout, which is at most `seconds`
+        self._key = _WATCHDOG.watch(self.conn, deadline)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.struck = _WATCHDOG.release(self._key)
+
+
+class EndpointError(ValueError):
+    """An endpoint that cannot be measured at all (bad URL, unreachable); one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A base URL split into what http.client needs; only http and https, no credentials, no query."""
+
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+    url: str
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https"):
+            raise EndpointError(f"endpoint {url!r} must be an http:// or https:// URL")
+        if not parts.hostname:
+            raise EndpointError(f"endpoint {url!r} has no host")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise EndpointError(
+                f"endpoint {url!r} must be a plain base URL (no credentials, query or fragment)"
+            )
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise EndpointError(f"endpoint {url!r} has a bad port") from None
+        base = parts.path.rstrip("/")
+        if base.endswith("/v1"):
+            base = base[: -len("/v1")]
+        return cls(parts.scheme, parts.hostname, port, base, f"{parts.scheme}://{parts.netloc}{base}")
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1")
+
+    def connection(self, timeout_s: float) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        return kind(self.host, self.port, timeout=timeout_s)
+
+    def get_json(self, path: str, timeout_s: float = 10.0) -> Any:
+        """GET base+path as bounded JSON; EndpointError with the reason otherwise."""
+        conn = self.connection(timeout_s)
+        guard = _Deadline(conn, timeout_s)
+        try:
+            with guard:
+                conn.request("GET", self.base_path + path, headers={"Accept": "application/json"})
+                resp = conn.getresponse()
+                body = resp.read(MAX_INFO_BYTES + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            if guard.struck:  # the watchdog's shutdown is what ended the read: say so, not the symptom
+                raise EndpointError(f"GET {path}: no whole answer within {timeout_s:g} s") from None
+            if isinstance(exc, OSError):
+                raise EndpointError(f"cannot reach {self.url}{path}: {_os_reason(exc)}") from None
+            raise EndpointError(f"GET {path}: {one_line(str(exc), 200)}") from None
+        finally:
+            conn.close()
+        if guard.struck:
+            raise EndpointError(f"GET {path}: no whole answer within {timeout_s:g} s")
+        if resp.status != 200:
+            raise EndpointError(f"GET {path}: HTTP {resp.status}")
+        if len(body) > MAX_INFO_BYTES:
+            raise EndpointError(f"GET {path}: answer over {MAX_INFO_BYTES} bytes")
+        try:
+            return parse_json(body, f"GET {path}")
+        except DataFileError as exc:
+            raise EndpointError(f"GET {path}: {one_line(str(exc), 200)}") from None
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return f"host not found ({exc.strerror})"
+    return one_line(exc.strerror or str(exc) or type(exc).__name__, 200)
+
+
+@dataclass
+class StreamResult:
+    """One streamed request as the client saw it; `error` set when it did not end normally."""
+
+    sent: float
+    token_times: list[float] = field(default_factory=list)
+    text_chunks: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    ended: float = 0.0
+
+    @property
+    def ttft_ms(self) -> float | None:
+        return (self.token_times[0] - self.sent) * 1000.0 if self.token_times else None
+
+    @property
+    def e2e_ms(self) -> float | None:
+        return (self.token_times[-1] - self.sent) * 1000.0 if self.token_times else None
+
+    @property
+    def gaps_ms(self) -> list[float]:
+        t = self.token_times
+        return [(b - a) * 1000.0 for a, b in itertools.pairwise(t)]
+
+    @property
+    def tpot_ms(self) -> float | None:
+        n = len(self.token_times)
+        return (self.token_times[-1] - self.token_times[0]) * 1000.0 / (n - 1) if n > 1 else None
+
+
+def prompt_text(words: int, seed: int) -> str:
+    """`words` words drawn with a per-request seed: different prompts, so no prefix cache serves them."""
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) for _ in range(max(1, words)))
+
+
+def stream_completion(
+    ep: Endpoint,
+    model: str,
+    prompt: str,
+    max_tokens: int,
+    timeout_s: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> StreamResult:
+    """POST /v1/completions with stream=true; the arrival time of every chunk that carries text."""
+    body = json.dumps(
+        {
+            "model": model,
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": 0.0,
+        }
+    ).encode()
+    res = StreamResult(sent=clock())
+    deadline = res.sent + timeout_s
+    conn = ep.connection(timeout_s)
+    guard = _Deadline(conn, timeout_s)
+    try:
+        with guard:
+            conn.request(
+                "POST",
+                ep.base_path + "/v1/completions",
+                body=body,
+                headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
+            )
+            resp = conn.getresponse()
+            if resp.status != 200:
+                detail = resp.read(300).decode("utf-8", "replace")
+                res.error = one_line(f"HTTP {resp.status}: {detail}", 300)
+                return res
+            _read_stream(resp, res, deadline, clock)
+    except OSError as exc:
+        res.error = _os_reason(exc)
+    except http.client.HTTPException as exc:
+        res.error = one_line(f"malformed HTTP response: {type(exc).__name__}: {exc}", 300)
+    finally:
+        res.ended = clock()
+        conn.close()
+        if guard.struck:
+            res.error = f"timed out: no whole answer within {timeout_s:g} s"
+    return res
+
+
+def _read_stream(
+    resp: http.client.HTTPResponse, res: StreamResult, deadline: float, clock: Callable[[], float]
+) -> None:
+    total = 0
+    done = False
+    while True:
+        line = resp.readline(MAX_LINE_BYTES + 1)
+        now = clock()
+        if not line:
+            break
+        total += len(line)
+        if len(line) > MAX_LINE_BYTES or total > MAX_STREAM_BYTES:
+            res.error = "malformed stream: a line or the stream is over the size limit"
+            return
+        if now > deadline:
+            res.error = "timed out before the stream ended"
+            return
+        text = line.strip()
+        if not text.startswith(b"data:"):
+            continue  # comments, event names, blank separators
+        payload = text[5:].strip()
+        if payload == b"[DONE]":
+            done = True
+            break
+        try:
+            chunk = parse_json(payload, "stream chunk")
+        except DataFileError as exc:
+            res.error = one_line(f"malformed stream: {exc}", 300)
+            return
+        if not isinstance(chunk, dict):
+            res.error = "malformed stream: a chunk is not a JSON object"
+            return
+        _take(chunk, res, now)
+    if not done and res.error is None and res.finish_reason is None and res.completion_tokens is None:
+        res.error = "the stream ended early: no finish_reason, no usage, no [DONE]"  # cut off mid-answer
+
+
+def _take(chunk: dict[str, Any], res: StreamResult, now: float) -> None:
+    choices = chunk.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        c = choices[0]
+        text = c.get("text")
+        if text is None and isinstance(c.get("delta"), dict):
+            text = c["delta"].get("content")
+        if isinstance(text, str) and text:
+            res.token_times.append(now)
+            res.text_chunks += 1
+        if isinstance(c.get("finish_reason"), str):
+            res.finish_reason = c["finish_reason"][:40]
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        for key in ("prompt_tokens", "completion_tokens"):
+            v = usage.get(key)
+            if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10_000_000:
+                setattr(res, key, v)
+
+
+@dataclass
+class LoopResult:
+    """Requests of one closed-loop setting in completion order, the warm-up ones marked."""
+
+    results: list[StreamResult]
+    warmup: int
+    wall_s: float
+    stop_reason: str
+
+
+def closed_loop(
+    send: Callable[[int], StreamResult],
+    concurrency: int,
+    max_requests: int,
+    max_seconds: float,
+    enough: Callable[[list[StreamResult]], bool],
+    warmup: int,
+) -> LoopResult:
+    """`concurrency` workers each send the next request when their last one ends, until `enough` says so (checked
+    after every request), max_requests were sent, or max_seconds passed. The first `warmup` to finish are
+    the warm-up. Workers are threads: the client waits on sockets, not on the GIL."""
+    lock = threading.Lock()
+    done: list[StreamResult] = []
+    sent = 0
+    stop = threading.Event()
+    reason = ["max requests"]
+    t0 = time.perf_counter()
+
+    def worker() -> None:
+        nonlocal sent
+        while not stop.is_set():
+            with lock:
+                if sent >= max_requests:
+                    return
+                n = sent
+                sent += 1
+            r = send(n)
+            with lock:
+                done.append(r)
+                steady = done[warmup:]
+                if len(done) > warmup and enough(steady):
+                    reason[0] = "target met"
+                    stop.set()
+            if time.perf_counter() - t0 > max_seconds:
+                reason[0] = f"time limit {max_seconds:g} s"
+                stop.set()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return LoopResult(done, min(warmup, len(done)), time.perf_counter() - t0, reason[0])

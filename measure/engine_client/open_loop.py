@@ -1,0 +1,126 @@
+"""Open-loop streaming traffic against an LLM engine, timed from each request's *scheduled* send time.
+
+The schedule (send times, prompt words, max_tokens) is fixed before the first request. A dispatcher thread
+sleeps until each send time and hands the request to a bounded pool of sender threads; when every sender is
+busy the request waits, and that wait is recorded as lateness and counted in its latency (no coordinated
+omission). Every request's token arrival times come from the bounded streaming client of measure/engine_client/http.py.
+
+The saturation probe sends the same mix closed-loop at a high concurrency and reports completed requests per
+second after its warm-up: the measured rate the load levels are fractions of.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from measure.engine_client.http import Endpoint, StreamResult, closed_loop, prompt_text, stream_completion
+
+MAX_LIVE_REQUESTS = 100_000
+MAX_IN_FLIGHT = 512
+
+
+class LlmLiveError(ValueError):
+    """Open-loop traffic that cannot be sent as asked (too many requests, bad lengths); says why."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Send times (s from the start), prompt words and max_tokens per request, in send order."""
+
+    send_s: np.ndarray
+    words: np.ndarray
+    max_tokens: np.ndarray
+    seed: int
+
+    def __post_init__(self) -> None:
+        n = self.send_s.size
+        if not 1 <= n <= MAX_LIVE_REQUESTS:
+            raise LlmLiveError(f"open-loop traffic needs 1..{MAX_LIVE_REQUESTS:,} requests, got {n:,}")
+        if self.words.size != n or self.max_tokens.size != n:
+            raise LlmLiveError("send times, prompt words and max_tokens differ in length")
+        if np.any(np.diff(self.send_s) < 0) or self.send_s[0] < 0:
+            raise LlmLiveError("send times must start at or after 0 and never decrease")
+        if self.words.min() < 1 or self.max_tokens.min() < 1:
+            raise LlmLiveError("every request needs at least one prompt word and one output token")
+
+
+@dataclass
+class Sent:
+    """One request of an open-loop level: when it was due, when it left, and what the stream did."""
+
+    scheduled: float  # absolute perf_counter time it was due
+    result: StreamResult
+
+    @property
+    def late_ms(self) -> float:
+        return (self.result.sent - self.scheduled) * 1000.0
+
+
+def open_loop(
+    ep: Endpoint,
+    model: str,
+    schedule: Schedule,
+    timeout_s: float,
+    max_in_flight: int = 256,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[list[Sent], float]:
+    """Send every request at its scheduled time; results in schedule order, and the absolute start time."""
+    if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
+        raise LlmLiveError(f"max in flight must be in 1..{MAX_IN_FLIGHT}")
+    n = schedule.send_s.size
+    out: list[Sent | None] = [None] * n
+    lock = threading.Lock()
+
+    def send(i: int, due: float) -> None:
+        text = prompt_text(int(schedule.words[i]), schedule.seed + i)
+        r = stream_completion(ep, model, text, int(schedule.max_tokens[i]), timeout_s, clock)
+        with lock:
+            out[i] = Sent(due, r)
+
+    start = clock() + 0.05  # the pool's threads start before the first send is due
+    with ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="fleetwise-send") as pool:
+        for i in range(n):
+            due = start + float(schedule.send_s[i])
+            wait = due - clock()
+            if wait > 0:
+                time.sleep(wait)
+            pool.submit(send, i, due)
+    return [s for s in out if s is not None], start
+
+
+def saturation_rate(
+    ep: Endpoint,
+    model: str,
+    words: np.ndarray,
+    max_tokens: np.ndarray,
+    concurrency: int,
+    seconds: float,
+    timeout_s: float,
+    seed: int,
+) -> tuple[float, int, str]:
+    """Completed requests per second of the mix sent closed-loop at `concurrency` (after `concurrency` warm-up
+    requests), the requests it counted, and how the loop ended."""
+    k = words.size
+
+    def one(i: int) -> StreamResult:
+        text = prompt_text(int(words[i % k]), seed + i)
+        return stream_completion(ep, model, text, int(max_tokens[i % k]), timeout_s)
+
+    loop = closed_loop(one, concurrency, 100_000, seconds, lambda _done: False, warmup=concurrency)
+    failed = [r.error for r in loop.results if r.error is not None]
+    if failed:
+        raise LlmLiveError(f"the saturation probe had {len(failed)} failed requests, e.g. {failed[0]}")
+    steady = loop.results[loop.warmup :]  # in completion order: the rate counts completions after warm-up
+    if len(steady) < 2 or loop.warmup < 1:
+        raise LlmLiveError(
+            f"the saturation probe completed {len(steady)} requests after warm-up: the engine is too slow for "
+            f"{seconds:g} s"
+        )
+    t0 = loop.results[loop.warmup - 1].ended
+    return len(steady) / (steady[-1].ended - t0), len(steady), loop.stop_reason
