@@ -17,7 +17,8 @@ from typing import Any
 from rich.console import Console
 from typer.testing import CliRunner
 
-from fleetwise_cli.main import app, summary_table
+from fleetwise_cli.main import app
+from fleetwise_cli.render.run import summary_table
 from measure.run import Run, RunFileError, load_run, parse_run
 from planner.evidence.bench_import import convert
 from planner.evidence.catalog import run_curves

@@ -29,9 +29,9 @@ TORCH_FREE = (
     "measure.engine_client.http",
     "measure.engine_client.closed_loop",
     "measure.engine_client.open_loop",
-    "fleetwise_cli.llm_cmd",
-    "fleetwise_cli.llm_validate",
-    "fleetwise_cli.progress",
+    "fleetwise_cli.commands.measure_llm",
+    "fleetwise_cli.commands.validate_llm",
+    "fleetwise_cli.render.progress",
 )
 
 

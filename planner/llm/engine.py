@@ -27,9 +27,9 @@ import simpy
 
 from measure.run import Run, Unavailable
 from planner.llm.steps import StepModel
+from planner.serving.routing import LLM_ROUTERS, RouterError, router_for
 
 LlmRouter = Literal["round-robin", "least-outstanding", "least-kv"]
-LLM_ROUTERS: tuple[str, ...] = ("round-robin", "least-outstanding", "least-kv")
 
 
 class EngineError(ValueError):
@@ -306,13 +306,17 @@ class LlmRequests:
 
 def route(kind: str, replicas: list[Replica]) -> Callable[[int], Replica]:
     """The router: round robin, fewest outstanding requests, or lowest KV-cache use (ties: lowest index)."""
+    try:
+        kind = router_for(kind, "LLM")
+    except RouterError as exc:
+        raise EngineError(str(exc)) from None
     if kind == "round-robin":
         return lambda i: replicas[i % len(replicas)]
     if kind == "least-outstanding":
         return lambda i: min(replicas, key=lambda r: r.outstanding)
     if kind == "least-kv":
         return lambda i: min(replicas, key=lambda r: (r.kv_use, r.outstanding))
-    raise EngineError(f"unknown router {kind!r}: use {', '.join(LLM_ROUTERS)}")
+    raise EngineError(f"unknown LLM router {kind!r}: use {', '.join(LLM_ROUTERS)}")
 
 
 def simulate(

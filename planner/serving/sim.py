@@ -31,11 +31,12 @@ from planner.serving.batch_queue import (
     launch,
 )
 from planner.serving.event_loop import Loop, OpenLoop
+from planner.serving.routing import BATCH_ROUTERS, router_for
 
 __all__ = ["ROUTERS", "BatchPolicy", "Draw", "Router", "SimOutput", "simulate"]
 
-Router = Literal["central", "random", "rr", "jsq"]
-ROUTERS: tuple[str, ...] = ("central", "random", "rr", "jsq")
+Router = Literal["central", "random", "round-robin", "least-outstanding"]
+ROUTERS: tuple[str, ...] = BATCH_ROUTERS
 # at a look: (requests decided so far, start times, done times (NaN where undecided), utilization) -> stop?
 Stop = Callable[[int, np.ndarray, np.ndarray, float], bool]
 
@@ -112,7 +113,7 @@ def _serve(w: World, q: FcfsQueue, r: Replica) -> Generator[simpy.Event, Any, No
                 if q.leader is r:
                     q.leader = None
             continue
-        # dynamic (jsq): the dispatcher wakes us on an arrival; a deadline also wakes us
+        # dynamic (least-outstanding): the dispatcher wakes us on an arrival; a deadline also wakes us
         if not q.waiting() and q.closed:
             return
         q.wake = env.event()
@@ -166,21 +167,20 @@ def simulate(
     """
     if replicas < 1:
         raise ValueError(f"replicas must be >= 1, got {replicas}")
-    if router not in ROUTERS:
-        raise ValueError(f"unknown router {router!r}: use {', '.join(ROUTERS)}")
+    router = router_for(router, "batch")  # type: ignore[assignment]
     if int(items.max()) > policy.max_batch:
         raise ValueError(f"a request has {int(items.max())} items, more than max_batch {policy.max_batch}")
     n = arrival_s.size
     env = simpy.Environment()
     w = World(env, arrival_s, seq_len.tolist() if seq_len is not None else None, draw, busy_power_w)
-    w.solo = replicas == 1 and router != "jsq"
+    w.solo = replicas == 1 and router != "least-outstanding"
     rejected = np.zeros(n, dtype=bool)
     reps = [Replica(i) for i in range(replicas)]
     ids = np.arange(n, dtype=np.int64)
-    # the arrivals of each static queue (central: one queue for every replica); jsq decides at run time
+    # the arrivals of each static queue (central: one queue for every replica); least-outstanding decides at run time
     if router == "central":
         static: list[np.ndarray] | None = [ids]
-    elif router in ("random", "rr"):
+    elif router in ("random", "round-robin"):
         assign = rng.integers(0, replicas, n) if router == "random" else ids % replicas
         static = [ids[assign == r.index] for r in reps]
     else:
@@ -199,7 +199,7 @@ def simulate(
         else:
             for r in reps:
                 env.process(_serve(w, queue_of[r.index], r))
-            if router == "jsq":
+            if router == "least-outstanding":
                 env.process(_dispatch_jsq(w, queues))
 
     def clock() -> float:

@@ -303,7 +303,7 @@ def test_simulate_json_has_the_documented_keys_and_is_the_same_for_the_same_seed
     ):
         assert key in res, key
     assert set(res["latency_ms"]) == {"mean", "p50", "p90", "p95", "p99", "p999"} == set(res["queue_ms"])
-    assert res["source"] == "assumed" and res["inputs"]["seed"] == 3 and res["inputs"]["router"] == "jsq"
+    assert res["source"] == "assumed" and res["inputs"]["seed"] == 3 and res["inputs"]["router"] == "least-outstanding"  # jsq, by its one name
     assert res["energy_j_per_request"] > 0
 
 
@@ -339,7 +339,7 @@ def test_simulate_prints_the_source_and_slo_verdicts_for_a_measured_run() -> Non
     ("args", "message"),
     [
         (["--scenario", STEADY], "exactly one of --run or --profile"),
-        (["--profile", PROFILE, "--scenario", STEADY, "--router", "smart"], "unknown router"),
+        (["--profile", PROFILE, "--scenario", STEADY, "--router", "smart"], "unknown batch router"),
         (["--profile", PROFILE, "--scenario", STEADY, "--max-batch", "16"], "above what the model can serve"),
         (["--profile", PROFILE, "--scenario", STEADY, "--replicas", "0"], "replicas must be"),
         (["--profile", PROFILE, "--scenario", STEADY, "--max-delay-ms", "-1"], "max_delay"),
@@ -390,7 +390,7 @@ def test_schema_scenario_profile_and_price_book_print_json_schemas() -> None:
 
 
 def test_a_confidence_interval_below_a_nanosecond_prints_as_zero() -> None:
-    from fleetwise_cli.simulate_cmd import _ms
+    from fleetwise_cli.render.simulation import _ms
     from planner.serving.simulation import Summary
 
     s = Summary(mean=6.254e-12, p50=0.0, p90=1.5, p95=2.0, p99=2.5, p999=3.0)

@@ -162,12 +162,12 @@ def test_measure_refuses_an_unwritable_output_before_measuring(tmp_path: Path, m
 
 
 def test_size_refuses_an_unwritable_report_before_the_search(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import fleetwise_cli.size_cmd
+    import fleetwise_cli.commands.size
 
     def never(*a: object, **k: object) -> None:
         raise AssertionError("searched before checking the report path")
 
-    monkeypatch.setattr(fleetwise_cli.size_cmd, "make_plan", never)
+    monkeypatch.setattr(fleetwise_cli.commands.size, "make_plan", never)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     args = ["size", "--scenario", str(REPO / "scenarios" / "steady-api.yaml")]

@@ -268,8 +268,8 @@ def test_an_interrupt_swallowed_during_start_up_stops_the_sweep_at_its_first_poi
 
     from rich.console import Console
 
-    from fleetwise_cli.common import INTERRUPTED, on_interrupt_signal
-    from fleetwise_cli.progress import RichProgress
+    from fleetwise_cli.errors import INTERRUPTED, on_interrupt_signal
+    from fleetwise_cli.render.progress import RichProgress
 
     try:
         with contextlib.suppress(BaseException):  # what a library's bare `except:` does during an import
@@ -290,7 +290,7 @@ def test_a_full_disk_after_the_work_saves_it_to_the_temp_folder(
 
     import typer
 
-    from fleetwise_cli.common import save_or_fallback
+    from fleetwise_cli.errors import save_or_fallback
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()

@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from fleetwise_cli import size_cmd
+from fleetwise_cli.commands import size as size_cmd
 from fleetwise_cli.main import app
 from measure.run import save_run
 from planner.workers import _context

@@ -23,6 +23,8 @@ from measure.run import (
     parse_run,
     save_run,
 )
+from measure.run import files as run_files
+from measure.run import format as run_format
 from tests.conftest import make_run, ok_point, summary_of
 
 
@@ -102,7 +104,7 @@ def test_not_json_not_an_object_and_oversized_files_are_rejected(
         parse_run("{nope")
     with pytest.raises(RunFileError, match="JSON object"):
         parse_run("[1, 2]")
-    monkeypatch.setattr(run_mod, "MAX_RUN_FILE_BYTES", 10)
+    monkeypatch.setattr(run_files, "MAX_RUN_FILE_BYTES", 10)  # the limit the file reader applies
     big = tmp_path / "big.json"
     big.write_text("{" + " " * 20 + "}")
     with pytest.raises(RunFileError, match="byte limit"):
@@ -135,7 +137,7 @@ def test_migration_chain_runs_registered_steps(monkeypatch: pytest.MonkeyPatch, 
         d["schema_version"] = 1
         return d
 
-    monkeypatch.setitem(run_mod._MIGRATIONS, 0, v0_to_v1)
+    monkeypatch.setitem(run_format._MIGRATIONS, 0, v0_to_v1)
     assert migrate(dict(old))["schema_version"] == run_mod.SCHEMA_VERSION
     migrated = parse_run(json.dumps(old))
     assert migrated.id == old["id"]  # identity is that of the stored file

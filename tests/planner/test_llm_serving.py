@@ -141,9 +141,9 @@ def test_fleetwise_simulate_serves_a_shipped_llm_run_and_documents_its_json(tmp_
     assert text.exit_code == 0 and "TTFT" in text.output and "SLO p99 ttft" in text.output
     bad = CliRunner().invoke(
         app,
-        ["simulate", "--run", str(llm), "--precision", "fp32", "--scenario", str(path), "--router", "jsq"],
+        ["simulate", "--run", str(llm), "--precision", "fp32", "--scenario", str(path), "--router", "central"],
     )
-    assert bad.exit_code == 2 and "unknown LLM router" in bad.output
+    assert bad.exit_code == 2 and "router 'central' does not apply to LLM serving" in bad.output
     engine = next(f for f in shipped_files() if f.name.startswith("llm-engine-"))
     no_kv = CliRunner().invoke(app, ["simulate", "--run", str(engine), "--scenario", str(path)])
     assert no_kv.exit_code == 2 and "--kv-blocks" in no_kv.output

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from fleetwise_cli.common import err, fail, out, print_findings, write_json
+from fleetwise_cli.common import err, out, write_json
+from fleetwise_cli.errors import fail
+from fleetwise_cli.render.validation import print_validation
 from measure.run import RunFileError, check_output_dir
 from planner.evidence.validation import (
     P50_TARGET_PCT,
@@ -121,12 +122,12 @@ def validate(
 
     An LLM run is checked against a live engine (--endpoint, --model): TTFT, TPOT and E2E per load level."""
     if recheck is not None:
-        from fleetwise_cli.llm_validate import recheck_llm
+        from fleetwise_cli.commands.validate_llm import recheck_llm
 
         recheck_llm(recheck, run, out_dir, as_json)
         return
     if benchmark is not None:
-        from fleetwise_cli.bench_cmd import validate_benchmark
+        from fleetwise_cli.commands.import_benchmark import validate_benchmark
 
         validate_benchmark(
             benchmark, run, precision, max_num_seqs, max_num_batched_tokens, chunked_prefill, block_size,
@@ -136,8 +137,8 @@ def validate(
     if scenario is None:
         raise fail("give --scenario (the traffic to replay live), or --benchmark FILE for an LLM run")
     if _is_llm_run(run):
-        from fleetwise_cli.llm_cmd import parse_engine_params
-        from fleetwise_cli.llm_validate import LlmValidateArgs, validate_llm
+        from fleetwise_cli.commands.validate_llm import LlmValidateArgs, validate_llm
+        from fleetwise_cli.options import parse_engine_params
 
         try:
             levels = [float(x) for x in load.split(",") if x.strip()]
@@ -277,52 +278,3 @@ def validate(
         return
     print_validation(v)
     out.print(escape(f"written: {path}"), highlight=False, soft_wrap=True)
-
-
-def _pair(err: dict[str, float] | None) -> str:
-    return "-" if err is None else f"{err['p50_ms']:+.1f}% / {err['p99_ms']:+.1f}%"
-
-
-def print_validation(v: Validation) -> None:
-    """Predicted vs measured per level, errors, generator lag, and the reasons where the error is large."""
-    t = Table(
-        title=f"run {v.run_id.removeprefix('sha256:')[:12]} {escape(v.precision)}, max_batch {v.max_batch}, "
-        f"max_delay {v.max_delay_ms:g} ms, {escape(v.arrivals)}",
-        title_justify="left",
-    )
-    for c in ("load", "req/s", "p50 pred/meas", "p90 pred/meas", "p99 pred/meas", "tput pred/meas"):
-        t.add_column(c)
-    paced = any(lv.error_back_to_back_pct is not None for lv in v.levels)
-    for c in ("p50 err", "p99 err", *(["err back-to-back only"] if paced else []), "err w/ live svc"):
-        t.add_column(c)
-    for c in ("late>1ms", "batch live/pred", "ok"):
-        t.add_column(c)
-    for lv in v.levels:
-        p, m, e = lv.predicted, lv.measured, lv.error_pct
-
-        def pm(k: str, p: object = p, m: object = m) -> str:
-            return (
-                f"{getattr(p, k):.3g} / {getattr(m, k):.3g}"
-                if p is not None
-                else f"unstable / {getattr(m, k):.3g}"
-            )
-
-        t.add_row(
-            f"{lv.load:g}",
-            f"{lv.rate_rps:.4g}",
-            pm("p50_ms"),
-            pm("p90_ms"),
-            pm("p99_ms"),
-            pm("throughput_rps"),
-            "-" if e is None else f"{e['p50_ms']:+.1f}%",
-            "-" if e is None else f"{e['p99_ms']:+.1f}%",
-            *([_pair(lv.error_back_to_back_pct)] if paced else []),
-            "-"
-            if lv.error_live_service_pct is None
-            else f"{lv.error_live_service_pct['p50_ms']:+.1f}% / {lv.error_live_service_pct['p99_ms']:+.1f}%",
-            f"{lv.late_fraction_over_1ms:.1%}" + (" [red]LAG[/]" if lv.generator_flag else ""),
-            f"{lv.mean_batch_live:.2f} / {lv.mean_batch_predicted or 0:.2f}",
-            {True: "[green]yes[/]", False: "[red]NO[/]", None: "not judged"}[lv.within_target],
-        )
-    out.print(t)
-    print_findings(v.levels, v.verdict)

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from fleetwise_cli.common import raise_if_interrupted
+from fleetwise_cli.errors import raise_if_interrupted
 from measure.core.parsing import Progress as SweepProgress
 from measure.run import Point
 

@@ -1,52 +1,13 @@
-"""`fleetwise simulate --run LLM_RUN`: the continuous-batching engine model on a generative scenario."""
+"""An LLM simulation's result: latency percentiles, rates, KV use, energy, SLOs."""
 
 from __future__ import annotations
 
 from rich.markup import escape
 from rich.table import Table
 
-from fleetwise_cli.common import out, write_json
+from fleetwise_cli.common import out
 from fleetwise_cli.render.checks import print_checks
-from measure.run import Run
-from planner.llm.engine import LLM_ROUTERS, EngineConfig, EngineError, kv_blocks_from_run
-from planner.llm.simulation import LlmResult, run_llm_simulation
-from planner.llm.steps import step_model
-from planner.traffic.scenario import Scenario
-
-
-def simulate_llm(
-    run: Run,
-    sc: Scenario,
-    precision: str | None,
-    replicas: int,
-    router: str | None,
-    cfg_args: dict[str, int | bool | None],
-    requests: int | None,
-    seed: int | None,
-    as_json: bool,
-) -> None:
-    """Build the step model and engine knobs from the run and the options, simulate, print."""
-    model = step_model(run, precision)
-    route = router or "round-robin"
-    if route not in LLM_ROUTERS:
-        raise EngineError(f"unknown LLM router {route!r}: use {', '.join(LLM_ROUTERS)}")
-    block = int(cfg_args["block_size"] or 16)
-    given = cfg_args["kv_blocks"]
-    blocks, how = kv_blocks_from_run(run, model.precision, block, int(given) if given is not None else None)
-    cfg = EngineConfig(
-        max_num_seqs=int(cfg_args["max_num_seqs"] or 256),
-        max_num_batched_tokens=int(cfg_args["max_num_batched_tokens"] or 8192),
-        chunked_prefill=bool(cfg_args["chunked_prefill"]),
-        block_size=block,
-        kv_blocks=blocks,
-    )
-    result = run_llm_simulation(
-        sc, model, cfg, replicas, route, run, requests, seed, {"kv_blocks_from": how, "run": run.id}
-    )
-    if as_json:
-        write_json(result.model_dump(mode="json"))
-        return
-    print_llm_result(result)
+from planner.llm.simulation import LlmResult
 
 
 def _ms(v: float | None) -> str:

@@ -12,19 +12,16 @@ from pathlib import Path
 import numpy as np
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from fleetwise_cli.common import (
+from fleetwise_cli.common import err, out, write_json
+from fleetwise_cli.errors import (
     EXIT_INTERRUPTED,
-    err,
     fail,
-    out,
-    print_findings,
     raise_if_interrupted,
     save_or_fallback,
     sigterm_as_interrupt,
-    write_json,
 )
+from fleetwise_cli.render.validation import print_llm_validation
 from measure.engine_client.closed_loop import EngineRequest, calibrate, check_request, engine_info
 from measure.engine_client.http import EndpointError
 from measure.engine_client.open_loop import LlmLiveError, Schedule, Sent, open_loop, saturation_rate
@@ -303,51 +300,6 @@ def _level(
         cpu_count(),
         replay.prompt,
     )
-
-
-def print_llm_validation(v: LlmValidation) -> None:
-    """Predicted vs measured TTFT/TPOT/E2E per level, the errors, generator lag, and reasons for misses."""
-    t = Table(
-        title=escape(
-            f"run {v.run_id.removeprefix('sha256:')[:12]} {v.precision} vs {v.engine.url} ({v.engine.model}); "
-            f"sustainable {v.sustainable_rps:.3g} req/s"
-        ),
-        title_justify="left",
-    )
-    for c in (
-        "load",
-        "req/s",
-        "TTFT p50/p99 pred | meas",
-        "TPOT p50/p99 pred | meas",
-        "E2E p50/p99 pred | meas",
-    ):
-        t.add_column(c)
-    for c in ("errors p50 / p99", "late", "ok"):
-        t.add_column(c)
-    for lv in v.levels:
-        cells = []
-        for m in ("ttft", "tpot", "e2e"):
-            p = getattr(lv.predicted, m) if lv.predicted else None
-            q = getattr(lv.measured, m) if lv.measured else None
-            pred = f"{p.p50_ms:.3g}/{p.p99_ms:.3g}" if p else "unstable"
-            meas = f"{q.p50_ms:.3g}/{q.p99_ms:.3g}" if q else "-"
-            cells.append(f"{pred} | {meas}")
-        e = lv.error_pct or {}
-        errs = ", ".join(
-            f"{m.upper()} {e[f'{m}_p50']:+.0f}/{e[f'{m}_p99']:+.0f}%"
-            for m in ("ttft", "tpot", "e2e")
-            if f"{m}_p50" in e and f"{m}_p99" in e
-        )
-        t.add_row(
-            f"{lv.load:g}",
-            f"{lv.rate_rps:.3g}",
-            *cells,
-            errs or "-",
-            f"{lv.late_fraction:.1%}" + (" [red]LAG[/]" if lv.generator_flag else ""),
-            {True: "[green]yes[/]", False: "[red]NO[/]", None: "not judged"}[lv.within_target],
-        )
-    out.print(t)
-    print_findings(v.levels, v.verdict)
 
 
 def recheck_llm(path: Path, run_path: Path, out_dir: Path, as_json: bool) -> None:

@@ -8,7 +8,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetwise_cli.common import fail, out
+from fleetwise_cli.common import out
+from fleetwise_cli.errors import fail
 from measure.run import RunFileError, check_output_dir, parse_run, save_run
 
 

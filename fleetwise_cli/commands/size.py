@@ -1,4 +1,4 @@
-"""`fleetwise size` and `fleetwise compare`: fleet sizing with cost and an audit report; run-vs-run checks."""
+"""`fleetwise size`: fleet sizing with cost and an audit report; run-vs-run checks."""
 
 from __future__ import annotations
 
@@ -8,32 +8,20 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from fleetwise_cli.common import err, fail, out, write_json
-from measure.run import RunFileError, check_output_file, load_run
-from planner.evidence.compare import compare_runs, p_value_text
-from planner.fleet.plan import RANK_BY, Plan, PlannedOption, Question, Redundancy, make_plan, sensitivity
+from fleetwise_cli.common import err, write_json
+from fleetwise_cli.errors import fail
+from fleetwise_cli.options import _list, parse_switches
+from fleetwise_cli.render.plan import print_llm_plan, print_plan
+from measure.run import RunFileError, check_output_file
+from planner.fleet.plan import RANK_BY, Question, Redundancy, make_plan, sensitivity
 from planner.fleet.prices import PRICINGS, PriceError, load_prices
-from planner.fleet.report import evidence_for, money, quality_text, write_report
+from planner.fleet.report import evidence_for, write_report
 from planner.fleet.sizing import MAX_REPLICAS, SIZING_REQUESTS, SizingError
+from planner.serving.routing import router_for
 from planner.serving.service import ServiceError
-from planner.serving.sim import ROUTERS
 from planner.traffic.scenario import Scenario, ScenarioError, load_scenario
 from planner.workers import Executor, ExecutorError, check_executor, executor_from_env, load_run_cached
-
-
-def _list(text: str | None, kind: type, name: str) -> tuple | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(kind(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ServiceError(f"{name} must be a comma-separated list of numbers, got {text!r}") from None
-    if not values:
-        raise ServiceError(f"{name} is empty")
-    return values
-
 
 LLM_SIZING_REQUESTS = 3000  # per replica count: an LLM request is many engine steps
 
@@ -59,7 +47,6 @@ def _size_llm(
     redundancy: Redundancy,
     executor: Executor,
 ) -> None:
-    from fleetwise_cli.llm_size import parse_switches, print_llm_plan
     from planner.evidence.bench_import import import_file
     from planner.evidence.engine_benchmark import BenchmarkFileError
     from planner.llm.report import llm_validations_for, write_llm_report
@@ -131,7 +118,9 @@ def size(
     max_delay_ms: str = typer.Option(None, help="comma-separated max_delay grid in ms (default 0,5)"),
     prices: Path = typer.Option(Path("data/prices.yaml"), help="price book YAML"),
     pricing: str = typer.Option("on_demand", help="on_demand | reserved | owned"),
-    router: str = typer.Option(None, help="central | random | rr | jsq (default central; batch scenarios)"),
+    router: str = typer.Option(
+        None, help="central | random | round-robin | least-outstanding (default central; batch scenarios)"
+    ),
     rank_by: str = typer.Option(
         None, help="monthly_cost | cost_per_1k | tokens_per_joule (default monthly_cost; batch scenarios)"
     ),
@@ -259,8 +248,7 @@ def size(
             raise SizingError("give at least one --runs or --profiles file")
         if pricing not in PRICINGS:
             raise SizingError(f"unknown pricing {pricing!r}: use {', '.join(PRICINGS)}")
-        if router not in ROUTERS:
-            raise SizingError(f"unknown router {router!r}: use {', '.join(ROUTERS)}")
+        router = router_for(router, "batch")
         if rank_by not in RANK_BY:
             raise SizingError(f"unknown --rank-by {rank_by!r}: use {', '.join(RANK_BY)}")
         if not 1_000 <= requests <= 2_000_000:
@@ -347,156 +335,3 @@ def _progress(quiet: bool) -> Progress:
         auto_refresh=False,
         disable=quiet or not err.is_terminal,
     )
-
-
-def _evidence(o: PlannedOption) -> str:
-    if o.source == "assumed":
-        return "ASSUMED " + o.evidence_ids[0].removeprefix("assumed-profile:")
-    short = o.representative.removeprefix("sha256:")[:12]
-    return f"{o.device} run {short}" + (f" (+{len(o.evidence_ids) - 1})" if len(o.evidence_ids) > 1 else "")
-
-
-def print_plan(plan: Plan) -> None:
-    """The answer table per comparability group, then what was left out."""
-    out.print(
-        f"[bold]{escape(plan.scenario)}[/]: SLO {escape('; '.join(plan.slo))}; peak {plan.peak_rate_rps:.4g} req/s "
-        f"(mean {plan.mean_rate_rps:.4g}), growth x{plan.growth:g}; pricing {plan.pricing}; redundancy "
-        f"{escape(plan.redundancy)}; ranked by {plan.rank_by}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    out.print(f"sized at: {escape(plan.sized_at)}", highlight=False, soft_wrap=True)
-    if plan.service_scale != 1.0:
-        out.print(f"[yellow]assumption:[/] every service time x{plan.service_scale:g}", highlight=False)
-    for g in plan.groups:
-        opts = [o for o in plan.options if o.key in g.options]
-        title = ("[bold yellow]ASSUMED, NOT MEASURED[/]: " if g.source == "assumed" else "") + escape(g.label)
-        t = Table(title=title, title_justify="left")
-        for c in (
-            "#",
-            "evidence",
-            "prec",
-            "batch",
-            "delay",
-            "replicas",
-            "SLO",
-            "p99 ms",
-            "$/month",
-            "$/1k req",
-        ):
-            t.add_column(c)
-        for c in ("$/1M tok", "units/J", "util", "quality vs fp32"):
-            t.add_column(c)
-        for o in opts:
-            reps = "-" if o.replicas is None else f"{o.replicas_deployed}"
-            if o.replicas is not None and (
-                o.replicas_optimistic != o.replicas or o.replicas_deployed != o.replicas
-            ):
-                reps += f" ({o.replicas} sized, {o.replicas_optimistic} opt.)"
-            cost = money(o.monthly_cost_usd) + (
-                "*" if o.cost is not None and not o.cost.cost_complete else ""
-            )
-            if o.not_priced:
-                cost = "[yellow]not priced[/]"
-            t.add_row(
-                str(o.rank or "-"),
-                escape(_evidence(o)),
-                o.precision or "-",
-                str(o.max_batch),
-                f"{o.max_delay_ms:g} ms",
-                reps,
-                "[green]met[/]" if o.meets_slo else "[red]no[/]",
-                "-" if o.latency_ms is None else f"{o.latency_ms.p99:.4g}",
-                cost,
-                money(o.cost_per_1k_requests_usd),
-                money(o.cost_per_1m_tokens_usd),
-                "-" if o.units_per_joule is None else f"{o.units_per_joule:.4g}",
-                "-" if o.utilization_peak is None else f"{o.utilization_peak:.0%}",
-                quality_text(o),
-            )
-        out.print(t)
-        for o in opts:
-            if not o.meets_slo and o.reason:
-                out.print(
-                    f"  [red]no answer[/] {escape(o.label)}: {escape(o.reason)}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-    for why in dict.fromkeys(o.not_priced for o in plan.options if o.not_priced):
-        out.print(
-            f"[yellow]{escape(why)}[/] (sized, not costed: add the device to the price book)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if any(o.cost is not None and not o.cost.cost_complete for o in plan.options):
-        out.print("* lower bound: energy is not in the price and the evidence has no power measurement")
-    if plan.not_comparable:
-        out.print(f"[yellow]{escape(plan.not_comparable)}[/]", highlight=False, soft_wrap=True)
-    out.print(f"[bold]answer[/]:\n{escape(plan.answer)}", highlight=False, soft_wrap=True)
-    for w in sorted({w for o in plan.options for w in o.warnings}):
-        out.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
-    for s in plan.skipped:
-        out.print(f"[dim]left out: {escape(s)}[/]", highlight=False, soft_wrap=True)
-    out.print(
-        f"{plan.simulations} simulations ({plan.simulations_reused} reused from another max_batch, identical), "
-        f"{plan.simulations_stopped_early} stopped early: {plan.stopping_rule}",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
-def compare(
-    run_a: Path = typer.Argument(..., help="run file A"),
-    run_b: Path = typer.Argument(..., help="run file B"),
-    as_json: bool = typer.Option(False, "--json", help="the comparison as JSON on stdout"),
-) -> None:
-    """Compare two runs: comparability verdict first, then per shared point the difference and its test."""
-    try:
-        a, b = load_run(run_a), load_run(run_b)
-    except RunFileError as exc:
-        raise fail(str(exc)) from None
-    c = compare_runs(a, b)
-    if as_json:
-        write_json(c.model_dump(mode="json"))
-        return
-    if c.comparable:
-        out.print(
-            f"[green]comparable[/]: A {a.short_id()} and B {b.short_id()} share workload and methodology"
-        )
-    else:
-        out.print(f"[bold red]not comparable[/]: A {a.short_id()} vs B {b.short_id()}")
-        for d in c.differences:
-            out.print(f"  {escape(d.field)}: A {escape(d.a)} | B {escape(d.b)}", highlight=False)
-    for d in c.context:
-        out.print(f"[dim]  context {escape(d.field)}: A {escape(d.a)} | B {escape(d.b)}[/]", highlight=False)
-    if not c.points:
-        out.print("no point was measured ok in both runs")
-        return
-    t = Table(title=f"shared points ({escape(c.test)}, alpha {c.alpha:g})", title_justify="left")
-    for col in (
-        "precision",
-        "batch",
-        "seq",
-        escape(f"A {c.unit}/s"),
-        escape(f"B {c.unit}/s"),
-        "diff",
-        "p50 A",
-        "p50 B",
-        "p",
-        "verdict",
-    ):
-        t.add_column(col)
-    for p in c.points:
-        t.add_row(
-            p.precision,
-            str(p.batch_size),
-            str(p.seq_len or "-"),
-            f"{p.throughput_a:,.0f}",
-            f"{p.throughput_b:,.0f}",
-            f"{p.throughput_diff_pct:+.1f}%",
-            f"{p.p50_ms_a:.4g}",
-            f"{p.p50_ms_b:.4g}",
-            p_value_text(p.p_value),
-            p.verdict if p.significant or not c.comparable else f"[dim]{p.verdict}[/]",
-        )
-    out.print(t)

@@ -1,18 +1,20 @@
-"""`fleetwise simulate`: replay a scenario against a measured run or an assumed profile."""
+"""`fleetwise simulate`: replay a scenario against a measured run or an assumed profile. Batch and LLM runs alike."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from fleetwise_cli.common import fail, out, write_json
-from fleetwise_cli.render.checks import print_checks
-from measure.run import RunFileError, load_run
-from planner.llm.engine import EngineError
-from planner.llm.steps import StepModelError
+from fleetwise_cli.common import write_json
+from fleetwise_cli.errors import fail
+from fleetwise_cli.render.llm_simulation import print_llm_result
+from fleetwise_cli.render.simulation import print_result
+from measure.run import Run, RunFileError, load_run
+from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
+from planner.llm.simulation import run_llm_simulation
+from planner.llm.steps import StepModelError, step_model
+from planner.serving.routing import RouterError, router_for
 from planner.serving.service import (
     ServiceError,
     ServiceModel,
@@ -21,9 +23,45 @@ from planner.serving.service import (
     load_profile,
     scaled_model,
 )
-from planner.serving.sim import ROUTERS, BatchPolicy
-from planner.serving.simulation import SimResult, Summary, run_simulation
-from planner.traffic.scenario import ScenarioError, load_scenario
+from planner.serving.sim import BatchPolicy
+from planner.serving.simulation import run_simulation
+from planner.traffic.scenario import Scenario, ScenarioError, load_scenario
+
+
+def simulate_llm(
+    run: Run,
+    sc: Scenario,
+    precision: str | None,
+    replicas: int,
+    router: str | None,
+    cfg_args: dict[str, int | bool | None],
+    requests: int | None,
+    seed: int | None,
+    as_json: bool,
+) -> None:
+    """Build the step model and engine knobs from the run and the options, simulate, print."""
+    model = step_model(run, precision)
+    try:
+        route = router_for(router or "round-robin", "LLM")
+    except RouterError as exc:
+        raise EngineError(str(exc)) from None
+    block = int(cfg_args["block_size"] or 16)
+    given = cfg_args["kv_blocks"]
+    blocks, how = kv_blocks_from_run(run, model.precision, block, int(given) if given is not None else None)
+    cfg = EngineConfig(
+        max_num_seqs=int(cfg_args["max_num_seqs"] or 256),
+        max_num_batched_tokens=int(cfg_args["max_num_batched_tokens"] or 8192),
+        chunked_prefill=bool(cfg_args["chunked_prefill"]),
+        block_size=block,
+        kv_blocks=blocks,
+    )
+    result = run_llm_simulation(
+        sc, model, cfg, replicas, route, run, requests, seed, {"kv_blocks_from": how, "run": run.id}
+    )
+    if as_json:
+        write_json(result.model_dump(mode="json"))
+        return
+    print_llm_result(result)
 
 
 def simulate(
@@ -34,7 +72,8 @@ def simulate(
     replicas: int = typer.Option(1, help="number of replicas"),
     router: str = typer.Option(
         None,
-        help="central | random | rr | jsq (default central); LLM runs: round-robin | least-outstanding | least-kv",
+        help="batch: central | random | round-robin | least-outstanding (default central); LLM runs: round-robin "
+        "(default) | least-outstanding | least-kv",
     ),
     max_batch: int = typer.Option(1, help="largest batch, in items"),
     max_delay_ms: float = typer.Option(0.0, help="how long the oldest request may wait for a fuller batch"),
@@ -79,8 +118,6 @@ def simulate(
         sc = load_scenario(scenario)
         loaded = load_run(run) if run is not None else None
         if loaded is not None and loaded.is_llm:
-            from fleetwise_cli.llm_simulate import simulate_llm
-
             knobs: dict[str, int | bool | None] = {
                 "max_num_seqs": max_num_seqs,
                 "max_num_batched_tokens": max_num_batched_tokens,
@@ -90,9 +127,10 @@ def simulate(
             }
             simulate_llm(loaded, sc, precision, replicas, router, knobs, requests, seed, as_json)
             return
-        router = router or "central"
-        if router not in ROUTERS:
-            raise ServiceError(f"unknown router {router!r}: use {', '.join(ROUTERS)}")
+        try:
+            router = router_for(router or "central", "batch")
+        except RouterError as exc:
+            raise ServiceError(str(exc)) from None
         model: ServiceModel
         if loaded is not None:
             flags = frozenset(
@@ -126,59 +164,3 @@ def simulate(
         write_json(result.model_dump(mode="json"))
         return
     print_result(result)
-
-
-def _ms(s: Summary | None, key: str) -> str:
-    if s is None:
-        return "-"
-    v = getattr(s, key)
-    # below a nanosecond is floating-point residue (a deterministic profile's CI), not a measured spread
-    return "0" if abs(v) < 1e-6 else f"{v:.4g}"
-
-
-def print_result(r: SimResult) -> None:
-    """Human-readable result: source first, then latency, throughput, utilization, energy, SLOs, warnings."""
-    tag = "[bold yellow]ASSUMED, NOT MEASURED[/]" if r.source == "assumed" else "[green]measured[/]"
-    i = r.inputs
-    out.print(
-        f"{tag}: {escape(r.source_label)}\n"
-        f"scenario {escape(str(i['scenario']))}: {i['replicas']} replica(s), router {i['router']}, "
-        f"max_batch {i['max_batch']}, max_delay {i['max_delay_ms']:g} ms, seed {i['seed']}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    if not r.stable:
-        out.print(
-            f"[bold red]stable: false[/] offered {r.offered_rps:.4g} req/s >= sustainable {r.sustainable_rps:.4g} "
-            f"req/s: add replicas or raise max_batch",
-            highlight=False,
-        )
-    else:
-        t = Table(title=f"{r.requests_measured} requests measured ({escape(r.transient_rule)})")
-        t.add_column("ms")
-        for k in ("mean", "p50", "p90", "p95", "p99", "p999"):
-            t.add_column(k)
-        for name, s, ci in (
-            ("latency", r.latency_ms, r.latency_ci95_halfwidth_ms),
-            ("queueing", r.queue_ms, r.queue_ci95_halfwidth_ms),
-        ):
-            t.add_row(name, *(_ms(s, k) for k in ("mean", "p50", "p90", "p95", "p99", "p999")))
-            if ci is not None:
-                t.add_row("  ±95% CI", *(_ms(ci, k) for k in ("mean", "p50", "p90", "p95", "p99", "p999")))
-        out.print(t)
-        util = r.utilization or 0.0
-        energy = (
-            escape(
-                f"{r.energy_j_per_request:.4g} J/request, {r.energy_j_per_unit:.4g} J/{r.unit.rstrip('s')}"
-            )
-            if r.energy_j_per_request is not None and r.energy_j_per_unit is not None
-            else escape(r.energy_note)
-        )
-        out.print(
-            f"offered {r.offered_rps:.4g} req/s, throughput {r.throughput_rps or 0:.4g} req/s, sustainable "
-            f"{r.sustainable_rps:.4g} req/s; utilization {util:.1%}; mean batch {r.mean_batch_size or 0:.3g}; "
-            f"rejected {r.rejected}; energy: {energy}",
-            highlight=False,
-            soft_wrap=True,
-        )
-    print_checks(r.slo, r.warnings)

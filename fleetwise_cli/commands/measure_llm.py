@@ -10,17 +10,17 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from fleetwise_cli.common import EXIT_INTERRUPTED, err, fail, out, save_or_fallback, sigterm_as_interrupt
+from fleetwise_cli.common import err, out
+from fleetwise_cli.errors import EXIT_INTERRUPTED, fail, save_or_fallback, sigterm_as_interrupt
+from fleetwise_cli.options import _ints, parse_engine_params
+from fleetwise_cli.render.progress import RichProgress
+from fleetwise_cli.render.run import print_llm
 from measure.run import (
-    PHASES,
     LlmGrid,
-    Point,
     Run,
     RunFileError,
     Stack,
-    Unavailable,
     check_output_dir,
     save_run,
 )
@@ -45,12 +45,6 @@ class LlmOptions:
     requests: int = 48
     request_timeout: float = 60.0
     engine_param: tuple[str, ...] = ()
-
-
-def _ints(text: str | None, what: str, default: list[int]) -> list[int]:
-    from measure.core.parsing import parse_int_list
-
-    return parse_int_list(text, what) if text else list(default)
 
 
 def grid_from(opts: LlmOptions) -> LlmGrid:
@@ -92,7 +86,6 @@ def _guarded(work: Callable[[], tuple[Run, bool]], bad: tuple[type[Exception], .
 
 def measure_llm(request_kwargs: dict[str, object], opts: LlmOptions, out_dir: Path) -> None:
     """`-w llm | hf-config:PATH | hf:FOLDER`: prefill, decode and mixed steps in-process."""
-    from fleetwise_cli.progress import RichProgress
     from measure.core.parsing import PrecisionError, SweepError
     from measure.device.target import DeviceError
     from measure.inprocess.plan import SweepRequest
@@ -118,21 +111,10 @@ def measure_llm(request_kwargs: dict[str, object], opts: LlmOptions, out_dir: Pa
     _save(run, out_dir, interrupted)
 
 
-def parse_engine_params(items: tuple[str, ...]) -> dict[str, str | int | float | bool]:
-    """`--engine-param key=value` (engine, version, max_num_seqs, ...), values read as numbers where they are."""
-    from measure.core.parsing import parse_param
-
-    params = dict(parse_param(p) for p in items)
-    if len(params) > 64:
-        raise ValueError("at most 64 --engine-param")
-    return params
-
-
 def measure_engine(
     opts: LlmOptions, precision: str, device: str, ci_target: float, max_seconds: float, out_dir: Path
 ) -> None:
     """`--endpoint URL --model NAME`: a closed-loop sweep against a running streaming server."""
-    from fleetwise_cli.progress import RichProgress
     from measure.core.parsing import PrecisionError, SweepError, WorkloadError, parse_precisions
     from measure.engine_client.closed_loop import (
         DEFAULT_CONCURRENCIES,
@@ -194,166 +176,3 @@ def measure_engine(
 
 
 # ------------------------------------------------------------------------------------------------ tables
-
-
-def _f(x: float | None, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}g}"
-
-
-def _phase_table(run: Run, phase: str, points: list[Point]) -> Table:
-    engine = points[0].source == "engine"
-    size = {"prefill": "prompt tokens", "decode": "context", "mixed": "context + chunk"}[phase]
-    batch = "concurrency" if engine else "batch"
-    what = {
-        "prefill": "TTFT" if engine else "prefill step",
-        "decode": "inter-token gap" if engine else "decode step",
-    }
-    t = Table(
-        title=escape(
-            f"{phase}: {what.get(phase, 'mixed step')} latency ({run.workload.name}, {run.stack.device_name})"
-        )
-    )
-    for col in (
-        "precision",
-        batch,
-        size,
-        "status",
-        "n",
-        "p50 ms",
-        "p99 ms [95% CI]",
-        "mean ±CI",
-        "tokens/s",
-        "mJ/token",
-        "notes",
-    ):
-        t.add_column(col, overflow="fold")
-    for p in points:
-        where = {
-            "prefill": str(p.seq_len),
-            "decode": str(p.context_tokens),
-            "mixed": f"{p.context_tokens} + {p.chunk_tokens}",
-        }[phase]
-        notes = [*p.flags, *([p.reason] if p.reason else [])]
-        if p.engine is not None and (p.engine.early_ends or p.engine.failed):
-            notes.append(f"{p.engine.early_ends} early ends, {p.engine.failed} failed of {p.engine.requests}")
-        if p.latency_ms is None:
-            t.add_row(
-                p.precision,
-                str(p.batch_size),
-                where,
-                p.status,
-                "-",
-                "-",
-                "-",
-                "-",
-                "-",
-                "-",
-                escape("; ".join(notes)),
-            )
-            continue
-        lat = p.latency_ms
-        ci = "n/a" if lat.mean_ci95_halfwidth_rel is None else f"±{lat.mean_ci95_halfwidth_rel:.1%}"
-        energy = "-"
-        tel = p.telemetry
-        if tel is not None and not isinstance(tel, Unavailable) and not isinstance(tel.energy, Unavailable):
-            per = tel.energy.energy_per_unit_j
-            energy = _f(per * 1000 if per is not None else None)
-        t.add_row(
-            p.precision,
-            str(p.batch_size),
-            where,
-            p.status,
-            str(p.measured_iterations),
-            _f(lat.median),
-            f"{_f(lat.p99)} [{_f(lat.p99_ci95_low)}, {_f(lat.p99_ci95_high)}]",
-            ci,
-            _f(p.throughput_units_per_s, 4),
-            energy,
-            escape("; ".join(notes)),
-        )
-    return t
-
-
-def print_llm(run: Run) -> None:
-    """The three step tables, the memory facts, energy per phase and the engine's self-description."""
-    for phase in PHASES:
-        mine = [p for p in run.points if p.phase == phase]
-        if mine:
-            out.print(_phase_table(run, phase, mine))
-    facts = run.llm
-    if facts is None:
-        return
-    if facts.shape is not None:
-        s = facts.shape
-        out.print(
-            escape(
-                f"model {s.name}: {s.num_hidden_layers} layers, hidden {s.hidden_size}, {s.num_attention_heads} heads / "
-                f"{s.num_key_value_heads} KV heads, {s.parameters / 1e6:.1f}M parameters; {facts.weights_note}"
-            ),
-            highlight=False,
-            soft_wrap=True,
-        )
-    if facts.memory:
-        t = Table(title=f"memory at {facts.memory_fraction:g} of device memory")
-        for col in (
-            "precision",
-            "KV bytes/token",
-            "weights MiB",
-            "activation peak MiB",
-            "KV tokens that fit",
-            "how",
-        ):
-            t.add_column(col, overflow="fold")
-        for m in facts.memory:
-            act = (
-                "n/a"
-                if isinstance(m.activation_peak_bytes, Unavailable)
-                else f"{m.activation_peak_bytes / 2**20:.1f}"
-            )
-            fit = (
-                m.kv_tokens_fit.unavailable
-                if isinstance(m.kv_tokens_fit, Unavailable)
-                else f"{m.kv_tokens_fit:,}"
-            )
-            t.add_row(
-                m.precision,
-                f"{m.kv_bytes_per_token:,}",
-                f"{m.weight_bytes / 2**20:.1f}",
-                act,
-                escape(fit),
-                escape(m.kv_tokens_fit_method),
-            )
-        out.print(t)
-    if facts.energy and not facts.energy_note:
-        cells = [
-            f"{e.precision} {e.phase}: "
-            + (
-                e.j_per_token.unavailable
-                if isinstance(e.j_per_token, Unavailable)
-                else f"{e.j_per_token * 1000:.3g} mJ/token"
-            )
-            for e in facts.energy
-        ]
-        out.print(
-            escape("energy per phase (median over points): " + "; ".join(cells)),
-            highlight=False,
-            soft_wrap=True,
-        )
-    elif facts.energy_note:
-        out.print(escape(facts.energy_note), highlight=False, soft_wrap=True)
-    if facts.engine is not None:
-        e = facts.engine
-        served = (
-            e.served_models.unavailable
-            if isinstance(e.served_models, Unavailable)
-            else ", ".join(e.served_models)
-        )
-        version = e.version.unavailable if isinstance(e.version, Unavailable) else e.version
-        params = ", ".join(f"{k}={v}" for k, v in e.params.items()) or "none given"
-        out.print(
-            escape(
-                f"engine {e.url} model {e.model}; serves: {served}; version: {version}; engine params: {params}"
-            ),
-            highlight=False,
-            soft_wrap=True,
-        )
