@@ -303,7 +303,11 @@ def test_simulate_json_has_the_documented_keys_and_is_the_same_for_the_same_seed
     ):
         assert key in res, key
     assert set(res["latency_ms"]) == {"mean", "p50", "p90", "p95", "p99", "p999"} == set(res["queue_ms"])
-    assert res["source"] == "assumed" and res["inputs"]["seed"] == 3 and res["inputs"]["router"] == "least-outstanding"  # jsq, by its one name
+    assert (
+        res["source"] == "assumed"
+        and res["inputs"]["seed"] == 3
+        and res["inputs"]["router"] == "least-outstanding"
+    )  # jsq, by its one name
     assert res["energy_j_per_request"] > 0
 
 

@@ -141,7 +141,17 @@ def test_fleetwise_simulate_serves_a_shipped_llm_run_and_documents_its_json(tmp_
     assert text.exit_code == 0 and "TTFT" in text.output and "SLO p99 ttft" in text.output
     bad = CliRunner().invoke(
         app,
-        ["simulate", "--run", str(llm), "--precision", "fp32", "--scenario", str(path), "--router", "central"],
+        [
+            "simulate",
+            "--run",
+            str(llm),
+            "--precision",
+            "fp32",
+            "--scenario",
+            str(path),
+            "--router",
+            "central",
+        ],
     )
     assert bad.exit_code == 2 and "router 'central' does not apply to LLM serving" in bad.output
     engine = next(f for f in shipped_files() if f.name.startswith("llm-engine-"))
