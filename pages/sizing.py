@@ -20,9 +20,9 @@ from pages.common import (
 )
 from pages.llm_sizing import show_llm_sizing
 from planner.fleet.escape import md_escape as esc
+from planner.fleet.options import DEFAULT_MAX_BATCHES, DEFAULT_MAX_DELAYS_MS
 from planner.fleet.plan import RANK_BY, Plan
 from planner.fleet.prices import PRICINGS
-from planner.fleet.sizing import DEFAULT_MAX_BATCHES, DEFAULT_MAX_DELAYS_MS
 
 st.title("Fleet sizing")
 shipped = shipped_scenarios()

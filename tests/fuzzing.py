@@ -23,7 +23,7 @@ from measure.run import Run, RunFileError, load_run, parse_run
 from planner.evidence.bench_import import convert
 from planner.evidence.catalog import run_curves
 from planner.evidence.engine_benchmark import BenchmarkFileError
-from planner.fleet.sizing import levels
+from planner.fleet.levels import levels
 from planner.llm.bench_check import check_benchmark
 from planner.llm.engine import EngineConfig, EngineError
 from planner.llm.simulation import run_llm_simulation

@@ -16,10 +16,9 @@ ray = pytest.importorskip("ray")
 from fleetwise_cli.main import app  # noqa: E402
 from planner.fleet.plan import Question, make_plan, sensitivity  # noqa: E402
 from planner.fleet.prices import load_prices  # noqa: E402
-from planner.fleet.sizing import in_workers  # noqa: E402
 from planner.llm.sizing import LlmOption, LlmTask, size_llm, size_task  # noqa: E402
 from planner.traffic.scenario import load_scenario  # noqa: E402
-from planner.workers import ExecutorError  # noqa: E402
+from planner.workers import ExecutorError, in_workers  # noqa: E402
 from tests.conftest import REPO, shipped_files  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -14,10 +14,12 @@ from fleetwise_cli.errors import fail
 from fleetwise_cli.options import _list, parse_switches
 from fleetwise_cli.render.plan import print_llm_plan, print_plan
 from measure.run import RunFileError, check_output_file
+from planner.fleet.levels import SIZING_REQUESTS
+from planner.fleet.options import SizingError
 from planner.fleet.plan import RANK_BY, Question, Redundancy, make_plan, sensitivity
 from planner.fleet.prices import PRICINGS, PriceError, load_prices
 from planner.fleet.report import evidence_for, write_report
-from planner.fleet.sizing import MAX_REPLICAS, SIZING_REQUESTS, SizingError
+from planner.fleet.sizing import MAX_REPLICAS
 from planner.serving.routing import router_for
 from planner.serving.service import ServiceError
 from planner.traffic.scenario import Scenario, ScenarioError, load_scenario

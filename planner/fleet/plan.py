@@ -15,21 +15,11 @@ from pydantic import BaseModel, ConfigDict
 
 from planner.evidence.compare import differences
 from planner.fleet.cost import Cost, Load, price_fleet
+from planner.fleet.levels import SIZING_REQUESTS, levels, with_slo_scale
+from planner.fleet.options import OptionSpec, SizingError, build_options
 from planner.fleet.prices import DevicePrice, PriceBook, PriceError, Pricing
-from planner.fleet.sizing import (
-    MAX_REPLICAS,
-    SIZING_REQUESTS,
-    Below,
-    OptionSpec,
-    SizedOption,
-    SizingError,
-    Task,
-    build_options,
-    levels,
-    run_tasks,
-    size_all,
-    with_slo_scale,
-)
+from planner.fleet.searcher import Below
+from planner.fleet.sizing import MAX_REPLICAS, SizedOption, Task, run_tasks, size_all
 from planner.serving import stopping
 from planner.serving.sim import Router
 from planner.serving.simulation import Summary

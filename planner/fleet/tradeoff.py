@@ -13,7 +13,9 @@ import math
 
 from pydantic import BaseModel, ConfigDict
 
-from planner.fleet.sizing import Searcher, Task, levels, option_models, traffic_for
+from planner.fleet.levels import levels
+from planner.fleet.searcher import Searcher
+from planner.fleet.sizing import Task, option_models, traffic_for
 from planner.serving.sim import BatchPolicy
 from planner.serving.simulation import Summary
 

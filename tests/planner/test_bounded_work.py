@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from measure.run import RunFileError, dump_run, parse_run
+from planner.fleet.options import build_options
 from planner.fleet.prices import PriceError, parse_prices
-from planner.fleet.sizing import build_options, size_all
+from planner.fleet.sizing import size_all
 from planner.serving.service import ServiceError, from_run, load_profile
 from planner.traffic.arrivals import generate
 from planner.traffic.scenario import ScenarioError, load_scenario, parse_scenario, save_scenario

@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from planner.fleet.cost import Load, price_fleet
+from planner.fleet.options import SizingError, build_options
 from planner.fleet.plan import Question, Redundancy, make_plan
 from planner.fleet.prices import Electricity, HourlyPrice, OwnedPrice, PriceError, parse_prices
-from planner.fleet.sizing import SizingError, build_options, size_all
+from planner.fleet.sizing import size_all
 from planner.traffic.scenario import parse_scenario
 from tests.planner.test_sim_theory import erlang_c
 
@@ -238,7 +239,7 @@ def test_a_service_time_scale_is_applied_and_stated(tmp_path: Path) -> None:
 
 
 def test_a_token_workload_on_a_scenario_without_sequence_lengths_is_left_out_with_the_reason() -> None:
-    from planner.fleet.sizing import build_options
+    from planner.fleet.options import build_options
     from planner.traffic.scenario import load_scenario
 
     root = Path(__file__).resolve().parents[2]
