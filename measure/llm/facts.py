@@ -26,7 +26,7 @@ from measure.workloads import decoder as lm
 
 if TYPE_CHECKING:
     from measure.device.precision import Prepared
-    from measure.llm.plan import LlmPlan
+    from measure.llm.plan import LlmSweepPlan
 
 
 def shape_record(shape: lm.DecoderShape) -> ModelShape:
@@ -81,7 +81,7 @@ def meminfo_bytes(key: str, root: Path = Path("/proc")) -> tuple[int | None, str
     return None, f"/proc/meminfo has no {key}"
 
 
-def _device_memory(plan: LlmPlan) -> tuple[int | Unavailable, str]:
+def _device_memory(plan: LlmSweepPlan) -> tuple[int | Unavailable, str]:
     st = plan.sweep.stack
     if plan.sweep.device.kind == "cuda":
         if isinstance(st.device_memory_bytes, int):
@@ -93,7 +93,7 @@ def _device_memory(plan: LlmPlan) -> tuple[int | Unavailable, str]:
     return total, "host RAM (/proc/meminfo MemTotal): a CPU's device memory"
 
 
-def memory_facts(plan: LlmPlan, precision: str, prepared: Prepared, points: list[Point]) -> MemoryFacts:
+def memory_facts(plan: LlmSweepPlan, precision: str, prepared: Prepared, points: list[Point]) -> MemoryFacts:
     """KV bytes per token (from the config and the cache dtype), weight bytes (measured), and what fits."""
     shape, module = plan.source.shape, prepared.module
     dtype = cache_dtype(module)
@@ -191,7 +191,7 @@ def _energy_reason(points: list[Point], fallback: str) -> str:
     return fallback
 
 
-def llm_facts(plan: LlmPlan, memory: list[MemoryFacts], points: list[Point]) -> LlmFacts:
+def llm_facts(plan: LlmSweepPlan, memory: list[MemoryFacts], points: list[Point]) -> LlmFacts:
     """The run-level LLM block: shape, weights, memory per precision, energy per phase."""
     total, how = _device_memory(plan)
     reason = _energy_reason(points, plan.sweep.sensor_reason)

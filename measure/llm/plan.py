@@ -216,7 +216,7 @@ def grid_rows(grid: LlmGrid) -> list[list[LlmKey]]:
 
 
 @dataclass
-class LlmPlan:
+class LlmSweepPlan:
     """A validated in-process LLM sweep: source, grid, and the batch sweep plan it shares machinery with."""
 
     sweep: SweepPlan
@@ -233,7 +233,7 @@ def plan_llm_sweep(
     command: Sequence[str] | None = None,
     nvml_module: Any | None = None,
     powercap_root: Path = Path("/sys/class/powercap"),
-) -> LlmPlan:
+) -> LlmSweepPlan:
     """Validate everything (source, grid, device, memory) before any measuring."""
     if request.pacing:
         raise SweepError("--pacing applies to batch workloads; an LLM engine's idle gaps are measured live")
@@ -255,4 +255,4 @@ def plan_llm_sweep(
             "inference_mode": f"torch.inference_mode() with module.eval(); {src.weights_note}",
         }
     )
-    return LlmPlan(sweep, src, grid, memory_fraction)
+    return LlmSweepPlan(sweep, src, grid, memory_fraction)

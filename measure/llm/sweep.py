@@ -28,7 +28,7 @@ from measure.inprocess.plan import (
 )
 from measure.inprocess.point import first_line, measure_point, not_run
 from measure.llm.facts import llm_facts, memory_facts
-from measure.llm.plan import LlmKey, LlmPlan, grid_rows
+from measure.llm.plan import LlmKey, LlmSweepPlan, grid_rows
 from measure.llm.steps import make_llm_step, prepare_llm, step_flops
 from measure.run import (
     MemoryFacts,
@@ -43,7 +43,7 @@ from measure.run import Workload as WorkloadRecord
 
 
 def _quality(
-    plan: LlmPlan, precision: str, prepared: Prepared | None, why: str | None, ref: Any
+    plan: LlmSweepPlan, precision: str, prepared: Prepared | None, why: str | None, ref: Any
 ) -> QualityProxy:
     seq = plan.sweep.built.default_seq_len
     if plan.source.quality_skip or prepared is None or isinstance(ref, str):
@@ -53,7 +53,7 @@ def _quality(
     return qproxy.proxy(precision, seq, prepared, plan.sweep.device, inputs, out, True)
 
 
-def _reference(plan: LlmPlan) -> tuple[tuple[torch.Tensor, ...], torch.Tensor] | str:
+def _reference(plan: LlmSweepPlan) -> tuple[tuple[torch.Tensor, ...], torch.Tensor] | str:
     """fp32 outputs of the same weights on fixed prompts (fewer items when memory is short)."""
     built, device = plan.sweep.built, plan.sweep.device
     error = "not computed"
@@ -77,7 +77,9 @@ def _reference(plan: LlmPlan) -> tuple[tuple[torch.Tensor, ...], torch.Tensor] |
 
 
 def execute_llm_sweep(
-    plan: LlmPlan, progress: Progress | None = None, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    plan: LlmSweepPlan,
+    progress: Progress | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> SweepResult:
     """Measure every point of the grid at every precision; Ctrl-C returns what was measured (incomplete)."""
     progress = progress or Progress()
@@ -173,7 +175,7 @@ def execute_llm_sweep(
     return SweepResult(run, interrupted)
 
 
-def _measure(plan: LlmPlan, prepared: Prepared, precision: str, key: LlmKey, idle: Any) -> Point:
+def _measure(plan: LlmSweepPlan, prepared: Prepared, precision: str, key: LlmKey, idle: Any) -> Point:
     sweep, device = plan.sweep, plan.sweep.device
     flops: list[float | None] = []
 

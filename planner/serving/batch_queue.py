@@ -18,7 +18,7 @@ import numpy as np
 
 INF = float("inf")
 # a batch's service time (s) from its size, its longest sequence and the replica's idle time before it (s)
-Draw = Callable[[int, int | None, float], float]
+BatchTime = Callable[[int, int | None, float], float]
 EPS_S = 1e-9  # float slack when a timer lands on an arrival or a deadline computed from it
 
 
@@ -229,7 +229,7 @@ class World:
     env: Any  # the SimPy environment of the SimPy engine; None in the event loops
     A: np.ndarray
     seq: list[int] | None
-    draw: Draw
+    draw: BatchTime
     power: Callable[[int], float] | None
     # per launched batch, in launch order; per-request arrays are filled from these once, at the end
     batch_ids: list[list[int]] = field(default_factory=list)

@@ -139,7 +139,8 @@ def profile_json_schema() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------ model
 
-Draw = Callable[[np.random.Generator, int], np.ndarray]
+# k latencies (ms) drawn from one batch size's distribution, with a generator
+LatencyDraw = Callable[[np.random.Generator, int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class BatchLatency:
     batch: int
     median_ms: float
     mean_ms: float
-    draw: Draw
+    draw: LatencyDraw
 
 
 def _dist_latency(

@@ -23,7 +23,7 @@ import simpy
 from planner.serving.batch_queue import (
     INF,
     BatchPolicy,
-    Draw,
+    BatchTime,
     FcfsQueue,
     OpenQueue,
     Replica,
@@ -33,7 +33,7 @@ from planner.serving.batch_queue import (
 from planner.serving.event_loop import Loop, OpenLoop
 from planner.serving.routing import BATCH_ROUTERS, router_for
 
-__all__ = ["ROUTERS", "BatchPolicy", "Draw", "Router", "SimOutput", "simulate"]
+__all__ = ["ROUTERS", "BatchPolicy", "BatchTime", "Router", "SimOutput", "simulate"]
 
 Router = Literal["central", "random", "round-robin", "least-outstanding"]
 ROUTERS: tuple[str, ...] = BATCH_ROUTERS
@@ -152,7 +152,7 @@ def simulate(
     replicas: int,
     router: Router,
     policy: BatchPolicy,
-    draw: Draw,
+    draw: BatchTime,
     rng: np.random.Generator,
     busy_power_w: Callable[[int], float] | None = None,
     looks: Sequence[int] = (),

@@ -54,10 +54,10 @@ class Requests:
         return int(self.arrival_s.size)
 
 
-Draw = Callable[[int], np.ndarray]
+GapDraw = Callable[[int], np.ndarray]
 
 
-def _renewal(rng: np.random.Generator, n: int | None, horizon: float | None, draw: Draw) -> np.ndarray:
+def _renewal(rng: np.random.Generator, n: int | None, horizon: float | None, draw: GapDraw) -> np.ndarray:
     """Cumulative sums of inter-arrival draws until n arrivals or the horizon is passed."""
     out: list[np.ndarray] = []
     t, count = 0.0, 0
@@ -83,7 +83,7 @@ def _cut(t: np.ndarray, n: int | None, horizon: float | None) -> np.ndarray:
     return t[t < horizon]
 
 
-def _unit_renewal(rng: np.random.Generator, cv: float) -> Draw:
+def _unit_renewal(rng: np.random.Generator, cv: float) -> GapDraw:
     if abs(cv - 1.0) < 1e-12:
         return lambda k: rng.exponential(1.0, k)
     shape = 1.0 / cv**2

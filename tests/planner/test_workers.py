@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,16 @@ def test_a_worker_does_not_rerun_the_parents_main_script(tmp_path: Path, monkeyp
     page = types.ModuleType("__main__")
     page.__file__ = str(script)  # what Streamlit puts in sys.modules while it runs a page
     monkeypatch.setitem(sys.modules, "__main__", page)
-    seen = in_workers(_imports_in_worker, [object(), object(), object()], 2, None)  # type: ignore[list-item]
+    # a thread running, as in the app's server: workers then start from a forkserver, the case where a
+    # re-run page used to import Streamlit in every worker (a plain fork would inherit the parent's modules)
+    hold = threading.Event()
+    server = threading.Thread(target=hold.wait, daemon=True)
+    server.start()
+    try:
+        seen = in_workers(_imports_in_worker, [object(), object(), object()], 2, None)  # type: ignore[list-item]
+    finally:
+        hold.set()
+        server.join()
     assert seen == [False, False, False]
     assert not marker.exists()
     assert sys.modules["__main__"] is page  # the parent's own main is back
