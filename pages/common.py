@@ -35,13 +35,13 @@ from planner.fleet.plan import (
     Question,
     Redundancy,
     SensitivityRow,
-    make_plan,
     options_for,
     sensitivity,
 )
 from planner.fleet.prices import PriceBook, load_prices, price_entry_yaml, with_session_prices
 from planner.fleet.sizing import Task
 from planner.fleet.tradeoff import Ladder, ladder
+from planner.question.request import SizingRequest, answer
 from planner.traffic.scenario import Scenario, load_scenario, parse_scenario
 from planner.workers import Progress, executor_from_env, in_workers, start_workers
 
@@ -324,9 +324,9 @@ def cached(key: tuple[str, ...], compute: Callable[[Progress], Any], text: str) 
     return value
 
 
-def question_from(params: dict[str, Any]) -> Question:
-    """A sizing Question from the plain parameters the cache is keyed on."""
-    return Question(
+def request_from(params: dict[str, Any]) -> SizingRequest:
+    """The sizing request (the CLI's too) from the plain parameters the batch form's cache is keyed on."""
+    return SizingRequest(
         scenario=parse_scenario(params["scenario"], "scenario"),
         runs=tuple(params["runs"]),
         profiles=tuple(params["profiles"]),
@@ -336,10 +336,15 @@ def question_from(params: dict[str, Any]) -> Question:
         pricing=params["pricing"],
         rank_by=params["rank_by"],
         redundancy=Redundancy(params["spares"], params["headroom"]),
-        sizing_requests=params["requests"],
-        service_scale=params.get("service_scale", 1.0),
-        early_stop=params.get("early_stop", True),
+        requests=params["requests"],
+        service_scale=params.get("service_scale"),
+        full_length=not params.get("early_stop", True),
     )
+
+
+def question_from(params: dict[str, Any]) -> Question:
+    """The batch sizing Question of these parameters (ladders and sensitivity re-size its options)."""
+    return request_from(params).batch_question()
 
 
 def _key(kind: str, params: dict[str, Any], *extra: str) -> tuple[str, ...]:
@@ -348,9 +353,9 @@ def _key(kind: str, params: dict[str, Any], *extra: str) -> tuple[str, ...]:
 
 def plan_for(params: dict[str, Any]) -> Plan:
     """The sizing plan for these parameters (cached on them, the runs' content ids and the price book)."""
-    q = question_from(params)
+    req = request_from(params)
     book = price_book(params)
-    return cast(Plan, cached(_key("plan", params), lambda p: make_plan(q, book, JOBS, p, EXECUTOR), "Sizing"))
+    return cast(Plan, cached(_key("plan", params), lambda p: answer(req, book, JOBS, p, EXECUTOR), "Sizing"))
 
 
 def ladders_for(params: dict[str, Any], keys: tuple[str, ...]) -> list[Ladder]:

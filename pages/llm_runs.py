@@ -12,8 +12,15 @@ import streamlit as st
 from pages.common import benchmarks, line, text_table, validations_dir
 from planner.evidence.catalog import run_curves
 from planner.evidence.engine_benchmark import Stat
-from planner.evidence.llm_validation import Pcts, scan_llm_validations
+from planner.evidence.llm_validation import (
+    LlmValidation,
+    Pcts,
+    llm_validation_filename,
+    save_llm_validation,
+    scan_llm_validations,
+)
 from planner.fleet.escape import md_escape as esc
+from planner.llm.validate import recheck
 
 if TYPE_CHECKING:
     from planner.evidence.catalog import Run
@@ -198,6 +205,25 @@ def show_llm_validations(run: Run, folder: Path) -> None:
     for lv in v.levels:
         for d in lv.diagnosis:
             st.caption(f"load {lv.load:g}: {esc(d, 2000)}")
+    _offer_recheck(run, v, folder)
+
+
+def _offer_recheck(run: Run, v: LlmValidation, folder: Path) -> None:
+    """Re-predict the recorded traffic with the engine model as it is now (the CLI's `validate --recheck`):
+    nothing is sent, the measurements are the file's own; the result is saved beside it."""
+    if not st.button(
+        "Re-predict this traffic with the current engine model",
+        key=f"recheck-{v.run_id}-{v.created_at:%Y%m%dT%H%M%S}",
+        help="Nothing is sent to the engine: the recorded requests are simulated again.",
+    ):
+        return
+    try:
+        again = recheck(v, run, llm_validation_filename(v))
+        path = save_llm_validation(again, folder)
+    except (ValueError, OSError) as exc:
+        st.error(f"Re-prediction failed: {esc(str(exc), 2000)}")
+        return
+    st.success(f"Re-predicted and saved as {esc(path.name)}. Verdict: {esc(again.verdict, 2000)}")
 
 
 def show_benchmarks() -> None:

@@ -25,7 +25,8 @@ from planner.fleet.escape import md_escape as esc
 from planner.fleet.plan import Redundancy
 from planner.fleet.prices import PRICINGS
 from planner.fleet.report import money
-from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmPlan, LlmSizingError, size_llm
+from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmPlan, LlmSizingError
+from planner.question.request import SizingRequest, answer
 from planner.traffic.scenario import Scenario, parse_scenario
 from planner.workers import Progress
 
@@ -189,22 +190,22 @@ def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
     """The LLM plan for these parameters (cached on them, the runs' content ids and the price book)."""
 
     def compute(progress: Progress) -> LlmPlan:
-        return size_llm(
-            parse_scenario(params["scenario"], "scenario"),
-            params["runs"],
-            params["precisions"] or None,
-            tuple(params["max_num_seqs"]),
-            tuple(params["max_num_batched_tokens"]),
-            tuple(params["chunked"]),
-            price_book(params),
-            params["pricing"],
+        req = SizingRequest(  # the CLI's request, filled from the form
+            scenario=parse_scenario(params["scenario"], "scenario"),
+            runs=tuple(params["runs"]),
+            precisions=tuple(params["precisions"]) or None,
+            pricing=params["pricing"],
+            redundancy=Redundancy(params.get("spares", 0), params.get("headroom", 0.0)),
+            max_num_seqs=tuple(params["max_num_seqs"]) or None,
+            max_num_batched_tokens=tuple(params["max_num_batched_tokens"]) or None,
+            chunked_prefill=tuple(params["chunked"]) or None,
             kv_blocks=params["kv_blocks"],
             benchmarks=tuple(import_file(b) for b in params.get("benchmarks", [])),
-            jobs=JOBS,  # the sizing workers, as batch sizing and the CLI use them
-            progress=progress,
-            executor=EXECUTOR,
-            redundancy=Redundancy(params.get("spares", 0), params.get("headroom", 0.0)),
+            max_replicas=256,
         )
+        if not req.generative:
+            raise LlmSizingError(f"scenario {req.scenario.name} has no llm block: size it on the Sizing page")
+        return cast(LlmPlan, answer(req, price_book(params), JOBS, progress, EXECUTOR))
 
     key = ("llm_plan", json.dumps(params, sort_keys=True), *run_ids_for(params["runs"]), prices_digest())
     return cast(

@@ -75,6 +75,7 @@ WINGS = (
     "evidence",
     "fleet",
     "llm",
+    "question",
 )  # a wing imports only itself and the wings before it
 BELOW_WINGS = ["__init__.py", "workers.py"]  # where tasks run (local pool or Ray) and the runs they read
 

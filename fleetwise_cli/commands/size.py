@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -13,102 +14,37 @@ from fleetwise_cli.common import err, write_json
 from fleetwise_cli.errors import fail
 from fleetwise_cli.options import _list, parse_switches
 from fleetwise_cli.render.plan import print_llm_plan, print_plan
-from measure.run import RunFileError, check_output_file
+from measure.run import check_output_file
 from planner.fleet.levels import SIZING_REQUESTS
 from planner.fleet.options import SizingError
-from planner.fleet.plan import RANK_BY, Question, Redundancy, make_plan, sensitivity
-from planner.fleet.prices import PRICINGS, PriceError, load_prices
+from planner.fleet.plan import Plan, Redundancy, sensitivity
+from planner.fleet.prices import PriceBook, load_prices
 from planner.fleet.report import evidence_for, write_report
 from planner.fleet.sizing import MAX_REPLICAS
-from planner.serving.routing import router_for
-from planner.serving.service import ServiceError
-from planner.traffic.scenario import Scenario, ScenarioError, load_scenario
+from planner.llm.sizing import LlmPlan
+from planner.question.request import LLM_SIZING_REQUESTS, SizingRequest, answer
+from planner.traffic.scenario import load_scenario
 from planner.workers import Executor, ExecutorError, check_executor, executor_from_env, load_run_cached
 
-LLM_SIZING_REQUESTS = 3000  # per replica count: an LLM request is many engine steps
-
-
-def _size_llm(
-    sc: Scenario,
-    runs: list[Path],
-    profiles: list[Path],
-    precision: str | None,
-    prices: Path,
-    pricing: str,
-    requests: int,
-    max_replicas: int,
-    seqs: str | None,
-    tokens: str | None,
-    chunked: str | None,
-    kv_blocks: int | None,
-    as_json: bool,
-    report: Path | None,
-    validations: Path,
-    benchmarks: list[Path],
-    jobs: int,
-    redundancy: Redundancy,
-    executor: Executor,
-) -> None:
-    from planner.evidence.bench_import import import_file
-    from planner.evidence.engine_benchmark import BenchmarkFileError
-    from planner.llm.report import llm_validations_for, write_llm_report
-    from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmSizingError, size_llm
-
-    try:
-        if profiles:
-            raise SizingError("assumed profiles describe batch serving: size LLM runs without --profiles")
-        if pricing not in PRICINGS:
-            raise SizingError(f"unknown pricing {pricing!r}: use {', '.join(PRICINGS)}")
-        if not 1 <= max_replicas <= 10_000:
-            raise SizingError(f"--max-replicas must be in 1..10000, got {max_replicas}")
-        if not 100 <= requests <= 1_000_000:
-            raise SizingError(f"--requests must be in 100..1000000 for a generative scenario, got {requests}")
-        grid_seqs = _list(seqs, int, "--max-num-seqs") or DEFAULT_SEQS
-        grid_tokens = _list(tokens, int, "--max-num-batched-tokens") or DEFAULT_BATCHED_TOKENS
-        if min(grid_seqs) < 1 or min(grid_tokens) < 1:
-            raise SizingError("--max-num-seqs and --max-num-batched-tokens values must be >= 1")
-        if report is not None:
-            if report.suffix.lower() not in (".md", ".html", ".htm"):
-                raise SizingError(f"--report {report}: the file name must end in .md or .html")
-            check_output_file(report)  # before the search, not after it
-        book = load_prices(prices)
-        evidence = tuple(import_file(b) for b in benchmarks)
-        plan = size_llm(
-            sc,
-            [str(p) for p in runs],
-            [v.strip() for v in precision.split(",") if v.strip()] if precision else None,
-            grid_seqs,
-            grid_tokens,
-            parse_switches(chunked),
-            book,
-            pricing,  # type: ignore[arg-type]
-            requests=requests,
-            max_replicas=max_replicas,
-            kv_blocks=kv_blocks,
-            benchmarks=evidence,
-            jobs=jobs,
-            redundancy=redundancy,
-            executor=executor,
-        )
-        if report is not None:
-            cited = {r.id: r for r in map(load_run_cached, map(str, runs))}
-            write_llm_report(report, plan, sc, book, cited, llm_validations_for(list(cited), validations))
-    except (
-        ScenarioError,
-        ServiceError,
-        RunFileError,
-        PriceError,
-        SizingError,
-        LlmSizingError,
-        BenchmarkFileError,
-        ValueError,
-    ) as exc:
-        raise fail(str(exc)) from None
-    except OSError as exc:  # the report's folder vanished or filled up after the check
-        raise fail(f"cannot write {report}: {exc.strerror or exc}") from None
-    print_llm_plan(plan, as_json)
-    if report is not None:
-        err.print(escape(f"report written to {report}"), highlight=False, soft_wrap=True)
+# the request's fields as this command names them, for one-line refusals
+FLAGS = {
+    "runs": "--runs",
+    "profiles": "--profiles",
+    "max_replicas": "--max-replicas",
+    "requests": "--requests",
+    "router": "--router",
+    "rank_by": "--rank-by",
+    "max_batches": "--max-batch",
+    "max_delays_ms": "--max-delay-ms",
+    "service_scale": "--service-scale",
+    "exclude_throttled": "--exclude-throttled",
+    "full_length": "--full-length",
+    "max_num_seqs": "--max-num-seqs",
+    "max_num_batched_tokens": "--max-num-batched-tokens",
+    "chunked_prefill": "--chunked-prefill",
+    "kv_blocks": "--kv-blocks",
+    "benchmarks": "--benchmarks",
+}
 
 
 def size(
@@ -189,139 +125,107 @@ def size(
         raise fail(f"--executor: {exc}") from None
     try:
         sc = load_scenario(scenario)  # read once: it decides batch or generative and is then sized
-    except ScenarioError as exc:
-        raise fail(str(exc)) from None
-    generative = sc.llm is not None
-    batch_only = {
-        "--router": router is not None,
-        "--rank-by": rank_by is not None,
-        "--max-batch": max_batch is not None,
-        "--max-delay-ms": max_delay_ms is not None,
-        "--service-scale": service_scale is not None,
-        "--exclude-throttled": exclude_throttled,
-        "--full-length": full_length,
-    }
-    llm_only = {
-        "--max-num-seqs": max_num_seqs is not None,
-        "--max-num-batched-tokens": max_num_batched_tokens is not None,
-        "--chunked-prefill": chunked_prefill is not None,
-        "--kv-blocks": kv_blocks is not None,
-        "--benchmarks": bool(benchmarks),
-    }
-    wrong = [k for k, given in (batch_only if generative else llm_only).items() if given]
-    if wrong:  # an option that does not apply is refused, never silently dropped
-        kind = "a generative (LLM) scenario" if generative else "a batch scenario"
-        raise fail(
-            f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to {kind}: {scenario}"
-        )
-    try:
-        red = Redundancy(spares, headroom)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    if generative:
-        _size_llm(
-            sc,
-            runs,
-            profiles,
-            precision,
-            prices,
-            pricing,
-            LLM_SIZING_REQUESTS if requests is None else requests,
-            max_replicas,
-            max_num_seqs,
-            max_num_batched_tokens,
-            chunked_prefill,
-            kv_blocks,
-            as_json,
-            report,
-            validations,
-            benchmarks,
-            jobs if jobs > 0 else (os.cpu_count() or 1),
-            red,
-            chosen,
-        )
-        return
-    requests = SIZING_REQUESTS if requests is None else requests
-    router = router or "central"
-    rank_by = rank_by or "monthly_cost"
-    service_scale = 1.0 if service_scale is None else service_scale
-    try:
-        if not runs and not profiles:
-            raise SizingError("give at least one --runs or --profiles file")
-        if pricing not in PRICINGS:
-            raise SizingError(f"unknown pricing {pricing!r}: use {', '.join(PRICINGS)}")
-        router = router_for(router, "batch")
-        if rank_by not in RANK_BY:
-            raise SizingError(f"unknown --rank-by {rank_by!r}: use {', '.join(RANK_BY)}")
-        if not 1_000 <= requests <= 2_000_000:
-            raise SizingError(f"--requests must be in 1000..2000000, got {requests}")
-        if not 0.1 <= service_scale <= 10:
-            raise SizingError(f"--service-scale must be in 0.1..10, got {service_scale:g}")
-        if not 1 <= max_replicas <= 10_000:
-            raise SizingError(f"--max-replicas must be in 1..10000, got {max_replicas}")
-        if report is not None and report.suffix.lower() not in (".md", ".html", ".htm"):
-            raise SizingError(f"--report {report}: the file name must end in .md or .html")
-        batches = _list(max_batch, int, "--max-batch")
-        delays = _list(max_delay_ms, float, "--max-delay-ms")
-        if batches and min(batches) < 1:
-            raise SizingError("--max-batch values must be >= 1")
-        if delays and min(delays) < 0:
-            raise SizingError("--max-delay-ms values must be >= 0")
-        if report is not None:
-            check_output_file(report)  # before the search, not after it
-        for p in runs:
-            load_run_cached(str(p))  # a bad run file is named before any simulation; read once per process
-        book = load_prices(prices)
-        q = Question(
+        req = SizingRequest(
             scenario=sc,
             runs=tuple(str(p) for p in runs),
             profiles=tuple(str(p) for p in profiles),
             precisions=tuple(v.strip() for v in precision.split(",") if v.strip()) if precision else None,
-            max_batches=batches,
-            max_delays_ms=delays,
-            router=router,  # type: ignore[arg-type]
-            pricing=pricing,  # type: ignore[arg-type]
-            rank_by=rank_by,  # type: ignore[arg-type]
-            redundancy=red,
-            sizing_requests=requests,
+            pricing=pricing,
+            redundancy=Redundancy(spares, headroom),
             max_replicas=max_replicas,
-            exclude_throttled=exclude_throttled,
+            requests=requests,
+            router=router,
+            rank_by=rank_by,
+            max_batches=_list(max_batch, int, "--max-batch"),
+            max_delays_ms=_list(max_delay_ms, float, "--max-delay-ms"),
             service_scale=service_scale,
-            early_stop=not full_length,
+            exclude_throttled=exclude_throttled,
+            full_length=full_length,
+            max_num_seqs=_list(max_num_seqs, int, "--max-num-seqs"),
+            max_num_batched_tokens=_list(max_num_batched_tokens, int, "--max-num-batched-tokens"),
+            chunked_prefill=parse_switches(chunked_prefill) if chunked_prefill is not None else None,
+            kv_blocks=kv_blocks,
         )
-        n_jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
-        with _progress(as_json) as bar:
-            task = bar.add_task("sizing", total=None)
-
-            def tick(done: int, total: int, label: str) -> None:
-                bar.update(
-                    task, completed=done, total=total, description=f"sizing {label[:60]}", refresh=True
-                )
-
-            plan = make_plan(q, book, jobs=n_jobs, progress=tick, executor=chosen)
-            rows = None
-            if report is not None:
-                t2 = bar.add_task("sensitivity", total=None)
-                rows = sensitivity(
-                    q,
-                    book,
-                    plan,
-                    n_jobs,
-                    lambda d, t, _l: bar.update(t2, completed=d, total=t, refresh=True),
-                    chosen,
-                )
+        req.check(FLAGS)  # an option of the other kind, or out of bounds: one line, before anything is read
         if report is not None:
-            write_report(report, plan, book, rows, evidence_for(list(q.runs), validations))
-    except (ScenarioError, ServiceError, RunFileError, PriceError, SizingError, ValueError) as exc:
+            if report.suffix.lower() not in (".md", ".html", ".htm"):
+                raise SizingError(f"--report {report}: the file name must end in .md or .html")
+            check_output_file(report)  # before the search, not after it
+        for p in runs:
+            load_run_cached(str(p))  # a bad run file is named before any simulation; read once per process
+        if benchmarks:
+            from planner.evidence.bench_import import import_file
+
+            req = replace(req, benchmarks=tuple(import_file(b) for b in benchmarks))
+        book = load_prices(prices)
+        n_jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
+        if req.generative:
+            _answer_generative(req, book, n_jobs, chosen, as_json, report, validations)
+        else:
+            _answer_batch(req, book, n_jobs, chosen, as_json, report, validations)
+    except ValueError as exc:  # every reader's and the planner's errors: one line
         raise fail(str(exc)) from None
     except OSError as exc:  # the report's folder vanished or filled up after the check
         raise fail(f"cannot write {report}: {exc.strerror or exc}") from None
+    if report is not None:
+        err.print(escape(f"report written to {report}"), highlight=False, soft_wrap=True)
+
+
+def _answer_generative(
+    req: SizingRequest,
+    book: PriceBook,
+    jobs: int,
+    executor: Executor,
+    as_json: bool,
+    report: Path | None,
+    validations: Path,
+) -> None:
+    from planner.llm.report import llm_validations_for, write_llm_report
+
+    plan = answer(req, book, jobs, None, executor)
+    assert isinstance(plan, LlmPlan)
+    if report is not None:
+        cited = {r.id: r for r in map(load_run_cached, req.runs)}
+        write_llm_report(
+            report, plan, req.scenario, book, cited, llm_validations_for(list(cited), validations)
+        )
+    print_llm_plan(plan, as_json)
+
+
+def _answer_batch(
+    req: SizingRequest,
+    book: PriceBook,
+    jobs: int,
+    executor: Executor,
+    as_json: bool,
+    report: Path | None,
+    validations: Path,
+) -> None:
+    with _progress(as_json) as bar:
+        task = bar.add_task("sizing", total=None)
+
+        def tick(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"sizing {label[:60]}", refresh=True)
+
+        plan = answer(req, book, jobs, tick, executor)
+        assert isinstance(plan, Plan)
+        rows = None
+        if report is not None:
+            t2 = bar.add_task("sensitivity", total=None)
+            rows = sensitivity(
+                req.batch_question(),
+                book,
+                plan,
+                jobs,
+                lambda d, t, _l: bar.update(t2, completed=d, total=t, refresh=True),
+                executor,
+            )
+    if report is not None:
+        write_report(report, plan, book, rows, evidence_for(list(req.runs), validations))
     if as_json:
         write_json(plan.model_dump(mode="json"))
     else:
         print_plan(plan)
-    if report is not None:
-        err.print(escape(f"report written to {report}"), highlight=False, soft_wrap=True)
 
 
 def _progress(quiet: bool) -> Progress:

@@ -28,26 +28,24 @@ from measure.engine_client.open_loop import LlmLiveError, Schedule, Sent, open_l
 from measure.run import ParamScalar, Run, RunFileError, check_output_dir, load_run
 from measure.run.datafile import one_line
 from planner.evidence.llm_validation import (
-    MAX_VALIDATION_REQUESTS,
     P50_TARGET_PCT,
     P99_TARGET_PCT,
     TARGET_UP_TO_LOAD,
     EngineKnobs,
     LlmLevel,
     LlmValidation,
-    llm_level,
     load_llm_validation,
     save_llm_validation,
     verdict,
 )
 from planner.evidence.validation import ValidationFileError, cpu_count
-from planner.llm.engine import EngineConfig, EngineError, LlmRequests, kv_blocks_from_run, simulate
-from planner.llm.simulation import llm_requests, queues_stable
+from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
+from planner.llm.simulation import llm_requests
 from planner.llm.steps import StepModel, StepModelError, step_model
+from planner.llm.validate import LlmValidationError, Observed, level_traffic, predict_level, recheck
 from planner.traffic.scenario import Scenario, ScenarioError, load_scenario
 from planner.workers import load_run_cached
 
-MIN_LEVEL_REQUESTS = 60
 MIX_REQUESTS = 400
 
 
@@ -141,51 +139,49 @@ def validate_llm(a: LlmValidateArgs) -> None:
         )
     except LlmLiveError as exc:
         raise fail(str(exc)) from None
-    plans = []
-    total = 0
-    for i, load in enumerate(a.loads):  # every level's traffic drawn and checked before any is sent
-        rate = load * sat
-        n = max(MIN_LEVEL_REQUESTS, int(rate * a.seconds))
-        total += n
-        if total > MAX_VALIDATION_REQUESTS:
-            raise fail(
-                f"load {load:g}: {total:,} requests in all at {sat:.3g} req/s sustainable x {a.seconds:g} s, "
-                f"over the {MAX_VALIDATION_REQUESTS:,} one validation file keeps; shorten --seconds"
-            )
-        reqs, _, _ = llm_requests(sc, n, seed=sc.seed + 1 + i)
-        bad = next(
-            (
-                w
-                for p, o in zip(reqs.prompt.tolist(), reqs.output.tolist(), strict=True)
-                if (w := cfg.check(p, o))
+    try:  # every level's traffic drawn and checked before any is sent
+        traffic = level_traffic(sc, cfg, sat, a.loads, a.seconds)
+    except LlmValidationError as exc:
+        raise fail(str(exc)) from None
+    plans = [
+        (
+            t,
+            Schedule(
+                t.requests.arrival_s,
+                _words(t.requests.prompt, per_word, offset),
+                t.requests.output,
+                seed=t.seed,
             ),
-            None,
         )
-        if bad:
-            raise fail(f"load {load:g}: {bad}")
-        rng = np.random.default_rng(sc.seed + 1000 + i)
-        send = np.cumsum(rng.exponential(1.0 / rate, n))
-        send -= send[0]
-        plans.append(
-            (
-                load,
-                rate,
-                reqs,
-                Schedule(send, _words(reqs.prompt, per_word, offset), reqs.output, seed=100_000 * (i + 1)),
-            )
-        )
+        for t in traffic
+    ]
     levels: list[LlmLevel] = []
     interrupted = False
     try:
         with sigterm_as_interrupt():  # kill or Ctrl-C: the finished levels are kept and saved
-            for load, rate, reqs, sched in plans:
+            for t, sched in plans:
                 raise_if_interrupted()
                 say(
-                    f"load {load:g}: {rate:.3g} req/s, {sched.send_s.size} requests over "
+                    f"load {t.load:g}: {t.rate_rps:.3g} req/s, {sched.send_s.size} requests over "
                     f"{sched.send_s[-1]:.0f} s ..."
                 )
                 sent, start = open_loop(ep, req.model, sched, a.timeout_s, a.max_in_flight)
-                levels.append(_level(load, rate, sched, sent, start, reqs, model, cfg, sc))
+                la = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+                seen = _observed(sched, sent, start, t.requests.prompt)
+                levels.append(
+                    predict_level(
+                        t.load,
+                        t.rate_rps,
+                        sched.send_s,
+                        seen,
+                        model,
+                        cfg,
+                        sc.seed,
+                        sc.warmup_fraction,
+                        la,
+                        cpu_count(),
+                    )
+                )
     except KeyboardInterrupt:
         interrupted = True
     except (EngineError, ValueError) as exc:  # a level's replay refused: the levels before it are kept
@@ -241,17 +237,8 @@ def validate_llm(a: LlmValidateArgs) -> None:
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def _level(
-    load: float,
-    rate: float,
-    sched: Schedule,
-    sent: list[Sent],
-    start: float,
-    reqs: LlmRequests,
-    model: StepModel,
-    cfg: EngineConfig,
-    sc: Scenario,
-) -> LlmLevel:
+def _observed(sched: Schedule, sent: list[Sent], start: float, prompts_drawn: np.ndarray) -> Observed:
+    """What the engine did with each scheduled request, as arrays the prediction reads."""
     n = sched.send_s.size
     first = np.full(n, np.nan)
     last = np.full(n, np.nan)
@@ -259,7 +246,7 @@ def _level(
     late = np.zeros(n)
     failures: list[str | None] = []
     early = 0
-    prompts = reqs.prompt.copy()
+    prompts = prompts_drawn.copy()
     for i, s in enumerate(sent):
         res = s.result
         late[i] = s.late_ms
@@ -275,30 +262,9 @@ def _level(
             first[i], last[i] = res.token_times[0] - start, res.token_times[-1] - start
             tokens[i] = len(res.token_times)
             early += int(tokens[i] < sched.max_tokens[i])
-    # the simulator gets the same arrivals and what each request really was: its prompt and produced tokens
-    outputs = np.where(tokens > 0, tokens, sched.max_tokens)
-    replay = LlmRequests(sched.send_s.astype(np.float64), np.maximum(prompts, 1), outputs)
-    tr = simulate(replay, model, cfg, 1, "round-robin", seed=sc.seed)
-    stable = queues_stable(replay, tr.first_s, float(sched.send_s[-1]))
-    la = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return llm_level(
-        load,
-        rate,
-        sched.send_s,
-        first,
-        last,
-        tokens,
-        late,
-        failures,
-        early,
-        tr.first_s,
-        tr.finish_s,
-        stable,
-        tr.beyond_grid_steps / tr.steps if tr.steps else None,
-        sc.warmup_fraction,
-        la,
-        cpu_count(),
-        replay.prompt,
+    # the prediction replays what each request really was: its prompt and the tokens it produced (asked, if none)
+    return Observed(
+        first, last, tokens, late, failures, early, prompts, np.where(tokens > 0, tokens, sched.max_tokens)
     )
 
 
@@ -308,69 +274,11 @@ def recheck_llm(path: Path, run_path: Path, out_dir: Path, as_json: bool) -> Non
     try:
         old = load_llm_validation(path)
         r = load_run(run_path)
-        if r.id != old.run_id:
-            raise ScenarioError(f"{path.name} validates run {old.run_id[7:19]}, not {r.short_id()}")
-        model = step_model(r, old.precision)
-        k = old.knobs
-        cfg = EngineConfig(
-            k.max_num_seqs, k.max_num_batched_tokens, k.chunked_prefill, k.block_size, k.kv_blocks
-        )
         check_output_dir(out_dir)
+        v = recheck(old, r, path.name)
     except (ValidationFileError, RunFileError, StepModelError, EngineError, ValueError) as exc:
         raise fail(str(exc)) from None
-    levels = []
-    for lv in old.levels:
-        if not lv.requests_sent:
-            raise fail(
-                f"{path.name}: load {lv.load:g} has no request records (written before they were kept)"
-            )
-        rq = lv.requests_sent
-        send = np.array([x.send_ms for x in rq]) / 1000.0
-        nan = float("nan")
-        first = np.array(
-            [send[i] + x.ttft_ms / 1000.0 if x.ttft_ms is not None else nan for i, x in enumerate(rq)]
-        )
-        last = np.array(
-            [send[i] + x.e2e_ms / 1000.0 if x.e2e_ms is not None else nan for i, x in enumerate(rq)]
-        )
-        tokens = np.array([x.output_tokens for x in rq], dtype=np.int64)
-        prompts = np.maximum(1, np.array([x.prompt_tokens for x in rq], dtype=np.int64))
-        try:
-            replay = LlmRequests(send, prompts, np.maximum(tokens, 1))
-            tr = simulate(replay, model, cfg, 1, "round-robin", seed=0)
-        except EngineError as exc:
-            raise fail(f"{path.name}: load {lv.load:g}: {exc}") from None
-        levels.append(
-            llm_level(
-                lv.load,
-                lv.rate_rps,
-                send,
-                first,
-                last,
-                tokens,
-                np.array([x.late_ms for x in rq]),
-                [None if x.ttft_ms is not None else "failed (as recorded)" for x in rq],
-                lv.early_ends,
-                tr.first_s,
-                tr.finish_s,
-                queues_stable(replay, tr.first_s, float(send[-1])),
-                tr.beyond_grid_steps / tr.steps if tr.steps else None,
-                old.warmup_fraction,
-                lv.load_average,
-                old.cpu_count,
-                prompts,
-            )
-        )
-    v = old.model_copy(
-        update={
-            "levels": levels,
-            "verdict": verdict(levels),
-            "notes": [*old.notes, *model.notes],
-            "recheck_of": path.name,
-            "predicted_at": datetime.now(UTC),
-        }
-    )
-    v = LlmValidation.model_validate(v.model_dump())
+
     written = save_or_fallback(lambda d: save_llm_validation(v, d), out_dir, "validation file")
     if as_json:
         write_json(v.model_dump(mode="json"))

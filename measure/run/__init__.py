@@ -28,23 +28,8 @@ migration), so evidence keeps its identity when the model later gains fields.
 
 from __future__ import annotations
 
-from measure.run.files import (
-    OutputPathError,
-    atomic_write_text,
-    check_output_dir,
-    check_output_file,
-    load_run,
-    run_filename,
-    save_run,
-)
-from measure.run.format import (
-    content_hash,
-    dump_run,
-    format_validation_error,
-    migrate,
-    parse_run,
-    run_json_schema,
-)
+from measure.run.files import load_run, run_filename, save_run
+from measure.run.format import RUN_FILE, dump_run, migrate, parse_run, run_json_schema
 from measure.run.llm_facts import (
     Count,
     EngineInfo,
@@ -123,8 +108,11 @@ from measure.run.types import (
     Watts,
     Workload,
     _Model,
+    content_hash,
     unavailable,
 )
+from measure.run.versioned import VersionedFile, format_validation_error
+from measure.run.writing import OutputPathError, atomic_write_text, check_output_dir, check_output_file
 
 __all__ = [
     "FUTURE_SLACK",
@@ -141,6 +129,7 @@ __all__ = [
     "PHASES",
     "PRECISIONS",
     "RAW_LATENCY_CAP",
+    "RUN_FILE",
     "SCHEMA_VERSION",
     "WARMUP_LATENCY_CAP",
     "BatchSize",
@@ -195,6 +184,7 @@ __all__ = [
     "StoppingRule",
     "SweepSpec",
     "Unavailable",
+    "VersionedFile",
     "WarmupPolicy",
     "Watts",
     "Workload",

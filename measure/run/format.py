@@ -6,17 +6,13 @@ migration), so evidence keeps its identity when the model later gains fields.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from pydantic import (
-    ValidationError,
-)
-
-from measure.run.datafile import DataFileError, one_line, parse_json
 from measure.run.models import Run
 from measure.run.types import MAX_RUN_FILE_BYTES, SCHEMA_VERSION, RunFileError, content_hash
+from measure.run.versioned import VersionedFile
 
 
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
@@ -52,65 +48,52 @@ _MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+def _stored_id_matches(run: Run, stored: dict[str, Any]) -> str | None:
+    # The id covers the content as stored, before migration: a file keeps verifying after the model gains
+    # fields, and a run copied between machines keeps its identity.
+    expected = content_hash({k: v for k, v in stored.items() if k != "id"})
+    found = stored.get("id")
+    return (
+        None
+        if found == expected
+        else f"content id mismatch: file says {found or '(empty)'}, content is {expected}"
+    )
+
+
+def run_filename(run: Run) -> str:
+    """A readable, unique file name: workload, device kind, UTC date and the short content id."""
+    stamp = run.created_at.strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "-" for c in run.workload.name)[:64]
+    return f"{safe}-{run.stack.device_kind}-{stamp}-{run.short_id()}.json"
+
+
+RUN_FILE: VersionedFile[Run] = VersionedFile(
+    Run,
+    what="run file",
+    version=SCHEMA_VERSION,
+    error=RunFileError,
+    max_bytes=MAX_RUN_FILE_BYTES,
+    filename=run_filename,
+    pattern="*.json",
+    migrations=_MIGRATIONS,
+    check=_stored_id_matches,
+    prepare=lambda run: run.with_id(),
+)
+
+
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """Bring a run dict of any known older schema version to SCHEMA_VERSION."""
-    version = data.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise RunFileError("schema_version is missing or not an integer")
-    if version > SCHEMA_VERSION:
-        raise RunFileError(
-            f"schema_version {version} is newer than this fleetwise understands ({SCHEMA_VERSION}); upgrade"
-        )
-    while version < SCHEMA_VERSION:
-        step = _MIGRATIONS.get(version)
-        if step is None:
-            raise RunFileError(f"schema_version {version} is not a known run format version")
-        data = step(data)
-        version = int(data["schema_version"])
-    return data
-
-
-def format_validation_error(exc: ValidationError, limit: int = 5) -> str:
-    """Pydantic's field-level errors in one line: 'points.0.batch_size: Input should be greater than 0; ...'."""
-    parts = []
-    for err in exc.errors()[:limit]:
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        parts.append(one_line(f"{loc}: {err['msg']}", 200))
-    more = f" (+{exc.error_count() - limit} more)" if exc.error_count() > limit else ""
-    return "; ".join(parts) + more
+    return RUN_FILE.migrate(data)
 
 
 def parse_run(text: str | bytes, *, verify_id: bool = True) -> Run:
     """Parse, migrate and validate run JSON strictly (measure.run.datafile); raise RunFileError naming the problem."""
-    if len(text) > MAX_RUN_FILE_BYTES:
-        raise RunFileError(f"run file is {len(text):,} bytes, over the {MAX_RUN_FILE_BYTES:,} byte limit")
-    try:
-        data = parse_json(text, "run file")
-    except DataFileError as exc:
-        raise RunFileError(str(exc).removeprefix("run file: ")) from None
-    if not isinstance(data, dict):
-        raise RunFileError("a run file must hold a JSON object")
-    # The id covers the content as stored, before migration: a file keeps verifying after the model
-    # gains fields, and a run copied between machines keeps its identity.
-    stored_id, content = data.get("id"), {k: v for k, v in data.items() if k != "id"}
-    expected = content_hash(content) if verify_id else ""
-    try:
-        data = migrate(data)
-        run = Run.model_validate(data)
-    except ValidationError as exc:
-        raise RunFileError(f"invalid run: {format_validation_error(exc)}") from None
-    except (TypeError, AttributeError, KeyError) as exc:  # a migration meeting a malformed older file
-        raise RunFileError(f"invalid run: malformed for its schema_version ({type(exc).__name__})") from None
-    if verify_id and stored_id != expected:
-        raise RunFileError(f"content id mismatch: file says {stored_id or '(empty)'}, content is {expected}")
-    return run
+    return (RUN_FILE if verify_id else replace(RUN_FILE, check=None)).parse_text(text, "run")
 
 
 def dump_run(run: Run) -> str:
     """Pretty JSON for a run whose id is set from its content."""
-    if run.id != run.content_id():
-        run = run.with_id()
-    return json.dumps(run.model_dump(mode="json"), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    return RUN_FILE.dump(run if run.id == run.content_id() else run.with_id())
 
 
 def run_json_schema() -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from measure.run import format_validation_error
 from measure.run.datafile import DataFileError, one_line, parse_json, read_regular_file
 from planner.evidence.engine_benchmark import (
+    BENCHMARK_FILE,
     MAX_BENCHMARK_BYTES,
     MAX_LEVELS,
     MAX_REQUESTS_PER_FILE,
@@ -38,11 +39,9 @@ from planner.evidence.engine_benchmark import (
     Stat,
     Tool,
     benchmark_filename,
-    load_benchmark,
     parse_benchmark,
     save_benchmark,
 )
-from planner.evidence.validation import load_folder
 
 GUIDELLM_REPORT_VERSION = 2
 AIPERF_SCHEMA_MAJOR = "1"
@@ -526,5 +525,5 @@ def accept_benchmark_upload(
 
 def scan_benchmarks(folder: str | Path) -> tuple[list[tuple[Path, EngineBenchmark]], list[tuple[Path, str]]]:
     """The engine benchmarks in folder (newest import first) and the files that failed to load, with why."""
-    found, broken = load_folder(folder, "bench-*.json", load_benchmark, BenchmarkFileError)
+    found, broken = BENCHMARK_FILE.scan(folder)
     return sorted(found, key=lambda x: x[1].imported_at, reverse=True), broken

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from measure.run import MAX_LATENCY_MS, MAX_SEQ_LEN, CreatedAt, atomic_write_text, format_validation_error
-from measure.run.datafile import DataFileError, parse_json, read_regular_file
+from measure.run import MAX_LATENCY_MS, MAX_SEQ_LEN, CreatedAt
+from measure.run.versioned import VersionedFile
 from planner.traffic.scenario import MAX_DURATION_S, MAX_RATE_RPS, MIN_RATE_RPS
 
 MAX_BENCHMARK_BYTES = 64 * 1024 * 1024
@@ -187,31 +187,33 @@ def benchmark_filename(b: EngineBenchmark) -> str:
     return f"bench-{b.tool}-{b.short_id()}.json"
 
 
+def _id_matches(b: EngineBenchmark, stored: dict[str, object]) -> str | None:
+    return None if b.id == b.content_id() else "the id does not match the content (edited after import?)"
+
+
+BENCHMARK_FILE: VersionedFile[EngineBenchmark] = VersionedFile(
+    EngineBenchmark,
+    what="engine benchmark file",
+    version=1,
+    error=BenchmarkFileError,
+    max_bytes=MAX_BENCHMARK_BYTES,
+    filename=benchmark_filename,
+    pattern="bench-*.json",
+    check=_id_matches,
+    prepare=lambda b: b.with_id(),
+)
+
+
 def save_benchmark(b: EngineBenchmark, folder: str | Path) -> Path:
     """Set the content id and write the file atomically into folder, read back by load_benchmark first."""
-    b = b.with_id()
-    text = json.dumps(b.model_dump(mode="json"), indent=1, allow_nan=False) + "\n"
-    return atomic_write_text(Path(folder) / benchmark_filename(b), text, check=load_benchmark)
+    return BENCHMARK_FILE.save(b, folder)
 
 
 def parse_benchmark(data: object, where: str) -> EngineBenchmark:
     """An engine benchmark from parsed JSON; its id must match its content."""
-    try:
-        b = EngineBenchmark.model_validate(data)
-    except ValidationError as exc:
-        raise BenchmarkFileError(
-            f"{where}: invalid engine benchmark file: {format_validation_error(exc)}"
-        ) from None
-    if b.id != b.content_id():
-        raise BenchmarkFileError(f"{where}: the id does not match the content (edited after import?)")
-    return b
+    return BENCHMARK_FILE.parse(data, where)
 
 
 def load_benchmark(path: str | Path) -> EngineBenchmark:
     """Read and check an engine benchmark file (bounded, JSON only)."""
-    p = Path(path)
-    try:
-        data = parse_json(read_regular_file(p, MAX_BENCHMARK_BYTES, "engine benchmark file"), str(p))
-    except DataFileError as exc:
-        raise BenchmarkFileError(str(exc)) from None
-    return parse_benchmark(data, str(p))
+    return BENCHMARK_FILE.read(path)

@@ -10,16 +10,15 @@ Schema history: 1 - first version.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from measure.run import MAX_SEQ_LEN, CreatedAt, EngineInfo, atomic_write_text, format_validation_error
-from measure.run.datafile import DataFileError, parse_json, read_regular_file
-from planner.evidence.validation import MAX_VALIDATION_BYTES, ValidationFileError, load_folder
+from measure.run import MAX_SEQ_LEN, CreatedAt, EngineInfo
+from measure.run.versioned import VersionedFile
+from planner.evidence.validation import MAX_VALIDATION_BYTES, ValidationFileError
 
 P50_TARGET_PCT = 10.0
 P99_TARGET_PCT = 15.0
@@ -338,24 +337,25 @@ def llm_validation_filename(v: LlmValidation) -> str:
     return f"llm-validation-{short}-{v.precision}-{v.created_at:%Y%m%dT%H%M%SZ}{again}.json"
 
 
+LLM_VALIDATION_FILE: VersionedFile[LlmValidation] = VersionedFile(
+    LlmValidation,
+    what="LLM validation file",
+    version=1,
+    error=ValidationFileError,
+    max_bytes=MAX_VALIDATION_BYTES,
+    filename=llm_validation_filename,
+    pattern="llm-validation-*.json",
+)
+
+
 def save_llm_validation(v: LlmValidation, folder: str | Path) -> Path:
-    """Write the file atomically into folder."""
-    text = json.dumps(v.model_dump(mode="json"), indent=1, allow_nan=False) + "\n"
-    return atomic_write_text(Path(folder) / llm_validation_filename(v), text, check=load_llm_validation)
+    """Write the file atomically into folder (read back first)."""
+    return LLM_VALIDATION_FILE.save(v, folder)
 
 
 def load_llm_validation(path: str | Path) -> LlmValidation:
     """Read and validate an LLM validation file (bounded, JSON only)."""
-    p = Path(path)
-    try:
-        data = parse_json(read_regular_file(p, MAX_VALIDATION_BYTES, "LLM validation file"), str(p))
-        return LlmValidation.model_validate(data)
-    except DataFileError as exc:
-        raise ValidationFileError(str(exc)) from None
-    except ValidationError as exc:
-        raise ValidationFileError(
-            f"{p}: invalid LLM validation file: {format_validation_error(exc)}"
-        ) from None
+    return LLM_VALIDATION_FILE.read(path)
 
 
 def scan_llm_validations(
@@ -363,8 +363,6 @@ def scan_llm_validations(
 ) -> tuple[list[LlmValidation], list[tuple[Path, str]]]:
     """A run's LLM validations in folder, newest first, and its files that failed to load (with why)."""
     short = run_id.removeprefix("sha256:")[:12]
-    found, broken = load_folder(
-        folder, f"llm-validation-{short}-*.json", load_llm_validation, ValidationFileError
-    )
+    found, broken = LLM_VALIDATION_FILE.scan(folder, f"llm-validation-{short}-*.json")
     mine = [v for _, v in found if v.run_id == run_id]
     return sorted(mine, key=lambda v: (v.created_at, v.predicted_at or v.created_at), reverse=True), broken

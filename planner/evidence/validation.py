@@ -11,7 +11,6 @@ Migrating a version-1 file sets them to null.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,16 +18,14 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from measure.run import (
     MAX_BATCH_SIZE,
     MAX_NAME_CHARS,
     CreatedAt,
-    atomic_write_text,
-    format_validation_error,
 )
-from measure.run.datafile import DataFileError, parse_json, read_regular_file
+from measure.run.versioned import VersionedFile
 from planner.serving.service import BatchLatency, LatencyTable, ServiceModel, samples_latency
 from planner.serving.simulation import SimResult
 
@@ -320,48 +317,32 @@ def validation_filename(v: Validation) -> str:
     return f"validation-{short}-{v.precision}-b{v.max_batch}-{v.created_at:%Y%m%dT%H%M%SZ}.json"
 
 
+VALIDATION_FILE: VersionedFile[Validation] = VersionedFile(
+    Validation,
+    what="validation file",
+    version=2,
+    error=ValidationFileError,
+    max_bytes=MAX_VALIDATION_BYTES,
+    filename=validation_filename,
+    pattern="validation-*.json",
+    migrations={1: lambda d: {**d, "schema_version": 2}},  # version 2 only added fields that default to null
+)
+
+
 def save_validation(v: Validation, folder: str | Path) -> Path:
-    """Write the validation file atomically into folder."""
-    text = json.dumps(v.model_dump(mode="json"), indent=1, allow_nan=False) + "\n"
-    return atomic_write_text(Path(folder) / validation_filename(v), text, check=load_validation)
+    """Write the validation file atomically into folder (read back first)."""
+    return VALIDATION_FILE.save(v, folder)
 
 
 def load_validation(path: str | Path) -> Validation:
     """Read and validate a validation file."""
-    p = Path(path)
-    try:
-        data = parse_json(read_regular_file(p, MAX_VALIDATION_BYTES, "validation file"), str(p))
-    except DataFileError as exc:
-        raise ValidationFileError(str(exc)) from None
-    if isinstance(data, dict) and data.get("schema_version") == 1:
-        data = {**data, "schema_version": 2}  # version 2 only added fields that default to null
-    try:
-        return Validation.model_validate(data)
-    except ValidationError as exc:
-        raise ValidationFileError(f"{p}: invalid validation file: {format_validation_error(exc)}") from None
-
-
-def load_folder(
-    folder: str | Path, pattern: str, load: Callable[[Path], T], error: type[ValueError]
-) -> tuple[list[tuple[Path, T]], list[tuple[Path, str]]]:
-    """Every file in folder matching pattern, loaded; and the ones that failed to load, with why."""
-    root = Path(folder)
-    if not root.is_dir():
-        return [], []
-    found: list[tuple[Path, T]] = []
-    broken: list[tuple[Path, str]] = []
-    for p in sorted(root.glob(pattern)):
-        try:
-            found.append((p, load(p)))
-        except error as exc:
-            broken.append((p, str(exc)))
-    return found, broken
+    return VALIDATION_FILE.read(path)
 
 
 def scan_validations(run_id: str, folder: str | Path) -> tuple[list[Validation], list[tuple[Path, str]]]:
     """A run's validations in folder, newest first, and the files of that run that failed to load (with why)."""
     short = run_id.removeprefix("sha256:")[:12]
-    found, broken = load_folder(folder, f"validation-{short}-*.json", load_validation, ValidationFileError)
+    found, broken = VALIDATION_FILE.scan(folder, f"validation-{short}-*.json")
     mine = [v for _, v in found if v.run_id == run_id]
     return sorted(mine, key=lambda v: v.created_at, reverse=True), broken
 

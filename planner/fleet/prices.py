@@ -13,10 +13,11 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from measure.run import Run, format_validation_error
-from planner.traffic.scenario import read_yaml
+from measure.run import Run
+from measure.run.versioned import VersionedFile
+from planner.traffic.scenario import MAX_SCENARIO_BYTES
 
 HOURS_PER_MONTH = 730.0  # 8760 h / 12: the month every monthly figure uses
 Pricing = Literal["on_demand", "reserved", "owned"]
@@ -166,23 +167,28 @@ class PriceBook(_Model):
         return hits[0]
 
 
+PRICE_BOOK_FILE: VersionedFile[PriceBook] = VersionedFile(
+    PriceBook,
+    what="price book",
+    version=1,
+    error=PriceError,
+    max_bytes=MAX_SCENARIO_BYTES,
+    filename=lambda _book: "prices.yaml",
+    pattern="*.yaml",
+    yaml=True,
+    version_required=False,
+    kind="price-book",
+)
+
+
 def parse_prices(data: Any, where: str = "price book") -> PriceBook:
     """Validate a price-book mapping with one-line, field-level errors."""
-    if not isinstance(data, dict) or data.get("kind") != "price-book":
-        raise PriceError(f"{where}: not a price book (needs kind: price-book)")
-    try:
-        return PriceBook.model_validate(data)
-    except ValidationError as exc:
-        raise PriceError(f"{where}: invalid price book: {format_validation_error(exc)}") from None
+    return PRICE_BOOK_FILE.parse(data, where)
 
 
 def load_prices(path: str | Path) -> PriceBook:
     """Read and validate a price-book YAML file."""
-    try:
-        data = read_yaml(path)
-    except ValueError as exc:
-        raise PriceError(str(exc)) from None
-    return parse_prices(data, str(path))
+    return PRICE_BOOK_FILE.read(path)
 
 
 def price_book_json_schema() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.interpolate import PchipInterpolator
 
 from measure.run import (
@@ -36,7 +36,8 @@ from measure.run import (
     SeqLen,
     Watts,
 )
-from planner.traffic.scenario import ScenarioError, format_validation_error, read_yaml
+from measure.run.versioned import VersionedFile
+from planner.traffic.scenario import MAX_SCENARIO_BYTES, ScenarioError
 
 Source = Literal["measured", "assumed"]
 EXACT_BATCHES = 256  # sustainable rate: every batch size up to this is evaluated, a log grid above
@@ -121,15 +122,23 @@ class AssumedProfile(_Model):
         return self
 
 
+PROFILE_FILE: VersionedFile[AssumedProfile] = VersionedFile(
+    AssumedProfile,
+    what="assumed profile",
+    version=1,
+    error=ScenarioError,
+    max_bytes=MAX_SCENARIO_BYTES,
+    filename=lambda p: f"{p.name}.yaml",
+    pattern="*.yaml",
+    yaml=True,
+    version_required=False,
+    kind="assumed-profile",
+)
+
+
 def load_profile(path: str | Path) -> AssumedProfile:
     """Read and validate an assumed-profile YAML file."""
-    data = read_yaml(path)
-    if not isinstance(data, dict) or data.get("kind") != "assumed-profile":
-        raise ScenarioError(f"{path}: not an assumed profile (needs kind: assumed-profile)")
-    try:
-        return AssumedProfile.model_validate(data)
-    except ValidationError as exc:
-        raise ScenarioError(f"{path}: invalid profile: {format_validation_error(exc)}") from None
+    return PROFILE_FILE.read(path)
 
 
 def profile_json_schema() -> dict[str, Any]:

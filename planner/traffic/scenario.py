@@ -12,11 +12,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from measure.run import MAX_NAME_CHARS, MAX_SEQ_LEN, atomic_write_text, format_validation_error
-from measure.run.datafile import DataFileError, parse_yaml, read_regular_file
+from measure.run import MAX_NAME_CHARS, MAX_SEQ_LEN
+from measure.run.versioned import VersionedFile
 
 SCENARIO_SCHEMA_VERSION: Final = 2
 MAX_SCENARIO_BYTES = 1024 * 1024
@@ -299,69 +298,64 @@ class Scenario(_Model):
         return self.mean_rate_rps()
 
 
-def read_yaml(path: str | Path) -> Any:
-    """YAML from a regular file, size-checked on the bytes read and parsed strictly, with one-line errors."""
-    try:
-        return parse_yaml(read_regular_file(path, MAX_SCENARIO_BYTES, "file"), str(path))
-    except DataFileError as exc:
-        raise ScenarioError(str(exc)) from None
-
-
-def parse_scenario(data: Any, where: str = "scenario", base_dir: Path | None = None) -> Scenario:
-    """Validate a scenario dict; a relative trace path is resolved against `base_dir`."""
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{where}: a scenario must be a YAML mapping")
-    version = data.get("schema_version", SCENARIO_SCHEMA_VERSION)
-    if version == 1:  # version 2 only added fields that default to absent
-        data, version = {**data, "schema_version": SCENARIO_SCHEMA_VERSION}, SCENARIO_SCHEMA_VERSION
-    if version != SCENARIO_SCHEMA_VERSION:
-        raise ScenarioError(
-            f"{where}: schema_version {str(version)[:40]!r} is not supported ({SCENARIO_SCHEMA_VERSION})"
-        )
-    try:
-        sc = Scenario.model_validate(data)
-    except ValidationError as exc:
-        raise ScenarioError(f"{where}: invalid scenario: {format_validation_error(exc)}") from None
-    if isinstance(sc.arrivals, Trace) and base_dir is not None and not Path(sc.arrivals.path).is_absolute():
-        resolved = (base_dir / sc.arrivals.path).absolute()  # resolved (links, loops) when read
-        sc = sc.model_copy(update={"arrivals": sc.arrivals.model_copy(update={"path": str(resolved)})})
-    return sc
-
-
-def parse_scenario_text(text: str, where: str = "scenario", base_dir: Path | None = None) -> Scenario:
-    """A scenario from YAML text typed or pasted by a user, parsed as strictly as a file."""
-    if len(text) > MAX_SCENARIO_BYTES:
-        raise ScenarioError(f"{where}: larger than the {MAX_SCENARIO_BYTES:,} byte limit")
-    try:
-        data = parse_yaml(text, where)
-    except DataFileError as exc:
-        raise ScenarioError(str(exc)) from None
-    return parse_scenario(data, where, base_dir)
-
-
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario YAML file."""
-    p = Path(path)
-    return parse_scenario(read_yaml(p), str(p), p.parent)
-
-
-def dump_scenario(sc: Scenario) -> str:
-    """YAML text of a scenario (defaults included, so the file says everything it means)."""
-    return yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False)
-
-
 def scenario_path(sc: Scenario, folder: str | Path) -> Path:
     """Where save_scenario writes: `<name>.yaml`, the name made file-safe (and bounded by the name's length)."""
     safe = re.sub(r"[^A-Za-z0-9_-]+", "-", sc.name).strip("-") or "scenario"
     return Path(folder) / f"{safe}.yaml"
 
 
+SCENARIO_FILE: VersionedFile[Scenario] = VersionedFile(
+    Scenario,
+    what="scenario",
+    version=SCENARIO_SCHEMA_VERSION,
+    error=ScenarioError,
+    max_bytes=MAX_SCENARIO_BYTES,
+    filename=lambda sc: scenario_path(sc, ".").name,
+    pattern="*.yaml",
+    migrations={
+        1: lambda d: {**d, "schema_version": 2}
+    },  # version 2 only added fields that default to absent
+    yaml=True,
+    version_required=False,  # written by hand: no schema_version means the current one
+)
+
+
+def _with_trace_from(sc: Scenario, base_dir: Path | None) -> Scenario:
+    """A relative trace path resolved against the scenario's folder (links and loops are resolved when read)."""
+    if isinstance(sc.arrivals, Trace) and base_dir is not None and not Path(sc.arrivals.path).is_absolute():
+        resolved = (base_dir / sc.arrivals.path).absolute()
+        sc = sc.model_copy(update={"arrivals": sc.arrivals.model_copy(update={"path": str(resolved)})})
+    return sc
+
+
+def parse_scenario(data: Any, where: str = "scenario", base_dir: Path | None = None) -> Scenario:
+    """Validate a scenario dict; a relative trace path is resolved against `base_dir`."""
+    return _with_trace_from(SCENARIO_FILE.parse(data, where), base_dir)
+
+
+def parse_scenario_text(text: str, where: str = "scenario", base_dir: Path | None = None) -> Scenario:
+    """A scenario from YAML text typed or pasted by a user, parsed as strictly as a file."""
+    return _with_trace_from(SCENARIO_FILE.parse_text(text, where), base_dir)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML file."""
+    p = Path(path)
+    return _with_trace_from(SCENARIO_FILE.read(p), p.parent)
+
+
+def dump_scenario(sc: Scenario) -> str:
+    """YAML text of a scenario (defaults included, so the file says everything it means)."""
+    return SCENARIO_FILE.dump(sc)
+
+
 def save_scenario(sc: Scenario, folder: str | Path, *, overwrite: bool = False) -> Path:
-    """Write the scenario atomically into folder; an existing file of that name is replaced only on request."""
+    """Write the scenario atomically into folder (read back first); an existing file of that name is replaced
+    only on request."""
     target = scenario_path(sc, folder)
     if target.exists() and not overwrite:
         raise ScenarioError(f"{target.name} already exists: choose another name or ask to replace it")
-    return atomic_write_text(target, dump_scenario(sc))
+    return SCENARIO_FILE.save(sc, folder)
 
 
 def scenario_json_schema() -> dict[str, Any]:

@@ -470,3 +470,43 @@ def test_an_engine_benchmark_upload_is_imported_and_the_engine_runs_validation_i
         "x.json", b'{"benchmarks": [], "metadata": {}}', "application/json"
     ).run()
     assert at.error and "Rejected" in at.error[0].value and len(list(bench.glob("*.json"))) == 1
+
+
+def test_the_runs_page_re_predicts_a_recorded_llm_validation_without_the_cli(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The validation workflow's prediction lives in the planner: the app re-predicts recorded traffic, saves it
+    beside the original, and the figures are those `fleetwise validate --recheck` computes."""
+    from measure.run import load_run
+    from planner.evidence.llm_validation import load_llm_validation
+    from planner.llm.validate import recheck
+
+    folder = data / "validations"
+    folder.mkdir()
+    original = REPO / "data" / "validations" / "llm-validation-be0a55eb155d-fp32-20261129T142710Z.json"
+    shutil.copy(original, folder)
+    monkeypatch.setenv("FLEETWISE_VALIDATIONS_DIR", str(folder))
+    at = app()
+    pick = at.selectbox(key="run_pick")
+    pick.set_value(next(o for o in pick.options if "be0a55eb155d" in o)).run()
+    assert not at.exception, at.exception
+    (button,) = [b for b in at.button if b.label.startswith("Re-predict this traffic")]
+    button.click().run()
+    assert not at.exception, at.exception
+    assert any("Re-predicted and saved as" in shown(s.value) for s in at.success), [
+        s.value for s in at.success
+    ]
+    (saved,) = folder.glob("*-recheck-*.json")
+    again = load_llm_validation(saved)
+    run = load_run(next((data / "runs").glob("llm-engine-*be0a55eb155d.json")))
+    expected = recheck(load_llm_validation(original), run, original.name)
+    assert again.recheck_of == original.name
+    assert [lv.predicted for lv in again.levels] == [lv.predicted for lv in expected.levels]
+    assert [lv.measured for lv in again.levels] == [lv.measured for lv in expected.levels]
+    first = load_llm_validation(original).levels[0].measured
+    assert (
+        first is not None and again.levels[0].measured is not None
+    )  # the file's own measurements, recomputed
+    assert again.levels[0].measured.ttft.p50_ms == pytest.approx(
+        first.ttft.p50_ms, abs=1e-3
+    )  # records keep 1 us

@@ -167,7 +167,7 @@ def test_size_refuses_an_unwritable_report_before_the_search(tmp_path: Path, mon
     def never(*a: object, **k: object) -> None:
         raise AssertionError("searched before checking the report path")
 
-    monkeypatch.setattr(fleetwise_cli.commands.size, "make_plan", never)
+    monkeypatch.setattr(fleetwise_cli.commands.size, "answer", never)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     args = ["size", "--scenario", str(REPO / "scenarios" / "steady-api.yaml")]

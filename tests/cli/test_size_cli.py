@@ -232,6 +232,7 @@ def test_the_requests_asked_for_are_the_requests_an_llm_sizing_simulates(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import planner.llm.sizing as llm_sizing
+    import planner.question.request as request
 
     seen: list[int] = []
 
@@ -239,7 +240,7 @@ def test_the_requests_asked_for_are_the_requests_an_llm_sizing_simulates(
         seen.append(int(kw["requests"]))  # type: ignore[call-overload]
         raise llm_sizing.LlmSizingError("stop here")
 
-    monkeypatch.setattr(llm_sizing, "size_llm", fake)
+    monkeypatch.setattr(request, "size_llm", fake)  # what the sizing request calls
     base = ["size", "--scenario", str(TINY_CHAT), "--runs", str(LLM_RUN)]
     for extra in ([], ["--requests", "30000"], ["--requests", "500"]):
         CliRunner().invoke(app, [*base, *extra])

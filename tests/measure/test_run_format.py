@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -104,7 +105,7 @@ def test_not_json_not_an_object_and_oversized_files_are_rejected(
         parse_run("{nope")
     with pytest.raises(RunFileError, match="JSON object"):
         parse_run("[1, 2]")
-    monkeypatch.setattr(run_files, "MAX_RUN_FILE_BYTES", 10)  # the limit the file reader applies
+    monkeypatch.setattr(run_files, "RUN_FILE", dataclasses.replace(run_files.RUN_FILE, max_bytes=10))
     big = tmp_path / "big.json"
     big.write_text("{" + " " * 20 + "}")
     with pytest.raises(RunFileError, match="byte limit"):
