@@ -43,7 +43,7 @@ from planner.fleet.sizing import Task
 from planner.fleet.tradeoff import Ladder, ladder
 from planner.question.request import SizingRequest, answer
 from planner.traffic.scenario import Scenario, load_scenario, parse_scenario
-from planner.workers import Progress, executor_from_env, in_workers, start_workers
+from planner.workers import TaskProgress, executor_from_env, in_workers, start_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = max(1, min(os.cpu_count() or 1, 4))
@@ -305,7 +305,7 @@ def _results() -> ResultCache:
     return ResultCache()
 
 
-def cached(key: tuple[str, ...], compute: Callable[[Progress], Any], text: str) -> Any:
+def cached(key: tuple[str, ...], compute: Callable[[TaskProgress], Any], text: str) -> Any:
     """The stored result for key, or compute it with a progress bar (only a miss shows one) and store it."""
     store = _results()
     hit = store.get(key)
@@ -362,7 +362,7 @@ def ladders_for(params: dict[str, Any], keys: tuple[str, ...]) -> list[Ladder]:
     """Latency by replica count for the chosen options (keys) of the parameters' grid."""
     q = question_from(params)
 
-    def compute(progress: Progress) -> list[Ladder]:
+    def compute(progress: TaskProgress) -> list[Ladder]:
         specs, _ = options_for(q)
         tasks = [
             Task(s, q.scenario, q.sizing_requests, q.max_replicas, q.service_scale, q.early_stop)

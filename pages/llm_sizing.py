@@ -28,7 +28,7 @@ from planner.fleet.report import money
 from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmPlan, LlmSizingError
 from planner.question.request import SizingRequest, answer
 from planner.traffic.scenario import Scenario, parse_scenario
-from planner.workers import Progress
+from planner.workers import TaskProgress
 
 
 def _table(plan: LlmPlan) -> pd.DataFrame:
@@ -189,7 +189,7 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
 def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
     """The LLM plan for these parameters (cached on them, the runs' content ids and the price book)."""
 
-    def compute(progress: Progress) -> LlmPlan:
+    def compute(progress: TaskProgress) -> LlmPlan:
         req = SizingRequest(  # the CLI's request, filled from the form
             scenario=parse_scenario(params["scenario"], "scenario"),
             runs=tuple(params["runs"]),

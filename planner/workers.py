@@ -29,7 +29,8 @@ from measure.run import Run, load_run
 
 Executor = Literal["local", "ray"]
 EXECUTORS: tuple[str, ...] = get_args(Executor)
-Progress = Callable[[int, int, str], None]
+# called as each task finishes: (tasks done, tasks in all, the finished task's label)
+TaskProgress = Callable[[int, int, str], None]
 MAX_RETRIES = 2
 
 
@@ -136,7 +137,7 @@ def in_workers(
     fn: Callable[[T], R],
     tasks: list[T],
     jobs: int,
-    progress: Progress | None,
+    progress: TaskProgress | None,
     executor: Executor = "local",
 ) -> list[R]:
     """fn over tasks in `jobs` processes (inline when 1), or on a Ray cluster when that executor is chosen;

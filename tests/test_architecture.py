@@ -202,3 +202,29 @@ def test_no_module_imports_itself_back_through_others() -> None:
         if v not in index:
             visit(v)
     assert circles == [], f"import circles: {circles}"
+
+
+def test_the_tests_mirror_the_wings() -> None:
+    """tests/measure/<wing>/ and tests/planner/<wing>/ hold the tests of that wing; no folder for a wing that is
+    not there, and no loose test file beside the wings except the few that test the package as a whole."""
+    for package, loose in (("measure", set()), ("planner", {"test_workers.py"})):
+        folders = {
+            p.name for p in (ROOT / "tests" / package).iterdir() if p.is_dir() and p.name != "__pycache__"
+        }
+        wings = {p.name for p in (ROOT / package).iterdir() if (p / "__init__.py").exists()}
+        assert folders <= wings, f"tests/{package}/ has folders for no wing: {sorted(folders - wings)}"
+        files = {p.name for p in (ROOT / "tests" / package).glob("test_*.py")}
+        assert files == loose, f"tests/{package}/ test files outside a wing's folder: {sorted(files - loose)}"
+
+
+def test_one_model_base_for_files_and_one_for_results() -> None:
+    """measure.run.types has FileModel (read from files: extra fields refused) and ResultModel (computed); no
+    module keeps its own copy of a frozen pydantic base."""
+    for folder in ("measure", "planner"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ClassDef) and any(ast.unparse(b) == "BaseModel" for b in node.bases):
+                    body = ast.unparse(node)
+                    assert "model_config" not in body or path.name == "types.py", (
+                        f"{path}: {node.name} sets its own model_config; derive from FileModel or ResultModel"
+                    )

@@ -11,19 +11,19 @@ from pydantic import (
 
 from measure.run.types import (
     MAX_NAME_CHARS,
+    FileModel,
     NonNegFloat,
     Phase,
     PosFloat,
     Precision,
     SeqLen,
     Unavailable,
-    _Model,
 )
 
 SizeList = Annotated[list[SeqLen], Field(max_length=64)]
 
 
-class LlmGrid(_Model):
+class LlmGrid(FileModel):
     """The LLM grid that was asked for: in-process step kinds, or an engine's closed-loop settings."""
 
     mode: Literal["in-process", "engine"]
@@ -43,7 +43,7 @@ class LlmGrid(_Model):
 Count = Annotated[int, Field(ge=1, le=10**15)]
 
 
-class ModelShape(_Model):
+class ModelShape(FileModel):
     """A dense decoder's sizes (Hugging Face Llama config names) and its parameter count."""
 
     name: str = Field(max_length=MAX_NAME_CHARS)
@@ -57,7 +57,7 @@ class ModelShape(_Model):
     parameters: Count
 
 
-class MemoryFacts(_Model):
+class MemoryFacts(FileModel):
     """KV-cache and weight bytes at one precision, and the KV tokens that fit; each says how it was found."""
 
     precision: Precision
@@ -72,7 +72,7 @@ class MemoryFacts(_Model):
     kv_tokens_fit_method: str = Field(max_length=500)
 
 
-class PhaseEnergy(_Model):
+class PhaseEnergy(FileModel):
     """Energy per token of one phase at one precision: the median over that phase's measured points."""
 
     precision: Precision
@@ -85,7 +85,7 @@ class PhaseEnergy(_Model):
 ParamScalar = str | int | float | bool
 
 
-class EngineInfo(_Model):
+class EngineInfo(FileModel):
     """What a serving engine says about itself, and what the user told us about it."""
 
     url: str = Field(max_length=500, description="the base URL traffic went to")
@@ -104,7 +104,7 @@ class EngineInfo(_Model):
         return v
 
 
-class LlmFacts(_Model):
+class LlmFacts(FileModel):
     """Run-level facts of an LLM run: the model, its memory, energy per phase and the engine it ran in."""
 
     shape: ModelShape | None = Field(description="null: an engine run that does not know the model's sizes")

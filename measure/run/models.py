@@ -16,6 +16,7 @@ from measure.run.types import (
     SCHEMA_VERSION,
     BatchSize,
     CreatedAt,
+    FileModel,
     ItemsPerS,
     LatencyMs,
     MaybeFloat,
@@ -28,12 +29,11 @@ from measure.run.types import (
     Unavailable,
     Watts,
     Workload,
-    _Model,
     content_hash,
 )
 
 
-class IdlePower(_Model):
+class IdlePower(FileModel):
     """The device's draw while idle (context created, nothing queued): the planner charges idle replicas it."""
 
     method: EnergyMethod
@@ -50,7 +50,7 @@ class IdlePower(_Model):
 QualityStatus = Literal["ok", "nonfinite", "unsupported"]
 
 
-class QualityProxy(_Model):
+class QualityProxy(FileModel):
     """Numeric error of one precision against the fp32 reference on identical inputs: a proxy, not accuracy."""
 
     precision: Precision
@@ -75,7 +75,7 @@ class QualityProxy(_Model):
         return self
 
 
-class Quality(_Model):
+class Quality(FileModel):
     """The numeric-quality proxy of every precision in the run, and how it was computed."""
 
     reference: str
@@ -83,7 +83,7 @@ class Quality(_Model):
     entries: list[QualityProxy]
 
 
-class SoakWindow(_Model):
+class SoakWindow(FileModel):
     """One time window of a soak: throughput, latency percentiles and telemetry over that window."""
 
     start_s: NonNegFloat
@@ -101,7 +101,7 @@ class SoakWindow(_Model):
     reasons_seen: list[str] = Field(default_factory=list)
 
 
-class SoakComparison(_Model):
+class SoakComparison(FileModel):
     """Early windows against the rest for one quantity: medians, relative change, rank test."""
 
     quantity: str
@@ -114,7 +114,7 @@ class SoakComparison(_Model):
     significant: bool
 
 
-class Soak(_Model):
+class Soak(FileModel):
     """A long single-point run cut into windows, and whether the first minutes differ from the rest."""
 
     duration_s: PosFloat
@@ -125,7 +125,7 @@ class Soak(_Model):
     verdict: str
 
 
-class SweepSpec(_Model):
+class SweepSpec(FileModel):
     """The sweep that was asked for, so an interrupted run can be resumed and its gaps seen."""
 
     precisions: list[Precision] = Field(min_length=1)
@@ -138,7 +138,7 @@ class SweepSpec(_Model):
     llm: LlmGrid | None = Field(default=None, description="LLM runs: the grid asked for; null: a batch sweep")
 
 
-class Run(_Model):
+class Run(FileModel):
     """A measured run: context plus points; `id` is the hash of everything else (content-addressed)."""
 
     schema_version: Literal[4] = SCHEMA_VERSION

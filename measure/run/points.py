@@ -18,6 +18,7 @@ from measure.run.types import (
     RAW_LATENCY_CAP,
     WARMUP_LATENCY_CAP,
     BatchSize,
+    FileModel,
     ItemsPerS,
     LatencyMs,
     MaybeInt,
@@ -30,11 +31,10 @@ from measure.run.types import (
     SeqLen,
     Unavailable,
     Watts,
-    _Model,
 )
 
 
-class LatencySummary(_Model):
+class LatencySummary(FileModel):
     """Steady-state latency of one timed iteration (one batch), in milliseconds."""
 
     n: int = Field(ge=1, le=10**12)
@@ -58,7 +58,7 @@ class LatencySummary(_Model):
         return self
 
 
-class DriftCheck(_Model):
+class DriftCheck(FileModel):
     """Trend test on the steady window."""
 
     detected: bool
@@ -67,7 +67,7 @@ class DriftCheck(_Model):
     reason: str
 
 
-class ClockSummary(_Model):
+class ClockSummary(FileModel):
     """Clocks across the steady window, read between sampling chunks (never inside a timed iteration)."""
 
     source: str
@@ -77,7 +77,7 @@ class ClockSummary(_Model):
     reasons_seen: list[str] = Field(description="clock-event (throttle) reasons seen, as NVML names them")
 
 
-class PowerStats(_Model):
+class PowerStats(FileModel):
     """Power draw over a point's steady window, from the telemetry sampler."""
 
     mean_w: Watts
@@ -89,7 +89,7 @@ class PowerStats(_Model):
 EnergyMethod = Literal["nvml-total-energy-counter", "rapl-energy-counter", "integrated-power-samples"]
 
 
-class Energy(_Model):
+class Energy(FileModel):
     """Energy of a window of back-to-back iterations, read at device-synchronised chunk edges."""
 
     method: EnergyMethod
@@ -110,7 +110,7 @@ class Energy(_Model):
     notes: list[str] = Field(default_factory=list)
 
 
-class Stat(_Model):
+class Stat(FileModel):
     """Mean, minimum and maximum of a sampled quantity over a window."""
 
     mean: float
@@ -118,7 +118,7 @@ class Stat(_Model):
     max: float
 
 
-class PointTelemetry(_Model):
+class PointTelemetry(FileModel):
     """What the telemetry sampler and the energy counter saw over the point's steady window."""
 
     source: str
@@ -135,7 +135,7 @@ class PointTelemetry(_Model):
     reasons_seen: list[str] = Field(description="clock-event reasons seen by the sampler, as NVML names them")
 
 
-class Contention(_Model):
+class Contention(FileModel):
     """What else the machine did while the point was measured (from /proc, read before and after it)."""
 
     load1_before: NonNegFloat = Field(le=1e6)
@@ -147,7 +147,7 @@ class Contention(_Model):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-class PacedBin(_Model):
+class PacedBin(FileModel):
     """Service time of iterations that each started after an idle gap of about `gap_ms` (the bin's target)."""
 
     gap_ms: float = Field(gt=0, le=MAX_LATENCY_MS, description="idle time before each iteration (target)")
@@ -160,7 +160,7 @@ class PacedBin(_Model):
     raw_latencies_ms: list[LatencyMs] = Field(default_factory=list, max_length=RAW_LATENCY_CAP)
 
 
-class Paced(_Model):
+class Paced(FileModel):
     """Paced measurement of a point: the zero-gap bin is the point's own back-to-back samples."""
 
     mode: Literal["gaps", "load"]
@@ -178,7 +178,7 @@ class Paced(_Model):
         return bins
 
 
-class EngineStats(_Model):
+class EngineStats(FileModel):
     """What a closed-loop sweep against a streaming server saw at one (concurrency, prompt, output) setting.
 
     Latencies run from the moment a request was sent; TTFT includes the HTTP round trip and tokenisation.
@@ -212,7 +212,7 @@ class EngineStats(_Model):
 PointKey = tuple[str, int, int | None, str | None, int | None, int | None]
 
 
-class Point(_Model):
+class Point(FileModel):
     """One measured configuration. Anything but `ok` carries a reason and no invented numbers."""
 
     precision: Precision

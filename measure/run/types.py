@@ -46,11 +46,19 @@ class RunFileError(ValueError):
     """A run file that cannot be read, parsed, migrated or validated; the message names the problem."""
 
 
-class _Model(BaseModel):
+class FileModel(BaseModel):
+    """The base of everything read from a file: immutable, finite numbers only, no field it does not know."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class Unavailable(_Model):
+class ResultModel(BaseModel):
+    """The base of everything the planner computes and shows: immutable, finite numbers only."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+
+class Unavailable(FileModel):
     """A value that could not be read, with the reason. Never replaced by a guess."""
 
     unavailable: str = Field(min_length=1, description="why the value could not be read")
@@ -87,7 +95,7 @@ BatchSize = Annotated[int, Field(gt=0, le=MAX_BATCH_SIZE)]
 SeqLen = Annotated[int, Field(gt=0, le=MAX_SEQ_LEN)]
 
 
-class WarmupPolicy(_Model):
+class WarmupPolicy(FileModel):
     """How warm-up is excluded: a fixed minimum, then detection from the data."""
 
     min_excluded_iterations: int = Field(
@@ -101,7 +109,7 @@ class WarmupPolicy(_Model):
     compilation_excluded: bool = Field(description="compile/graph capture ran before any timed iteration")
 
 
-class StoppingRule(_Model):
+class StoppingRule(FileModel):
     """Adaptive stopping: sample until the mean's CI is tight enough, within time and count limits."""
 
     ci_target_relative: PosFloat = Field(description="target 95% CI half-width of mean latency / mean")
@@ -113,7 +121,7 @@ class StoppingRule(_Model):
     max_seconds: float = Field(gt=0, le=86_400)
 
 
-class Methodology(_Model):
+class Methodology(FileModel):
     """What was executed, what was counted and what was excluded, for every point of the run."""
 
     methodology_version: int = METHODOLOGY_VERSION
@@ -136,7 +144,7 @@ class Methodology(_Model):
     )
 
 
-class Stack(_Model):
+class Stack(FileModel):
     """The software and hardware the run executed on; anything unreadable is stored with the reason."""
 
     device: str = Field(description="torch device string, e.g. cpu or cuda:0")
@@ -171,7 +179,7 @@ class Stack(_Model):
     environment: dict[str, str] = Field(description="environment variables that change performance")
 
 
-class Workload(_Model):
+class Workload(FileModel):
     """What was executed: a named model with its parameters and the unit of work it serves."""
 
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)

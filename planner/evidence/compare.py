@@ -12,17 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 from scipy import stats as sps
 
 from measure.run import Point, Run
+from measure.run.types import ResultModel as _Out
 
 ALPHA = 0.01
 MIN_SAMPLES = 8  # fewer raw samples than this on either side: no test
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
 
 class FieldDiff(_Out):

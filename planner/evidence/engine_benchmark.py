@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from measure.run import MAX_LATENCY_MS, MAX_SEQ_LEN, CreatedAt
+from measure.run.types import FileModel as _Out
 from measure.run.versioned import VersionedFile
 from planner.traffic.scenario import MAX_DURATION_S, MAX_RATE_RPS, MIN_RATE_RPS
 
@@ -43,10 +44,6 @@ UNKNOWN = "unknown"
 
 class BenchmarkFileError(ValueError):
     """A benchmark file that cannot be recognised, converted or read; one line naming the problem."""
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
 
 class Stat(_Out):

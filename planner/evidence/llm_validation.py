@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from measure.run import MAX_SEQ_LEN, CreatedAt, EngineInfo
+from measure.run.types import FileModel as _Out
 from measure.run.versioned import VersionedFile
 from planner.evidence.validation import MAX_VALIDATION_BYTES, ValidationFileError
 
@@ -29,10 +30,6 @@ METRICS = ("ttft", "tpot", "e2e")
 # request records in one file: ~170 bytes each as written, so a file of this many stays far under the 16 MiB
 # its loader reads (validate refuses to send more than this; a file with more is refused on load)
 MAX_VALIDATION_REQUESTS = 60_000
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
 
 class Pcts(_Out):

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from measure.run import (
     MAX_BATCH_SIZE,
     MAX_NAME_CHARS,
     CreatedAt,
 )
+from measure.run.types import FileModel as _Out
 from measure.run.versioned import VersionedFile
 from planner.serving.service import BatchLatency, LatencyTable, ServiceModel, samples_latency
 from planner.serving.simulation import SimResult
@@ -43,10 +44,6 @@ MAX_VALIDATION_BYTES = 16 * 1024 * 1024
 
 class ValidationFileError(ValueError):
     """A validation file that cannot be read or validated."""
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
 
 class Figures(_Out):

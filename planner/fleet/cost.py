@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
-
+from measure.run.types import ResultModel
 from planner.fleet.prices import HOURS_PER_MONTH, Electricity, HourlyPrice, OwnedPrice, Pricing
 
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0
@@ -26,10 +25,8 @@ class Load:
     unit: str  # tokens, samples, images, requests...
 
 
-class Cost(BaseModel):
+class Cost(ResultModel):
     """Money and energy of one fleet for one month, with what each figure includes."""
-
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     device: str
     pricing: Pricing

@@ -10,8 +10,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict
-
 from measure.run import Precision, Run
 from planner.evidence.compare import comparability_key
 from planner.serving.service import (
@@ -33,10 +31,6 @@ THROTTLE_FLAGS = frozenset({"power-capped", "thermal-slowdown", "hw-slowdown"})
 
 class SizingError(ValueError):
     """Sizing input that cannot be used (no SLO, no option, bad grid); the message says which and why."""
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
 
 # ------------------------------------------------------------------------------------------------ options

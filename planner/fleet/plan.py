@@ -11,8 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
+from measure.run.types import ResultModel as _Out
 from planner.evidence.compare import differences
 from planner.fleet.cost import Cost, Load, price_fleet
 from planner.fleet.levels import SIZING_REQUESTS, levels, with_slo_scale
@@ -24,14 +23,10 @@ from planner.serving import stopping
 from planner.serving.sim import Router
 from planner.serving.simulation import Summary
 from planner.traffic.scenario import Scenario
-from planner.workers import Executor, Progress
+from planner.workers import Executor, TaskProgress
 
 RankBy = Literal["monthly_cost", "cost_per_1k", "tokens_per_joule"]
 RANK_BY: tuple[str, ...] = ("monthly_cost", "cost_per_1k", "tokens_per_joule")
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -387,7 +382,7 @@ def make_plan(
     q: Question,
     book: PriceBook,
     jobs: int = 1,
-    progress: Progress | None = None,
+    progress: TaskProgress | None = None,
     executor: Executor = "local",
 ) -> Plan:
     """Build the option grid, check prices, size every option, price, rank and summarise."""
@@ -469,7 +464,7 @@ def sensitivity(
     book: PriceBook,
     plan: Plan,
     jobs: int = 1,
-    progress: Progress | None = None,
+    progress: TaskProgress | None = None,
     executor: Executor = "local",
 ) -> list[SensitivityRow]:
     """Growth x0.5..x3 and SLO thresholds x0.5..x1.5 for the best option of each group (factor 1 reused)."""

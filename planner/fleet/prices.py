@@ -13,9 +13,10 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from measure.run import Run
+from measure.run.types import FileModel as _Model
 from measure.run.versioned import VersionedFile
 from planner.traffic.scenario import MAX_SCENARIO_BYTES
 
@@ -32,10 +33,6 @@ class PriceError(ValueError):
 MAX_USD_PER_HOUR = 10_000.0
 MIN_USD_PER_HOUR = 1e-4
 MAX_CAPEX_USD = 1e9
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Sourced(_Model):

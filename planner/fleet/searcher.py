@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner.fleet.options import _Out
+from measure.run.types import ResultModel as _Out
 from planner.serving.search import Verdict, smallest_passing
 from planner.serving.service import (
     ServiceModel,

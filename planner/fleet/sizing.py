@@ -24,8 +24,9 @@ from typing import Any, Literal
 import numpy as np
 
 from measure.run import Run
+from measure.run.types import ResultModel as _Out
 from planner.fleet.levels import SIZING_REQUESTS, Level, levels
-from planner.fleet.options import THROTTLE_FLAGS, OptionSpec, SizingError, _Out
+from planner.fleet.options import THROTTLE_FLAGS, OptionSpec, SizingError
 from planner.fleet.searcher import Below, Searcher
 from planner.serving.service import (
     Bound,
@@ -39,7 +40,7 @@ from planner.serving.sim import BatchPolicy
 from planner.serving.simulation import SimReuse, Summary
 from planner.traffic.arrivals import Requests, generate
 from planner.traffic.scenario import Scenario
-from planner.workers import Executor, Progress, in_workers
+from planner.workers import Executor, TaskProgress, in_workers
 
 MAX_REPLICAS = 1000
 
@@ -352,7 +353,7 @@ def size_all(
     sizing_requests: int = SIZING_REQUESTS,
     max_replicas: int = MAX_REPLICAS,
     jobs: int = 1,
-    progress: Progress | None = None,
+    progress: TaskProgress | None = None,
     service_scale: float = 1.0,
     early_stop: bool = True,
     executor: Executor = "local",
@@ -391,7 +392,7 @@ def size_bundle(bundle: Bundle) -> list[SizedOption]:
 
 
 def run_tasks(
-    tasks: list[Task], jobs: int = 1, progress: Progress | None = None, executor: Executor = "local"
+    tasks: list[Task], jobs: int = 1, progress: TaskProgress | None = None, executor: Executor = "local"
 ) -> list[SizedOption]:
     """Size each task's option under its scenario, in `jobs` worker processes; results in task order."""
     return in_workers(size_option, tasks, jobs, progress, executor)

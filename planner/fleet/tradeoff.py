@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict
-
+from measure.run.types import ResultModel as _Out
 from planner.fleet.levels import levels
 from planner.fleet.searcher import Searcher
 from planner.fleet.sizing import Task, option_models, traffic_for
@@ -22,10 +21,6 @@ from planner.serving.simulation import Summary
 LADDER_GAIN = 0.01
 MAX_RUNGS = 16
 PERCENTILE_KEYS = {50.0: "p50", 90.0: "p90", 95.0: "p95", 99.0: "p99", 99.9: "p999"}
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
 
 class Rung(_Out):

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from measure.run import Run
+from measure.run.types import ResultModel
 from planner.evidence.engine_benchmark import BenchLevel, EngineBenchmark, Stat
 from planner.llm.engine import EngineConfig, LlmRequests, check_work, simulate
 from planner.llm.steps import StepModel
@@ -24,10 +24,8 @@ METRICS = ("ttft", "tpot", "itl", "e2e")
 MAX_CHECK_REQUESTS = 200_000
 
 
-class LevelCheck(BaseModel):
+class LevelCheck(ResultModel):
     """One benchmark level: what the tool reported, what the engine model predicts, and the errors."""
-
-    model_config = ConfigDict(frozen=True)
 
     label: str
     traffic: str
@@ -39,10 +37,8 @@ class LevelCheck(BaseModel):
     skipped: str | None = None
 
 
-class BenchCheck(BaseModel):
+class BenchCheck(ResultModel):
     """Every level of one benchmark against one run's engine model."""
-
-    model_config = ConfigDict(frozen=True)
 
     benchmark_id: str
     tool: str

@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
-
+from measure.run.types import ResultModel
 from planner.evidence.engine_benchmark import BenchLevel, EngineBenchmark, Stat
 from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
 from planner.llm.simulation import llm_requests
@@ -25,10 +24,8 @@ LENGTH_TOLERANCE = 0.2  # mean lengths further apart than this make the benchmar
 PERCENTILE_FIELDS = {50.0: "p50", 90.0: "p90", 95.0: "p95", 99.0: "p99"}
 
 
-class BenchSized(BaseModel):
+class BenchSized(ResultModel):
     """One benchmark's answer: replicas from its measured capacity at the SLOs, or why there is none."""
-
-    model_config = ConfigDict(frozen=True)
 
     benchmark_id: str
     tool: str

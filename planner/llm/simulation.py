@@ -12,9 +12,9 @@ from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 
 from measure.run import PhaseEnergy, Run
+from measure.run.types import ResultModel
 from planner.llm.engine import EngineConfig, LlmRequests, simulate
 from planner.llm.steps import StepModel
 from planner.serving.simulation import SloCheck, Summary, batch_means_ci, slo_check, summarise_s
@@ -24,10 +24,8 @@ from planner.traffic.scenario import FromTrace, Scenario, ScenarioError
 UNSTABLE_GROWTH = 2.0  # in-system requests at the end of the window vs its first half: queues grow
 
 
-class LlmResult(BaseModel):
+class LlmResult(ResultModel):
     """The `--json` contract of an LLM simulation (every duration in ms; see docs/llm-serving.md)."""
-
-    model_config = ConfigDict(frozen=True)
 
     source: str
     evidence: str

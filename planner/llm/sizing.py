@@ -13,9 +13,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
 from measure.run import Run
+from measure.run.types import ResultModel
 from planner.evidence.engine_benchmark import EngineBenchmark
 from planner.fleet.plan import Redundancy
 from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
@@ -25,7 +26,7 @@ from planner.llm.simulation import LlmResult, llm_requests, run_llm_simulation
 from planner.llm.steps import StepModel, StepModelError, step_model
 from planner.serving.search import Verdict, smallest_passing
 from planner.traffic.scenario import Scenario
-from planner.workers import Executor, Progress, in_workers, load_run_cached
+from planner.workers import Executor, TaskProgress, in_workers, load_run_cached
 
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0
 DEFAULT_SEQS = (64, 256)
@@ -52,10 +53,8 @@ class LlmOption:
         return f"{self.precision}, max_num_seqs {self.max_num_seqs}, {self.max_num_batched_tokens} tokens/step, {chunk}"
 
 
-class LlmSized(BaseModel):
+class LlmSized(ResultModel):
     """An option's answer: replicas, the SLO figures at that count, cost and energy, or why there is none."""
-
-    model_config = ConfigDict(frozen=True)
 
     run: str
     run_id: str
@@ -89,10 +88,8 @@ class LlmSized(BaseModel):
         return f"{self.device} {self.precision} seqs {self.max_num_seqs} tok {self.max_num_batched_tokens} {prefill}"
 
 
-class LlmPlan(BaseModel):
+class LlmPlan(ResultModel):
     """Every option sized, the cheapest that meets the SLOs, and the answer in a sentence."""
-
-    model_config = ConfigDict(frozen=True)
 
     scenario: str
     slos: list[str]
@@ -100,7 +97,9 @@ class LlmPlan(BaseModel):
     options: list[LlmSized]
     answer: str
     notes: list[str]
-    from_benchmarks: list[BenchSized] = []  # sized on imported engine benchmarks (no curves), labelled so
+    from_benchmarks: list[BenchSized] = Field(
+        default_factory=list
+    )  # sized on imported engine benchmarks (no curves), labelled so
 
 
 def _meets(r: LlmResult) -> bool:
@@ -264,7 +263,7 @@ def size_llm(
     kv_blocks: int | None = None,
     benchmarks: tuple[EngineBenchmark, ...] = (),
     jobs: int = 1,
-    progress: Progress | None = None,
+    progress: TaskProgress | None = None,
     redundancy: Redundancy = Redundancy(),
     executor: Executor = "local",
 ) -> LlmPlan:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
-
+from measure.run.types import ResultModel
 from planner.fleet.tradeoff import PERCENTILE_KEYS
 from planner.llm.engine import EngineConfig
 from planner.llm.simulation import LlmResult
@@ -26,10 +25,8 @@ MAX_RUNGS = 10
 METRICS = ("ttft", "tpot")
 
 
-class LlmRung(BaseModel):
+class LlmRung(ResultModel):
     """One simulated replica count."""
-
-    model_config = ConfigDict(frozen=True)
 
     replicas: int
     ttft_ms: Summary
@@ -37,10 +34,8 @@ class LlmRung(BaseModel):
     goodput_rps: float | None
 
 
-class LlmLadder(BaseModel):
+class LlmLadder(ResultModel):
     """Simulated TTFT and TPOT by replica count for one option; the lowest stable count first."""
-
-    model_config = ConfigDict(frozen=True)
 
     label: str
     monthly_per_replica_usd: float | None

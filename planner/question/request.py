@@ -21,7 +21,7 @@ from planner.fleet.sizing import MAX_REPLICAS
 from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmPlan, size_llm
 from planner.serving.routing import RouterError, router_for
 from planner.traffic.scenario import Scenario
-from planner.workers import Executor, Progress
+from planner.workers import Executor, TaskProgress
 
 LLM_SIZING_REQUESTS = 3000  # per replica count: an LLM request is many engine steps
 BATCH_REQUESTS = (1_000, 2_000_000)  # arrivals per steady level
@@ -151,7 +151,7 @@ def answer(
     req: SizingRequest,
     book: PriceBook,
     jobs: int = 1,
-    progress: Progress | None = None,
+    progress: TaskProgress | None = None,
     executor: Executor = "local",
 ) -> Plan | LlmPlan:
     """Size the request by its kind; every value is checked first (SizingError, one line)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from scipy.interpolate import PchipInterpolator
 
 from measure.run import (
@@ -36,6 +36,7 @@ from measure.run import (
     SeqLen,
     Watts,
 )
+from measure.run.types import FileModel as _Model
 from measure.run.versioned import VersionedFile
 from planner.traffic.scenario import MAX_SCENARIO_BYTES, ScenarioError
 
@@ -46,10 +47,6 @@ Bound = Literal["nominal", "pessimistic", "optimistic"]
 
 class ServiceError(ValueError):
     """A service model that cannot be built, or a batch it cannot serve; the message says why."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Deterministic(_Model):

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 from scipy import stats as sps
 
+from measure.run.types import ResultModel as _Out
 from planner.serving import stopping
 from planner.serving.batch_stats import batch_means, batch_percentiles
 from planner.serving.service import ServiceError, ServiceModel, Source
@@ -25,10 +25,6 @@ from planner.traffic.scenario import Scenario, Slo
 CI_BATCHES = 20
 MIN_FOR_CI = 20 * CI_BATCHES
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
 
 class Summary(_Out):

@@ -12,9 +12,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from measure.run import MAX_NAME_CHARS, MAX_SEQ_LEN
+from measure.run.types import FileModel as _Model
 from measure.run.versioned import VersionedFile
 
 SCENARIO_SCHEMA_VERSION: Final = 2
@@ -23,10 +24,6 @@ MAX_SCENARIO_BYTES = 1024 * 1024
 
 class ScenarioError(ValueError):
     """A scenario (or profile) file that cannot be read or validated; the message names the fields."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # Ranges in which a scenario is physical and its simulation bounded (what validates also simulates).

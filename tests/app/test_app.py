@@ -324,7 +324,7 @@ def test_viewing_the_scenario_page_does_not_change_the_sizing_pages_scenario(dat
 def test_runs_page_shows_paced_bins_and_contended_points_or_warns_of_optimism(data: Path) -> None:
     from measure.run import save_run
     from tests.conftest import make_run
-    from tests.planner.test_paced import contended_point, paced_point
+    from tests.planner.serving.test_paced import contended_point, paced_point
 
     busy = contended_point(4, 0.6)
     run = make_run([paced_point(1, 10.0, 5.0, 20.0), busy]).with_id()

@@ -19,7 +19,7 @@ from benchmarks.served import patience
 from fleetwise_cli.main import app
 from planner.evidence.llm_validation import load_llm_validation
 from tests.conftest import REPO
-from tests.measure.test_endpoint import Script, server  # noqa: F401  (server is a fixture)
+from tests.measure.engine_client.test_endpoint import Script, server  # noqa: F401  (server is a fixture)
 
 LLM_RUN = next((REPO / "data" / "runs").glob("llm-engine-cpu-*be0a55eb155d.json"))
 SCENARIO = REPO / "scenarios" / "llm" / "tiny-chat.yaml"

@@ -18,8 +18,8 @@ from measure.core.steady_state import SamplingConfig, sample_point
 from measure.run import Energy, IdlePower, PowerStats, Stat, Unavailable
 from measure.sensors import telemetry as tm
 from measure.sensors.nvml import NvmlDevice
-from tests.measure.test_engine import ScriptedDevice
-from tests.measure.test_stack import FakeNvml, FakeNvmlError
+from tests.measure.core.test_engine import ScriptedDevice
+from tests.measure.sensors.test_stack import FakeNvml, FakeNvmlError
 
 BUSY_W, IDLE_W = 300.0, 60.0
 

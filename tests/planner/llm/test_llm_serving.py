@@ -14,7 +14,7 @@ from planner.llm.engine import EngineConfig
 from planner.llm.simulation import llm_requests, run_llm_simulation
 from planner.traffic.scenario import ScenarioError, parse_scenario
 from tests.conftest import shipped_files
-from tests.planner.test_llm_engine import synthetic_model
+from tests.planner.llm.test_llm_engine import synthetic_model
 
 CHAT = {
     "name": "chat",
@@ -132,7 +132,7 @@ def test_fleetwise_simulate_serves_a_shipped_llm_run_and_documents_its_json(tmp_
     ):
         assert key in out
     assert out["inputs"]["kv_blocks_from"].startswith("the run's KV tokens that fit")
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "llm-serving.md").read_text()
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "llm-serving.md").read_text()
     for key in out:
         assert f"`{key}`" in docs, f"{key} is not documented in docs/llm-serving.md"
     text = CliRunner().invoke(

@@ -9,7 +9,7 @@ from measure.batch.sweep import run_sweep
 from measure.core.pacing import PacingError, parse_pacing, sample_paced
 from measure.core.parsing import SweepError
 from measure.core.steady_state import SamplingConfig
-from tests.measure.test_sweep import request
+from tests.measure.batch.test_sweep import request
 
 
 def test_pacing_reads_gaps_with_units_and_loads_as_mean_idle_periods() -> None:

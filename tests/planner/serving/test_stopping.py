@@ -124,7 +124,7 @@ def test_a_queue_drifting_past_the_threshold_is_not_passed() -> None:
 
 def test_the_plan_states_the_rule_and_full_length_turns_it_off(tmp_path: Any) -> None:
     from planner.fleet.plan import Question, make_plan
-    from tests.planner.test_sizing import book as sizing_book
+    from tests.planner.fleet.test_sizing import book as sizing_book
 
     prof = tmp_path / "p.yaml"
     prof.write_text(
@@ -162,7 +162,7 @@ def test_a_simulation_the_batch_cap_never_bound_is_reused_for_larger_caps_with_i
     import planner.fleet.sizing as sizing
     from planner.fleet.plan import Question, make_plan
     from planner.serving.simulation import SimReuse
-    from tests.planner.test_sizing import book as sizing_book
+    from tests.planner.fleet.test_sizing import book as sizing_book
 
     prof = tmp_path / "p.yaml"
     prof.write_text(

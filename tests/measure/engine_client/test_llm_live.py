@@ -9,7 +9,7 @@ import pytest
 
 from measure.engine_client.http import Endpoint
 from measure.engine_client.open_loop import LlmLiveError, Schedule, open_loop, saturation_rate
-from tests.measure.test_endpoint import STEP_MS, Script, server  # noqa: F401 (the fixture)
+from tests.measure.engine_client.test_endpoint import STEP_MS, Script, server  # noqa: F401 (the fixture)
 
 
 def test_requests_leave_on_schedule_and_every_stream_is_timed(server: str) -> None:  # noqa: F811

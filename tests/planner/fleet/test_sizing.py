@@ -16,7 +16,7 @@ from planner.fleet.plan import Question, Redundancy, make_plan
 from planner.fleet.prices import Electricity, HourlyPrice, OwnedPrice, PriceError, parse_prices
 from planner.fleet.sizing import size_all
 from planner.traffic.scenario import parse_scenario
-from tests.planner.test_sim_theory import erlang_c
+from tests.planner.serving.test_sim_theory import erlang_c
 
 TODAY = "2026-11-28"
 
@@ -242,7 +242,7 @@ def test_a_token_workload_on_a_scenario_without_sequence_lengths_is_left_out_wit
     from planner.fleet.options import build_options
     from planner.traffic.scenario import load_scenario
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     steady = load_scenario(root / "scenarios" / "steady-api.yaml")
     assert steady.size.seq_len is None
     profiles = [

@@ -132,7 +132,7 @@ def test_a_soak_takes_one_point_and_enough_windows() -> None:
 
 
 def test_a_soak_with_readable_rapl_stores_power_and_energy_per_window(tmp_path: Path) -> None:
-    from tests.measure.test_telemetry import FakeRapl
+    from tests.measure.sensors.test_telemetry import FakeRapl
 
     with FakeRapl(tmp_path, watts=30.0):
         plan = plan_sweep(soak_request(idle_seconds=0.3), command=["test"], powercap_root=tmp_path)

@@ -171,7 +171,7 @@ def test_a_point_too_slow_for_two_samples_is_unstable_with_no_invented_ci() -> N
     from measure.device.target import parse_device
     from measure.inprocess.point import build_point
     from measure.workloads.builtin import build
-    from tests.measure.test_engine import ScriptedDevice
+    from tests.measure.core.test_engine import ScriptedDevice
 
     dev = ScriptedDevice(np.full(100, 6000.0))  # 6 s per batch against a 10 s budget
     sampled = sample_point(lambda: None, dev.timer, SamplingConfig(max_seconds=10.0), clock=dev.clock)

@@ -13,8 +13,8 @@ from measure.inprocess.point import clock_summary
 from measure.run import ClockSummary, Unavailable, unavailable
 from measure.sensors.clocks import cpu_probe, gpu_probe
 from measure.sensors.nvml import SLOWDOWN_REASONS, decode_reasons
-from tests.measure.test_engine import ScriptedDevice
-from tests.measure.test_stack import FakeNvml
+from tests.measure.core.test_engine import ScriptedDevice
+from tests.measure.sensors.test_stack import FakeNvml
 
 
 def test_decode_reasons_names_nvml_bits() -> None:

@@ -19,8 +19,8 @@ from planner.llm.simulation import run_llm_simulation
 from planner.llm.sizing import LlmOption, size_option
 from planner.traffic.scenario import parse_scenario
 from tests.conftest import REPO, make_run, shipped_files
-from tests.planner.test_llm_engine import _point
-from tests.planner.test_llm_serving import CHAT
+from tests.planner.llm.test_llm_engine import _point
+from tests.planner.llm.test_llm_serving import CHAT
 
 BOOK = with_session_prices(load_prices(REPO / "data" / "prices.yaml"), {"Test CPU": 2.0}, date(2026, 11, 29))
 

@@ -325,7 +325,7 @@ def test_measuring_an_endpoint_needs_no_torch(server: str, tmp_path: Path) -> No
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=Path(__file__).parents[2],
+        cwd=Path(__file__).parents[3],
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (path,) = tmp_path.glob("llm-engine-*.json")
@@ -334,6 +334,6 @@ def test_measuring_an_endpoint_needs_no_torch(server: str, tmp_path: Path) -> No
     assert run.stack.device_name == "scripted engine"  # no torch to read this machine: the user's word, kept
     blocked = subprocess.run(
         [sys.executable, "-c", BLOCK_TORCH + "import measure.batch.sweep"],
-        capture_output=True, text=True, cwd=Path(__file__).parents[2],
+        capture_output=True, text=True, cwd=Path(__file__).parents[3],
     )  # fmt: skip
     assert blocked.returncode != 0  # the blocker works: the in-process sweep does need torch

@@ -14,7 +14,7 @@ from planner.traffic.arrivals import generate, read_trace
 from planner.traffic.scenario import ScenarioError, load_scenario, parse_scenario
 from tests.conftest import shipped_run
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TRACES = ROOT.parent / "shared" / "traces"
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
 

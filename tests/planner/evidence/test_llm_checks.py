@@ -27,7 +27,7 @@ from planner.evidence.validation import ValidationFileError
 from planner.llm.bench_check import check_level
 from planner.llm.engine import EngineConfig, LlmRequests, simulate
 from tests.conftest import REPO, shipped_files
-from tests.planner.test_llm_engine import PREFILL_MS_PER_TOKEN, synthetic_model
+from tests.planner.llm.test_llm_engine import PREFILL_MS_PER_TOKEN, synthetic_model
 
 
 def test_a_closed_loop_of_one_sends_each_request_as_the_last_ends() -> None:

@@ -1,7 +1,7 @@
 """Every shipped scenario runs against the shipped CPU run and the example profile; expected outputs pin
 the simulator's results for the profile so that a change in them is a visible, deliberate diff.
 
-Regenerate after an intended change with: FLEETWISE_REGENERATE=1 pytest tests/planner/test_shipped_scenarios.py
+Regenerate after an intended change with: FLEETWISE_REGENERATE=1 pytest tests/planner/fleet/test_shipped_scenarios.py
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from planner.serving.simulation import run_simulation
 from planner.traffic.scenario import load_scenario
 from tests.conftest import shipped_run
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXPECTED = ROOT / "tests" / "expected"
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
 PINNED = (

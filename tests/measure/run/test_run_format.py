@@ -217,7 +217,7 @@ def test_any_valid_run_round_trips_byte_for_byte(points: list[tuple[str, int, li
 
 
 def test_a_version_1_file_migrates_with_telemetry_quality_and_soak_marked_not_measured() -> None:
-    path = Path(__file__).resolve().parents[1] / "fixtures" / "run-v1-cnn.json"
+    path = Path(__file__).resolve().parents[2] / "fixtures" / "run-v1-cnn.json"
     stored = json.loads(path.read_text())
     assert stored["schema_version"] == 1
     run = run_mod.load_run(path)
