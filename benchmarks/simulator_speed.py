@@ -20,7 +20,8 @@ import time
 import simpy
 
 from planner.serving import simulation
-from planner.serving.service import AssumedProfile, from_profile
+from planner.serving.profiles import AssumedProfile
+from planner.serving.service_from import from_profile
 from planner.serving.sim import BatchPolicy, simulate
 from planner.serving.simulation import run_simulation
 from planner.traffic.scenario import parse_scenario

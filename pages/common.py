@@ -29,16 +29,10 @@ from planner.evidence.bench_import import scan_benchmarks
 from planner.evidence.catalog import Catalog, scan_runs
 from planner.evidence.engine_benchmark import EngineBenchmark
 from planner.fleet.escape import md_escape
-from planner.fleet.plan import (
-    Plan,
-    PlannedOption,
-    Question,
-    Redundancy,
-    SensitivityRow,
-    options_for,
-    sensitivity,
-)
+from planner.fleet.plan import Plan, Question, SensitivityRow, options_for, sensitivity
 from planner.fleet.prices import PriceBook, load_prices, price_entry_yaml, with_session_prices
+from planner.fleet.ranking import PlannedOption
+from planner.fleet.redundancy import Redundancy
 from planner.fleet.sizing import Task
 from planner.fleet.tradeoff import Ladder, ladder
 from planner.question.request import SizingRequest, answer

@@ -22,8 +22,8 @@ from pages.common import (
 from planner.evidence.bench_import import import_file
 from planner.evidence.catalog import Catalog
 from planner.fleet.escape import md_escape as esc
-from planner.fleet.plan import Redundancy
 from planner.fleet.prices import PRICINGS
+from planner.fleet.redundancy import Redundancy
 from planner.fleet.report import money
 from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmPlan, LlmSizingError
 from planner.question.request import SizingRequest, answer

@@ -21,8 +21,9 @@ from pages.common import (
 from pages.llm_sizing import show_llm_sizing
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.options import DEFAULT_MAX_BATCHES, DEFAULT_MAX_DELAYS_MS
-from planner.fleet.plan import RANK_BY, Plan
+from planner.fleet.plan import Plan
 from planner.fleet.prices import PRICINGS
+from planner.fleet.ranking import RANK_BY
 
 st.title("Fleet sizing")
 shipped = shipped_scenarios()

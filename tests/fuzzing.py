@@ -28,7 +28,9 @@ from planner.llm.bench_check import check_benchmark
 from planner.llm.engine import EngineConfig, EngineError
 from planner.llm.simulation import run_llm_simulation
 from planner.llm.steps import StepModelError, step_model
-from planner.serving.service import ServiceError, from_profile, from_run, load_profile
+from planner.serving.profiles import load_profile
+from planner.serving.service import ServiceError
+from planner.serving.service_from import from_profile, from_run
 from planner.serving.sim import BatchPolicy
 from planner.serving.simulation import run_simulation
 from planner.traffic.arrivals import generate

@@ -116,15 +116,15 @@ def measure_engine(
 ) -> None:
     """`--endpoint URL --model NAME`: a closed-loop sweep against a running streaming server."""
     from measure.core.parsing import PrecisionError, SweepError, WorkloadError, parse_precisions
-    from measure.engine_client.closed_loop import (
+    from measure.engine_client.closed_loop import execute_engine
+    from measure.engine_client.http import Endpoint, EndpointError
+    from measure.engine_client.session import (
         DEFAULT_CONCURRENCIES,
         DEFAULT_PROMPTS,
         EngineRequest,
-        execute_engine,
         plan_engine,
         remote_stack,
     )
-    from measure.engine_client.http import Endpoint, EndpointError
 
     # torch-free: measuring an engine is an HTTP client, and must work on a machine without torch
     bad = (EndpointError, SweepError, PrecisionError, WorkloadError, RunFileError, ValueError)

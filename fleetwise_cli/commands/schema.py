@@ -47,7 +47,7 @@ def schema_llm_validation() -> None:
 @schema_app.command("profile")
 def schema_profile() -> None:
     """JSON Schema of the assumed-profile file (planner/serving/service.py)."""
-    from planner.serving.service import profile_json_schema
+    from planner.serving.profiles import profile_json_schema
 
     write_json(profile_json_schema(), indent=2)
 

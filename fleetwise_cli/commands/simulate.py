@@ -14,15 +14,10 @@ from measure.run import Run, RunFileError, load_run
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import run_llm_simulation
 from planner.llm.steps import StepModelError, step_model
+from planner.serving.profiles import load_profile
 from planner.serving.routing import RouterError, router_for
-from planner.serving.service import (
-    ServiceError,
-    ServiceModel,
-    from_profile,
-    from_run,
-    load_profile,
-    scaled_model,
-)
+from planner.serving.service import ServiceError, ServiceModel
+from planner.serving.service_from import from_profile, from_run, scaled_model
 from planner.serving.sim import BatchPolicy
 from planner.serving.simulation import run_simulation
 from planner.traffic.scenario import Scenario, ScenarioError, load_scenario

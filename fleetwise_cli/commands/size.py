@@ -17,8 +17,9 @@ from fleetwise_cli.render.plan import print_llm_plan, print_plan
 from measure.run import check_output_file
 from planner.fleet.levels import SIZING_REQUESTS
 from planner.fleet.options import SizingError
-from planner.fleet.plan import Plan, Redundancy, sensitivity
+from planner.fleet.plan import Plan, sensitivity
 from planner.fleet.prices import PriceBook, load_prices
+from planner.fleet.redundancy import Redundancy
 from planner.fleet.report import evidence_for, write_report
 from planner.fleet.sizing import MAX_REPLICAS
 from planner.llm.sizing import LlmPlan

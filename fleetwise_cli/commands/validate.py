@@ -26,7 +26,8 @@ from planner.evidence.validation import (
     with_back_to_back,
     with_live_service,
 )
-from planner.serving.service import ServiceError, from_run
+from planner.serving.service import ServiceError
+from planner.serving.service_from import from_run
 from planner.serving.sim import BatchPolicy
 from planner.serving.simulation import run_simulation
 from planner.traffic.arrivals import generate

@@ -22,9 +22,9 @@ from fleetwise_cli.errors import (
     sigterm_as_interrupt,
 )
 from fleetwise_cli.render.validation import print_llm_validation
-from measure.engine_client.closed_loop import EngineRequest, calibrate, check_request, engine_info
 from measure.engine_client.http import EndpointError
 from measure.engine_client.open_loop import LlmLiveError, Schedule, Sent, open_loop, saturation_rate
+from measure.engine_client.session import EngineRequest, calibrate, check_request, engine_info
 from measure.run import ParamScalar, Run, RunFileError, check_output_dir, load_run
 from measure.run.datafile import one_line
 from planner.evidence.llm_validation import (

@@ -6,7 +6,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from fleetwise_cli.common import out, write_json
-from planner.fleet.plan import Plan, PlannedOption
+from planner.fleet.plan import Plan
+from planner.fleet.ranking import PlannedOption
 from planner.fleet.report import money, quality_text
 from planner.llm.sizing import LlmPlan
 

@@ -43,6 +43,7 @@ from measure.run import (
     Unavailable,
     unavailable,
 )
+from measure.sensors import power as pw
 from measure.sensors import telemetry as tm
 
 EARLY_MAX_S = 120.0  # "the first minutes": at most two minutes, at most a fifth of the soak
@@ -88,7 +89,7 @@ def check_soak(plan: SweepPlan, duration_s: float, window_s: float) -> None:
 def windows(
     marks: list[tm.Mark],
     latencies_ms: np.ndarray,
-    samples: list[tm.Sample],
+    samples: list[pw.Sample],
     batch: int,
     window_s: float,
     energy_counter: bool,
@@ -276,7 +277,7 @@ def run_soak(
     upi = built.units_per_item(seq)
     telemetry: PointTelemetry | Unavailable = unavailable(sweep.sensor_reason)
     flags: list[str] = []
-    samples: list[tm.Sample] = []
+    samples: list[pw.Sample] = []
     marks = own_marks
     if meter is not None:
         telemetry, flags = meter.finish(ss.warmup, lat, batch, upi if upi > 0 else None)

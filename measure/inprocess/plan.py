@@ -37,6 +37,7 @@ from measure.run import (
     unavailable,
 )
 from measure.run import Workload as WorkloadRecord
+from measure.sensors import power as pw
 from measure.sensors import telemetry as tm
 from measure.sensors.clocks import probe_for
 from measure.sensors.nvml import SLOWDOWN_REASONS
@@ -217,7 +218,7 @@ class SweepPlan:
     command: list[str]
     probe: ClockProbe | None
     clock_source: str | Unavailable
-    sensor: tm.Sensor | None = None
+    sensor: pw.Sensor | None = None
     sensor_reason: str = "no power sensor"
 
 
@@ -264,7 +265,7 @@ def plan_sweep(
     _, timer_name = device.timer(request.scope, request.l2_flush)
     uuid = stack.device_uuid if isinstance(stack.device_uuid, str) else None
     probe, clock_source = probe_for(device.kind, device.index, uuid, nvml_module)
-    sensor, sensor_reason = tm.sensor_for(device.kind, device.index, uuid, nvml_module, powercap_root)
+    sensor, sensor_reason = pw.sensor_for(device.kind, device.index, uuid, nvml_module, powercap_root)
     return SweepPlan(
         request,
         device,

@@ -28,8 +28,8 @@ migration), so evidence keeps its identity when the model later gains fields.
 
 from __future__ import annotations
 
-from measure.run.files import load_run, run_filename, save_run
-from measure.run.format import RUN_FILE, dump_run, migrate, parse_run, run_json_schema
+from measure.run.files import load_run, save_run
+from measure.run.format import RUN_FILE, dump_run, migrate, parse_run, run_filename, run_json_schema
 from measure.run.llm_facts import (
     Count,
     EngineInfo,

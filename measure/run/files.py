@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from measure.run.format import RUN_FILE, run_filename
+from measure.run.format import RUN_FILE
 from measure.run.models import Run
 
 
@@ -16,6 +16,3 @@ def load_run(path: str | Path) -> Run:
 def save_run(run: Run, folder: str | Path) -> Path:
     """Set the content id and write the run atomically into folder, read back first; returns the path."""
     return RUN_FILE.save(run, folder)
-
-
-__all__ = ["load_run", "run_filename", "save_run"]

@@ -12,14 +12,9 @@ from typing import Literal, get_args
 
 from measure.run import Precision, Run
 from planner.evidence.compare import comparability_key
-from planner.serving.service import (
-    AssumedProfile,
-    ServiceError,
-    from_profile,
-    from_run,
-    llm_not_served,
-    load_profile,
-)
+from planner.serving.profiles import AssumedProfile, load_profile
+from planner.serving.service import ServiceError
+from planner.serving.service_from import from_profile, from_run, llm_not_served
 from planner.serving.sim import Router
 from planner.traffic.scenario import Scenario
 from planner.workers import load_run_cached

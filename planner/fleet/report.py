@@ -19,8 +19,9 @@ import markdown
 from measure.run import Run, atomic_write_text
 from planner.evidence.validation import Validation, scan_validations
 from planner.fleet.escape import md_escape as esc
-from planner.fleet.plan import Plan, PlannedOption, SensitivityRow
+from planner.fleet.plan import Plan, SensitivityRow
 from planner.fleet.prices import PriceBook, Pricing
+from planner.fleet.ranking import PlannedOption
 from planner.workers import load_run_cached
 
 TERMS = [

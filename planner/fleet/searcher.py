@@ -11,9 +11,7 @@ import numpy as np
 
 from measure.run.types import ResultModel as _Out
 from planner.serving.search import Verdict, smallest_passing
-from planner.serving.service import (
-    ServiceModel,
-)
+from planner.serving.service import ServiceModel
 from planner.serving.sim import BatchPolicy, Router
 from planner.serving.simulation import SimResult, SimReuse, run_simulation
 from planner.traffic.arrivals import Requests

@@ -28,14 +28,8 @@ from measure.run.types import ResultModel as _Out
 from planner.fleet.levels import SIZING_REQUESTS, Level, levels
 from planner.fleet.options import THROTTLE_FLAGS, OptionSpec, SizingError
 from planner.fleet.searcher import Below, Searcher
-from planner.serving.service import (
-    Bound,
-    ServiceError,
-    ServiceModel,
-    from_profile,
-    from_run,
-    scaled_model,
-)
+from planner.serving.service import Bound, ServiceError, ServiceModel
+from planner.serving.service_from import from_profile, from_run, scaled_model
 from planner.serving.sim import BatchPolicy
 from planner.serving.simulation import SimReuse, Summary
 from planner.traffic.arrivals import Requests, generate

@@ -18,8 +18,8 @@ from pydantic import Field
 from measure.run import Run
 from measure.run.types import ResultModel
 from planner.evidence.engine_benchmark import EngineBenchmark
-from planner.fleet.plan import Redundancy
 from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
+from planner.fleet.redundancy import Redundancy
 from planner.llm.bench_sizing import BenchSized, OfferedLoad, size_from_benchmark
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import LlmResult, llm_requests, run_llm_simulation

@@ -15,8 +15,10 @@ from typing import Any
 from planner.evidence.engine_benchmark import EngineBenchmark
 from planner.fleet.levels import SIZING_REQUESTS
 from planner.fleet.options import SizingError
-from planner.fleet.plan import RANK_BY, Plan, Question, Redundancy, make_plan
+from planner.fleet.plan import Plan, Question, make_plan
 from planner.fleet.prices import PRICINGS, PriceBook
+from planner.fleet.ranking import RANK_BY
+from planner.fleet.redundancy import Redundancy
 from planner.fleet.sizing import MAX_REPLICAS
 from planner.llm.sizing import DEFAULT_BATCHED_TOKENS, DEFAULT_SEQS, LlmPlan, size_llm
 from planner.serving.routing import RouterError, router_for

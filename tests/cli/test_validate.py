@@ -18,7 +18,7 @@ from planner.evidence.validation import (
     validations_for,
     with_live_service,
 )
-from planner.serving.service import from_run
+from planner.serving.service_from import from_run
 from planner.serving.sim import BatchPolicy
 from planner.serving.simulation import run_simulation
 from planner.traffic.scenario import parse_scenario

@@ -13,7 +13,8 @@ from measure.core.parsing import SweepError
 from measure.core.steady_state import SamplingConfig
 from measure.inprocess.plan import SweepRequest, plan_sweep
 from measure.run import Unavailable
-from measure.sensors.telemetry import Mark, Sample
+from measure.sensors.power import Sample
+from measure.sensors.telemetry import Mark
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from fleetwise_cli.main import app
-from measure.engine_client.closed_loop import EngineRequest, execute_engine, plan_engine, remote_stack
+from measure.engine_client.closed_loop import execute_engine
 from measure.engine_client.http import Endpoint, EndpointError, closed_loop, stream_completion
+from measure.engine_client.session import EngineRequest, plan_engine, remote_stack
 from measure.run import dump_run, load_run, parse_run
 
 STEP_MS = 4.0  # per-token time of one stream alone; each further stream in flight adds half of it

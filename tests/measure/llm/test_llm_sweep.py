@@ -19,7 +19,8 @@ from measure.llm.sweep import execute_llm_sweep
 from measure.run import LlmGrid, MemoryFacts, Run, dump_run, load_run, parse_run, run_json_schema
 from measure.workloads.decoder import PRESETS
 from planner.fleet.options import SizingError, build_options
-from planner.serving.service import ServiceError, from_run
+from planner.serving.service import ServiceError
+from planner.serving.service_from import from_run
 
 FAST = SamplingConfig(min_seconds=0.2, max_seconds=1.5, min_iterations=20)
 GRID = LlmGrid(

@@ -13,7 +13,7 @@ from planner.evidence.engine_benchmark import BENCHMARK_FILE, EngineBenchmark
 from planner.evidence.llm_validation import LLM_VALIDATION_FILE, LlmValidation
 from planner.evidence.validation import VALIDATION_FILE, Validation
 from planner.fleet.prices import PRICE_BOOK_FILE, PriceBook
-from planner.serving.service import PROFILE_FILE, AssumedProfile
+from planner.serving.profiles import PROFILE_FILE, AssumedProfile
 from planner.traffic.scenario import SCENARIO_FILE, Scenario
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from measure.core.steady_state import SamplingConfig, sample_point
 from measure.run import Energy, IdlePower, PowerStats, Stat, Unavailable
+from measure.sensors import power as pw
 from measure.sensors import telemetry as tm
 from measure.sensors.nvml import NvmlDevice
 from tests.measure.core.test_engine import ScriptedDevice
@@ -90,7 +91,7 @@ class ReplaySampler(tm.Sampler):
     """A sampler without a thread: on stop it reads the fake GPU as it was every interval since start."""
 
     def __init__(
-        self, sensor: tm.Sensor, interval_s: float, gpu: FakeGpu, clock: Callable[[], float]
+        self, sensor: pw.Sensor, interval_s: float, gpu: FakeGpu, clock: Callable[[], float]
     ) -> None:
         super().__init__(sensor, interval_s)
         self.gpu, self.clock = gpu, clock
@@ -99,7 +100,7 @@ class ReplaySampler(tm.Sampler):
         self.t0 = self.clock()
         return self
 
-    def stop(self) -> list[tm.Sample]:
+    def stop(self) -> list[pw.Sample]:
         t = self.t0
         while t <= self.clock():
             self.gpu.at = t
@@ -110,13 +111,13 @@ class ReplaySampler(tm.Sampler):
                 break
             finally:
                 self.gpu.at = None
-            self.samples.append(tm.Sample(**{**s.__dict__, "t_s": t}))
+            self.samples.append(pw.Sample(**{**s.__dict__, "t_s": t}))
             t += self.interval_s
         return list(self.samples)
 
 
-def gpu_sensor(gpu: FakeGpu, clock: Callable[[], float]) -> tm.NvmlSensor:
-    return tm.NvmlSensor(NvmlDevice(gpu, "h"), clock)
+def gpu_sensor(gpu: FakeGpu, clock: Callable[[], float]) -> pw.NvmlSensor:
+    return pw.NvmlSensor(NvmlDevice(gpu, "h"), clock)
 
 
 def metered_point(gpu: FakeGpu, dev: ScriptedDevice, config: SamplingConfig, period: float | None):
@@ -153,15 +154,15 @@ def test_nvml_sensor_falls_back_to_averaged_power_and_names_what_is_missing() ->
 
 def test_no_nvml_means_no_sensor_and_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails as if nvidia-ml-py were not installed
-    sensor, why = tm.sensor_for("cuda", 0, None)
+    sensor, why = pw.sensor_for("cuda", 0, None)
     assert sensor is None and "not installed" in why
-    sensor, why = tm.sensor_for("cuda", 0, None, FakeNvml(init_error="Driver Not Loaded"))
+    sensor, why = pw.sensor_for("cuda", 0, None, FakeNvml(init_error="Driver Not Loaded"))
     assert sensor is None and "Driver Not Loaded" in why
     blind = FakeGpu(
         lambda: 0.0,
         failing={f"nvmlDeviceGet{x}" for x in ("FieldValues", "PowerUsage", "TotalEnergyConsumption")},
     )
-    sensor, why = tm.sensor_for("cuda", 0, None, blind)
+    sensor, why = pw.sensor_for("cuda", 0, None, blind)
     assert sensor is None and "neither power nor energy" in why
 
 
@@ -295,7 +296,7 @@ def test_rapl_reads_package_domains_only_and_handles_wrap_around(tmp_path: Path)
     write_domain(tmp_path, "intel-rapl:0:0", "core", 5)  # inside package 0: never added
     write_domain(tmp_path, "intel-rapl:1", "psys", 7)  # the whole platform: overlaps the package
     p1 = write_domain(tmp_path, "intel-rapl:2", "package-1", 100)
-    sensor, why = tm.rapl_sensor(tmp_path)
+    sensor, why = pw.rapl_sensor(tmp_path)
     assert sensor is not None and why == ""
     assert "package-0" in sensor.domain and "package-1" in sensor.domain and "psys" not in sensor.domain
     assert sensor.energy_j() == 0.0
@@ -307,7 +308,7 @@ def test_rapl_reads_package_domains_only_and_handles_wrap_around(tmp_path: Path)
 def test_rapl_power_comes_from_energy_differences(tmp_path: Path) -> None:
     p0 = write_domain(tmp_path, "intel-rapl:0", "package-0", 0)
     clock = {"t": 0.0}
-    sensor, _ = tm.rapl_sensor(tmp_path, clock=lambda: clock["t"])
+    sensor, _ = pw.rapl_sensor(tmp_path, clock=lambda: clock["t"])
     assert sensor is not None and sensor.sample().power_w is None
     clock["t"] = 0.5
     (p0 / "energy_uj").write_text(f"{int(20e6)}\n")  # 20 J in 0.5 s
@@ -315,10 +316,10 @@ def test_rapl_power_comes_from_energy_differences(tmp_path: Path) -> None:
 
 
 def test_rapl_that_cannot_be_read_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sensor, why = tm.rapl_sensor(tmp_path / "absent")
+    sensor, why = pw.rapl_sensor(tmp_path / "absent")
     assert sensor is None and "does not exist" in why
     write_domain(tmp_path, "intel-rapl:1", "psys", 7)
-    sensor, why = tm.rapl_sensor(tmp_path)
+    sensor, why = pw.rapl_sensor(tmp_path)
     assert sensor is None and "no RAPL package domain" in why
     p0 = write_domain(tmp_path, "intel-rapl:0", "package-0", 0)
     real = Path.read_text
@@ -329,7 +330,7 @@ def test_rapl_that_cannot_be_read_says_why(tmp_path: Path, monkeypatch: pytest.M
         return real(self, *a, **k)
 
     monkeypatch.setattr(Path, "read_text", deny)
-    sensor, why = tm.rapl_sensor(tmp_path)
+    sensor, why = pw.rapl_sensor(tmp_path)
     assert sensor is None and "not readable" in why and "root" in why
 
 

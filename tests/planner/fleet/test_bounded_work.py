@@ -15,7 +15,9 @@ from measure.run import RunFileError, dump_run, parse_run
 from planner.fleet.options import build_options
 from planner.fleet.prices import PriceError, parse_prices
 from planner.fleet.sizing import size_all
-from planner.serving.service import ServiceError, from_run, load_profile
+from planner.serving.profiles import load_profile
+from planner.serving.service import ServiceError
+from planner.serving.service_from import from_run
 from planner.traffic.arrivals import generate
 from planner.traffic.scenario import ScenarioError, load_scenario, parse_scenario, save_scenario
 from tests.conftest import REPO, make_run, ok_point

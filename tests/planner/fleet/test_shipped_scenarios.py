@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from measure.run import load_run
-from planner.serving.service import from_profile, from_run, load_profile
+from planner.serving.profiles import load_profile
+from planner.serving.service_from import from_profile, from_run
 from planner.serving.sim import BatchPolicy
 from planner.serving.simulation import run_simulation
 from planner.traffic.scenario import load_scenario

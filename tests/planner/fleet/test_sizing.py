@@ -12,8 +12,9 @@ import yaml
 
 from planner.fleet.cost import Load, price_fleet
 from planner.fleet.options import SizingError, build_options
-from planner.fleet.plan import Question, Redundancy, make_plan
+from planner.fleet.plan import Question, make_plan
 from planner.fleet.prices import Electricity, HourlyPrice, OwnedPrice, PriceError, parse_prices
+from planner.fleet.redundancy import Redundancy
 from planner.fleet.sizing import size_all
 from planner.traffic.scenario import parse_scenario
 from tests.planner.serving.test_sim_theory import erlang_c

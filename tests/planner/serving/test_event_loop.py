@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.serving.batch_stats import batch_means, batch_percentiles
-from planner.serving.service import AssumedProfile, BatchSampler, ServiceModel, from_profile, from_run
+from planner.serving.profiles import AssumedProfile
+from planner.serving.service import BatchSampler, ServiceModel
+from planner.serving.service_from import from_profile, from_run
 from planner.serving.sim import BatchPolicy, SimOutput, simulate
 from tests.conftest import make_run, ok_point
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from measure.run import Paced, PacedBin, Point, unavailable
-from planner.serving.service import NO_PACING, PacedBatch, from_run, samples_latency
+from planner.serving.service import PacedBatch, samples_latency
+from planner.serving.service_from import NO_PACING, from_run
 from planner.serving.sim import BatchPolicy
 from planner.serving.simulation import run_simulation
 from planner.traffic.scenario import parse_scenario

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from planner.serving.service import AssumedProfile, from_profile
+from planner.serving.profiles import AssumedProfile
+from planner.serving.service_from import from_profile
 from planner.serving.sim import BatchPolicy, simulate
 from planner.serving.simulation import SimResult, run_simulation
 from planner.traffic.scenario import parse_scenario

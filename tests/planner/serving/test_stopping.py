@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from planner.serving import stopping
-from planner.serving.service import AssumedProfile, from_profile
+from planner.serving.profiles import AssumedProfile
+from planner.serving.service_from import from_profile
 from planner.serving.sim import BatchPolicy, simulate
 from planner.serving.simulation import run_simulation
 from planner.traffic.scenario import Slo, parse_scenario

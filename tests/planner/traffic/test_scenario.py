@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from measure.run import load_run
-from planner.serving.service import ServiceError, from_profile, from_run, load_profile
+from planner.serving.profiles import load_profile
+from planner.serving.service import ServiceError
+from planner.serving.service_from import from_profile, from_run
 from planner.traffic.arrivals import generate, read_trace
 from planner.traffic.scenario import ScenarioError, load_scenario, parse_scenario
 from tests.conftest import shipped_run
@@ -243,7 +245,7 @@ def test_a_scenario_round_trips_through_yaml(path: Path) -> None:
 
 
 def test_the_profile_round_trips_through_json() -> None:
-    from planner.serving.service import AssumedProfile
+    from planner.serving.profiles import AssumedProfile
 
     prof = load_profile(ROOT / "profiles" / "example-accelerator.yaml")
     assert AssumedProfile.model_validate_json(prof.model_dump_json()) == prof
