@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's root
-from measure.workloads.decoder import PRESETS
+from measure.workloads.decoder_shape import PRESETS
 
 GPU_GRID = [
     "--prefill-batch", "1,4,16", "--prompt-tokens", "128,512,2048,8192",

@@ -19,13 +19,7 @@ from pydantic import ValidationError
 
 from measure.core import stats
 from measure.core.summary import latency_summary
-from measure.engine_client.http import (
-    LoopResult,
-    StreamResult,
-    closed_loop,
-    prompt_text,
-    stream_completion,
-)
+from measure.engine_client.http import LoopResult, StreamResult, closed_loop, prompt_text, stream_completion
 from measure.engine_client.session import (
     EnginePlan,
     words_for,

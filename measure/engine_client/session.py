@@ -7,12 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from measure.engine_client.http import (
-    Endpoint,
-    EndpointError,
-    prompt_text,
-    stream_completion,
-)
+from measure.engine_client.http import Endpoint, EndpointError, prompt_text, stream_completion
 from measure.run import (
     EngineInfo,
     ParamScalar,

@@ -22,14 +22,14 @@ from measure.run import (
     Unavailable,
     unavailable,
 )
-from measure.workloads import decoder as lm
+from measure.workloads import decoder_shape as shp
 
 if TYPE_CHECKING:
     from measure.device.precision import Prepared
     from measure.llm.plan import LlmSweepPlan
 
 
-def shape_record(shape: lm.DecoderShape) -> ModelShape:
+def shape_record(shape: shp.DecoderShape) -> ModelShape:
     """The run's record of a decoder shape."""
     return ModelShape(
         name=shape.name,

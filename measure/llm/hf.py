@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from measure.core.steady_state import Step
-from measure.workloads.decoder import DecoderShape
+from measure.workloads.decoder_shape import DecoderShape
 
 
 class HfLoadError(ValueError):

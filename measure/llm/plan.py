@@ -22,6 +22,7 @@ from measure.run import (
     LlmGrid,
 )
 from measure.workloads import decoder as lm
+from measure.workloads import decoder_shape as shp
 from measure.workloads.builtin import BuiltWorkload
 
 DEFAULT_GRID = LlmGrid(
@@ -57,7 +58,7 @@ class LlmSource:
     """Where the decoder comes from: a preset or a config (random weights) or a local folder (loaded)."""
 
     model: str
-    shape: lm.DecoderShape
+    shape: shp.DecoderShape
     weights: str
     weights_note: str
     quality_skip: str | None = None
@@ -75,14 +76,14 @@ def llm_source(workload: str, params: dict[str, ParamValue]) -> LlmSource:
             if unknown:
                 raise SweepError(f"unknown parameter(s) {', '.join(unknown)} for llm: use preset")
             preset = str(params.get("preset", "tiny"))
-            return LlmSource(f"preset:{preset}", lm.shape_for(preset), "random", RANDOM_NOTE)
+            return LlmSource(f"preset:{preset}", shp.shape_for(preset), "random", RANDOM_NOTE)
         if params:
             raise SweepError(f"{workload.split(':')[0]} takes no --param (its sizes come from the config)")
         if workload.startswith("hf-config:"):
             path = Path(workload.removeprefix("hf-config:"))
             return LlmSource(
                 f"hf-config:{path.name}",
-                lm.shape_from_hf_config(path),
+                shp.shape_from_hf_config(path),
                 "random",
                 RANDOM_NOTE + "; the architecture comes from the config",
                 quality_skip="random weights for a real model's architecture: a numeric proxy would describe "
@@ -99,16 +100,16 @@ def llm_source(workload: str, params: dict[str, ParamValue]) -> LlmSource:
             raise SweepError("hf:<folder> needs the 'llm' extra (transformers)") from None
         return LlmSource(
             f"hf:{folder.name}",
-            lm.shape_from_hf_config(folder / "config.json"),
+            shp.shape_from_hf_config(folder / "config.json"),
             "loaded",
             "weights loaded from the folder's safetensors through transformers (no code from the folder runs)",
             hf_folder=folder,
         )
-    except lm.ShapeError as exc:
+    except shp.ShapeError as exc:
         raise SweepError(str(exc)) from None
 
 
-def check_grid(grid: LlmGrid, shape: lm.DecoderShape) -> None:
+def check_grid(grid: LlmGrid, shape: shp.DecoderShape) -> None:
     """Refuse a grid that cannot run on this model before anything is measured."""
     if not grid.prompt_tokens and not grid.contexts and not grid.chunks:
         raise SweepError("the LLM grid is empty: give prompt tokens, contexts or chunks")
@@ -130,7 +131,7 @@ def check_grid(grid: LlmGrid, shape: lm.DecoderShape) -> None:
                 raise SweepError(f"{what} {v} does not fit the model's {limit}-token context")
 
 
-def check_fits_host(shape: lm.DecoderShape, device: Device, precisions: Sequence[str]) -> None:
+def check_fits_host(shape: shp.DecoderShape, device: Device, precisions: Sequence[str]) -> None:
     """A CPU model that cannot be built in host memory is refused with its size, not killed by the OOM killer."""
     if device.kind != "cpu":
         return
@@ -143,7 +144,7 @@ def check_fits_host(shape: lm.DecoderShape, device: Device, precisions: Sequence
         )
 
 
-def _meta_module(shape: lm.DecoderShape) -> nn.Module:
+def _meta_module(shape: shp.DecoderShape) -> nn.Module:
     with torch.device("meta"):
         return lm.Decoder(shape)
 

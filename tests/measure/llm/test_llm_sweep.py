@@ -17,7 +17,7 @@ from measure.inprocess.plan import SweepRequest
 from measure.llm.plan import plan_llm_sweep
 from measure.llm.sweep import execute_llm_sweep
 from measure.run import LlmGrid, MemoryFacts, Run, dump_run, load_run, parse_run, run_json_schema
-from measure.workloads.decoder import PRESETS
+from measure.workloads.decoder_shape import PRESETS
 from planner.fleet.options import SizingError, build_options
 from planner.serving.service import ServiceError
 from planner.serving.service_from import from_run

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from measure.workloads.decoder import PRESETS, Decoder, KVCache, ShapeError, mixed_step, shape_for
+from measure.workloads.decoder import Decoder, KVCache, mixed_step
+from measure.workloads.decoder_shape import PRESETS, ShapeError, shape_for
 
 
 def test_the_presets_have_the_parameter_counts_of_the_models_they_copy() -> None:
@@ -66,7 +67,7 @@ def test_a_decode_step_reads_the_same_context_every_iteration_and_prefill_starts
 def test_a_hugging_face_config_gives_the_shape_and_bad_ones_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    from measure.workloads.decoder import shape_from_hf_config
+    from measure.workloads.decoder_shape import shape_from_hf_config
 
     cfg = {
         "model_type": "llama",
