@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import typer
 from rich.markup import escape
 
@@ -13,45 +11,20 @@ from fleetwise_cli.common import err, out, write_json
 from fleetwise_cli.errors import fail
 from fleetwise_cli.render.validation import print_validation
 from measure.run import RunFileError, check_output_dir
+from planner.evidence.batch_live import (
+    Served,
+    check_levels,
+    level_traffic,
+    plan_validation,
+    predict_level,
+    validation,
+)
 from planner.evidence.validation import (
-    P50_TARGET_PCT,
-    P99_TARGET_PCT,
-    TARGET_UP_TO_LOAD,
-    Validation,
-    compare_level,
-    cpu_count,
-    live_service_model,
     save_validation,
-    verdict,
-    with_back_to_back,
-    with_live_service,
 )
 from planner.serving.service import ServiceError
-from planner.serving.service_from import from_run
-from planner.serving.sim import BatchPolicy
-from planner.serving.simulation import run_simulation
-from planner.traffic.arrivals import generate
-from planner.traffic.scenario import Fixed, Gamma, Poisson, Scenario, ScenarioError, load_scenario
+from planner.traffic.scenario import ScenarioError, load_scenario
 from planner.workers import load_run_cached
-
-
-def _level_scenario(sc: Scenario, rate: float, seconds: float, seq_len: int | None) -> tuple[Scenario, str]:
-    a = sc.arrivals
-    if isinstance(a, Gamma):
-        arrivals: Poisson | Gamma = Gamma(process="gamma", rate_rps=rate, cv=a.cv)
-        what = f"gamma arrivals (cv {a.cv:g}) as in the scenario"
-    else:
-        arrivals = Poisson(process="poisson", rate_rps=rate)
-        what = "Poisson arrivals" + (
-            "" if isinstance(a, Poisson) else f" (the scenario's {a.process} replaced)"
-        )
-    size = sc.size
-    if seq_len is not None:
-        size = size.model_copy(update={"seq_len": Fixed(dist="fixed", value=seq_len)})
-    n = max(200, int(rate * seconds))
-    return sc.model_copy(
-        update={"arrivals": arrivals, "requests": n, "duration_s": None, "growth": 1.0, "size": size}
-    ), what
 
 
 def _is_llm_run(path: Path) -> bool:
@@ -175,24 +148,11 @@ def validate(
         return
     try:
         levels = [float(x) for x in load.split(",") if x.strip()]
-        if not levels or any(not 0 < x < 1 for x in levels):
-            raise ServiceError(f"--load must be fractions in (0, 1), got {load!r}")
-        if not 1 <= seconds <= 3600:
-            raise ServiceError(f"--seconds must be in 1..3600, got {seconds:g}")
+        check_levels(levels, seconds)
         r = load_run_cached(str(run))
-        sc = load_scenario(scenario)
-        model = from_run(r, precision)
-        # a paced run is also predicted from its back-to-back samples alone: the table shows what pacing changed
-        unpaced = r.model_copy(update={"points": [p.model_copy(update={"paced": None}) for p in r.points]})
-        back_to_back = from_run(unpaced, precision) if any(p.paced for p in r.points) else None
-        prec = precision or next(p.precision for p in r.points if p.status == "ok")
-        policy = BatchPolicy(max_batch, max_delay_ms / 1000.0)
-        if max_batch > model.max_batch:
-            raise ServiceError(f"max_batch {max_batch} is above what the run measured: {model.limit_reason}")
-        seq = model.seq_lens[0] if model.seq_lens else None
-        probe, _ = _level_scenario(sc, 1.0, 10_000, seq)
-        mean_items = float(generate(probe).items.mean())
-        per_s = model.sustainable_items_per_s(max_batch, seq) / mean_items
+        plan = plan_validation(
+            r, load_scenario(scenario), precision, levels, seconds, max_batch, max_delay_ms
+        )
         check_output_dir(out_dir)  # before minutes of live serving, not after
     except (ScenarioError, ServiceError, RunFileError, ValueError) as exc:  # OutputPathError is a ValueError
         raise fail(str(exc)) from None
@@ -208,71 +168,33 @@ def validate(
     notes: list[str] = []
     threads = 0
     what = ""
-    table, _ = model.table_for(seq)
     for lv in levels:
-        rate = lv * per_s
-        lsc, what = _level_scenario(sc, rate, seconds, seq)
-        traffic = generate(lsc, np.random.default_rng(np.random.SeedSequence(lsc.seed).spawn(3)[0]))
+        lsc, what, traffic = level_traffic(plan, lv)
         if not as_json:
             err.print(
-                f"load {lv:g}: {rate:.4g} req/s for {traffic.arrival_s[-1]:.1f} s live ...", highlight=False
+                f"load {lv:g}: {lv * plan.sustainable_rps:.4g} req/s for {traffic.arrival_s[-1]:.1f} s live ...",
+                highlight=False,
             )
         try:
             live = serve_live(
                 r,
-                prec,
+                plan.precision,
                 traffic.arrival_s,
                 traffic.items,
                 max_batch,
-                policy.max_delay_s,
-                seq,
+                plan.policy.max_delay_s,
+                plan.seq_len,
                 user_workload=workload,
             )
         except (LiveError, ValueError) as exc:
             raise fail(str(exc)) from None
-        pred = run_simulation(lsc, model, 1, "central", policy, traffic=traffic)
         la = live.load_average_after[0] if live.load_average_after else None
-        level = compare_level(
-            lv,
-            rate,
-            pred,
-            live.scheduled_s,
-            live.enqueue_s,
-            live.done_s,
-            live.batch_sizes,
-            live.batch_service_s,
-            lsc.warmup_fraction,
-            lambda b: (lambda base: base[0].median_ms * base[1])(table.base(b)),
-            la,
-            cpu_count(),
+        served = Served(
+            live.scheduled_s, live.enqueue_s, live.done_s, live.batch_sizes, live.batch_service_s, la
         )
-        live_model = live_service_model(model, live.batch_sizes, live.batch_service_s, max_batch)
-        again = run_simulation(lsc, live_model, 1, "central", policy, traffic=traffic)
-        level = with_live_service(level, again)
-        if back_to_back is not None:
-            b2b = run_simulation(lsc, back_to_back, 1, "central", policy, traffic=traffic)
-            level = with_back_to_back(level, b2b)
-        results.append(level)
+        results.append(predict_level(plan, lv, lsc, traffic, served))
         notes, threads = live.notes, live.threads
-    v = Validation(
-        run_id=r.id,
-        precision=prec,
-        scenario=sc.name,
-        arrivals=what,
-        max_batch=max_batch,
-        max_delay_ms=max_delay_ms,
-        seconds=seconds,
-        seq_len=seq,
-        created_at=datetime.now(UTC),
-        device=r.stack.device_name,
-        threads=threads,
-        cpu_count=cpu_count(),
-        notes=notes,
-        targets=f"|p50 error| <= {P50_TARGET_PCT:g}% and |p99 error| <= {P99_TARGET_PCT:g}% at loads up to "
-        f"{TARGET_UP_TO_LOAD:g}; above that the error is reported, not judged",
-        levels=results,
-        verdict=verdict(results),
-    )
+    v = validation(plan, what, results, threads, notes)
     path = save_validation(v, out_dir)
     if as_json:
         write_json(v.model_dump(mode="json"))
