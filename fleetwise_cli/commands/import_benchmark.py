@@ -13,7 +13,7 @@ from fleetwise_cli.errors import fail
 from fleetwise_cli.render.benchmark import print_benchmark, print_check
 from measure.run import RunFileError, check_output_dir, load_run
 from planner.evidence.bench_import import import_file
-from planner.evidence.engine_benchmark import BenchmarkFileError, save_benchmark
+from planner.evidence.engine_benchmark import BenchmarkFileError, replica_shape, save_benchmark
 from planner.llm.bench_check import check_benchmark
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.steps import StepModelError, step_model
@@ -23,14 +23,30 @@ def import_cmd(
     file: Path = typer.Argument(..., help="a vllm bench serve, GuideLLM or AIPerf result JSON"),
     out_dir: Path = typer.Option(Path("data/benchmarks"), "--out", help="folder for the evidence file"),
     hardware: str = typer.Option(
-        None, help="what the engine ran on (results rarely say): e.g. '1x H100 80GB'"
+        None,
+        help="what one replica of the engine ran on (results rarely say): e.g. 'NVIDIA H200' or '8x NVIDIA H200'",
+    ),
+    devices_per_replica: int = typer.Option(
+        None,
+        "--devices-per-replica",
+        help="devices one engine replica used (default: the count in --hardware, else 1)",
+    ),
+    tp: int = typer.Option(
+        None, "--tp", help="tensor-parallel size of the engine (vLLM tensor_parallel_size)"
+    ),
+    pp: int = typer.Option(None, "--pp", help="pipeline-parallel size (vLLM pipeline_parallel_size)"),
+    dp: int = typer.Option(
+        None, "--dp", help="data-parallel ranks inside one replica (vLLM data_parallel_size)"
     ),
     as_json: bool = typer.Option(False, "--json", help="the evidence file as JSON on stdout"),
 ) -> None:
-    """Convert a load generator's result into a fleetwise engine benchmark (evidence), with the tool's names."""
+    """Convert a load generator's result into a fleetwise engine benchmark (evidence), with the tool's names.
+
+    Cost is replicas x devices per replica x the price per device-hour, so say what one replica was."""
     try:
         check_output_dir(out_dir)
-        b = import_file(file, hardware)
+        replica = replica_shape(hardware, devices_per_replica, tp, pp, dp)
+        b = import_file(file, hardware, replica)
         path = save_benchmark(b, out_dir)
     except (BenchmarkFileError, ValueError) as exc:
         raise fail(str(exc)) from None

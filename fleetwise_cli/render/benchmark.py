@@ -19,7 +19,8 @@ def print_benchmark(b: EngineBenchmark) -> None:
     """One row per level: traffic, requests, TTFT/TPOT/ITL/E2E p50 and p99 as the tool reported them."""
     t = Table(
         title=escape(
-            f"{b.tool} {b.tool_version} ({b.tool_format}): {b.model} on {b.engine}; hardware {b.hardware}"
+            f"{b.tool} {b.tool_version} ({b.tool_format}): {b.model} on {b.engine}; hardware {b.hardware}; "
+            f"a replica is {b.replica.label()} ({b.replica.source})"
         ),
         title_justify="left",
     )

@@ -26,8 +26,10 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
         "seqs",
         "tokens/step",
         "prefill",
+        "replica",
         "replicas",
         "deployed",
+        "devices",
         "meets SLO",
         "SLO figures ms",
         "$/month",
@@ -46,8 +48,10 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
             str(o.max_num_seqs),
             str(o.max_num_batched_tokens),
             "chunked" if o.chunked_prefill else "whole",
+            escape(o.replica),
             str(o.replicas or "-"),
             str(o.replicas_deployed or "-"),
+            str(o.devices_deployed or "-"),
             "[green]yes[/]" if o.meets_slo else "[red]no[/]",
             escape(figs),
             money(o.monthly_cost_usd),
@@ -59,7 +63,8 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
         )
     t.caption = (
         "replicas: the fewest meeting every SLO; deployed: after the redundancy policy "
-        f"({plan.options[0].redundancy if plan.options else 'none'}), what is costed. $/1M in and out split the "
+        f"({plan.options[0].redundancy if plan.options else 'none'}); devices: deployed x devices per replica, "
+        "what is costed (price per device-hour). $/1M in and out split the "
         "cost by the engine's busy time in prefill and decode; all-in puts every dollar on the output tokens. "
         "Energy: out tok/J where the run measured energy per phase."
     )
@@ -72,9 +77,11 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
         for col in (
             "benchmark",
             "hardware",
+            "replica",
             "capacity level",
             "req/s per replica",
             "replicas",
+            "devices",
             "SLO figures ms",
             "$/month",
             "$/1M out all-in",
@@ -86,9 +93,11 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
             b.add_row(
                 escape(f"{x.tool} {x.benchmark_id.removeprefix('sha256:')[:12]}"),
                 escape(x.hardware),
+                escape(x.replica),
                 escape(x.level or "-"),
                 "-" if x.capacity_rps is None else f"{x.capacity_rps:.3g}",
                 str(x.replicas or "-"),
+                str(x.devices or "-"),
                 escape(figs),
                 money(x.monthly_cost_usd),
                 money(x.usd_per_1m_output_tokens_all_in),

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from fleetwise_cli.common import out
 from measure.run import (
+    ONE_DEVICE,
     PHASES,
     Point,
     Run,
@@ -345,6 +346,14 @@ def print_llm(run: Run) -> None:
         )
     elif facts.energy_note:
         out.print(escape(facts.energy_note), highlight=False, soft_wrap=True)
+    shape = facts.replica or ONE_DEVICE
+    out.print(
+        escape(
+            f"a replica is {shape.label()} ({'not recorded: ' if facts.replica is None else ''}{shape.source})"
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
     if facts.engine is not None:
         e = facts.engine
         served = (

@@ -22,6 +22,7 @@ from measure.core.summary import latency_summary
 from measure.engine_client.http import LoopResult, StreamResult, closed_loop, prompt_text, stream_completion
 from measure.engine_client.session import (
     EnginePlan,
+    replica_from_params,
     words_for,
 )
 from measure.run import (
@@ -362,6 +363,7 @@ def build_run(plan: EnginePlan, points: list[Point], complete: bool, now: dateti
             device_memory_method="not read",
             energy_note="energy unavailable: a client cannot read the engine's power",
             engine=plan.info,
+            replica=replica_from_params(req.params),
         ),
     ).with_id()
 

@@ -4,13 +4,15 @@ and the words-to-tokens calibration its prompts are built with.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from measure.engine_client.http import Endpoint, EndpointError, prompt_text, stream_completion
 from measure.run import (
+    MAX_DEVICES_PER_REPLICA,
     EngineInfo,
     ParamScalar,
+    ReplicaShape,
     Stack,
     Unavailable,
     unavailable,
@@ -62,7 +64,46 @@ def check_request(req: EngineRequest) -> Endpoint:
         isinstance(util, bool) or not isinstance(util, int | float) or not 0 < util <= 1
     ):
         raise EndpointError(f"engine param gpu_memory_utilization must be in (0, 1], got {util!r}")
+    replica_from_params(req.params)
     return ep
+
+
+PARALLEL_PARAMS = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")  # vLLM's names
+
+
+def replica_from_params(params: Mapping[str, ParamScalar]) -> ReplicaShape:
+    """What one replica of the engine is, from the parallel sizes the user gave with --engine-param (the engine
+    was started with them; a client cannot see its devices): devices = tp x pp x dp, else one device."""
+    sizes: list[int | None] = []
+    for key in PARALLEL_PARAMS:
+        v = params.get(key)
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_DEVICES_PER_REPLICA
+        ):
+            raise EndpointError(
+                f"engine param {key} must be an integer in 1..{MAX_DEVICES_PER_REPLICA}, got {v!r}"
+            )
+        sizes.append(v if isinstance(v, int) else None)
+    given = [n for n in sizes if n is not None]
+    if not given:
+        return ReplicaShape(
+            devices=1, source="one device: no tensor/pipeline/data parallel size given (--engine-param)"
+        )
+    devices = 1
+    for n in given:
+        devices *= n
+    if devices > MAX_DEVICES_PER_REPLICA:
+        raise EndpointError(
+            f"engine parallel sizes make {devices} devices a replica, over {MAX_DEVICES_PER_REPLICA}"
+        )
+    named = ", ".join(f"{k}={n}" for k, n in zip(PARALLEL_PARAMS, sizes, strict=True) if n is not None)
+    return ReplicaShape(
+        devices=devices,
+        tensor_parallel=sizes[0] or 1,
+        pipeline_parallel=sizes[1] or 1,
+        data_parallel=sizes[2] or 1,
+        source=f"the engine parameters given: {named}",
+    )
 
 
 def remote_stack(params: dict[str, ParamScalar]) -> Stack:

@@ -21,6 +21,8 @@ every change):
       counts, TTFT/TPOT/E2E, early ends, usage mismatches, errors); `SweepSpec.llm` (the LLM grid asked for) and
       `Run.llm` (model shape, weights, KV-cache bytes per token, weight bytes, KV tokens that fit, energy per
       phase, the engine's self-description). Migrating a version-3 file sets them to null: a batch run.
+  5 - replica shape: `Run.llm.replica` (devices per replica, tensor/pipeline/data parallel ranks, how known).
+      Migrating a version-4 file sets it to null: one device, not recorded.
 
 The id is the sha256 of the file's canonical JSON without `id`, verified against the content as stored (before
 migration), so evidence keeps its identity when the model later gains fields.
@@ -31,6 +33,8 @@ from __future__ import annotations
 from measure.run.files import load_run, save_run
 from measure.run.format import RUN_FILE, dump_run, migrate, parse_run, run_filename, run_json_schema
 from measure.run.llm_facts import (
+    MAX_DEVICES_PER_REPLICA,
+    ONE_DEVICE,
     Count,
     EngineInfo,
     LlmFacts,
@@ -39,6 +43,7 @@ from measure.run.llm_facts import (
     ModelShape,
     ParamScalar,
     PhaseEnergy,
+    ReplicaShape,
     SizeList,
 )
 from measure.run.models import (
@@ -117,6 +122,7 @@ from measure.run.writing import OutputPathError, atomic_write_text, check_output
 __all__ = [
     "FUTURE_SLACK",
     "MAX_BATCH_SIZE",
+    "MAX_DEVICES_PER_REPLICA",
     "MAX_ERRORS_KEPT",
     "MAX_ITEMS_PER_S",
     "MAX_LATENCY_MS",
@@ -126,6 +132,7 @@ __all__ = [
     "MAX_SEQ_LEN",
     "METHODOLOGY_VERSION",
     "MIN_LATENCY_MS",
+    "ONE_DEVICE",
     "PHASES",
     "PRECISIONS",
     "RAW_LATENCY_CAP",
@@ -173,6 +180,7 @@ __all__ = [
     "Quality",
     "QualityProxy",
     "QualityStatus",
+    "ReplicaShape",
     "Run",
     "RunFileError",
     "SeqLen",

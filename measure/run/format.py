@@ -40,11 +40,18 @@ def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 4 recorded no replica shape: an LLM run's replica was one device, as measured or as it was served.
+    llm = data.get("llm")
+    return {**data, "schema_version": 5, "llm": {**llm, "replica": None} if isinstance(llm, dict) else llm}
+
+
 # version -> function turning a dict of that version into a dict of the next version
 _MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
+    4: _v4_to_v5,
 }
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import (
     Field,
     field_validator,
+    model_validator,
 )
 
 from measure.run.types import (
@@ -104,6 +105,48 @@ class EngineInfo(FileModel):
         return v
 
 
+MAX_DEVICES_PER_REPLICA = 1024
+
+
+class ReplicaShape(FileModel):
+    """What one replica is: how many devices of one kind, split how (tensor, pipeline and data parallel ranks,
+    where known: their product divides the devices, and equals it when all three are known), and how that is
+    known. Cost, power and capacity are per replica."""
+
+    devices: int = Field(ge=1, le=MAX_DEVICES_PER_REPLICA)
+    tensor_parallel: int | None = Field(default=None, ge=1, le=MAX_DEVICES_PER_REPLICA)
+    pipeline_parallel: int | None = Field(default=None, ge=1, le=MAX_DEVICES_PER_REPLICA)
+    data_parallel: int | None = Field(default=None, ge=1, le=MAX_DEVICES_PER_REPLICA)
+    source: str = Field(
+        max_length=300, description="how the shape is known: engine parameters, import options"
+    )
+
+    @model_validator(mode="after")
+    def _ranks(self) -> ReplicaShape:
+        known = [
+            n for n in (self.tensor_parallel, self.pipeline_parallel, self.data_parallel) if n is not None
+        ]
+        ranks = 1
+        for n in known:
+            ranks *= n
+        if self.devices % ranks or (len(known) == 3 and ranks != self.devices):
+            raise ValueError(
+                f"{self.devices} devices per replica cannot hold tensor {self.tensor_parallel or '?'} x pipeline "
+                f"{self.pipeline_parallel or '?'} x data {self.data_parallel or '?'} parallel ranks"
+            )
+        return self
+
+    def label(self) -> str:
+        """'8 devices (TP 8)', '1 device'."""
+        ranks = (("TP", self.tensor_parallel), ("PP", self.pipeline_parallel), ("DP", self.data_parallel))
+        split = [f"{name} {n}" for name, n in ranks if n is not None and n > 1]
+        plural = "s" if self.devices > 1 else ""
+        return f"{self.devices} device{plural}" + (f" ({', '.join(split)})" if split else "")
+
+
+ONE_DEVICE = ReplicaShape(devices=1, source="one device: no parallelism was given or reported")
+
+
 class LlmFacts(FileModel):
     """Run-level facts of an LLM run: the model, its memory, energy per phase and the engine it ran in."""
 
@@ -120,3 +163,6 @@ class LlmFacts(FileModel):
     energy: list[PhaseEnergy] = Field(default_factory=list, max_length=64)
     energy_note: str | None = Field(default=None, max_length=1000, description="why energy is unavailable")
     engine: EngineInfo | None = None
+    replica: ReplicaShape | None = Field(
+        default=None, description="devices per replica and their parallelism; null: one device (not recorded)"
+    )

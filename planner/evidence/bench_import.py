@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from measure.run import format_validation_error
+from measure.run import ReplicaShape, format_validation_error
 from measure.run.datafile import DataFileError, one_line, parse_json, read_regular_file
 from planner.evidence.bench_formats import _aiperf, _guidellm, _records, _vllm, detect
 from planner.evidence.engine_benchmark import (
@@ -35,15 +35,22 @@ from planner.evidence.engine_benchmark import (
     EngineBenchmark,
     benchmark_filename,
     parse_benchmark,
+    replica_shape,
     save_benchmark,
 )
 
 
 def convert(
-    data: Any, raw: bytes, hardware: str | None, where: str, max_records: int = MAX_REQUESTS_PER_FILE
+    data: Any,
+    raw: bytes,
+    hardware: str | None,
+    where: str,
+    max_records: int = MAX_REQUESTS_PER_FILE,
+    replica: ReplicaShape | None = None,
 ) -> EngineBenchmark:
     """An engine benchmark from a tool's parsed JSON (or an engine benchmark file as it is); bounded by what
-    it would write (levels, records) before anything is converted."""
+    it would write (levels, records) before anything is converted. The replica is what the importer said, else
+    what the hardware text says (`replica_shape`)."""
     if isinstance(data, dict) and data.get("kind") == "engine-benchmark":
         return parse_benchmark(data, where)
     tool = detect(data)
@@ -61,6 +68,7 @@ def convert(
             + (" (split the file by level)" if max_records == MAX_REQUESTS_PER_FILE else UPLOAD_HINT)
         )
     try:
+        shape = replica if replica is not None else replica_shape(hardware)
         version, fmt, model, engine, levels, notes = reader(data)
         b = EngineBenchmark(
             tool=tool,
@@ -70,6 +78,7 @@ def convert(
             model=model,
             engine=engine,
             hardware=(hardware or "").strip()[:500] or "unknown (not in the file; give --hardware)",
+            replica=shape,
             imported_at=datetime.now(UTC),
             notes=notes,
             levels=levels,
@@ -87,7 +96,9 @@ def convert(
     return b.with_id()
 
 
-def import_file(path: str | Path, hardware: str | None = None) -> EngineBenchmark:
+def import_file(
+    path: str | Path, hardware: str | None = None, replica: ReplicaShape | None = None
+) -> EngineBenchmark:
     """Read (bounded, JSON only), recognise and convert a benchmark result file."""
     p = Path(path)
     try:
@@ -95,7 +106,7 @@ def import_file(path: str | Path, hardware: str | None = None) -> EngineBenchmar
         data = parse_json(raw, str(p))
     except DataFileError as exc:
         raise BenchmarkFileError(str(exc)) from None
-    return convert(data, raw, hardware, str(p))
+    return convert(data, raw, hardware, str(p), replica=replica)
 
 
 UPLOAD_MAX_RECORDS = 20_000  # converted inside the app's server: about a second here, not ten

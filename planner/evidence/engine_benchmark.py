@@ -19,13 +19,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from measure.run import MAX_LATENCY_MS, MAX_SEQ_LEN, CreatedAt
+from measure.run import MAX_LATENCY_MS, MAX_SEQ_LEN, CreatedAt, ReplicaShape, format_validation_error
 from measure.run.types import FileModel as _Out
 from measure.run.versioned import VersionedFile
 from planner.traffic.scenario import MAX_DURATION_S, MAX_RATE_RPS, MIN_RATE_RPS
@@ -128,7 +129,7 @@ class BenchLevel(_Out):
 class EngineBenchmark(_Out):
     """An imported engine benchmark: source tool, model, engine, hardware as given, and its levels."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     kind: Literal["engine-benchmark"] = "engine-benchmark"
     id: str = Field(
         default="", description="sha256 of the canonical JSON of every field but id and imported_at"
@@ -140,6 +141,7 @@ class EngineBenchmark(_Out):
     model: str = Field(max_length=500)
     engine: str = Field(max_length=500)
     hardware: str = Field(max_length=500)
+    replica: ReplicaShape = Field(description="what one replica of the benchmarked engine was")
     imported_at: CreatedAt
     notes: list[str] = Field(default_factory=list, max_length=64)
     levels: list[BenchLevel] = Field(min_length=1, max_length=MAX_LEVELS)
@@ -161,6 +163,47 @@ class EngineBenchmark(_Out):
 
     def short_id(self) -> str:
         return self.id.removeprefix("sha256:")[:12]
+
+
+_COUNT = re.compile(r"^\s*(\d{1,5})\s*(?:x|\u00d7|\*)\s*\S", re.IGNORECASE)
+
+
+def replica_shape(
+    hardware: str | None,
+    devices: int | None = None,
+    tensor_parallel: int | None = None,
+    pipeline_parallel: int | None = None,
+    data_parallel: int | None = None,
+) -> ReplicaShape:
+    """One replica of a benchmarked engine: the devices given, else the count that starts the hardware text
+    ('8x NVIDIA H200'), else the product of the parallel ranks given, else one device. A count in the text that
+    disagrees with the devices given is refused: which one is the replica would be a guess."""
+    m = _COUNT.match(hardware or "")
+    said = int(m.group(1)) if m else None
+    ranks = [n for n in (tensor_parallel, pipeline_parallel, data_parallel) if n is not None]
+    if devices is not None and said is not None and said != devices:
+        raise BenchmarkFileError(
+            f"the hardware text says {said} devices ({(hardware or '').strip()[:80]!r}) but --devices-per-replica "
+            f"says {devices}: give one count"
+        )
+    if devices is not None:
+        how = "given at import (--devices-per-replica)"
+    elif said is not None:
+        devices, how = said, f"the count in the hardware text {(hardware or '').strip()[:80]!r}"
+    elif ranks:
+        devices, how = int(np.prod(ranks)), "the parallel ranks given at import"
+    else:
+        devices, how = 1, "one device: the import named no count and no parallelism"
+    try:
+        return ReplicaShape(
+            devices=devices,
+            tensor_parallel=tensor_parallel,
+            pipeline_parallel=pipeline_parallel,
+            data_parallel=data_parallel,
+            source=how,
+        )
+    except ValidationError as exc:
+        raise BenchmarkFileError(f"replica shape: {format_validation_error(exc)}") from None
 
 
 def _agree(level: BenchLevel, name: str, key: str) -> None:
@@ -185,17 +228,32 @@ def benchmark_filename(b: EngineBenchmark) -> str:
 
 
 def _id_matches(b: EngineBenchmark, stored: dict[str, object]) -> str | None:
-    return None if b.id == b.content_id() else "the id does not match the content (edited after import?)"
+    # the id covers the file as stored (before migration), so a file keeps its identity as the format grows
+    canon = json.dumps(
+        {k: v for k, v in stored.items() if k not in ("id", "imported_at")},
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+    expected = "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
+    return None if b.id == expected else "the id does not match the content (edited after import?)"
+
+
+def _v1_to_v2(data: dict[str, object]) -> dict[str, object]:
+    # Version 1 recorded no replica shape: the hardware text was all there was, read as one device
+    one = "one device: imported before replica shapes were recorded (the hardware text was not read)"
+    return {**data, "schema_version": 2, "replica": {"devices": 1, "source": one}}
 
 
 BENCHMARK_FILE: VersionedFile[EngineBenchmark] = VersionedFile(
     EngineBenchmark,
     what="engine benchmark file",
-    version=1,
+    version=2,
     error=BenchmarkFileError,
     max_bytes=MAX_BENCHMARK_BYTES,
     filename=benchmark_filename,
     pattern="bench-*.json",
+    migrations={1: _v1_to_v2},
     check=_id_matches,
     prepare=lambda b: b.with_id(),
 )

@@ -31,11 +31,14 @@ class BenchSized(ResultModel):
     tool: str
     model: str
     hardware: str
+    replica: str  # what one replica is, e.g. "8 devices (TP 8)"
+    devices_per_replica: int
     evidence: str  # always says: an engine benchmark, not curves
     level: str | None  # the level whose rate is the capacity
     capacity_rps: float | None
     offered_rps: float
     replicas: int | None
+    devices: int | None  # replicas x devices per replica: what is bought
     meets_slo: bool
     why: str | None
     slo: dict[str, float | None]  # reported figures at the capacity level
@@ -107,8 +110,9 @@ def size_from_benchmark(
             f" ({'; '.join(unjudged[:3])})" if unjudged else ""
         )
         return BenchSized(
-            benchmark_id=b.id, tool=b.tool, model=b.model, hardware=b.hardware, evidence=evidence, level=None,
-            capacity_rps=None, offered_rps=offered, replicas=None, meets_slo=False, why=why, slo={},
+            benchmark_id=b.id, tool=b.tool, model=b.model, hardware=b.hardware, replica=b.replica.label(),
+            devices_per_replica=b.replica.devices, evidence=evidence, level=None, capacity_rps=None,
+            offered_rps=offered, replicas=None, devices=None, meets_slo=False, why=why, slo={},
             monthly_cost_usd=None, usd_per_1m_output_tokens_all_in=None, not_priced=None, warnings=warnings,
         )  # fmt: skip
     rate, lv, figures = best
@@ -137,18 +141,24 @@ def size_from_benchmark(
         priced = book.for_hardware(b.hardware).price(pricing).usd_per_hour
     except PriceError as exc:
         not_priced = f"not priced: {exc}"
-    monthly = priced * replicas * HOURS_PER_MONTH if priced is not None else None
+    devices = (
+        replicas * b.replica.devices
+    )  # priced per device-hour: a replica of 8 GPUs costs 8 GPU-hours an hour
+    monthly = priced * devices * HOURS_PER_MONTH if priced is not None else None
     out_month = offered * out_mean * SECONDS_PER_MONTH
     return BenchSized(
         benchmark_id=b.id,
         tool=b.tool,
         model=b.model,
         hardware=b.hardware,
+        replica=b.replica.label(),
+        devices_per_replica=b.replica.devices,
         evidence=evidence,
         level=lv.label,
         capacity_rps=rate,
         offered_rps=offered,
         replicas=replicas,
+        devices=devices,
         meets_slo=True,
         why=None,
         slo=figures,

@@ -70,15 +70,17 @@ def _question(sc: Scenario, plan: LlmPlan) -> list[str]:
 
 def _options(plan: LlmPlan) -> list[str]:
     head = (
-        "| device | precision | max_num_seqs | tokens/step | prefill | replicas | meets SLO | SLO figures (ms) | "
-        "monthly cost | $/1M input | $/1M output | $/1M output, all-in | output tokens/J | all tokens/J |"
+        "| device | replica | precision | max_num_seqs | tokens/step | prefill | replicas | deployed | devices | "
+        "meets SLO | SLO figures (ms) | monthly cost | $/1M input | $/1M output | $/1M output, all-in | "
+        "output tokens/J | all tokens/J |"
     )
-    lines = [head, "|" + "---|" * 14]
+    lines = [head, "|" + "---|" * 17]
     for o in sorted(plan.options, key=lambda o: (not o.meets_slo, o.monthly_cost_usd or float("inf"))):
         figs = ", ".join(f"{k.split(' <=')[0]} {v:.3g}" for k, v in o.slo.items() if v is not None)
         lines.append(
-            f"| {esc(o.device)} | {o.precision} | {o.max_num_seqs} | {o.max_num_batched_tokens} | "
-            f"{'chunked' if o.chunked_prefill else 'whole'} | {o.replicas or '-'} | "
+            f"| {esc(o.device)} | {esc(o.replica)} | {o.precision} | {o.max_num_seqs} | {o.max_num_batched_tokens} | "
+            f"{'chunked' if o.chunked_prefill else 'whole'} | {o.replicas or '-'} | {o.replicas_deployed or '-'} | "
+            f"{o.devices_deployed or '-'} | "
             f"{'yes' if o.meets_slo else 'no: ' + esc(o.why or '')} | {esc(figs)} | "
             f"{'not priced' if o.not_priced else money(o.monthly_cost_usd)} | {money(o.usd_per_1m_input_tokens)} | "
             f"{money(o.usd_per_1m_output_tokens)} | {money(o.usd_per_1m_output_tokens_all_in)} | "

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from measure.run import Run
+from measure.run import ONE_DEVICE, Run
 from measure.run.types import ResultModel
 from planner.evidence.engine_benchmark import EngineBenchmark
 from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
@@ -67,6 +67,9 @@ class LlmSized(ResultModel):
     replicas: int | None  # the fewest meeting every SLO
     replicas_deployed: int | None = None  # after the redundancy policy: what is bought and costed
     redundancy: str = "none (N+0)"
+    replica: str = "1 device"  # what one replica is, e.g. "8 devices (TP 8)"
+    devices_per_replica: int = 1
+    devices_deployed: int | None = None  # replicas_deployed x devices per replica: priced per device-hour
     meets_slo: bool
     why: str | None
     simulations: int
@@ -177,7 +180,9 @@ def size_option(
     except PriceError as exc:
         not_priced = f"not priced: {exc}"
     deployed = redundancy.apply(hi) if hi else None
-    monthly = priced * deployed * HOURS_PER_MONTH if priced is not None and deployed else None
+    shape = (run.llm.replica if run.llm is not None else None) or ONE_DEVICE
+    devices = deployed * shape.devices if deployed else None  # a replica of 8 GPUs costs 8 GPU-hours an hour
+    monthly = priced * devices * HOURS_PER_MONTH if priced is not None and devices else None
     in_month = best.offered_rps * _mean(sc, best, "input") * SECONDS_PER_MONTH
     out_month = best.offered_rps * _mean(sc, best, "output") * SECONDS_PER_MONTH
     share = best.prefill_busy_share
@@ -193,6 +198,9 @@ def size_option(
         replicas=hi or None,
         replicas_deployed=deployed,
         redundancy=redundancy.label(),
+        replica=shape.label(),
+        devices_per_replica=shape.devices,
+        devices_deployed=devices,
         meets_slo=bool(hi),
         why=None if hi else stuck or f"SLOs not met with {lo} replicas (the --max-replicas limit)",
         simulations=sim.simulations,
@@ -314,8 +322,9 @@ def size_llm(
         spared = (
             f" ({b.replicas} sized, redundancy {b.redundancy})" if b.replicas_deployed != b.replicas else ""
         )
+        shape = f" replicas of {b.replica}" if b.devices_per_replica > 1 else ""
         answer = (
-            f"{b.replicas_deployed} x {b.device} at {b.precision}{spared} (max_num_seqs {b.max_num_seqs}, "
+            f"{b.replicas_deployed} x {b.device}{shape} at {b.precision}{spared} (max_num_seqs {b.max_num_seqs}, "
             f"{b.max_num_batched_tokens} tokens/step, {'chunked' if b.chunked_prefill else 'whole'} prefill): "
             f"${b.monthly_cost_usd:,.0f} a month"
         )
@@ -331,9 +340,8 @@ def size_llm(
         cost = (
             f": ${b2.monthly_cost_usd:,.0f} a month" if b2.monthly_cost_usd is not None else " (not priced)"
         )
-        answer = (
-            f"{b2.replicas} x {b2.hardware}{cost}, from {b2.evidence} (capacity {b2.capacity_rps:.3g} req/s)"
-        )
+        shape = f" (replicas of {b2.replica}: {b2.devices} devices)" if b2.devices_per_replica > 1 else ""
+        answer = f"{b2.replicas} x {b2.hardware}{shape}{cost}, from {b2.evidence} (capacity {b2.capacity_rps:.3g} req/s)"
     return LlmPlan(
         scenario=sc.name,
         slos=[s.label() for s in sc.slo],

@@ -285,22 +285,22 @@ def test_a_run_from_a_machine_the_price_book_does_not_know_is_sized_and_shown_no
     from measure.run import save_run
     from tests.conftest import ok_point
 
-    amd = make_run([ok_point("fp32", 1, 2.0), ok_point("fp32", 4, 3.0)], device_name="AMD EPYC 9654")
+    amd = make_run([ok_point("fp32", 1, 2.0), ok_point("fp32", 4, 3.0)], device_name="Ampere Altra Q80-30")
     save_run(amd, data / "runs")  # workload "mlp", like the shipped mlp run
     at = size(app())
     assert not at.error, [e.value for e in at.error]
     plan = at.session_state["plan"]
     unpriced = [o for o in plan["options"] if o["not_priced"]]
     priced = [o for o in plan["options"] if o["rank"] == 1]
-    assert unpriced and all("AMD EPYC 9654" in o["not_priced"] for o in unpriced)
+    assert unpriced and all("Ampere Altra Q80-30" in o["not_priced"] for o in unpriced)
     assert all(o["replicas"] is not None for o in unpriced) and priced  # the priced options still answer
-    assert any("not priced" in shown(w.value) and "AMD EPYC 9654" in shown(w.value) for w in at.warning)
+    assert any("not priced" in shown(w.value) and "Ampere Altra Q80-30" in shown(w.value) for w in at.warning)
     at.number_input(key="sp_plan_params_0").set_value(2.5)
     at.button(key="FormSubmitter:session_prices_plan_params-Price them and re-plan").click().run()
     assert not at.exception, at.exception
     repriced = at.session_state["plan"]
-    amd_options = [o for o in repriced["options"] if o["device"] == "AMD EPYC 9654"]
-    assert amd_options and all(o["price_entry"] == "AMD EPYC 9654 (user-supplied)" for o in amd_options)
+    amd_options = [o for o in repriced["options"] if o["device"] == "Ampere Altra Q80-30"]
+    assert amd_options and all(o["price_entry"] == "Ampere Altra Q80-30 (user-supplied)" for o in amd_options)
     assert all(
         o["monthly_cost_usd"] == pytest.approx(2.5 * 730 * o["replicas_deployed"]) for o in amd_options
     )
@@ -386,13 +386,21 @@ def test_a_generative_scenario_is_sized_on_llm_runs_with_ttft_and_tpot_slos(data
     table = at.dataframe[0].value
     assert {"replicas", "meets SLO", "$/1M output tokens", "p99 ttft ms", "p99 tpot ms"} <= set(table.columns)
     assert table["meets SLO"].all() and (table["replicas"] >= 1).all()
-    assert any(
-        "not priced" in str(v) for v in table["why / not priced"]
-    )  # this CPU has no price: sized anyway
+    # the machine the shipped runs were measured on is in the shipped price book: the demo shows money
+    assert table["monthly $"].str.startswith("$").all(), table["monthly $"]
+    assert not any("not priced" in str(v) for v in table["why / not priced"])
     assert any("measured" in m.value for m in at.markdown)
 
 
-def test_a_generative_plan_is_priced_in_session_explored_on_ttft_and_tpot_and_reported(data: Path) -> None:
+def test_a_generative_plan_is_priced_in_session_explored_on_ttft_and_tpot_and_reported(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    book = yaml.safe_load((REPO / "data" / "prices.yaml").read_text())
+    book["devices"] = [d for d in book["devices"] if d["device"] != "cpu-2vcpu-amd-vm"]  # a machine it lacks
+    (data / "prices.yaml").write_text(yaml.safe_dump(book))
+    monkeypatch.setenv("FLEETWISE_PRICES", str(data / "prices.yaml"))
     at = app()
     at.switch_page("pages/sizing.py").run()
     at.selectbox(key="sz_scenario").set_value("tiny-chat").run()

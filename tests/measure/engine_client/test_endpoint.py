@@ -338,3 +338,26 @@ def test_measuring_an_endpoint_needs_no_torch(server: str, tmp_path: Path) -> No
         capture_output=True, text=True, cwd=Path(__file__).parents[3],
     )  # fmt: skip
     assert blocked.returncode != 0  # the blocker works: the in-process sweep does need torch
+
+
+def test_an_engine_served_tensor_parallel_8_records_a_replica_of_eight_devices(
+    server: str, tmp_path: Path
+) -> None:
+    """The engine was started with tensor_parallel_size=8: the user says so, the run records what one replica
+    is, and a size it cannot hold is refused before any traffic."""
+    base = ["measure", "--endpoint", server, "--model", "fake-model", "--prompt-tokens", "16", "--concurrency",
+            "1", "--output-tokens", "6", "--requests", "8"]  # fmt: skip
+    res = CliRunner().invoke(
+        app, [*base, "--engine-param", "tensor_parallel_size=8", "--out", str(tmp_path / "a")]
+    )
+    assert res.exit_code == 0, res.output
+    (path,) = (tmp_path / "a").glob("*.json")
+    run = load_run(path)
+    assert run.llm is not None and run.llm.replica is not None
+    assert (run.llm.replica.devices, run.llm.replica.tensor_parallel) == (8, 8)
+    assert "tensor_parallel_size=8" in run.llm.replica.source
+    bad = CliRunner().invoke(
+        app, [*base, "--engine-param", "tensor_parallel_size=0", "--out", str(tmp_path / "b")]
+    )
+    assert bad.exit_code == 2 and "tensor_parallel_size must be an integer" in bad.output
+    assert not (tmp_path / "b").exists() or not list((tmp_path / "b").glob("*.json"))

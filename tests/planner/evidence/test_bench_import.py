@@ -197,3 +197,42 @@ def plan_window(sc: Path) -> float:
 
     _, window, _ = llm_requests(load_scenario(sc))
     return window
+
+
+def test_a_tensor_parallel_8_benchmark_is_priced_as_eight_gpus_a_replica(tmp_path: Path) -> None:
+    """`--hardware 'NVIDIA H200' --devices-per-replica 8 --tp 8`: cost = replicas x 8 x the price per GPU-hour;
+    a count in the hardware text that disagrees is refused; the text's own count is used when none is given."""
+    import yaml
+
+    from planner.fleet.prices import load_prices
+
+    bench_dir = tmp_path / "bench"
+    res = CliRunner().invoke(app, ["import", str(AIPERF), "--out", str(bench_dir), "--hardware", "NVIDIA H200",
+                                   "--devices-per-replica", "8", "--tp", "8"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (bench,) = bench_dir.glob("bench-*.json")
+    b = load_benchmark(bench)
+    assert (b.replica.devices, b.replica.tensor_parallel) == (
+        8,
+        8,
+    ) and "a replica is 8 devices (TP 8)" in res.output
+    level = b.levels[0]
+    assert level.ttft is not None and level.ttft.p99 is not None
+    sc = tmp_path / "chat.yaml"
+    sc.write_text(yaml.safe_dump({
+        "name": "chat", "arrivals": {"process": "poisson", "rate_rps": 30},
+        "llm": {"prompt": {"dist": "fixed", "value": 200}, "output": {"dist": "fixed", "value": 32}},
+        "slo": [{"metric": "ttft", "percentile": 99, "threshold_ms": level.ttft.p99 * 1.5}], "requests": 3000,
+    }))  # fmt: skip
+    out = CliRunner().invoke(app, ["size", "--scenario", str(sc), "--benchmarks", str(bench), "--json"])
+    assert out.exit_code == 0, out.output
+    (sized,) = json.loads(out.output)["from_benchmarks"]
+    h200 = load_prices(REPO / "data" / "prices.yaml").by_key("nvidia-h200").price("on_demand").usd_per_hour
+    assert sized["devices"] == sized["replicas"] * 8
+    assert sized["monthly_cost_usd"] == pytest.approx(sized["replicas"] * 8 * h200 * 730)
+    clash = CliRunner().invoke(app, ["import", str(AIPERF), "--out", str(tmp_path / "x"), "--hardware",
+                                     "8x NVIDIA H200", "--devices-per-replica", "4"])  # fmt: skip
+    assert clash.exit_code == 2 and "says 8 devices" in clash.output and "give one count" in clash.output
+    said = import_file(AIPERF, "8x NVIDIA H200")
+    assert said.replica.devices == 8 and "hardware text" in said.replica.source
+    assert import_file(AIPERF, "NVIDIA H200").replica.devices == 1

@@ -265,9 +265,11 @@ def test_session_prices_price_only_the_named_device_and_say_where_they_come_from
 
     base = book(known=1.0)
     today = dt.date(2026, 11, 29)
-    priced = with_session_prices(base, {"AMD EPYC 9654": 2.5}, today)
-    entry = priced.for_run(make_run(device_name="AMD EPYC 9654"))
-    assert entry.device == "AMD EPYC 9654 (user-supplied)" and entry.price("on_demand").usd_per_hour == 2.5
+    priced = with_session_prices(base, {"Ampere Altra Q80-30": 2.5}, today)
+    entry = priced.for_run(make_run(device_name="Ampere Altra Q80-30"))
+    assert (
+        entry.device == "Ampere Altra Q80-30 (user-supplied)" and entry.price("on_demand").usd_per_hour == 2.5
+    )
     assert entry.price("on_demand").source == SESSION_SOURCE
     with pytest.raises(PriceError, match="no price for device"):
         priced.for_run(make_run(device_name="Some Other CPU"))
@@ -277,8 +279,8 @@ def test_session_prices_price_only_the_named_device_and_say_where_they_come_from
     )
     kept = with_session_prices(xeon, {"Intel Xeon Gold": 9.0}, today)
     assert kept.for_run(make_run(device_name="Intel Xeon Gold")).device == "known"  # the book's entry stays
-    (snippet,) = yaml.safe_load(price_entry_yaml("AMD EPYC 9654", 2.5, today))
+    (snippet,) = yaml.safe_load(price_entry_yaml("Ampere Altra Q80-30", 2.5, today))
     filled = {**snippet, "on_demand": {**snippet["on_demand"], "source": "my quote"}}
     book_data = base.model_dump(mode="json")
     added = parse_prices({**book_data, "devices": [*book_data["devices"], filled]})
-    assert added.for_run(make_run(device_name="AMD EPYC 9654")).device == "AMD EPYC 9654"
+    assert added.for_run(make_run(device_name="Ampere Altra Q80-30")).device == "Ampere Altra Q80-30"

@@ -79,7 +79,7 @@ def test_a_threshold_below_a_lone_requests_prefill_stops_the_search_with_the_rea
     assert got.simulations <= 5
 
 
-def test_fleetwise_size_sizes_llm_runs_and_lists_an_unpriced_device(tmp_path: Path) -> None:
+def test_fleetwise_size_prices_the_shipped_llm_run_and_lists_an_unpriced_device(tmp_path: Path) -> None:
     (llm,) = [f for f in shipped_files() if f.name.startswith("llm-cpu-")]
     sc = tmp_path / "chat.yaml"
     sc.write_text(yaml.safe_dump({**CHAT, "requests": 1500}))
@@ -89,10 +89,23 @@ def test_fleetwise_size_sizes_llm_runs_and_lists_an_unpriced_device(tmp_path: Pa
     assert res.exit_code == 0, res.output
     plan = json.loads(res.output)
     assert {o["chunked_prefill"] for o in plan["options"]} == {True, False}
-    assert all(
-        o["not_priced"] and o["monthly_cost_usd"] is None for o in plan["options"]
-    )  # this CPU has no price
-    assert any(o["meets_slo"] for o in plan["options"]) and "meets the SLOs" in plan["answer"]
+    book = load_prices(REPO / "data" / "prices.yaml")
+    price = (
+        book.by_key("cpu-2vcpu-amd-vm").price("on_demand").usd_per_hour
+    )  # the machine the run was measured on
+    met = [o for o in plan["options"] if o["meets_slo"]]
+    assert met and "$" in plan["answer"]  # the shipped demo shows money
+    for o in met:
+        assert o["devices_per_replica"] == 1 and o["devices_deployed"] == o["replicas_deployed"]
+        assert o["monthly_cost_usd"] == pytest.approx(o["devices_deployed"] * price * 730)
+    # a price book that does not know this machine: sized all the same, listed as not priced
+    other = tmp_path / "prices.yaml"
+    data = yaml.safe_load((REPO / "data" / "prices.yaml").read_text())
+    data["devices"] = [d for d in data["devices"] if d["device"] != "cpu-2vcpu-amd-vm"]
+    other.write_text(yaml.safe_dump(data))
+    unpriced = json.loads(CliRunner().invoke(app, [*args, "--prices", str(other)]).output)
+    assert all(o["not_priced"] and o["monthly_cost_usd"] is None for o in unpriced["options"])
+    assert "meets the SLOs" in unpriced["answer"]
     bad = CliRunner().invoke(app, [*args[:-1], "--chunked-prefill", "maybe"])
     assert bad.exit_code == 2 and "on, off or on,off" in bad.output
     batch = next(f for f in shipped_files() if f.name.startswith("cnn-"))
@@ -150,7 +163,9 @@ def test_fleetwise_size_writes_an_llm_report_that_cites_its_evidence_and_escapes
     args = ["size", "--scenario", str(sc), "--runs", str(llm), "--precision", "fp32", "--max-num-seqs", "16",
             "--max-num-batched-tokens", "2048", "--report", str(report)]  # fmt: skip
     with monkeypatch.context() as m:  # the path is checked before any simulation
-        m.setattr("planner.llm.sizing.size_llm", lambda *a, **k: pytest.fail("sized before the path check"))
+        m.setattr(
+            "planner.question.request.size_llm", lambda *a, **k: pytest.fail("sized before the path check")
+        )
         missing = CliRunner().invoke(app, args)
     assert missing.exit_code == 2 and "out" in missing.output, missing.output
     (tmp_path / "out").unlink()
@@ -160,6 +175,28 @@ def test_fleetwise_size_writes_an_llm_report_that_cites_its_evidence_and_escapes
     assert "<script>" not in text and "&lt;script&gt;" in text
     from measure.run import load_run
 
-    assert load_run(llm).id in text and "LLM fleet sizing report" in text and "not priced" in text
+    assert load_run(llm).id in text and "LLM fleet sizing report" in text and "cpu-2vcpu-amd-vm" in text
     wrong = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "plan.pdf")])
     assert wrong.exit_code == 2 and ".md or .html" in wrong.output
+
+
+def test_a_replica_of_eight_devices_costs_eight_device_hours_an_hour(llm_run_file: Path) -> None:
+    """The same step times served by a TP-8 replica: the same replica count, eight times the devices priced."""
+    from measure.run import LlmFacts, ReplicaShape, load_run, unavailable
+
+    one = load_run(llm_run_file)
+    tp8 = ReplicaShape(devices=8, tensor_parallel=8, pipeline_parallel=1, data_parallel=1, source="test")
+    facts = LlmFacts(
+        shape=None, weights="served", weights_note="test", memory_fraction=0.9,
+        device_memory_bytes=unavailable("test"), device_memory_method="test", replica=tp8,
+    )  # fmt: skip
+    eight = one.model_copy(update={"llm": facts})
+    sc = parse_scenario({**CHAT, "arrivals": {"process": "poisson", "rate_rps": 120}})
+    opt = LlmOption(str(llm_run_file), "fp32", 8, 2048, True)
+    a = size_option(sc, opt, one, BOOK, "on_demand", 2000, 64, kv_blocks=4000)
+    b = size_option(sc, opt, eight, BOOK, "on_demand", 2000, 64, kv_blocks=4000)
+    assert a.replicas == b.replicas and b.replicas_deployed is not None and b.devices_deployed is not None
+    assert (a.devices_per_replica, b.devices_per_replica, b.replica) == (1, 8, "8 devices (TP 8)")
+    assert b.devices_deployed == b.replicas_deployed * 8
+    assert b.monthly_cost_usd == pytest.approx(b.replicas_deployed * 8 * 2.0 * 730)
+    assert b.monthly_cost_usd == pytest.approx(8 * (a.monthly_cost_usd or 0))
