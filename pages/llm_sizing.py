@@ -113,6 +113,12 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         c1, c2 = st.columns(2)
         spares = int(c1.number_input("Spare replicas (N+k)", 0, 100, 0, key="llm_spares"))
         headroom = c2.number_input("Headroom fraction", 0.0, 5.0, 0.0, step=0.05, key="llm_headroom")
+        model = scenario.llm.model if scenario.llm is not None else None
+        any_model = model is not None and st.checkbox(
+            f"Also use evidence of models other than {model.label()} (labelled ANOTHER MODEL)",
+            key="llm_any_model",
+            help="Without it, runs and benchmarks of another model are left out, with the reason.",
+        )
         submitted = st.form_submit_button("Size")
     if submitted:
         if (not runs and not picked_benches) or not seqs or not tokens or not chunked:
@@ -133,6 +139,7 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
             "headroom": float(headroom),
             "session_prices": st.session_state.get("session_prices", {}),
             "benchmarks": sorted(benches[b] for b in picked_benches),
+            "any_model": bool(any_model),
         }
     params = st.session_state.get("llm_params")
     if params is None or params["scenario"] != scenario.model_dump(mode="json"):
@@ -206,6 +213,7 @@ def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
             kv_blocks=params["kv_blocks"],
             benchmarks=tuple(import_file(b) for b in params.get("benchmarks", [])),
             max_replicas=256,
+            any_model=params.get("any_model", False),
         )
         if not req.generative:
             raise LlmSizingError(f"scenario {req.scenario.name} has no llm block: size it on the Sizing page")

@@ -45,6 +45,7 @@ FLAGS = {
     "chunked_prefill": "--chunked-prefill",
     "kv_blocks": "--kv-blocks",
     "benchmarks": "--benchmarks",
+    "any_model": "--any-model",
 }
 
 
@@ -109,6 +110,13 @@ def size(
         help="LLM runs: KV blocks of 16 tokens per replica (default: from the run)",
         rich_help_panel="LLM",
     ),
+    any_model: bool = typer.Option(
+        False,
+        "--any-model",
+        help="generative scenarios that name their model: also use runs and benchmarks of other models, "
+        "labelled ANOTHER MODEL in every output",
+        rich_help_panel="LLM",
+    ),
     benchmarks: list[Path] = typer.Option(
         [],
         "--benchmarks",
@@ -146,6 +154,7 @@ def size(
             max_num_batched_tokens=_list(max_num_batched_tokens, int, "--max-num-batched-tokens"),
             chunked_prefill=parse_switches(chunked_prefill) if chunked_prefill is not None else None,
             kv_blocks=kv_blocks,
+            any_model=any_model,
         )
         req.check(FLAGS)  # an option of the other kind, or out of bounds: one line, before anything is read
         if report is not None:

@@ -59,7 +59,17 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
             money(o.usd_per_1m_output_tokens),
             money(o.usd_per_1m_output_tokens_all_in),
             "-" if o.output_tokens_per_joule is None else f"{o.output_tokens_per_joule:.3g}",
-            escape("; ".join(x for x in (o.why, o.not_priced) if x)),
+            escape(
+                "; ".join(
+                    x
+                    for x in (
+                        f"ANOTHER MODEL: {o.another_model}" if o.another_model else None,
+                        o.why,
+                        o.not_priced,
+                    )
+                    if x
+                )
+            ),
         )
     t.caption = (
         "replicas: the fewest meeting every SLO; deployed: after the redundancy policy "
@@ -101,7 +111,9 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
                 escape(figs),
                 money(x.monthly_cost_usd),
                 money(x.usd_per_1m_output_tokens_all_in),
-                escape("; ".join(v for v in (x.why, x.not_priced, *x.warnings) if v)),
+                escape(
+                    "; ".join(v for v in (x.why, x.not_priced, *x.warnings) if v)
+                ),  # ANOTHER MODEL leads the warnings
             )
         out.print(b)
     warns = list(dict.fromkeys(w for o in plan.options for w in o.warnings))

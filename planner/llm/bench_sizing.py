@@ -45,6 +45,7 @@ class BenchSized(ResultModel):
     monthly_cost_usd: float | None
     usd_per_1m_output_tokens_all_in: float | None
     not_priced: str | None
+    another_model: str | None = None  # a benchmark of another model than the scenario's, kept on request: why
     warnings: list[str]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from pydantic import Field
 
@@ -22,6 +23,7 @@ from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
 from planner.fleet.redundancy import Redundancy
 from planner.llm.bench_sizing import BenchSized, OfferedLoad, size_from_benchmark
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
+from planner.llm.model_match import benchmark_mismatch, run_mismatch
 from planner.llm.simulation import LlmResult, llm_requests, run_llm_simulation
 from planner.llm.steps import StepModel, StepModelError, step_model
 from planner.serving.search import Verdict, smallest_passing
@@ -83,6 +85,7 @@ class LlmSized(ResultModel):
     total_tokens_per_joule: float | None
     not_priced: str | None
     price_entry: str | None = None  # the price-book entry that priced it (its device key)
+    another_model: str | None = None  # evidence of another model than the scenario's, kept on request: why
     warnings: list[str]
 
     @property
@@ -218,6 +221,18 @@ def size_option(
     )
 
 
+S = TypeVar("S", LlmSized, BenchSized)
+
+
+def _another(sized: S, why: str | None) -> S:
+    """An answer from evidence of another model, labelled so in its own field and its warnings."""
+    if why is None:
+        return sized
+    return sized.model_copy(
+        update={"another_model": why, "warnings": [f"ANOTHER MODEL: {why}", *sized.warnings]}
+    )
+
+
 def _mean(sc: Scenario, r: LlmResult, which: str) -> float:
     """Mean tokens per request (input or output), from the result's token rates."""
     rate = r.input_tokens_per_s if which == "input" else r.output_tokens_per_s
@@ -274,8 +289,12 @@ def size_llm(
     progress: TaskProgress | None = None,
     redundancy: Redundancy = Redundancy(),
     executor: Executor = "local",
+    any_model: bool = False,
 ) -> LlmPlan:
-    """Size every option (and every imported benchmark); rank by monthly cost among those meeting the SLOs."""
+    """Size every option (and every imported benchmark); rank by monthly cost among those meeting the SLOs.
+
+    When the scenario names its model, evidence of another model is left out with the reason, or, with
+    `any_model`, kept and labelled "another model" in every option it gives."""
     if sc.llm is None:
         raise LlmSizingError(f"scenario {sc.name} has no llm block: LLM runs size generative requests")
     if not sc.slo:
@@ -287,12 +306,36 @@ def size_llm(
             llm_requests(sc, requests)
         except EngineError as exc:
             raise LlmSizingError(str(exc)) from None
-    from_bench: list[BenchSized] = []
-    if benchmarks:
-        offered = OfferedLoad.of(sc)  # the scenario drawn once for every benchmark
-        from_bench = [size_from_benchmark(sc, b, book, pricing, offered) for b in benchmarks]
-    loaded = [(p, load_run_cached(p)) for p in runs]
+    spec = sc.llm.model
     notes: list[str] = []
+    other: dict[str, str] = {}  # evidence id -> why it is another model (kept with --any-model)
+    keep_benchmarks = []
+    for bench in benchmarks:
+        why = benchmark_mismatch(spec, bench)
+        if why and not any_model:
+            notes.append(f"left out: {why} (--any-model uses it, labelled)")
+            continue
+        if why:
+            other[bench.id] = why
+        keep_benchmarks.append(bench)
+    loaded = []
+    for p, run in ((p, load_run_cached(p)) for p in runs):
+        why = run_mismatch(spec, run)
+        if why and not any_model:
+            notes.append(f"left out: {why} (--any-model uses it, labelled)")
+            continue
+        if why:
+            other[run.id] = why
+        loaded.append((p, run))
+    if not loaded and not keep_benchmarks:
+        raise LlmSizingError("no evidence of the scenario's model: " + "; ".join(notes))
+    from_bench: list[BenchSized] = []
+    if keep_benchmarks:
+        offered = OfferedLoad.of(sc)  # the scenario drawn once for every benchmark
+        from_bench = [
+            _another(size_from_benchmark(sc, bench, book, pricing, offered), other.get(bench.id))
+            for bench in keep_benchmarks
+        ]
     sized: list[LlmSized] = []
     tasks: list[LlmTask] = []
     for path, run in loaded:
@@ -310,7 +353,7 @@ def size_llm(
         if isinstance(got, str):
             notes.append(f"{load_run_cached(task.option.run).short_id()} {task.option.label}: {got}")
         else:
-            sized.append(got)
+            sized.append(_another(got, other.get(got.run_id)))
     if not sized and not from_bench:
         raise LlmSizingError("no option could be sized: " + "; ".join(notes))
     met = [o for o in sized if o.meets_slo]
@@ -328,6 +371,8 @@ def size_llm(
             f"{b.max_num_batched_tokens} tokens/step, {'chunked' if b.chunked_prefill else 'whole'} prefill): "
             f"${b.monthly_cost_usd:,.0f} a month"
         )
+        if b.another_model:
+            answer = f"ANOTHER MODEL's evidence: {answer}"
     elif met:
         b = min(met, key=lambda o: o.replicas or 0)
         answer = f"{b.replicas} x {b.device} at {b.precision} meets the SLOs; no option is priced"

@@ -37,7 +37,14 @@ BATCH_ONLY = (
     "exclude_throttled",
     "full_length",
 )
-GENERATIVE_ONLY = ("max_num_seqs", "max_num_batched_tokens", "chunked_prefill", "kv_blocks", "benchmarks")
+GENERATIVE_ONLY = (
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "chunked_prefill",
+    "kv_blocks",
+    "benchmarks",
+    "any_model",
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class SizingRequest:
     chunked_prefill: tuple[bool, ...] | None = None
     kv_blocks: int | None = None
     benchmarks: tuple[EngineBenchmark, ...] = ()
+    any_model: bool = False  # keep evidence of another model than the scenario names, labelled so
 
     @property
     def generative(self) -> bool:
@@ -177,4 +185,5 @@ def answer(
         progress=progress,
         redundancy=req.redundancy,
         executor=executor,
+        any_model=req.any_model,
     )

@@ -4,6 +4,8 @@ Schema history (bump SCENARIO_SCHEMA_VERSION and migrate in `load_scenario` for 
   1 - first version.
   2 - generative (LLM) requests: `llm` (prompt and output token distributions, a token-length scale) and the
       SLO metrics ttft, tpot, itl and e2e. A version-1 file is read as version 2 without `llm`.
+  3 - `llm.model`: the model the traffic is for (names and parameter count), so evidence of another model is
+      left out. A version-2 file is read as version 3 without it (any model's evidence is taken, as before).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from measure.run import MAX_NAME_CHARS, MAX_SEQ_LEN
 from measure.run.types import FileModel as _Model
 from measure.run.versioned import VersionedFile
 
-SCENARIO_SCHEMA_VERSION: Final = 2
+SCENARIO_SCHEMA_VERSION: Final = 3
 MAX_SCENARIO_BYTES = 1024 * 1024
 
 
@@ -194,11 +196,34 @@ class RequestSize(_Model):
     seq_len: SeqDist | None = Field(default=None, description="token workloads: tokens per item")
 
 
+class ModelSpec(_Model):
+    """The model generative traffic is for: the names it goes by (a Hugging Face id, a served name, a preset)
+    and its parameter count; evidence measured on another model is left out of sizing."""
+
+    names: list[str] = Field(default_factory=list, max_length=16)
+    parameters: int | None = Field(default=None, ge=1, le=10**13)
+
+    @model_validator(mode="after")
+    def _something(self) -> ModelSpec:
+        if not self.names and self.parameters is None:
+            raise ValueError("a model needs names or a parameter count")
+        if any(not n.strip() or len(n) > MAX_NAME_CHARS for n in self.names):
+            raise ValueError(f"model names must be 1..{MAX_NAME_CHARS} characters")
+        return self
+
+    def label(self) -> str:
+        """e.g. 'Llama-3.1-8B (8.03e+09 parameters)'."""
+        size = f"{self.parameters:.3g} parameters" if self.parameters is not None else ""
+        name = " / ".join(self.names)
+        return f"{name} ({size})" if name and size else name or size
+
+
 class LlmTokens(_Model):
     """Token lengths of generative requests: the prompt (prefilled) and the output (decoded, token by token)."""
 
     prompt: SeqDist
     output: SeqDist
+    model: ModelSpec | None = Field(default=None, description="the model the traffic is for; null: any model")
     scale: float = Field(
         default=1.0,
         gt=0,
@@ -229,7 +254,7 @@ class Slo(_Model):
 class Scenario(_Model):
     """A traffic scenario the simulator replays against a service model."""
 
-    schema_version: Literal[2] = SCENARIO_SCHEMA_VERSION
+    schema_version: Literal[3] = SCENARIO_SCHEMA_VERSION
     kind: Literal["scenario"] = "scenario"
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     description: str = Field(default="", max_length=4000)
@@ -309,9 +334,8 @@ SCENARIO_FILE: VersionedFile[Scenario] = VersionedFile(
     max_bytes=MAX_SCENARIO_BYTES,
     filename=lambda sc: scenario_path(sc, ".").name,
     pattern="*.yaml",
-    migrations={
-        1: lambda d: {**d, "schema_version": 2}
-    },  # version 2 only added fields that default to absent
+    # versions 2 and 3 only added fields that default to absent
+    migrations={1: lambda d: {**d, "schema_version": 2}, 2: lambda d: {**d, "schema_version": 3}},
     yaml=True,
     version_required=False,  # written by hand: no schema_version means the current one
 )

@@ -33,7 +33,7 @@ CHAT = {
 
 def test_generative_scenarios_are_validated_and_version_1_files_still_read() -> None:
     sc = parse_scenario(CHAT)
-    assert sc.schema_version == 2 and sc.llm is not None
+    assert sc.schema_version == 3 and sc.llm is not None
     bad = [
         (
             {**CHAT, "slo": [{"metric": "latency", "percentile": 99, "threshold_ms": 1}]},
@@ -47,7 +47,7 @@ def test_generative_scenarios_are_validated_and_version_1_files_still_read() -> 
         with pytest.raises(ScenarioError, match=msg):
             parse_scenario(data)
     old = {"schema_version": 1, "name": "x", "arrivals": {"process": "poisson", "rate_rps": 1}, "requests": 5}
-    assert parse_scenario(old).schema_version == 2
+    assert parse_scenario(old).schema_version == 3
 
 
 def test_token_lengths_follow_the_scenario_and_the_scale_is_applied_and_stated() -> None:
