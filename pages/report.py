@@ -8,6 +8,7 @@ import streamlit as st
 
 from pages.common import price_book, sensitivity_for, validations_dir
 from pages.llm_sizing import llm_plan_for
+from planner.evidence.bench_import import import_file
 from planner.fleet.plan import Plan
 from planner.fleet.report import evidence_for, render_html, render_markdown
 from planner.llm.report import llm_validations_for, render_llm_markdown
@@ -38,6 +39,7 @@ if st.session_state.get("last_plan_kind") == "llm" and "llm_params" in st.sessio
         price_book(llm_params),
         cited,
         llm_validations_for(list(cited), validations_dir()),
+        {b.id: b for b in map(import_file, llm_params.get("benchmarks", []))},
     )
     downloads(
         llm_md,

@@ -197,7 +197,13 @@ def _answer_generative(
     if report is not None:
         cited = {r.id: r for r in map(load_run_cached, req.runs)}
         write_llm_report(
-            report, plan, req.scenario, book, cited, llm_validations_for(list(cited), validations)
+            report,
+            plan,
+            req.scenario,
+            book,
+            cited,
+            llm_validations_for(list(cited), validations),
+            {b.id: b for b in req.benchmarks},
         )
     print_llm_plan(plan, as_json)
 

@@ -45,6 +45,7 @@ class BenchSized(ResultModel):
     monthly_cost_usd: float | None
     usd_per_1m_output_tokens_all_in: float | None
     not_priced: str | None
+    price_entry: str | None = None  # the price-book entry that priced it (its device key)
     another_model: str | None = None  # a benchmark of another model than the scenario's, kept on request: why
     warnings: list[str]
 
@@ -137,9 +138,10 @@ def size_from_benchmark(
             "this count is an upper bound"
         )
     replicas = max(1, math.ceil(offered / rate))
-    priced = not_priced = None
+    priced = not_priced = entry = None
     try:
-        priced = book.for_hardware(b.hardware).price(pricing).usd_per_hour
+        found = book.for_hardware(b.hardware)
+        priced, entry = found.price(pricing).usd_per_hour, found.device
     except PriceError as exc:
         not_priced = f"not priced: {exc}"
     devices = (
@@ -166,5 +168,6 @@ def size_from_benchmark(
         monthly_cost_usd=monthly,
         usd_per_1m_output_tokens_all_in=monthly / out_month * 1e6 if monthly and out_month else None,
         not_priced=not_priced,
+        price_entry=entry,
         warnings=warnings,
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from measure.run import Run, atomic_write_text
+from planner.evidence.engine_benchmark import EngineBenchmark
 from planner.evidence.llm_validation import LlmValidation, scan_llm_validations
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.prices import PriceBook
@@ -89,6 +90,55 @@ def _options(plan: LlmPlan) -> list[str]:
     return lines
 
 
+def _bench_options(plan: LlmPlan) -> list[str]:
+    if not plan.from_benchmarks:
+        return []
+    lines = [
+        "",
+        "From imported engine benchmarks (the tool's own measurements at each level; nothing simulated):",
+        "",
+        "| benchmark | hardware | replica | capacity level | req/s per replica | replicas | devices | meets SLO | "
+        "SLO figures (ms) | monthly cost | $/1M output, all-in |",
+        "|" + "---|" * 11,
+    ]
+    for x in plan.from_benchmarks:
+        figs = ", ".join(f"{k.split(' <=')[0]} {v:.3g}" for k, v in x.slo.items() if v is not None)
+        lines.append(
+            f"| {x.tool} `{x.benchmark_id}` | {esc(x.hardware)} | {esc(x.replica)} | {esc(x.level or '-')} | "
+            f"{_num(x.capacity_rps)} | {x.replicas or '-'} | {x.devices or '-'} | "
+            f"{'yes' if x.meets_slo else 'no: ' + esc(x.why or '')} | {esc(figs)} | "
+            f"{'not priced' if x.not_priced else money(x.monthly_cost_usd)} | "
+            f"{money(x.usd_per_1m_output_tokens_all_in)} |"
+        )
+    return lines
+
+
+def _bench_evidence(plan: LlmPlan, benchmarks: dict[str, EngineBenchmark]) -> list[str]:
+    lines: list[str] = []
+    for x in plan.from_benchmarks:
+        b = benchmarks.get(x.benchmark_id)
+        if b is None:
+            lines.append(
+                f"- engine benchmark `{x.benchmark_id}` ({x.tool}): the file was not given to the report"
+            )
+            continue
+        lines.append(
+            f"- engine benchmark `{b.id}`: {b.tool} {esc(b.tool_version)} ({esc(b.tool_format)}), original file "
+            f"sha256 {b.source_sha256}, imported {b.imported_at.astimezone(UTC):%Y-%m-%d %H:%M UTC}; model "
+            f"{esc(b.model)}, engine {esc(b.engine)}, hardware {esc(b.hardware)}; a replica is {b.replica.label()} "
+            f"({esc(b.replica.source)})"
+        )
+        for lv in b.levels:
+            used = " **(the capacity used)**" if lv.label == x.level else ""
+            rate = lv.request_rps or lv.rate_rps
+            ttft = lv.ttft.p99 if lv.ttft is not None else None
+            lines.append(
+                f"  - level {esc(lv.label)}{used}: {_num(rate)} req/s, {lv.completed} completed, "
+                f"p99 TTFT {_num(ttft)} ms"
+            )
+    return lines
+
+
 def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 
@@ -150,9 +200,10 @@ def render_llm_markdown(
     book: PriceBook,
     runs: dict[str, Run],
     validations: dict[str, list[LlmValidation]] | None = None,
+    benchmarks: dict[str, EngineBenchmark] | None = None,
 ) -> str:
     """The report as markdown; `runs` (by id) are the runs the plan's options name, `validations` their live
-    validations (by run id)."""
+    validations (by run id), `benchmarks` (by id) the engine benchmarks it sized from."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         f"# LLM fleet sizing report: {esc(plan.scenario)}",
@@ -169,15 +220,17 @@ def render_llm_markdown(
         "",
         "## Every option",
         "",
-        *_options(plan),
+        *(_options(plan) if plan.options else ["No option from measured step times (no LLM run was given)."]),
+        *_bench_options(plan),
         "",
         "## Evidence",
         "",
         *_evidence(runs, plan.options, validations or {}),
+        *_bench_evidence(plan, benchmarks or {}),
         "",
         "## Prices used",
         "",
-        *price_lines(book, plan.pricing, plan.options),
+        *price_lines(book, plan.pricing, [*plan.options, *plan.from_benchmarks]),
         "",
         "## Assumptions and limits",
         "",
@@ -187,7 +240,12 @@ def render_llm_markdown(
         "",
         *[f"- {t}" for t in TERMS],
         "",
-        f"- Simulations run: {sum(o.simulations for o in plan.options)}.",
+        f"- Simulations run: {sum(o.simulations for o in plan.options)}"
+        + (
+            f"; {len(plan.from_benchmarks)} engine benchmark(s) read as measured by their tool, not simulated."
+            if plan.from_benchmarks
+            else "."
+        ),
     ]
     warns = list(dict.fromkeys([*plan.notes, *(w for o in plan.options for w in o.warnings)]))
     if warns:
@@ -202,9 +260,10 @@ def write_llm_report(
     book: PriceBook,
     runs: dict[str, Run],
     validations: dict[str, list[LlmValidation]] | None = None,
+    benchmarks: dict[str, EngineBenchmark] | None = None,
 ) -> Path:
     """Write the report atomically; `.html` gives HTML, anything else markdown."""
-    md = render_llm_markdown(plan, sc, book, runs, validations)
+    md = render_llm_markdown(plan, sc, book, runs, validations, benchmarks)
     p = Path(path)
     html_out = p.suffix.lower() in (".html", ".htm")
     return atomic_write_text(p, render_html(md, f"LLM fleet sizing: {plan.scenario}") if html_out else md)

@@ -236,3 +236,33 @@ def test_a_tensor_parallel_8_benchmark_is_priced_as_eight_gpus_a_replica(tmp_pat
     said = import_file(AIPERF, "8x NVIDIA H200")
     assert said.replica.devices == 8 and "hardware text" in said.replica.source
     assert import_file(AIPERF, "NVIDIA H200").replica.devices == 1
+
+
+def test_the_report_of_a_benchmark_plan_cites_every_file_level_and_price(tmp_path: Path) -> None:
+    import yaml
+
+    bench_dir = tmp_path / "bench"
+    res = CliRunner().invoke(
+        app, ["import", str(AIPERF), "--out", str(bench_dir), "--hardware", "8x NVIDIA H200"]
+    )
+    assert res.exit_code == 0, res.output
+    (bench,) = bench_dir.glob("bench-*.json")
+    b = load_benchmark(bench)
+    level = b.levels[0]
+    assert level.ttft is not None and level.ttft.p99 is not None
+    sc = tmp_path / "chat.yaml"
+    sc.write_text(yaml.safe_dump({
+        "name": "chat", "arrivals": {"process": "poisson", "rate_rps": 30},
+        "llm": {"prompt": {"dist": "fixed", "value": 200}, "output": {"dist": "fixed", "value": 32}},
+        "slo": [{"metric": "ttft", "percentile": 99, "threshold_ms": level.ttft.p99 * 1.5}], "requests": 3000,
+    }))  # fmt: skip
+    report = tmp_path / "plan.md"
+    out = CliRunner().invoke(
+        app, ["size", "--scenario", str(sc), "--benchmarks", str(bench), "--report", str(report)]
+    )
+    assert out.exit_code == 0, out.output
+    text = report.read_text()
+    assert b.id in text and b.source_sha256 in text and "8 devices" in text
+    assert all(lv.label in text for lv in b.levels) and "(the capacity used)" in text
+    assert "nvidia-h200" in text  # the price entry used, with its source
+    assert "read as measured by their tool, not simulated" in text
