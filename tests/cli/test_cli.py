@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.served import patience
 from fleetwise_cli.main import app
 from measure.run import load_run, save_run
 from tests.conftest import make_run, shipped_run
@@ -253,7 +255,11 @@ def test_a_soak_from_the_command_line_prints_windows_and_a_verdict(tmp_path: Pat
     assert result.exit_code == 0, result.output
     (path,) = out.glob("*.json")
     run = load_run(path)
-    assert run.soak is not None and len(run.soak.windows) >= 3
+    assert run.soak is not None and run.soak.windows
+    ws = run.soak.windows
+    assert all(a.end_s == b.start_s for a, b in itertools.pairwise(ws))  # cut at chunk edges, no gap
+    # windows end at chunk edges: on a busy machine one chunk may outlast several 0.5 s windows
+    assert len(ws) >= (3 if patience(1.0) == 1.0 else 1)
     assert "soak:" in result.output and run.soak.verdict.split(":")[0] in result.output.replace("\n", " ")
     assert result.output.strip().endswith(path.name)
 
