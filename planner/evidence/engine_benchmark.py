@@ -21,7 +21,7 @@ import itertools
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
@@ -154,9 +154,7 @@ class EngineBenchmark(_Out):
         return self
 
     def content_id(self) -> str:
-        data = self.model_dump(mode="json", exclude={"id", "imported_at"})
-        canon = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
+        return content_id(self.model_dump(mode="json"))
 
     def with_id(self) -> EngineBenchmark:
         return self.model_copy(update={"id": self.content_id()})
@@ -227,16 +225,17 @@ def benchmark_filename(b: EngineBenchmark) -> str:
     return f"bench-{b.tool}-{b.short_id()}.json"
 
 
-def _id_matches(b: EngineBenchmark, stored: dict[str, object]) -> str | None:
+def content_id(data: dict[str, Any]) -> str:
+    """sha256 of a benchmark's canonical JSON without its id and import time: the same for the model as
+    written and for the dict read back from the file."""
+    kept = {k: v for k, v in data.items() if k not in ("id", "imported_at")}
+    canon = json.dumps(kept, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _id_matches(b: EngineBenchmark, stored: dict[str, Any]) -> str | None:
     # the id covers the file as stored (before migration), so a file keeps its identity as the format grows
-    canon = json.dumps(
-        {k: v for k, v in stored.items() if k not in ("id", "imported_at")},
-        sort_keys=True,
-        separators=(",", ":"),
-        allow_nan=False,
-    )
-    expected = "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
-    return None if b.id == expected else "the id does not match the content (edited after import?)"
+    return None if b.id == content_id(stored) else "the id does not match the content (edited after import?)"
 
 
 def _v1_to_v2(data: dict[str, object]) -> dict[str, object]:
