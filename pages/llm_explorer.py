@@ -12,14 +12,18 @@ from typing import Any, cast
 import pandas as pd
 import streamlit as st
 
-from pages.common import EXECUTOR, JOBS, cached, line, prices_digest, run_ids_for, scatter
+from pages.common import EXECUTOR, JOBS, cached, line, price_book, prices_digest, run_ids_for, scatter
 from pages.llm_sizing import llm_plan_for
+from planner.evidence.bench_import import import_file
 from planner.fleet.escape import md_escape as esc
+from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError
 from planner.fleet.report import money
 from planner.fleet.tradeoff import PERCENTILE_KEYS
+from planner.llm.bench_curve import curve_points, replicas_at
+from planner.llm.bench_sizing import BenchSized
 from planner.llm.sizing import LlmSized
 from planner.llm.tradeoff import LadderTask, LlmLadder, ladder_task, replicas_for, why_not
-from planner.traffic.scenario import Scenario, parse_scenario
+from planner.traffic.scenario import Scenario, Slo, parse_scenario
 from planner.workers import in_workers
 
 GRID_POINTS = 200
@@ -40,7 +44,9 @@ def _ladders(params: dict[str, Any], sc: Scenario, options: list[LlmSized]) -> l
     )
 
 
-def _slider(col: Any, metric: str, pct: float, values: list[float], own: list[float]) -> float:
+def _slider(
+    col: Any, metric: str, pct: float, values: list[float], own: list[float], prefix: str = "llm_slo"
+) -> float:
     """A threshold slider whose range always holds the scenario's own objective for the metric, starting there."""
     lo, hi = min([*values, *own]), max([*values, *own])
     start = own[0] if own else (lo * hi) ** 0.5
@@ -50,7 +56,7 @@ def _slider(col: Any, metric: str, pct: float, values: list[float], own: list[fl
             min_value=round(lo * 0.8, 2),
             max_value=round(hi * 1.5, 2) + 0.01,
             value=round(start, 2),
-            key=f"llm_slo_{metric}",
+            key=f"{prefix}_{metric}",
         )
     )
 
@@ -82,9 +88,18 @@ def show_llm_explorer(params: dict[str, Any]) -> None:
         )
     )
     sized = [o for o in plan.options if o.replicas is not None]
-    if not sized:
+    curves = [x for x in plan.from_benchmarks if x.curve]
+    if not sized and not curves:
         st.warning("No option of this plan met the SLOs at any count: nothing to explore (see Fleet sizing).")
         return
+    if sized:
+        _simulated(params, sc, sized)
+    if curves:
+        _benchmark_curves(params, curves)
+
+
+def _simulated(params: dict[str, Any], sc: Scenario, sized: list[LlmSized]) -> None:
+    """The simulated options' ladders under two sliders."""
     by_label = {o.label: o for o in sized}
     ranked = sorted(sized, key=lambda o: (o.monthly_cost_usd is None, o.monthly_cost_usd or 0.0, o.replicas))
     chosen = st.multiselect(
@@ -179,3 +194,81 @@ def show_llm_explorer(params: dict[str, Any]) -> None:
                 2000,
             )
         )
+
+
+def _benchmark_curves(params: dict[str, Any], sized: list[BenchSized]) -> None:
+    """Benchmark plans: each curve's capacity at the sliders' thresholds, interpolated between its measured
+    levels and never beyond them; nothing is simulated, so every threshold is answered at once."""
+    st.subheader("From imported engine benchmarks")
+    st.caption(
+        "Each curve is the files of one engine, model and hardware: its capacity at the thresholds is "
+        "interpolated between the levels the tool measured, never beyond the fastest; nothing is simulated."
+    )
+    found = {b.id: b for b in (import_file(p) for p in params.get("benchmarks", []))}
+    curves = [(x, curve_points([found[i] for i in x.benchmark_ids if i in found])[0]) for x in sized]
+    c1, c2, c3 = st.columns(3)
+    pct = float(
+        c1.select_slider(
+            "Percentile",
+            options=[50.0, 90.0, 95.0, 99.0],
+            value=99.0,
+            format_func=lambda p: f"p{p:g}",
+            key="bench_slo_pct",
+        )
+    )
+    key = PERCENTILE_KEYS[pct]
+    sc = parse_scenario(params["scenario"], "scenario")
+    thresholds: dict[str, float] = {}
+    for col, metric in ((c2, "ttft"), (c3, "tpot")):
+        vals = [v for _, pts in curves for p in pts if (v := p.stats.get(metric, {}).get(key)) is not None]
+        if vals:  # a metric no curve reports cannot be an objective here
+            own = [s.threshold_ms for s in sc.slo if s.metric == metric and s.percentile == pct]
+            thresholds[metric] = _slider(col, metric, pct, vals, own, prefix="bench_slo")
+    if not thresholds:
+        st.info(esc(f"The benchmarks report no TTFT or TPOT at p{pct:g}.", 200))
+        return
+    slos = [Slo(metric=m, percentile=pct, threshold_ms=t) for m, t in thresholds.items()]
+    book = price_book(params)
+    rows = []
+    for x, pts in curves:
+        n, cap = replicas_at(pts, x.offered_rps, slos)
+        per_device = _device_hour(book, x.hardware, params["pricing"])
+        monthly = (
+            n * x.devices_per_replica * per_device * HOURS_PER_MONTH if n and per_device is not None else None
+        )
+        rows.append({
+            "benchmark files": f"{x.tool} " + ", ".join(i.removeprefix("sha256:")[:12] for i in x.benchmark_ids),
+            "hardware": x.hardware, "replica": x.replica, "req/s per replica": cap.rate_rps,
+            "between levels": " and ".join(v for v in (cap.below, cap.above) if v), "replicas": n,
+            "devices": n * x.devices_per_replica if n else None, "monthly $": money(monthly),
+            "why not": cap.why or "",
+        })  # fmt: skip
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    for metric, value in thresholds.items():
+        others = {m: t for m, t in thresholds.items() if m != metric}
+        vals = [v for _, pts in curves for p in pts if (v := p.stats.get(metric, {}).get(key)) is not None]
+        lo, hi = min([*vals, value]) * 0.8, max([*vals, value]) * 1.5
+        grid = []
+        for i in range(GRID_POINTS + 1):
+            t = lo * (hi / lo) ** (i / GRID_POINTS)
+            at = [Slo(metric=m, percentile=pct, threshold_ms=v) for m, v in {**others, metric: t}.items()]
+            for x, pts in curves:
+                n, _ = replicas_at(pts, x.offered_rps, at)
+                if n is not None:
+                    grid.append(
+                        {"curve": html.escape(f"{x.tool} {x.hardware}"), "threshold_ms": t, "replicas": n}
+                    )
+        fig = line(
+            pd.DataFrame(grid, columns=["curve", "threshold_ms", "replicas"]), x="threshold_ms", y="replicas",
+            color="curve", line_shape="hv", log_x=True,
+            title=f"Fewest replicas for p{pct:g} {metric.upper()} <= threshold, from the benchmark curves",
+        )  # fmt: skip
+        fig.add_vline(x=value, line_dash="dash")
+        st.plotly_chart(fig, key=f"bench_curve_{metric}")
+
+
+def _device_hour(book: PriceBook, hardware: str, pricing: str) -> float | None:
+    try:
+        return book.for_hardware(hardware).price(pricing).usd_per_hour  # type: ignore[arg-type]
+    except PriceError:
+        return None

@@ -89,7 +89,7 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
             "LLM runs", list(labels), default=(knows_kv or list(labels))[:1], key="llm_runs"
         )
         picked_benches = st.multiselect(
-            "Engine benchmarks (imported results as evidence of capacity at the SLOs, where no curves exist)",
+            "Engine benchmarks (imported results; the files of one engine, model and hardware make one capacity curve)",
             list(benches),
             key="llm_benches",
         )
@@ -157,16 +157,18 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         st.dataframe(_table(plan), hide_index=True)
     if plan.from_benchmarks:
         st.markdown(
-            ":orange[**from imported engine benchmarks**]: measured by the tool, no curves, no queueing simulated"
+            ":orange[**from imported engine benchmarks**]: one curve per engine, model and hardware, measured by the "
+            "tool and interpolated between its levels; no queueing simulated"
         )
         st.dataframe(
             pd.DataFrame(
                 [
                     {
-                        "benchmark": f"{x.tool} {x.benchmark_id.removeprefix('sha256:')[:12]}",
+                        "benchmark files": f"{x.tool} "
+                        + ", ".join(i.removeprefix("sha256:")[:12] for i in x.benchmark_ids),
                         "hardware": x.hardware,
                         "replica": x.replica,
-                        "capacity level": x.level,
+                        "capacity between levels": " and ".join(v for v in (x.level, x.capacity_above) if v),
                         "req/s per replica": x.capacity_rps,
                         "replicas": x.replicas,
                         "devices (priced)": x.devices,

@@ -120,8 +120,9 @@ def size(
     benchmarks: list[Path] = typer.Option(
         [],
         "--benchmarks",
-        help="generative scenarios: engine benchmarks (imported, or vllm/GuideLLM/AIPerf results) as evidence of "
-        "per-replica capacity at the SLOs, where no curves exist (repeat the option)",
+        help="generative scenarios: engine benchmarks (imported, or vllm/GuideLLM/AIPerf results; a folder: every "
+        ".json in it) as evidence of per-replica capacity at the SLOs; the files of one engine, model and hardware "
+        "make one curve (repeat the option)",
         rich_help_panel="LLM",
     ),
 ) -> None:
@@ -164,9 +165,9 @@ def size(
         for p in runs:
             load_run_cached(str(p))  # a bad run file is named before any simulation; read once per process
         if benchmarks:
-            from planner.evidence.bench_import import import_file
+            from planner.evidence.bench_import import benchmark_paths, import_file
 
-            req = replace(req, benchmarks=tuple(import_file(b) for b in benchmarks))
+            req = replace(req, benchmarks=tuple(import_file(b) for b in benchmark_paths(benchmarks)))
         book = load_prices(prices)
         n_jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
         if req.generative:

@@ -82,13 +82,14 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
         out.print(t)
     if plan.from_benchmarks:
         b = Table(
-            title="From imported engine benchmarks (measured by the tool, no curves: no queueing simulated)"
+            title="From imported engine benchmarks (one curve per engine, model and hardware: measured by the tool, "
+            "interpolated between levels, no queueing simulated)"
         )
         for col in (
-            "benchmark",
+            "benchmark files",
             "hardware",
             "replica",
-            "capacity level",
+            "capacity between levels",
             "req/s per replica",
             "replicas",
             "devices",
@@ -101,10 +102,10 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
         for x in plan.from_benchmarks:
             figs = ", ".join(f"{k.split(' <=')[0]} {v:.3g}" for k, v in x.slo.items() if v is not None)
             b.add_row(
-                escape(f"{x.tool} {x.benchmark_id.removeprefix('sha256:')[:12]}"),
+                escape(f"{x.tool} " + ", ".join(i.removeprefix("sha256:")[:12] for i in x.benchmark_ids)),
                 escape(x.hardware),
                 escape(x.replica),
-                escape(x.level or "-"),
+                escape(" and ".join(v for v in (x.level, x.capacity_above) if v) or "-"),
                 "-" if x.capacity_rps is None else f"{x.capacity_rps:.3g}",
                 str(x.replicas or "-"),
                 str(x.devices or "-"),

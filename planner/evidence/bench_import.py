@@ -96,6 +96,28 @@ def convert(
     return b.with_id()
 
 
+MAX_BENCHMARK_FILES = 256  # a sweep is a handful of files; a folder of thousands is a mistake, named
+
+
+def benchmark_paths(paths: list[Path]) -> list[Path]:
+    """The files named, a folder standing for every .json file directly in it (a sweep's output folder, or
+    `fleetwise import --out`), sorted; bounded in count before any is read."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.glob("*.json") if not f.name.startswith("."))
+            if not found:
+                raise BenchmarkFileError(f"{p}: a folder with no .json benchmark file in it")
+            out.extend(found[: MAX_BENCHMARK_FILES + 1])
+        else:
+            out.append(p)
+        if len(out) > MAX_BENCHMARK_FILES:
+            raise BenchmarkFileError(
+                f"more than {MAX_BENCHMARK_FILES} benchmark files given: name the files of one sweep"
+            )
+    return out
+
+
 def import_file(
     path: str | Path, hardware: str | None = None, replica: ReplicaShape | None = None
 ) -> EngineBenchmark:

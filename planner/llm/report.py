@@ -95,16 +95,19 @@ def _bench_options(plan: LlmPlan) -> list[str]:
         return []
     lines = [
         "",
-        "From imported engine benchmarks (the tool's own measurements at each level; nothing simulated):",
+        "From imported engine benchmarks (the tool's own measurements at each level, one curve per engine, model, "
+        "hardware and replica shape, interpolated between levels; nothing simulated):",
         "",
-        "| benchmark | hardware | replica | capacity level | req/s per replica | replicas | devices | meets SLO | "
-        "SLO figures (ms) | monthly cost | $/1M output, all-in |",
+        "| benchmark files | hardware | replica | capacity between | req/s per replica | replicas | devices | "
+        "meets SLO | SLO figures at the capacity (ms) | monthly cost | $/1M output, all-in |",
         "|" + "---|" * 11,
     ]
     for x in plan.from_benchmarks:
         figs = ", ".join(f"{k.split(' <=')[0]} {v:.3g}" for k, v in x.slo.items() if v is not None)
+        files = ", ".join(f"`{i.removeprefix('sha256:')[:12]}`" for i in x.benchmark_ids)
+        between = " and ".join(esc(v) for v in (x.level, x.capacity_above) if v) or "-"
         lines.append(
-            f"| {x.tool} `{x.benchmark_id}` | {esc(x.hardware)} | {esc(x.replica)} | {esc(x.level or '-')} | "
+            f"| {x.tool} {files} | {esc(x.hardware)} | {esc(x.replica)} | {between} | "
             f"{_num(x.capacity_rps)} | {x.replicas or '-'} | {x.devices or '-'} | "
             f"{'yes' if x.meets_slo else 'no: ' + esc(x.why or '')} | {esc(figs)} | "
             f"{'not priced' if x.not_priced else money(x.monthly_cost_usd)} | "
@@ -116,26 +119,31 @@ def _bench_options(plan: LlmPlan) -> list[str]:
 def _bench_evidence(plan: LlmPlan, benchmarks: dict[str, EngineBenchmark]) -> list[str]:
     lines: list[str] = []
     for x in plan.from_benchmarks:
-        b = benchmarks.get(x.benchmark_id)
-        if b is None:
+        used = {v for v in (x.level, x.capacity_above) if v}
+        for bid in x.benchmark_ids:
+            b = benchmarks.get(bid)
+            if b is None:
+                lines.append(f"- engine benchmark `{bid}` ({x.tool}): the file was not given to the report")
+                continue
             lines.append(
-                f"- engine benchmark `{x.benchmark_id}` ({x.tool}): the file was not given to the report"
+                f"- engine benchmark `{b.id}`: {b.tool} {esc(b.tool_version)} ({esc(b.tool_format)}), original file "
+                f"sha256 {b.source_sha256}, imported {b.imported_at.astimezone(UTC):%Y-%m-%d %H:%M UTC}; model "
+                f"{esc(b.model)}, engine {esc(b.engine)}, hardware {esc(b.hardware)}; a replica is "
+                f"{b.replica.label()} ({esc(b.replica.source)})"
             )
-            continue
-        lines.append(
-            f"- engine benchmark `{b.id}`: {b.tool} {esc(b.tool_version)} ({esc(b.tool_format)}), original file "
-            f"sha256 {b.source_sha256}, imported {b.imported_at.astimezone(UTC):%Y-%m-%d %H:%M UTC}; model "
-            f"{esc(b.model)}, engine {esc(b.engine)}, hardware {esc(b.hardware)}; a replica is {b.replica.label()} "
-            f"({esc(b.replica.source)})"
-        )
-        for lv in b.levels:
-            used = " **(the capacity used)**" if lv.label == x.level else ""
-            rate = lv.request_rps or lv.rate_rps
-            ttft = lv.ttft.p99 if lv.ttft is not None else None
-            lines.append(
-                f"  - level {esc(lv.label)}{used}: {_num(rate)} req/s, {lv.completed} completed, "
-                f"p99 TTFT {_num(ttft)} ms"
-            )
+            for lv in b.levels:
+                name = f"{b.tool} {b.short_id()} {lv.label}"
+                role = (
+                    " **(the capacity used)**" if name == x.level and not x.capacity_above
+                    else " **(the capacity lies between this level and the next)**" if name in used
+                    else "" if name in x.curve else " (not on the curve: other traffic)"
+                )  # fmt: skip
+                rate = lv.request_rps or lv.rate_rps
+                ttft = lv.ttft.p99 if lv.ttft is not None else None
+                lines.append(
+                    f"  - level {esc(lv.label)}{role}: {_num(rate)} req/s, {lv.completed} completed, "
+                    f"p99 TTFT {_num(ttft)} ms"
+                )
     return lines
 
 

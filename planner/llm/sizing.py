@@ -21,7 +21,8 @@ from measure.run.types import ResultModel
 from planner.evidence.engine_benchmark import EngineBenchmark
 from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
 from planner.fleet.redundancy import Redundancy
-from planner.llm.bench_sizing import BenchSized, OfferedLoad, size_from_benchmark
+from planner.llm.bench_curve import group_benchmarks
+from planner.llm.bench_sizing import BenchSized, OfferedLoad, size_from_curve
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.model_match import benchmark_mismatch, run_mismatch
 from planner.llm.simulation import LlmResult, llm_requests, run_llm_simulation
@@ -105,7 +106,7 @@ class LlmPlan(ResultModel):
     notes: list[str]
     from_benchmarks: list[BenchSized] = Field(
         default_factory=list
-    )  # sized on imported engine benchmarks (no curves), labelled so
+    )  # sized on imported engine benchmark curves (measured by their tool, not simulated), labelled so
 
 
 def _meets(r: LlmResult) -> bool:
@@ -332,9 +333,9 @@ def size_llm(
     from_bench: list[BenchSized] = []
     if keep_benchmarks:
         offered = OfferedLoad.of(sc)  # the scenario drawn once for every benchmark
-        from_bench = [
-            _another(size_from_benchmark(sc, bench, book, pricing, offered), other.get(bench.id))
-            for bench in keep_benchmarks
+        from_bench = [  # one answer per curve: every file of one engine, model, hardware and replica shape
+            _another(size_from_curve(sc, group, book, pricing, offered), other.get(group[0].id))
+            for group in group_benchmarks(keep_benchmarks)
         ]
     sized: list[LlmSized] = []
     tasks: list[LlmTask] = []

@@ -518,3 +518,44 @@ def test_the_runs_page_re_predicts_a_recorded_llm_validation_without_the_cli(
     assert again.levels[0].measured.ttft.p50_ms == pytest.approx(
         first.ttft.p50_ms, abs=1e-3
     )  # records keep 1 us
+
+
+def test_a_benchmark_sweep_is_one_curve_sized_and_explored(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four vllm rate files picked on the LLM form are one option; the SLO explorer answers any threshold
+    from that curve (no 'nothing to explore'), and says why where the curve cannot meet it."""
+    import yaml
+
+    from planner.evidence.engine_benchmark import save_benchmark
+    from tests.planner.llm.test_bench_curve import SWEEP, vllm_file
+
+    bench = data / "benchmarks"
+    for s in SWEEP:
+        save_benchmark(vllm_file(*s), bench)
+    monkeypatch.setenv("FLEETWISE_BENCHMARKS_DIR", str(bench))
+    (data / "scenarios" / "chat-8b.yaml").write_text(yaml.safe_dump({
+        "name": "chat-8b", "arrivals": {"process": "poisson", "rate_rps": 100},
+        "llm": {"prompt": {"dist": "fixed", "value": 200}, "output": {"dist": "fixed", "value": 32}},
+        "slo": [{"metric": "ttft", "percentile": 99, "threshold_ms": 200}], "requests": 3000,
+    }))  # fmt: skip
+    at = app()
+    at.switch_page("pages/sizing.py").run()
+    at.selectbox(key="sz_scenario").set_value("chat-8b").run()
+    at.multiselect(key="llm_runs").set_value([])
+    benches = at.multiselect(key="llm_benches")
+    benches.set_value(list(benches.options))
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    (row,) = at.dataframe[0].value.to_dict("records")  # four files, one curve
+    assert row["benchmark files"].count(",") == 3 and "rate 16" in row["capacity between levels"]
+    sized = int(row["replicas"])
+
+    at.switch_page("pages/slo_explorer.py").run()
+    assert not at.exception, at.exception
+    ttft = at.slider(key="bench_slo_ttft")
+    assert ttft.value == 200.0  # the scenario's own objective
+    assert int(at.dataframe[0].value["replicas"].iloc[0]) == sized
+    ttft.set_value(ttft.min).run()  # tighter than the slowest level: no count, and why
+    explored = at.dataframe[0].value.iloc[0]
+    assert explored["replicas"] is None or explored["replicas"] != explored["replicas"]  # None or NaN
+    assert "already misses" in explored["why not"]
+    assert len(at.get("plotly_chart")) == 2  # replicas against the TTFT and the TPOT threshold
