@@ -520,7 +520,9 @@ def test_the_runs_page_re_predicts_a_recorded_llm_validation_without_the_cli(
     )  # records keep 1 us
 
 
-def test_a_benchmark_sweep_is_one_curve_sized_and_explored(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_benchmark_sweep_is_one_curve_sized_and_explored(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Four vllm rate files picked on the LLM form are one option; the SLO explorer answers any threshold
     from that curve (no 'nothing to explore'), and says why where the curve cannot meet it."""
     import yaml

@@ -188,7 +188,10 @@ def test_fleetwise_size_sizes_from_an_imported_benchmark_when_no_run_exists(tmp_
     tight = json.loads(
         CliRunner().invoke(app, ["size", "--scenario", str(sc), "--benchmarks", str(bench), "--json"]).output
     )
-    assert not tight["from_benchmarks"][0]["meets_slo"] and "already misses" in tight["from_benchmarks"][0]["why"]
+    assert (
+        not tight["from_benchmarks"][0]["meets_slo"]
+        and "already misses" in tight["from_benchmarks"][0]["why"]
+    )
 
 
 def plan_window(sc: Path) -> float:
