@@ -147,3 +147,43 @@ def test_the_explorer_answers_any_threshold_from_the_curve_without_new_evidence(
     assert counts[1:] == [
         math.ceil(100 / r) for r in (3.96 + 5 / 35 * (7.9 - 3.96), 7.9 + 110 / 310 * 5.2, 13.1, 13.1)
     ]
+
+
+def test_a_real_vllm_sweep_of_four_rate_files_sizes_to_the_fewest_replicas(tmp_path: Path) -> None:
+    """`vllm bench serve` 0.32.0 against vLLM serving the tiny model here, one file per --request-rate
+    (tests/fixtures/benchmarks/README.md): the folder is one curve, and the capacity lies between the last
+    level within the objective and the first beyond it, at the crossing of the straight line between them."""
+    from planner.evidence.bench_import import import_file
+    from tests.conftest import REPO
+
+    sweep = REPO / "tests" / "fixtures" / "benchmarks" / "vllm-0.32.0-sweep"
+    levels = sorted(
+        (import_file(f).levels[0] for f in sweep.glob("rate-*.json")), key=lambda lv: lv.request_rps or 0
+    )
+    assert len(levels) == 4
+    # an objective between the p99 TTFTs the engine measured at its two fastest rates
+    below, above = levels[2], levels[3]
+    assert (
+        below.ttft
+        and above.ttft
+        and below.ttft.p99
+        and above.ttft.p99
+        and below.request_rps
+        and above.request_rps
+    )
+    threshold = (below.ttft.p99 + above.ttft.p99) / 2
+    sc = tmp_path / "tiny-chat.yaml"
+    sc.write_text(yaml.safe_dump({
+        "name": "tiny-chat", "arrivals": {"process": "poisson", "rate_rps": 400},
+        "llm": {"prompt": {"dist": "fixed", "value": 200}, "output": {"dist": "fixed", "value": 32}},
+        "slo": [{"metric": "ttft", "percentile": 99, "threshold_ms": threshold}], "requests": 6000,
+    }))  # fmt: skip
+    out = CliRunner().invoke(app, ["size", "--scenario", str(sc), "--benchmarks", str(sweep), "--json"])
+    assert out.exit_code == 0, out.output
+    (curve,) = json.loads(out.output)["from_benchmarks"]
+    expected = below.request_rps + (threshold - below.ttft.p99) / (above.ttft.p99 - below.ttft.p99) * (
+        above.request_rps - below.request_rps
+    )
+    assert curve["capacity_rps"] == pytest.approx(expected)
+    offered = 6000 / plan_window(sc)
+    assert curve["replicas"] == math.ceil(offered / expected) < math.ceil(offered / below.request_rps)
