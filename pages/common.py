@@ -70,6 +70,11 @@ def profile_paths() -> list[str]:
     return [str(p) for p in sorted((ROOT / "profiles").glob("*.yaml"))]
 
 
+def llm_profile_paths() -> list[str]:
+    """The shipped assumed LLM profiles (rooflines for hardware you do not own)."""
+    return [str(p) for p in sorted((ROOT / "profiles" / "llm").glob("*.yaml"))]
+
+
 def text_table(df: pd.DataFrame) -> None:
     """st.table renders markdown in its cells (links, images fetched by the viewer's browser, LaTeX): every
     text cell and index label is escaped first, so a name from a file shows as the characters it is."""
@@ -385,6 +390,11 @@ def run_ids_for(paths: list[str]) -> tuple[str, ...]:
     """Content ids of the runs at these paths (the cache key for their evidence)."""
     by_path = {str(s.path): s.run.id for s in catalog().runs}
     return tuple(by_path.get(p, p) for p in paths)
+
+
+def file_digests(paths: list[str]) -> tuple[str, ...]:
+    """Digests of small files' bytes (assumed profiles): an edited file is a new cache key."""
+    return tuple(hashlib.sha256(Path(p).read_bytes()).hexdigest() if Path(p).is_file() else p for p in paths)
 
 
 def prices_digest() -> str:

@@ -14,6 +14,8 @@ from pages.common import (
     JOBS,
     benchmarks,
     cached,
+    file_digests,
+    llm_profile_paths,
     price_book,
     prices_digest,
     run_ids_for,
@@ -36,7 +38,7 @@ def _table(plan: LlmPlan) -> pd.DataFrame:
     for o in sorted(plan.options, key=lambda o: (not o.meets_slo, o.monthly_cost_usd or float("inf"))):
         rows.append(
             {
-                "device": o.device,
+                "device": o.shown_device,
                 "precision": o.precision,
                 "max_num_seqs": o.max_num_seqs,
                 "tokens/step": o.max_num_batched_tokens,
@@ -69,12 +71,7 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         )
     )
     benches = {f"{b.tool} {b.short_id()} · {b.model} · {b.hardware}": str(p) for p, b in benchmarks()[0]}
-    if not llm and not benches:
-        st.info(
-            "No LLM run in the runs folder and no engine benchmark imported: measure one with `fleetwise measure "
-            "-w llm` or `--endpoint`, or upload a vllm bench serve / GuideLLM / AIPerf result on the Runs page."
-        )
-        return
+    assumed = {p.rsplit("/", 1)[-1].removesuffix(".yaml"): p for p in llm_profile_paths()}
     labels = {
         f"{s.run.short_id()} · {s.run.workload.name} · {s.run.stack.device_name}": str(s.path) for s in llm
     }
@@ -87,6 +84,12 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         knows_kv = [k for k, s in zip(labels, llm, strict=True) if s.run.llm is not None and s.run.llm.memory]
         runs = c1.multiselect(
             "LLM runs", list(labels), default=(knows_kv or list(labels))[:1], key="llm_runs"
+        )
+        picked_profiles = st.multiselect(
+            "Assumed LLM profiles: hardware you do not own, timed by a roofline of its datasheet (ASSUMED, not "
+            "measured; a measured run of the same device outranks it)",
+            list(assumed),
+            key="llm_profiles",
         )
         picked_benches = st.multiselect(
             "Engine benchmarks (imported results; the files of one engine, model and hardware make one capacity curve)",
@@ -121,9 +124,10 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         )
         submitted = st.form_submit_button("Size")
     if submitted:
-        if (not runs and not picked_benches) or not seqs or not tokens or not chunked:
+        if (not runs and not picked_benches and not picked_profiles) or not seqs or not tokens or not chunked:
             st.error(
-                "Pick a run or a benchmark, and at least one max_num_seqs, max_num_batched_tokens and prefill mode."
+                "Pick a run, an assumed profile or a benchmark, and at least one max_num_seqs, "
+                "max_num_batched_tokens and prefill mode."
             )
             return
         st.session_state["llm_params"] = {
@@ -139,6 +143,7 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
             "headroom": float(headroom),
             "session_prices": st.session_state.get("session_prices", {}),
             "benchmarks": sorted(benches[b] for b in picked_benches),
+            "profiles": sorted(assumed[p] for p in picked_profiles),
             "any_model": bool(any_model),
         }
     params = st.session_state.get("llm_params")
@@ -152,7 +157,9 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         return
     st.session_state["last_plan_kind"] = "llm"  # the explorer and the report follow the latest sizing
     st.subheader("Answer")
-    st.markdown(f":green[**measured**] {esc(plan.answer, 2000)}")
+    assumed_answer = plan.answer.startswith("ASSUMED")
+    badge = ":orange[**ASSUMED, not measured**]" if assumed_answer else ":green[**measured**]"
+    st.markdown(f"{badge} {esc(plan.answer, 2000)}")
     if plan.options:
         st.dataframe(_table(plan), hide_index=True)
     if plan.from_benchmarks:
@@ -206,6 +213,7 @@ def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
         req = SizingRequest(  # the CLI's request, filled from the form
             scenario=parse_scenario(params["scenario"], "scenario"),
             runs=tuple(params["runs"]),
+            profiles=tuple(params.get("profiles", [])),
             precisions=tuple(params["precisions"]) or None,
             pricing=params["pricing"],
             redundancy=Redundancy(params.get("spares", 0), params.get("headroom", 0.0)),
@@ -221,7 +229,13 @@ def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
             raise LlmSizingError(f"scenario {req.scenario.name} has no llm block: size it on the Sizing page")
         return cast(LlmPlan, answer(req, price_book(params), JOBS, progress, EXECUTOR))
 
-    key = ("llm_plan", json.dumps(params, sort_keys=True), *run_ids_for(params["runs"]), prices_digest())
+    key = (
+        "llm_plan",
+        json.dumps(params, sort_keys=True),
+        *run_ids_for(params["runs"]),
+        *file_digests(params.get("profiles", [])),
+        prices_digest(),
+    )
     return cast(
         LlmPlan, cached(key, compute, "Sizing: each option at a doubling, then bisected, replica count")
     )

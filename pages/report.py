@@ -12,6 +12,8 @@ from planner.evidence.bench_import import import_file
 from planner.fleet.plan import Plan
 from planner.fleet.report import evidence_for, render_html, render_markdown
 from planner.llm.report import llm_validations_for, render_llm_markdown
+from planner.llm.roofline import load_llm_profile
+from planner.llm.sources import Source
 from planner.traffic.scenario import parse_scenario
 from planner.workers import load_run_cached
 
@@ -32,13 +34,17 @@ st.title("Audit report")
 if st.session_state.get("last_plan_kind") == "llm" and "llm_params" in st.session_state:
     llm_params = st.session_state["llm_params"]
     llm_plan = llm_plan_for(llm_params)
-    cited = {r.id: r for r in map(load_run_cached, llm_params["runs"])}
+    runs = {r.id: r for r in map(load_run_cached, llm_params["runs"])}
+    cited: dict[str, Source] = {
+        **runs,
+        **{p.id: p for p in map(load_llm_profile, llm_params.get("profiles", []))},
+    }
     llm_md = render_llm_markdown(
         llm_plan,
         parse_scenario(llm_params["scenario"], "scenario"),
         price_book(llm_params),
         cited,
-        llm_validations_for(list(cited), validations_dir()),
+        llm_validations_for(list(runs), validations_dir()),
         {b.id: b for b in map(import_file, llm_params.get("benchmarks", []))},
     )
     downloads(

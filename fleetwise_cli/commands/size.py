@@ -14,7 +14,7 @@ from fleetwise_cli.common import err, write_json
 from fleetwise_cli.errors import fail
 from fleetwise_cli.options import _list, parse_switches
 from fleetwise_cli.render.plan import print_llm_plan, print_plan
-from measure.run import check_output_file
+from measure.run import Run, check_output_file
 from planner.fleet.levels import SIZING_REQUESTS
 from planner.fleet.options import SizingError
 from planner.fleet.plan import Plan, sensitivity
@@ -196,14 +196,17 @@ def _answer_generative(
     plan = answer(req, book, jobs, None, executor)
     assert isinstance(plan, LlmPlan)
     if report is not None:
-        cited = {r.id: r for r in map(load_run_cached, req.runs)}
+        from planner.llm.roofline import LlmProfile, load_llm_profile
+
+        cited: dict[str, Run | LlmProfile] = {r.id: r for r in map(load_run_cached, req.runs)}
+        cited |= {p.id: p for p in map(load_llm_profile, req.profiles)}
         write_llm_report(
             report,
             plan,
             req.scenario,
             book,
             cited,
-            llm_validations_for(list(cited), validations),
+            llm_validations_for([i for i, r in cited.items() if isinstance(r, Run)], validations),
             {b.id: b for b in req.benchmarks},
         )
     print_llm_plan(plan, as_json)

@@ -43,7 +43,7 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
     for o in sorted(plan.options, key=lambda o: (not o.meets_slo, o.monthly_cost_usd or float("inf"))):
         figs = ", ".join(f"{k.split(' <=')[0]} {v:.3g}" for k, v in o.slo.items() if v is not None)
         t.add_row(
-            escape(o.device),
+            escape(o.shown_device),
             o.precision,
             str(o.max_num_seqs),
             str(o.max_num_batched_tokens),

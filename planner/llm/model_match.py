@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from measure.run import Run
 from planner.evidence.engine_benchmark import EngineBenchmark
+from planner.llm.roofline import LlmProfile
 from planner.traffic.scenario import ModelSpec
 
 PARAMETER_TOLERANCE = 0.10  # a 10% difference in parameters is another model size, not a rounding
@@ -64,3 +65,10 @@ def benchmark_mismatch(spec: ModelSpec | None, b: EngineBenchmark) -> str | None
         return None
     names = [] if b.model.startswith("unknown") else [b.model]
     return _verdict(spec, names, None, f"benchmark {b.short_id()}")
+
+
+def profile_mismatch(spec: ModelSpec | None, p: LlmProfile) -> str | None:
+    """Why the assumed profile is of another model than the scenario's, or None."""
+    if spec is None:
+        return None
+    return _verdict(spec, [p.shape.name, *p.shape.names], p.shape.parameters(), f"assumed profile {p.name}")

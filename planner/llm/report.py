@@ -17,6 +17,7 @@ from planner.evidence.llm_validation import LlmValidation, scan_llm_validations
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.prices import PriceBook
 from planner.fleet.report import money, price_lines, render_html
+from planner.llm.roofline import LlmProfile, kv_tokens, weights_gb
 from planner.llm.sizing import LlmPlan, LlmSized
 from planner.traffic.scenario import Scenario
 
@@ -79,7 +80,7 @@ def _options(plan: LlmPlan) -> list[str]:
     for o in sorted(plan.options, key=lambda o: (not o.meets_slo, o.monthly_cost_usd or float("inf"))):
         figs = ", ".join(f"{k.split(' <=')[0]} {v:.3g}" for k, v in o.slo.items() if v is not None)
         lines.append(
-            f"| {esc(o.device)} | {esc(o.replica)} | {o.precision} | {o.max_num_seqs} | {o.max_num_batched_tokens} | "
+            f"| {esc(o.shown_device)} | {esc(o.replica)} | {o.precision} | {o.max_num_seqs} | {o.max_num_batched_tokens} | "
             f"{'chunked' if o.chunked_prefill else 'whole'} | {o.replicas or '-'} | {o.replicas_deployed or '-'} | "
             f"{o.devices_deployed or '-'} | "
             f"{'yes' if o.meets_slo else 'no: ' + esc(o.why or '')} | {esc(figs)} | "
@@ -151,12 +152,32 @@ def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
+def _profile(p: LlmProfile) -> list[str]:
+    s, d, e = p.shape, p.sheet, p.efficiency
+    return [
+        f"- **ASSUMED** profile `{esc(p.name)}` (not measured, never evidence): {esc(s.name)} on {p.tensor_parallel}x "
+        f"{esc(d.name)} at {p.precision}",
+        f"  - model: {s.parameters():,} parameters, {s.num_hidden_layers} layers, {s.num_key_value_heads} KV heads "
+        f"of {s.hd}; weights {weights_gb(p):,.1f} GB; KV {s.kv_bytes_per_token(p.precision):,} bytes/token; "
+        f"{kv_tokens(p):,} KV tokens fit a replica ({esc(s.source, 1000)})",
+        f"  - device: {d.memory_gb:g} GB, {d.memory_bandwidth_gbps:g} GB/s, {d.peak_tflops.get(p.precision, 0):g} "
+        f"TFLOPS at {p.precision}, interconnect {d.interconnect_gbps or '-'} GB/s ({esc(d.source, 1000)})",
+        f"  - efficiencies: prefill {e.prefill_compute:g}, decode {e.decode_compute:g}, memory {e.memory_bandwidth:g}, "
+        f"interconnect {e.interconnect:g}, all-reduce {e.allreduce_latency_us:g} us, step overhead "
+        f"{e.step_overhead_ms:g} ms, memory fraction {e.memory_fraction:g} ({esc(e.source, 1000)})",
+        "  - its error against measured runs: docs/llm-roofline.md (a roofline leaves out framework overheads)",
+    ]
+
+
 def _evidence(
-    runs: dict[str, Run], options: list[LlmSized], validations: dict[str, list[LlmValidation]]
+    runs: dict[str, Run | LlmProfile], options: list[LlmSized], validations: dict[str, list[LlmValidation]]
 ) -> list[str]:
     lines: list[str] = []
     for run_id in dict.fromkeys(o.run_id for o in options):
         run = runs[run_id]
+        if isinstance(run, LlmProfile):
+            lines += _profile(run)
+            continue
         s, facts = run.stack, run.llm
         kinds: dict[str, int] = {}
         for p in run.points:
@@ -206,7 +227,7 @@ def render_llm_markdown(
     plan: LlmPlan,
     sc: Scenario,
     book: PriceBook,
-    runs: dict[str, Run],
+    runs: dict[str, Run | LlmProfile],
     validations: dict[str, list[LlmValidation]] | None = None,
     benchmarks: dict[str, EngineBenchmark] | None = None,
 ) -> str:
@@ -216,7 +237,12 @@ def render_llm_markdown(
     out = [
         f"# LLM fleet sizing report: {esc(plan.scenario)}",
         "",
-        f"Generated {now} by fleetwise from measured step times (no assumed profiles take part in LLM sizing).",
+        f"Generated {now} by fleetwise. "
+        + (
+            "**Options marked ASSUMED are timed by a roofline of datasheet figures, not measured.**"
+            if any(o.source == "assumed" for o in plan.options)
+            else "Every option's step times were measured."
+        ),
         "",
         "## The question",
         "",
@@ -266,7 +292,7 @@ def write_llm_report(
     plan: LlmPlan,
     sc: Scenario,
     book: PriceBook,
-    runs: dict[str, Run],
+    runs: dict[str, Run | LlmProfile],
     validations: dict[str, list[LlmValidation]] | None = None,
     benchmarks: dict[str, EngineBenchmark] | None = None,
 ) -> Path:

@@ -16,6 +16,7 @@ import pandas as pd
 from measure.run import PhaseEnergy, Run
 from measure.run.types import ResultModel
 from planner.llm.engine import EngineConfig, LlmRequests, simulate
+from planner.llm.roofline import LlmProfile
 from planner.llm.steps import StepModel
 from planner.serving.simulation import SloCheck, Summary, batch_means_ci, slo_check, summarise_s
 from planner.traffic.arrivals import MAX_REQUESTS, arrival_times, draw_sizes, trace_column
@@ -101,8 +102,14 @@ def llm_requests(
     return LlmRequests(t.astype(np.float64), prompt, output), window, notes
 
 
-def _phase_j(run: Run, precision: str) -> tuple[float | None, float | None, str]:
+def _phase_j(run: Run | LlmProfile, precision: str) -> tuple[float | None, float | None, str]:
     """Measured J per prefill token and per decode token at the precision, or why not."""
+    if isinstance(run, LlmProfile):
+        return (
+            None,
+            None,
+            "energy unavailable: an assumed roofline profile states no power; none is estimated",
+        )
     facts = run.llm
     if facts is None:
         return None, None, "energy unavailable: the run has no LLM facts"
@@ -134,7 +141,7 @@ def run_llm_simulation(
     cfg: EngineConfig,
     replicas: int,
     router: str,
-    run: Run,
+    run: Run | LlmProfile,
     requests: int | None = None,
     seed: int | None = None,
     extra_inputs: dict[str, object] | None = None,
@@ -185,8 +192,10 @@ def run_llm_simulation(
             "goodput counts ttft, tpot and e2e SLOs per request; itl is a per-token SLO, checked on its own"
         )
     return LlmResult(
-        source="measured",
-        evidence=f"run {run.short_id()} ({run.workload.name}, {model.source}) at {model.precision}",
+        source="assumed" if isinstance(run, LlmProfile) else "measured",
+        evidence=run.label()
+        if isinstance(run, LlmProfile)
+        else f"run {run.short_id()} ({run.workload.name}, {model.source}) at {model.precision}",
         inputs={
             "scenario": sc.name,
             "replicas": replicas,

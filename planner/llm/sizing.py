@@ -12,21 +12,32 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import Field
 
-from measure.run import ONE_DEVICE, Run
 from measure.run.types import ResultModel
 from planner.evidence.engine_benchmark import EngineBenchmark
 from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
 from planner.fleet.redundancy import Redundancy
 from planner.llm.bench_curve import group_benchmarks
 from planner.llm.bench_sizing import BenchSized, OfferedLoad, size_from_curve
-from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
-from planner.llm.model_match import benchmark_mismatch, run_mismatch
+from planner.llm.engine import EngineConfig, EngineError
+from planner.llm.model_match import benchmark_mismatch, profile_mismatch, run_mismatch
+from planner.llm.roofline import LlmProfileError, load_llm_profile
 from planner.llm.simulation import LlmResult, llm_requests, run_llm_simulation
-from planner.llm.steps import StepModel, StepModelError, step_model
+from planner.llm.sources import (
+    Source,
+    is_assumed,
+    load_source,
+    source_device,
+    source_kv_blocks,
+    source_precisions,
+    source_price,
+    source_shape,
+    source_step_model,
+)
+from planner.llm.steps import StepModel, StepModelError
 from planner.serving.search import Verdict, smallest_passing
 from planner.traffic.scenario import Scenario
 from planner.workers import Executor, TaskProgress, in_workers, load_run_cached
@@ -34,6 +45,7 @@ from planner.workers import Executor, TaskProgress, in_workers, load_run_cached
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600.0
 DEFAULT_SEQS = (64, 256)
 DEFAULT_BATCHED_TOKENS = (2048, 8192)
+ASSUMED_WARNING = "{}: a roofline of datasheet figures at stated efficiencies, not measured"
 
 
 class LlmSizingError(ValueError):
@@ -59,9 +71,10 @@ class LlmOption:
 class LlmSized(ResultModel):
     """An option's answer: replicas, the SLO figures at that count, cost and energy, or why there is none."""
 
-    run: str
+    run: str  # the run's file, or the assumed LLM profile's
     run_id: str
     device: str
+    source: Literal["measured", "assumed"] = "measured"  # assumed: a roofline profile, never evidence
     precision: str
     max_num_seqs: int
     max_num_batched_tokens: int
@@ -90,9 +103,14 @@ class LlmSized(ResultModel):
     warnings: list[str]
 
     @property
+    def shown_device(self) -> str:
+        """The device as every table shows it: ASSUMED in front of a roofline's."""
+        return f"ASSUMED {self.device}" if self.source == "assumed" else self.device
+
+    @property
     def label(self) -> str:
         prefill = "chunked" if self.chunked_prefill else "whole"
-        return f"{self.device} {self.precision} seqs {self.max_num_seqs} tok {self.max_num_batched_tokens} {prefill}"
+        return f"{self.shown_device} {self.precision} seqs {self.max_num_seqs} tok {self.max_num_batched_tokens} {prefill}"
 
 
 class LlmPlan(ResultModel):
@@ -128,7 +146,7 @@ class ReplicaCounts:
     """One option's simulations by replica count (least-outstanding routing), each count simulated once:
     the replica searches of sizing and of the SLO explorer's ladders probe counts through it."""
 
-    def __init__(self, sc: Scenario, run: Run, model: StepModel, cfg: EngineConfig, requests: int) -> None:
+    def __init__(self, sc: Scenario, run: Source, model: StepModel, cfg: EngineConfig, requests: int) -> None:
         self.sc, self.run, self.model, self.cfg, self.requests = sc, run, model, cfg, requests
         self._done: dict[int, LlmResult] = {}
 
@@ -151,7 +169,7 @@ class ReplicaCounts:
 def size_option(
     sc: Scenario,
     opt: LlmOption,
-    run: Run,
+    run: Source,
     book: PriceBook,
     pricing: Pricing,
     requests: int,
@@ -161,13 +179,13 @@ def size_option(
 ) -> LlmSized:
     """The fewest replicas meeting every SLO for one option; cost at that count after the redundancy policy
     (N+k spares, headroom), energy per token at the sized count."""
-    model = step_model(run, opt.precision)
+    model = source_step_model(run, opt.precision)
     cfg = EngineConfig(
         opt.max_num_seqs,
         opt.max_num_batched_tokens,
         opt.chunked_prefill,
         16,
-        kv_blocks_from_run(run, opt.precision, 16, kv_blocks)[0],
+        source_kv_blocks(run, opt.precision, 16, kv_blocks),
     )
     sim = ReplicaCounts(sc, run, model, cfg, requests)
     search = smallest_passing(sim.verdict, 1, max_replicas)
@@ -179,12 +197,12 @@ def size_option(
     best = sim(hi) if hi else sim(max(lo, 1))
     priced, not_priced, entry = None, None, None
     try:
-        found = book.for_run(run)
+        found = source_price(book, run)
         priced, entry = found.price(pricing).usd_per_hour, found.device
     except PriceError as exc:
         not_priced = f"not priced: {exc}"
     deployed = redundancy.apply(hi) if hi else None
-    shape = (run.llm.replica if run.llm is not None else None) or ONE_DEVICE
+    shape = source_shape(run)
     devices = deployed * shape.devices if deployed else None  # a replica of 8 GPUs costs 8 GPU-hours an hour
     monthly = priced * devices * HOURS_PER_MONTH if priced is not None and devices else None
     in_month = best.offered_rps * _mean(sc, best, "input") * SECONDS_PER_MONTH
@@ -193,7 +211,8 @@ def size_option(
     return LlmSized(
         run=opt.run,
         run_id=run.id,
-        device=run.stack.device_name,
+        device=source_device(run),
+        source="assumed" if is_assumed(run) else "measured",
         precision=opt.precision,
         max_num_seqs=opt.max_num_seqs,
         max_num_batched_tokens=opt.max_num_batched_tokens,
@@ -218,7 +237,7 @@ def size_option(
         total_tokens_per_joule=best.total_tokens_per_joule,
         not_priced=not_priced,
         price_entry=entry,
-        warnings=best.warnings,
+        warnings=[ASSUMED_WARNING.format(run.label()), *best.warnings] if is_assumed(run) else best.warnings,  # type: ignore[union-attr]
     )
 
 
@@ -257,7 +276,7 @@ class LlmTask:
 def size_task(t: LlmTask) -> LlmSized | str:
     """size_option in a worker: the sized option, or why it could not be sized."""
     try:
-        run = load_run_cached(t.option.run)
+        run = load_source(t.option.run)
         return size_option(
             t.scenario,
             t.option,
@@ -269,7 +288,7 @@ def size_task(t: LlmTask) -> LlmSized | str:
             t.kv_blocks,
             t.redundancy,
         )
-    except (EngineError, StepModelError, LlmSizingError) as exc:
+    except (EngineError, StepModelError, LlmSizingError, LlmProfileError, PriceError) as exc:
         return str(exc)
 
 
@@ -291,6 +310,7 @@ def size_llm(
     redundancy: Redundancy = Redundancy(),
     executor: Executor = "local",
     any_model: bool = False,
+    profiles: tuple[str, ...] = (),
 ) -> LlmPlan:
     """Size every option (and every imported benchmark); rank by monthly cost among those meeting the SLOs.
 
@@ -300,9 +320,11 @@ def size_llm(
         raise LlmSizingError(f"scenario {sc.name} has no llm block: LLM runs size generative requests")
     if not sc.slo:
         raise LlmSizingError(f"scenario {sc.name} has no SLO to size for")
-    if not runs and not benchmarks:
-        raise LlmSizingError("give at least one LLM run or engine benchmark")
-    if runs:  # the work budgets, once and before any worker starts (every option replays these requests)
+    if not runs and not benchmarks and not profiles:
+        raise LlmSizingError("give at least one LLM run, engine benchmark or assumed LLM profile")
+    if (
+        runs or profiles
+    ):  # the work budgets, once and before any worker starts (every option replays these requests)
         try:
             llm_requests(sc, requests)
         except EngineError as exc:
@@ -319,9 +341,11 @@ def size_llm(
         if why:
             other[bench.id] = why
         keep_benchmarks.append(bench)
-    loaded = []
-    for p, run in ((p, load_run_cached(p)) for p in runs):
-        why = run_mismatch(spec, run)
+    loaded: list[tuple[str, Source]] = []
+    sources: list[tuple[str, Source]] = [(p, load_run_cached(p)) for p in runs]
+    sources += [(p, load_llm_profile(p)) for p in profiles]
+    for p, run in sources:
+        why = profile_mismatch(spec, run) if is_assumed(run) else run_mismatch(spec, run)  # type: ignore[arg-type]
         if why and not any_model:
             notes.append(f"left out: {why} (--any-model uses it, labelled)")
             continue
@@ -340,24 +364,31 @@ def size_llm(
     sized: list[LlmSized] = []
     tasks: list[LlmTask] = []
     for path, run in loaded:
-        if not run.is_llm:
+        if not is_assumed(run) and not run.is_llm:  # type: ignore[union-attr]
             raise LlmSizingError(f"run {run.short_id()} is a batch run: size LLM and batch runs separately")
-        have = sorted({p.precision for p in run.points if p.phase is not None and p.latency_ms is not None})
+        have = source_precisions(run)
         for prec in precisions or have:
             if prec not in have:
-                notes.append(f"run {run.short_id()} has no LLM point at {prec}")
+                what = "assumed profile" if is_assumed(run) else "run"
+                notes.append(f"{what} {run.short_id()} has no LLM point at {prec}")
                 continue
             for seqs, tokens, ch in itertools.product(max_num_seqs, max_num_batched_tokens, chunked):
                 opt = LlmOption(path, prec, seqs, tokens, ch)
                 tasks.append(LlmTask(opt, sc, book, pricing, requests, max_replicas, kv_blocks, redundancy))
     for task, got in zip(tasks, in_workers(size_task, tasks, jobs, progress, executor), strict=True):
         if isinstance(got, str):
-            notes.append(f"{load_run_cached(task.option.run).short_id()} {task.option.label}: {got}")
+            notes.append(f"{load_source(task.option.run).short_id()} {task.option.label}: {got}")
         else:
             sized.append(_another(got, other.get(got.run_id)))
     if not sized and not from_bench:
         raise LlmSizingError("no option could be sized: " + "; ".join(notes))
     met = [o for o in sized if o.meets_slo]
+    measured_on = {(o.price_entry or o.device) for o in met if o.source == "measured"}
+    outranked = [o for o in met if o.source == "assumed" and (o.price_entry or o.device) in measured_on]
+    for o in outranked:  # a measured run of the device always outranks a roofline of it
+        notes.append(f"{o.device} ({o.run_id}): a measured run of this device meets the SLOs; it outranks the "
+                     "assumed profile, which is listed but not ranked")  # fmt: skip
+    met = [o for o in met if o not in outranked]
     priced = sorted(
         (o for o in met if o.monthly_cost_usd is not None), key=lambda o: o.monthly_cost_usd or 0.0
     )
@@ -374,9 +405,13 @@ def size_llm(
         )
         if b.another_model:
             answer = f"ANOTHER MODEL's evidence: {answer}"
+        if b.source == "assumed":
+            answer = f"ASSUMED (roofline, not measured): {answer}"
     elif met:
         b = min(met, key=lambda o: o.replicas or 0)
         answer = f"{b.replicas} x {b.device} at {b.precision} meets the SLOs; no option is priced"
+        if b.source == "assumed":
+            answer = f"ASSUMED (roofline, not measured): {answer}"
     else:
         answer = "no option meets the SLOs (each option says why)"
     if not met and (bench_met := [b for b in from_bench if b.meets_slo]):

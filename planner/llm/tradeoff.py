@@ -15,10 +15,9 @@ from planner.fleet.tradeoff import PERCENTILE_KEYS
 from planner.llm.engine import EngineConfig
 from planner.llm.simulation import LlmResult
 from planner.llm.sizing import SECONDS_PER_MONTH, LlmSized, ReplicaCounts
-from planner.llm.steps import step_model
+from planner.llm.sources import load_source, source_step_model
 from planner.serving.simulation import Summary
 from planner.traffic.scenario import Scenario
-from planner.workers import load_run_cached
 
 LADDER_GAIN = 0.05  # finer gains are within the noise of one 3,000-request simulation
 MAX_RUNGS = 10
@@ -62,8 +61,8 @@ def ladder_task(t: LadderTask) -> LlmLadder:
 
 def llm_ladder(sc: Scenario, o: LlmSized, requests: int = 3000, max_replicas: int = 256) -> LlmLadder:
     """Find the fewest stable replicas by doubling then bisecting, then climb one at a time to the plateau."""
-    run = load_run_cached(o.run)
-    model = step_model(run, o.precision)
+    run = load_source(o.run)
+    model = source_step_model(run, o.precision)
     cfg = EngineConfig(o.max_num_seqs, o.max_num_batched_tokens, o.chunked_prefill, 16, o.kv_blocks)
     sim = ReplicaCounts(sc, run, model, cfg, requests)
     lo, hi = 0, 1

@@ -125,10 +125,14 @@ class SizingRequest:
             raise SizingError(f"{label('max_delays_ms')} values must be >= 0")
 
     def _check_generative(self, label: Any) -> None:
-        if self.profiles:
-            raise SizingError(
-                f"assumed profiles describe batch serving: size LLM runs without {label('profiles')}"
-            )
+        from planner.llm.roofline import is_llm_profile
+
+        for p in self.profiles:
+            if not is_llm_profile(p):
+                raise SizingError(
+                    f"{label('profiles')} {p}: not an assumed LLM profile (kind: assumed-llm-profile); a batch "
+                    "profile describes batch serving"
+                )
         for f in ("max_num_seqs", "max_num_batched_tokens"):
             values = getattr(self, f)
             if values is not None and (not values or min(values) < 1):
@@ -186,4 +190,5 @@ def answer(
         redundancy=req.redundancy,
         executor=executor,
         any_model=req.any_model,
+        profiles=req.profiles,
     )

@@ -58,7 +58,7 @@ def test_bounds_are_the_kinds_own() -> None:
         SizingRequest(CHAT, runs=("x",), requests=50).check()
     with pytest.raises(SizingError, match="router 'least-kv' does not apply to batch serving"):
         SizingRequest(BATCH, runs=("x",), router="least-kv").check()
-    with pytest.raises(SizingError, match="assumed profiles describe batch serving"):
+    with pytest.raises(SizingError, match="not an assumed LLM profile"):
         SizingRequest(CHAT, runs=("x",), profiles=("p.yaml",)).check()
 
 
