@@ -36,11 +36,15 @@ def main() -> None:
         e = profile_error(prof, run)
         n = {ph: sum(s.phase == ph for s in e.steps) for ph in ("prefill", "decode")}
         med = {ph: f"{e.median_error_pct[ph]:+.1f}%" if ph in e.median_error_pct else "-" for ph in n}
-        print(f"| `{run.short_id()}` | {e.source} | {n['prefill']} | {med['prefill']} | {n['decode']} | {med['decode']} |")
+        print(
+            f"| `{run.short_id()}` | {e.source} | {n['prefill']} | {med['prefill']} | {n['decode']} | {med['decode']} |"
+        )
         if a.steps:
             for s in e.steps:
-                print(f"|  | {s.phase} b{s.batch} x{s.tokens} | measured {s.measured_ms:.3g} ms | roofline "
-                      f"{s.roofline_ms:.3g} ms | {s.error_pct:+.1f}% | |")
+                print(
+                    f"|  | {s.phase} b{s.batch} x{s.tokens} | measured {s.measured_ms:.3g} ms | roofline "
+                    f"{s.roofline_ms:.3g} ms | {s.error_pct:+.1f}% | |"
+                )
 
 
 if __name__ == "__main__":

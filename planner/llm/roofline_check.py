@@ -53,9 +53,13 @@ def profile_error(p: LlmProfile, run: Run) -> ProfileError:
         measured = float(pt.latency_ms.median)
         steps.append(
             StepError(
-                phase=pt.phase, batch=pt.batch_size, tokens=tokens, measured_ms=measured, roofline_ms=predicted,
+                phase=pt.phase,
+                batch=pt.batch_size,
+                tokens=tokens,
+                measured_ms=measured,
+                roofline_ms=predicted,
                 error_pct=(predicted - measured) / measured * 100.0,
-            )  # fmt: skip
+            )
         )
     medians = {
         ph: float(np.median([s.error_pct for s in steps if s.phase == ph]))

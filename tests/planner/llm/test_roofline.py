@@ -119,7 +119,9 @@ def test_a_measured_run_of_the_device_outranks_its_roofline() -> None:
     sources = {o["source"]: o for o in plan["options"]}
     assert set(sources) == {"measured", "assumed"}
     assert not plan["answer"].startswith("ASSUMED")
-    assert sources["assumed"]["meets_slo"]  # the roofline is faster than the measured steps: it would win on cost
+    assert sources["assumed"][
+        "meets_slo"
+    ]  # the roofline is faster than the measured steps: it would win on cost
     assert any("outranks the assumed profile" in n for n in plan["notes"])
 
 
