@@ -111,7 +111,7 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         c1, c2 = st.columns(2)
         pricing = c1.selectbox("Pricing", list(PRICINGS), key="llm_pricing")
         kv = c2.number_input(
-            "KV blocks of 16 tokens per replica (0: from the run)", 0, 10_000_000, 0, key="llm_kv"
+            "KV blocks of 16 tokens per replica (0: from the run or profile)", 0, 10_000_000, 0, key="llm_kv"
         )
         c1, c2 = st.columns(2)
         spares = int(c1.number_input("Spare replicas (N+k)", 0, 100, 0, key="llm_spares"))

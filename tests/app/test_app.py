@@ -561,3 +561,24 @@ def test_a_benchmark_sweep_is_one_curve_sized_and_explored(
     assert explored["replicas"] is None or explored["replicas"] != explored["replicas"]  # None or NaN
     assert "already misses" in explored["why not"]
     assert len(at.get("plotly_chart")) == 2  # replicas against the TTFT and the TPOT threshold
+
+
+def test_an_assumed_h200_profile_sizes_llama_70b_labelled_assumed(data: Path) -> None:
+    """Hardware nobody here owns: the roofline profile is picked on the LLM form, the tiny run the form
+    pre-selects is left out as another model, and the answer and table say ASSUMED."""
+    at = app()
+    at.switch_page("pages/sizing.py").run()
+    at.selectbox(key="sz_scenario").set_value("llama-70b-chat").run()
+    at.multiselect(key="llm_profiles").set_value(["h200-llama-3.1-70b-tp8"])
+    at.multiselect(key="llm_seqs").set_value([256])
+    at.multiselect(key="llm_tokens").set_value([8192])
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    answer = shown(next(m.value for m in at.markdown if "ASSUMED, not measured" in m.value))
+    assert "ASSUMED (roofline, not measured)" in answer and "a month" in answer
+    table = at.dataframe[0].value
+    assert (table["device"] == "ASSUMED NVIDIA H200").all()
+    assert any("left out" in w.value and "Llama-3.1-70B" in shown(w.value) for w in at.warning)
+    at.switch_page("pages/report.py").run()
+    assert not at.exception, at.exception
+    assert "**ASSUMED** profile `h200-llama-3.1-70b-tp8`" in shown(at.markdown[-1].value)

@@ -167,3 +167,43 @@ def test_an_llm_run_is_viewed_sized_explored_and_reported_in_chromium(server) ->
     assert errors == 0
     logged = (tmp / "server.log").read_text(errors="replace").splitlines()
     assert not [x for x in logged if "ScriptRunContext" in x or "Traceback" in x], logged[:20]
+
+
+def test_an_assumed_h200_plan_for_llama_70b_is_labelled_assumed_in_chromium(server) -> None:  # type: ignore[no-untyped-def]
+    """Planning hardware nobody here owns: the H200 roofline profile picked on the LLM form; the answer, the
+    table and the report say ASSUMED."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _runs, tmp = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(patience(120.0) * 1000)
+        page.goto(url)
+        page.get_by_text("Measured runs").first.wait_for()
+        nav = page.locator("[data-testid=stSidebarNav]")
+        nav.get_by_text("Fleet sizing").click()
+        scenario = page.get_by_role("combobox", name="Scenario")
+        scenario.click()
+        page.get_by_role("option", name="llama-70b-chat", exact=True).click()
+        page.get_by_text("max_num_batched_tokens").first.wait_for()
+        page.get_by_role("combobox", name=re.compile("Assumed LLM profiles")).click()
+        page.get_by_role("option", name="h200-llama-3.1-70b-tp8", exact=True).click()
+        page.keyboard.press("Escape")
+        page.get_by_role("button", name="Size").click()
+        try:
+            page.get_by_text("Answer", exact=True).wait_for()
+            page.get_by_text("ASSUMED, not measured").first.wait_for()
+            page.get_by_text(
+                re.compile(r"ASSUMED \(roofline, not measured\): \d+ x NVIDIA H200")
+            ).first.wait_for()
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "llm-assumed-sizing.png"), full_page=True)
+        nav.get_by_text("Report").click()
+        page.get_by_text("h200-llama-3.1-70b-tp8").first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "llm-assumed-report.png"), full_page=True)
+        errors = page.locator("[data-testid=stException]").count()
+        browser.close()
+    assert errors == 0
+    logged = (tmp / "server.log").read_text(errors="replace").splitlines()
+    assert not [x for x in logged if "ScriptRunContext" in x or "Traceback" in x], logged[:20]
