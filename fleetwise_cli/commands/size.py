@@ -57,7 +57,9 @@ def size(
     max_batch: str = typer.Option(None, help="comma-separated max_batch grid (default 1,4,16,64 + largest)"),
     max_delay_ms: str = typer.Option(None, help="comma-separated max_delay grid in ms (default 0,5)"),
     prices: Path = typer.Option(Path("data/prices.yaml"), help="price book YAML"),
-    pricing: str = typer.Option("on_demand", help="on_demand | reserved | owned"),
+    pricing: str = typer.Option(
+        "on_demand", help="on_demand | reserved (1-year term) | reserved_3y | owned (capex + hosting + power)"
+    ),
     router: str = typer.Option(
         None, help="central | random | round-robin | least-outstanding (default central; batch scenarios)"
     ),

@@ -21,8 +21,8 @@ from measure.run.versioned import VersionedFile
 from planner.traffic.scenario import MAX_SCENARIO_BYTES
 
 HOURS_PER_MONTH = 730.0  # 8760 h / 12: the month every monthly figure uses
-Pricing = Literal["on_demand", "reserved", "owned"]
-PRICINGS: tuple[str, ...] = ("on_demand", "reserved", "owned")
+Pricing = Literal["on_demand", "reserved", "reserved_3y", "owned"]
+PRICINGS: tuple[str, ...] = ("on_demand", "reserved", "reserved_3y", "owned")  # reserved: the 1-year term
 
 
 class PriceError(ValueError):
@@ -66,7 +66,8 @@ class OwnedPrice(Sourced):
 
 
 class DevicePrice(_Model):
-    """One device kind (one replica = one of these) under up to three pricing models."""
+    """One device kind, priced per device-hour under up to four pricing models (a replica of several devices
+    costs that many device-hours an hour)."""
 
     device: str = Field(min_length=1, max_length=128, description="key an assumed profile's `device` names")
     description: str = Field(default="", max_length=1000)
@@ -77,13 +78,16 @@ class DevicePrice(_Model):
         default=None, gt=0, le=65_536, description="CPU runs: usable CPUs of the priced machine"
     )
     on_demand: HourlyPrice | None = None
-    reserved: HourlyPrice | None = None
+    reserved: HourlyPrice | None = None  # a 1-year commitment unless its term_years says otherwise
+    reserved_3y: HourlyPrice | None = None
     owned: OwnedPrice | None = None
 
     @model_validator(mode="after")
     def _some_price(self) -> DevicePrice:
-        if self.on_demand is None and self.reserved is None and self.owned is None:
-            raise ValueError(f"device {self.device!r} has no price (on_demand, reserved or owned)")
+        if all(getattr(self, p) is None for p in PRICINGS):
+            raise ValueError(
+                f"device {self.device!r} has no price (on_demand, reserved, reserved_3y or owned)"
+            )
         return self
 
     def price(self, pricing: Pricing) -> HourlyPrice | OwnedPrice:

@@ -120,7 +120,13 @@ def size_from_curve(
     priced = not_priced = entry = None
     try:
         found = book.for_hardware(b.hardware)
-        priced, entry = found.price(pricing).usd_per_hour, found.device
+        price = found.price(pricing)
+        priced, entry = price.usd_per_hour, found.device
+        if not price.energy_included:
+            warnings.append(
+                f"energy cost missing: the {pricing} price does not pay for power and a benchmark measures none, "
+                "so the monthly cost is a lower bound"
+            )
     except PriceError as exc:
         not_priced = f"not priced: {exc}"
     devices = (

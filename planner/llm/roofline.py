@@ -69,6 +69,9 @@ class DeviceSheet(Sourced):
     interconnect_gbps: float | None = Field(
         default=None, gt=0, le=1e6, description="per device, one direction, GB/s"
     )
+    board_power_w: float | None = Field(
+        default=None, gt=0, le=100_000, description="maximum board power (TDP): an upper bound on its draw"
+    )
 
     @model_validator(mode="after")
     def _positive(self) -> DeviceSheet:

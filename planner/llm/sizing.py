@@ -18,13 +18,13 @@ from pydantic import Field
 
 from measure.run.types import ResultModel
 from planner.evidence.engine_benchmark import EngineBenchmark
-from planner.fleet.prices import HOURS_PER_MONTH, PriceBook, PriceError, Pricing
+from planner.fleet.prices import HOURS_PER_MONTH, Electricity, PriceBook, PriceError, Pricing
 from planner.fleet.redundancy import Redundancy
 from planner.llm.bench_curve import group_benchmarks
 from planner.llm.bench_sizing import BenchSized, OfferedLoad, size_from_curve
 from planner.llm.engine import EngineConfig, EngineError
 from planner.llm.model_match import benchmark_mismatch, profile_mismatch, run_mismatch
-from planner.llm.roofline import LlmProfileError, load_llm_profile
+from planner.llm.roofline import LlmProfile, LlmProfileError, load_llm_profile
 from planner.llm.simulation import LlmResult, llm_requests, run_llm_simulation
 from planner.llm.sources import (
     Source,
@@ -91,7 +91,11 @@ class LlmSized(ResultModel):
     simulations: int
     slo: dict[str, float | None]
     goodput_rps: float | None
-    monthly_cost_usd: float | None
+    monthly_cost_usd: float | None  # devices, plus energy where the price does not include it
+    energy_usd_per_month: float | None = (
+        None  # the energy in it (owned hardware): None when included or unknown
+    )
+    energy_cost_note: str | None = None  # how the energy was costed, or why the cost is a lower bound
     usd_per_1m_input_tokens: float | None
     usd_per_1m_output_tokens: float | None
     usd_per_1m_output_tokens_all_in: float | None
@@ -195,16 +199,21 @@ def size_option(
         ratio, label = _worst(sim(search.stuck_at))
         stuck = f"more replicas do not help: {label} stays {ratio:.2f}x its threshold at {search.stuck_at} replicas"
     best = sim(hi) if hi else sim(max(lo, 1))
-    priced, not_priced, entry = None, None, None
+    priced, not_priced, entry, price = None, None, None, None
     try:
         found = source_price(book, run)
-        priced, entry = found.price(pricing).usd_per_hour, found.device
+        price = found.price(pricing)
+        priced, entry = price.usd_per_hour, found.device
     except PriceError as exc:
         not_priced = f"not priced: {exc}"
     deployed = redundancy.apply(hi) if hi else None
     shape = source_shape(run)
     devices = deployed * shape.devices if deployed else None  # a replica of 8 GPUs costs 8 GPU-hours an hour
     monthly = priced * devices * HOURS_PER_MONTH if priced is not None and devices else None
+    energy_usd, energy_note = None, None
+    if price is not None and not price.energy_included and monthly is not None and devices:
+        energy_usd, energy_note = _energy_cost(run, best, devices, book.electricity)
+        monthly += energy_usd or 0.0
     in_month = best.offered_rps * _mean(sc, best, "input") * SECONDS_PER_MONTH
     out_month = best.offered_rps * _mean(sc, best, "output") * SECONDS_PER_MONTH
     share = best.prefill_busy_share
@@ -230,6 +239,8 @@ def size_option(
         slo={c.slo: c.observed_ms for c in best.slo},
         goodput_rps=best.goodput_rps,
         monthly_cost_usd=monthly,
+        energy_usd_per_month=energy_usd,
+        energy_cost_note=energy_note,
         usd_per_1m_input_tokens=monthly * share / in_month * 1e6 if monthly and in_month else None,
         usd_per_1m_output_tokens=monthly * (1 - share) / out_month * 1e6 if monthly and out_month else None,
         usd_per_1m_output_tokens_all_in=monthly / out_month * 1e6 if monthly and out_month else None,
@@ -237,7 +248,33 @@ def size_option(
         total_tokens_per_joule=best.total_tokens_per_joule,
         not_priced=not_priced,
         price_entry=entry,
-        warnings=[ASSUMED_WARNING.format(run.label()), *best.warnings] if is_assumed(run) else best.warnings,  # type: ignore[union-attr]
+        warnings=[
+            *([ASSUMED_WARNING.format(run.label())] if isinstance(run, LlmProfile) else []),
+            *([energy_note] if energy_note else []),
+            *best.warnings,
+        ],
+    )
+
+
+def _energy_cost(run: Source, r: LlmResult, devices: int, el: Electricity) -> tuple[float | None, str]:
+    """Energy a month for a price that does not pay for power (owned hardware), at the facility (x PUE): from
+    the run's measured energy per request, or an assumed profile's board power; or why it is missing."""
+    if r.energy_j_per_request is not None:
+        kwh = r.energy_j_per_request * r.offered_rps * SECONDS_PER_MONTH / 3.6e6 * el.pue
+        return kwh * el.usd_per_kwh, (
+            f"energy {kwh:,.0f} kWh a month from the measured energy per token (idle power excluded: a lower "
+            f"bound) x PUE {el.pue:g} at ${el.usd_per_kwh:g}/kWh"
+        )
+    watts = run.sheet.board_power_w if isinstance(run, LlmProfile) else None
+    if watts is not None:
+        kwh = devices * watts * HOURS_PER_MONTH / 1000.0 * el.pue
+        return kwh * el.usd_per_kwh, (
+            f"ASSUMED energy {kwh:,.0f} kWh a month: {devices} devices at the sheet's board power ({watts:g} W, "
+            f"an upper bound) x PUE {el.pue:g} at ${el.usd_per_kwh:g}/kWh"
+        )
+    return (
+        None,
+        "energy cost missing: the evidence has no power measurement, so the monthly cost is a lower bound",
     )
 
 

@@ -152,3 +152,27 @@ def test_every_shipped_sheet_and_profile_loads_and_cites_a_source() -> None:
             and p.shape.source
             and math.isfinite(decode_ms(p, 8, 1024))
         )
+
+
+def test_owned_gpus_pay_for_their_power_and_reserved_3y_is_a_pricing(tmp_path: Path) -> None:
+    """Buy vs rent: an owned replica costs capex amortised + hosting + energy (the sheet's board power, an upper
+    bound, x PUE at the electricity price); a 3-year reservation is priced from its own entry."""
+    book = load_prices(REPO / "data" / "prices.yaml")
+    h200 = book.by_key("nvidia-h200")
+    args = ["size", "--scenario", str(SCENARIO), "--profiles", str(H200_70B), "--max-num-seqs", "256",
+            "--max-num-batched-tokens", "8192", "--json", "--pricing"]  # fmt: skip
+    plans = {}
+    for pricing in ("owned", "reserved_3y"):
+        out = CliRunner().invoke(app, [*args, pricing])
+        assert out.exit_code == 0, out.output
+        (plans[pricing],) = json.loads(out.output)["options"]
+    owned, r3 = plans["owned"], plans["reserved_3y"]
+    n = owned["devices_deployed"]
+    energy = n * 700 * 730 / 1000 * book.electricity.pue * book.electricity.usd_per_kwh
+    assert owned["energy_usd_per_month"] == pytest.approx(energy)
+    assert owned["monthly_cost_usd"] == pytest.approx(n * h200.price("owned").usd_per_hour * 730 + energy)
+    assert "board power" in owned["energy_cost_note"] and any("upper bound" in w for w in owned["warnings"])
+    assert r3["monthly_cost_usd"] == pytest.approx(
+        r3["devices_deployed"] * h200.price("reserved_3y").usd_per_hour * 730
+    )
+    assert r3["energy_usd_per_month"] is None  # a rental pays for its power
