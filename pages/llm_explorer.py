@@ -103,7 +103,11 @@ def _simulated(params: dict[str, Any], sc: Scenario, sized: list[LlmSized]) -> N
     by_label = {o.label: o for o in sized}
     ranked = sorted(sized, key=lambda o: (o.monthly_cost_usd is None, o.monthly_cost_usd or 0.0, o.replicas))
     chosen = st.multiselect(
-        "Options", list(by_label), default=[o.label for o in ranked[:3]], key="llm_slo_opts"
+        "Options",
+        list(by_label),
+        default=[o.label for o in ranked[:3]],
+        key="llm_slo_opts",
+        persist_state="session",
     )
     if not chosen:
         return
@@ -115,6 +119,7 @@ def _simulated(params: dict[str, Any], sc: Scenario, sized: list[LlmSized]) -> N
         value=99.0,
         format_func=lambda p: f"p{p:g}",
         key="llm_slo_pct",
+        persist_state="session",
     )
     field = PERCENTILE_KEYS[pct]
     thresholds = {}
@@ -214,6 +219,7 @@ def _benchmark_curves(params: dict[str, Any], sized: list[BenchSized]) -> None:
             value=99.0,
             format_func=lambda p: f"p{p:g}",
             key="bench_slo_pct",
+            persist_state="session",
         )
     )
     key = PERCENTILE_KEYS[pct]

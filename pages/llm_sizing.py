@@ -83,46 +83,87 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         # in-process runs know their KV capacity; an engine run needs the KV blocks given below
         knows_kv = [k for k, s in zip(labels, llm, strict=True) if s.run.llm is not None and s.run.llm.memory]
         runs = c1.multiselect(
-            "LLM runs", list(labels), default=(knows_kv or list(labels))[:1], key="llm_runs"
+            "LLM runs",
+            list(labels),
+            default=(knows_kv or list(labels))[:1],
+            key="llm_runs",
+            persist_state="session",
         )
         picked_profiles = st.multiselect(
             "Assumed LLM profiles: hardware you do not own, timed by a roofline of its datasheet (ASSUMED, not "
             "measured; a measured run of the same device outranks it)",
             list(assumed),
             key="llm_profiles",
+            persist_state="session",
         )
         picked_benches = st.multiselect(
             "Engine benchmarks (imported results; the files of one engine, model and hardware make one capacity curve)",
             list(benches),
             key="llm_benches",
+            persist_state="session",
         )
-        prec = c2.multiselect("Precisions (empty: every measured one)", precisions, key="llm_prec")
+        prec = c2.multiselect(
+            "Precisions (empty: every measured one)", precisions, key="llm_prec", persist_state="session"
+        )
         c1, c2, c3 = st.columns(3)
         seqs = c1.multiselect(
-            "max_num_seqs", [8, 16, 64, 128, 256, 512], default=list(DEFAULT_SEQS), key="llm_seqs"
+            "max_num_seqs",
+            [8, 16, 64, 128, 256, 512],
+            default=list(DEFAULT_SEQS),
+            key="llm_seqs",
+            persist_state="session",
         )
         tokens = c2.multiselect(
             "max_num_batched_tokens",
             [512, 1024, 2048, 4096, 8192, 16384],
             default=list(DEFAULT_BATCHED_TOKENS),
             key="llm_tokens",
+            persist_state="session",
         )
-        chunked = c3.multiselect("Chunked prefill", ["on", "off"], default=["on"], key="llm_chunked")
+        chunked = c3.multiselect(
+            "Chunked prefill", ["on", "off"], default=["on"], key="llm_chunked", persist_state="session"
+        )
         c1, c2 = st.columns(2)
-        pricing = c1.selectbox("Pricing", list(PRICINGS), key="llm_pricing")
+        pricing = c1.selectbox("Pricing", list(PRICINGS), key="llm_pricing", persist_state="session")
         kv = c2.number_input(
-            "KV blocks of 16 tokens per replica (0: from the run or profile)", 0, 10_000_000, 0, key="llm_kv"
+            "KV blocks of 16 tokens per replica (0: from the run or profile)",
+            0,
+            10_000_000,
+            0,
+            key="llm_kv",
+            persist_state="session",
         )
         c1, c2 = st.columns(2)
-        spares = int(c1.number_input("Spare replicas (N+k)", 0, 100, 0, key="llm_spares"))
-        headroom = c2.number_input("Headroom fraction", 0.0, 5.0, 0.0, step=0.05, key="llm_headroom")
+        spares = int(
+            c1.number_input("Spare replicas (N+k)", 0, 100, 0, key="llm_spares", persist_state="session")
+        )
+        headroom = c2.number_input(
+            "Headroom fraction", 0.0, 5.0, 0.0, step=0.05, key="llm_headroom", persist_state="session"
+        )
         model = scenario.llm.model if scenario.llm is not None else None
         any_model = model is not None and st.checkbox(
             f"Also use evidence of models other than {model.label()} (labelled ANOTHER MODEL)",
             key="llm_any_model",
+            persist_state="session",
             help="Without it, runs and benchmarks of another model are left out, with the reason.",
         )
         submitted = st.form_submit_button("Size")
+    current = {
+        "scenario": scenario.model_dump(mode="json"),
+        "runs": sorted(labels[r] for r in runs),
+        "precisions": sorted(str(p) for p in prec),
+        "max_num_seqs": sorted(seqs),
+        "max_num_batched_tokens": sorted(tokens),
+        "chunked": sorted(c == "on" for c in chunked),
+        "pricing": pricing,
+        "kv_blocks": int(kv) or None,
+        "spares": spares,
+        "headroom": float(headroom),
+        "session_prices": st.session_state.get("session_prices", {}),
+        "benchmarks": sorted(benches[b] for b in picked_benches),
+        "profiles": sorted(assumed[p] for p in picked_profiles),
+        "any_model": bool(any_model),
+    }
     if submitted:
         if (not runs and not picked_benches and not picked_profiles) or not seqs or not tokens or not chunked:
             st.error(
@@ -130,26 +171,18 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
                 "max_num_batched_tokens and prefill mode."
             )
             return
-        st.session_state["llm_params"] = {
-            "scenario": scenario.model_dump(mode="json"),
-            "runs": sorted(labels[r] for r in runs),
-            "precisions": sorted(str(p) for p in prec),
-            "max_num_seqs": sorted(seqs),
-            "max_num_batched_tokens": sorted(tokens),
-            "chunked": sorted(c == "on" for c in chunked),
-            "pricing": pricing,
-            "kv_blocks": int(kv) or None,
-            "spares": spares,
-            "headroom": float(headroom),
-            "session_prices": st.session_state.get("session_prices", {}),
-            "benchmarks": sorted(benches[b] for b in picked_benches),
-            "profiles": sorted(assumed[p] for p in picked_profiles),
-            "any_model": bool(any_model),
-        }
+        st.session_state["llm_params"] = current
     params = st.session_state.get("llm_params")
     if params is None or params["scenario"] != scenario.model_dump(mode="json"):
         st.info("Choose the runs and engine knobs, then **Size**.")
         return
+    if {k: v for k, v in params.items() if k != "session_prices"} != {
+        k: v for k, v in current.items() if k != "session_prices"
+    }:
+        st.warning(
+            "The answer below is for the question last sized, not for the form's current choices: press "
+            "**Size** to answer those."
+        )
     try:
         plan = llm_plan_for(params)
     except (LlmSizingError, ValueError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
@@ -29,7 +30,14 @@ st.title("Fleet sizing")
 shipped = shipped_scenarios()
 edited = current_scenario()
 choices = ([f"from the Scenario page: {edited.name}"] if edited else []) + list(shipped)
-pick = st.selectbox("Scenario", choices, key="sz_scenario")
+if edited is not None:  # a new edit on the Scenario page is what the user wants sized next
+    seen = json.dumps(edited.model_dump(mode="json"), sort_keys=True)
+    if st.session_state.get("sz_edit_seen") != seen:
+        st.session_state["sz_edit_seen"] = seen
+        st.session_state["sz_scenario"] = choices[0]
+if st.session_state.get("sz_scenario") not in choices:  # a kept choice that no longer exists
+    st.session_state.pop("sz_scenario", None)
+pick = st.selectbox("Scenario", choices, key="sz_scenario", persist_state="session")
 scenario = edited if edited and pick.startswith("from the Scenario page: ") else shipped[pick]
 st.caption(
     esc(f"{scenario.description} SLOs: " + ("; ".join(s.label() for s in scenario.slo) or "none"), 4000)
@@ -47,7 +55,13 @@ if llm_runs:
         f"{len(llm_runs)} LLM run(s) (prefill/decode steps) are sized on a generative scenario "
         "(one with an llm block, e.g. tiny-chat)."
     )
-model = st.selectbox("Model to plan for (its measured runs)", models, key="sz_model") if models else None
+if st.session_state.get("sz_model") not in models:
+    st.session_state.pop("sz_model", None)
+model = (
+    st.selectbox("Model to plan for (its measured runs)", models, key="sz_model", persist_state="session")
+    if models
+    else None
+)
 mine = [s for s in cat.runs if s.run.workload.name == model]
 run_labels = {
     f"{s.run.short_id()} · {s.run.stack.device_name} · {', '.join(s.precisions)}": str(s.path) for s in mine
@@ -57,30 +71,52 @@ precisions = sorted({p for s in mine for p in s.precisions})
 with st.form("sizing"):
     c1, c2 = st.columns(2)
     runs = c1.multiselect(
-        "Measured runs", list(run_labels), default=list(run_labels), key=f"sz_runs_{model}"
+        "Measured runs",
+        list(run_labels),
+        default=list(run_labels),
+        key=f"sz_runs_{model}",
+        persist_state="session",
     )  # per model: a switch starts from all of its runs
     profiles = c2.multiselect(
-        "Assumed profiles (what-if)", list(prof_labels), default=list(prof_labels), key="sz_profiles"
+        "Assumed profiles (what-if)",
+        list(prof_labels),
+        default=list(prof_labels),
+        key="sz_profiles",
+        persist_state="session",
     )
     c1, c2, c3 = st.columns(3)
-    prec = c1.multiselect("Precisions (empty: every ok one)", precisions, key="sz_prec")
+    prec = c1.multiselect(
+        "Precisions (empty: every ok one)", precisions, key="sz_prec", persist_state="session"
+    )
     batches = c2.multiselect(
         f"max_batch grid (empty: {', '.join(map(str, DEFAULT_MAX_BATCHES))} and the largest measured, as the CLI)",
         [1, 2, 4, 8, 16, 32, 64, 128],
         key="sz_batch",
+        persist_state="session",
     )
     delays = c3.multiselect(
         f"max_delay grid, ms (empty: {', '.join(f'{d:g}' for d in DEFAULT_MAX_DELAYS_MS)}, as the CLI)",
         [0.0, 1.0, 2.0, 5.0, 10.0, 20.0],
         key="sz_delay",
+        persist_state="session",
     )
     c1, c2, c3, c4, c5 = st.columns(5)
-    pricing = c1.selectbox("Pricing", PRICINGS, key="sz_pricing")
-    rank_by = c2.selectbox("Rank by", RANK_BY, key="sz_rank")
-    spares = int(c3.number_input("Spare replicas (N+k)", 0, 100, 0, key="sz_spares"))
-    headroom = c4.number_input("Headroom fraction", 0.0, 5.0, 0.0, step=0.05, key="sz_headroom")
+    pricing = c1.selectbox("Pricing", PRICINGS, key="sz_pricing", persist_state="session")
+    rank_by = c2.selectbox("Rank by", RANK_BY, key="sz_rank", persist_state="session")
+    spares = int(c3.number_input("Spare replicas (N+k)", 0, 100, 0, key="sz_spares", persist_state="session"))
+    headroom = c4.number_input(
+        "Headroom fraction", 0.0, 5.0, 0.0, step=0.05, key="sz_headroom", persist_state="session"
+    )
     requests = int(
-        c5.number_input("Arrivals per simulation", 1000, 500_000, 30_000, step=5000, key="sz_requests")
+        c5.number_input(
+            "Arrivals per simulation",
+            1000,
+            500_000,
+            30_000,
+            step=5000,
+            key="sz_requests",
+            persist_state="session",
+        )
     )
     scale = st.number_input(
         "Service-time scale (an assumption: 1 = as measured; e.g. a live validation's live/isolated ratio)",
@@ -89,15 +125,17 @@ with st.form("sizing"):
         1.0,
         step=0.05,
         key="sz_scale",
+        persist_state="session",
     )
     early = st.checkbox(
         "Stop each simulation once its SLO verdict is settled (as the CLI; off: --full-length)",
         True,
         key="sz_early",
+        persist_state="session",
     )
     submitted = st.form_submit_button("Size the fleet", type="primary")
 
-params: dict[str, Any] = {
+current: dict[str, Any] = {
     "scenario": scenario.model_dump(mode="json"),
     "runs": sorted(run_labels[r] for r in runs),
     "profiles": sorted(prof_labels[p] for p in profiles),
@@ -114,13 +152,24 @@ params: dict[str, Any] = {
     "session_prices": st.session_state.get("session_prices", {}),
 }
 if submitted:
-    st.session_state["plan_params"] = params
+    st.session_state["plan_params"] = current
 if "plan_params" not in st.session_state:
     st.info(
         "Choose the options and press **Size the fleet**: each option's fewest replicas meeting every SLO."
     )
     st.stop()
 params = st.session_state["plan_params"]
+if {k: v for k, v in params.items() if k != "session_prices"} != {
+    k: v for k, v in current.items() if k != "session_prices"
+}:
+    st.warning(
+        esc(
+            f"The answer below is for the question last sized (scenario {params['scenario']['name']}, "
+            f"{len(params['runs'])} run(s), {len(params['profiles'])} profile(s), pricing {params['pricing']}), not "
+            "for the form's current choices: press **Size the fleet** to answer those.",
+            1000,
+        )
+    )
 try:
     plan: Plan = plan_for(params)
 except ValueError as exc:
@@ -215,7 +264,9 @@ st.dataframe(
 ok = table[table["meets SLO"] & table["monthly $"].notna()].copy()
 groups = list(dict.fromkeys(ok["group"]))
 if len(groups) > 1:  # charts compare options within one comparability group, never across
-    shown_group = st.radio("Charts for", groups, horizontal=True, key="sz_chart_group")
+    shown_group = st.radio(
+        "Charts for", groups, horizontal=True, key="sz_chart_group", persist_state="session"
+    )
     ok = ok[ok["group"] == shown_group]
 if len(ok):
     best = ok.sort_values("monthly $").head(15)

@@ -582,3 +582,28 @@ def test_an_assumed_h200_profile_sizes_llama_70b_labelled_assumed(data: Path) ->
     at.switch_page("pages/report.py").run()
     assert not at.exception, at.exception
     assert "**ASSUMED** profile `h200-llama-3.1-70b-tp8`" in shown(at.markdown[-1].value)
+
+
+def test_the_form_keeps_the_question_of_its_answer_after_a_visit_elsewhere(data: Path) -> None:
+    """Sized steady-api for mlp, then to the Runs page and back: the form still says steady-api and mlp (it
+    used to fall back to its defaults beside the old answer), and a form changed but not sized says the answer
+    is for the question last sized."""
+    at = size(app())
+    at.switch_page("pages/runs.py").run()
+    at.switch_page("pages/sizing.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="sz_scenario").value == "steady-api"
+    assert at.selectbox(key="sz_model").value == "mlp"
+    assert at.multiselect(key="sz_batch").value == [4] and at.number_input(key="sz_requests").value == 3000
+    assert not any("last sized" in w.value for w in at.warning)
+    at.selectbox(key="sz_scenario").set_value("bursty-api").run()
+    assert any("last sized" in w.value and "steady-api" in w.value for w in at.warning)
+    # the LLM form too (a form's values count once it is submitted)
+    at.selectbox(key="sz_scenario").set_value("tiny-chat").run()
+    at.multiselect(key="llm_seqs").set_value([64])
+    at.multiselect(key="llm_tokens").set_value([2048])
+    at.button[0].click().run()
+    at.switch_page("pages/compare.py").run()
+    at.switch_page("pages/sizing.py").run()
+    assert at.selectbox(key="sz_scenario").value == "tiny-chat" and at.multiselect(key="llm_seqs").value == [64]
+    assert not any("last sized" in w.value for w in at.warning)
