@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/sizing.py", title="Fleet sizing", icon=":material/calculate:"),
     st.Page("pages/slo_explorer.py", title="SLO explorer", icon=":material/tune:"),
     st.Page("pages/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
+    st.Page("pages/compare_plans.py", title="Compare plans", icon=":material/balance:"),
     st.Page("pages/report.py", title="Report", icon=":material/description:"),
 ]
 

@@ -35,7 +35,9 @@ from planner.fleet.ranking import PlannedOption
 from planner.fleet.redundancy import Redundancy
 from planner.fleet.sizing import Task
 from planner.fleet.tradeoff import Ladder, ladder
+from planner.llm.sizing import LlmPlan
 from planner.question.request import SizingRequest, answer
+from planner.question.saved import save_plan, saved_plan
 from planner.traffic.scenario import Scenario, load_scenario, parse_scenario
 from planner.workers import TaskProgress, executor_from_env, in_workers, start_workers
 
@@ -58,6 +60,29 @@ def scenarios_dir() -> Path:
 def benchmarks_dir() -> Path:
     """Where imported engine benchmarks are read and saved (FLEETWISE_BENCHMARKS_DIR overrides data/benchmarks)."""
     return Path(os.environ.get("FLEETWISE_BENCHMARKS_DIR", ROOT / "data" / "benchmarks"))
+
+
+def plans_dir() -> Path:
+    """Where saved plans are written and compared (FLEETWISE_PLANS_DIR overrides data/plans)."""
+    return Path(os.environ.get("FLEETWISE_PLANS_DIR", ROOT / "data" / "plans"))
+
+
+def save_plan_form(sc: Scenario, plan: Plan | LlmPlan, question: dict[str, Any], key: str) -> None:
+    """A name and a button that save the plan on screen (with its question) for the Compare plans page."""
+    with st.form(f"save_{key}"):
+        name = st.text_input(
+            "Save this plan as", f"{plan.scenario}-{plan.pricing}", max_chars=200, key=f"save_name_{key}"
+        )
+        if st.form_submit_button("Save plan"):
+            if not name.strip():
+                st.error("Give the plan a name.")
+                return
+            try:
+                path = save_plan(saved_plan(name.strip(), sc, plan, question, datetime.now(UTC)), plans_dir())
+            except (ValueError, OSError) as exc:
+                st.error(md_escape(f"Not saved: {exc}", 1000))
+                return
+            st.success(md_escape(f"Saved {path.name}: compare it on the Compare plans page.", 1000))
 
 
 def validations_dir() -> Path:

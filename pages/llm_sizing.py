@@ -19,6 +19,7 @@ from pages.common import (
     price_book,
     prices_digest,
     run_ids_for,
+    save_plan_form,
     session_price_form,
 )
 from planner.evidence.bench_import import import_file
@@ -237,6 +238,7 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         x.hardware for x in plan.from_benchmarks if x.not_priced
     }
     session_price_form(sorted(unpriced), "llm_params")
+    save_plan_form(scenario, plan, {k: v for k, v in params.items() if k != "scenario"}, "llm")
 
 
 def llm_plan_for(params: dict[str, Any]) -> LlmPlan:

@@ -15,6 +15,7 @@ from pages.common import (
     plan_for,
     plot_label,
     profile_paths,
+    save_plan_form,
     session_price_form,
     shipped_scenarios,
     source_badge,
@@ -25,6 +26,7 @@ from planner.fleet.options import DEFAULT_MAX_BATCHES, DEFAULT_MAX_DELAYS_MS
 from planner.fleet.plan import Plan
 from planner.fleet.prices import PRICINGS
 from planner.fleet.ranking import RANK_BY
+from planner.traffic.scenario import parse_scenario
 
 st.title("Fleet sizing")
 shipped = shipped_scenarios()
@@ -194,6 +196,12 @@ for why in dict.fromkeys(o.not_priced for o in plan.options if o.not_priced):
     st.warning(f"{esc(why, 600)}: sized, not costed; add the device to the price book")
 session_price_form(
     sorted({o.device for o in plan.options if o.not_priced and o.source == "measured"}), "plan_params"
+)
+save_plan_form(
+    parse_scenario(params["scenario"], "scenario"),
+    plan,
+    {k: v for k, v in params.items() if k != "scenario"},
+    "batch",
 )
 st.caption(
     f"Sized at: {esc(plan.sized_at, 2000)}. Pricing {plan.pricing}, redundancy {esc(plan.redundancy)}; "

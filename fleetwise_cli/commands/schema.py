@@ -56,3 +56,19 @@ def schema_profile() -> None:
 def schema_run() -> None:
     """JSON Schema of the run file (measure/run/)."""
     write_json(run_json_schema(), indent=2)
+
+
+@schema_app.command("llm-profile")
+def schema_llm_profile() -> None:
+    """JSON Schema of the assumed LLM profile file (planner/llm/roofline.py)."""
+    from planner.llm.roofline import LlmProfile
+
+    write_json(LlmProfile.model_json_schema(), indent=2)
+
+
+@schema_app.command("plan")
+def schema_plan() -> None:
+    """JSON Schema of the saved plan file (planner/question/saved.py)."""
+    from planner.question.saved import SavedPlan
+
+    write_json(SavedPlan.model_json_schema(), indent=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -14,7 +15,7 @@ from fleetwise_cli.common import err, write_json
 from fleetwise_cli.errors import fail
 from fleetwise_cli.options import _list, parse_switches
 from fleetwise_cli.render.plan import print_llm_plan, print_plan
-from measure.run import Run, check_output_file
+from measure.run import Run, check_output_dir, check_output_file
 from planner.fleet.levels import SIZING_REQUESTS
 from planner.fleet.options import SizingError
 from planner.fleet.plan import Plan, sensitivity
@@ -95,6 +96,14 @@ def size(
     ),
     as_json: bool = typer.Option(False, "--json", help="the plan as JSON on stdout"),
     report: Path = typer.Option(None, help="write the audit report (.md or .html) with sensitivity tables"),
+    save_plan: Path = typer.Option(
+        None,
+        "--save-plan",
+        help="save the plan and its question into this folder (for fleetwise compare-plans)",
+    ),
+    plan_name: str = typer.Option(
+        None, "--plan-name", help="the saved plan's name (default: scenario-pricing)"
+    ),
     validations: Path = typer.Option(
         Path("data/validations"), help="live validation files cited in the report"
     ),
@@ -164,6 +173,8 @@ def size(
             if report.suffix.lower() not in (".md", ".html", ".htm"):
                 raise SizingError(f"--report {report}: the file name must end in .md or .html")
             check_output_file(report)  # before the search, not after it
+        if save_plan is not None:
+            check_output_dir(save_plan)
         for p in runs:
             load_run_cached(str(p))  # a bad run file is named before any simulation; read once per process
         if benchmarks:
@@ -173,9 +184,18 @@ def size(
         book = load_prices(prices)
         n_jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
         if req.generative:
-            _answer_generative(req, book, n_jobs, chosen, as_json, report, validations)
+            plan: Plan | LlmPlan = _answer_generative(req, book, n_jobs, chosen, as_json, report, validations)
         else:
-            _answer_batch(req, book, n_jobs, chosen, as_json, report, validations)
+            plan = _answer_batch(req, book, n_jobs, chosen, as_json, report, validations)
+        if save_plan is not None:
+            from planner.question.saved import question_record, saved_plan
+            from planner.question.saved import save_plan as write_plan
+
+            name = plan_name or f"{req.scenario.name}-{req.pricing}"
+            record = saved_plan(name, req.scenario, plan, question_record(req), datetime.now(UTC))
+            err.print(
+                escape(f"plan saved to {write_plan(record, save_plan)}"), highlight=False, soft_wrap=True
+            )
     except ValueError as exc:  # every reader's and the planner's errors: one line
         raise fail(str(exc)) from None
     except OSError as exc:  # the report's folder vanished or filled up after the check
@@ -192,7 +212,7 @@ def _answer_generative(
     as_json: bool,
     report: Path | None,
     validations: Path,
-) -> None:
+) -> LlmPlan:
     from planner.llm.report import llm_validations_for, write_llm_report
 
     plan = answer(req, book, jobs, None, executor)
@@ -212,6 +232,7 @@ def _answer_generative(
             {b.id: b for b in req.benchmarks},
         )
     print_llm_plan(plan, as_json)
+    return plan
 
 
 def _answer_batch(
@@ -222,7 +243,7 @@ def _answer_batch(
     as_json: bool,
     report: Path | None,
     validations: Path,
-) -> None:
+) -> Plan:
     with _progress(as_json) as bar:
         task = bar.add_task("sizing", total=None)
 
@@ -248,6 +269,7 @@ def _answer_batch(
         write_json(plan.model_dump(mode="json"))
     else:
         print_plan(plan)
+    return plan
 
 
 def _progress(quiet: bool) -> Progress:

@@ -11,6 +11,7 @@ returns what loaded and, for every file that did not, one line saying why.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,14 @@ def format_validation_error(exc: ValidationError, limit: int = 5) -> str:
         parts.append(one_line(f"{loc}: {err['msg']}", 200))
     more = f" (+{exc.error_count() - limit} more)" if exc.error_count() > limit else ""
     return "; ".join(parts) + more
+
+
+def canonical_id(data: Mapping[str, Any], volatile: tuple[str, ...]) -> str:
+    """sha256 of the canonical JSON of every field but the volatile ones (the id itself, when it was written):
+    the same for an object as built and for the dict read back from its file."""
+    kept = {k: v for k, v in data.items() if k not in volatile}
+    canon = json.dumps(kept, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ class OutputPathError(ValueError):
 def check_output_dir(folder: str | Path) -> Path:
     """Create folder if needed and prove a file can be created in it (a probe file, removed at once)."""
     p = Path(folder)
+    if p.exists() and not p.is_dir():  # mkdir would say only "File exists"
+        raise OutputPathError(f"output folder {p} is not a folder")
     try:
         p.mkdir(parents=True, exist_ok=True)
         if not p.is_dir():

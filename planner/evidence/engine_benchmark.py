@@ -16,9 +16,7 @@ Schema history: 1 - first version.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +26,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from measure.run import MAX_LATENCY_MS, MAX_SEQ_LEN, CreatedAt, ReplicaShape, format_validation_error
 from measure.run.types import FileModel as _Out
-from measure.run.versioned import VersionedFile
+from measure.run.versioned import VersionedFile, canonical_id
 from planner.traffic.scenario import MAX_DURATION_S, MAX_RATE_RPS, MIN_RATE_RPS
 
 MAX_BENCHMARK_BYTES = 64 * 1024 * 1024
@@ -228,9 +226,7 @@ def benchmark_filename(b: EngineBenchmark) -> str:
 def content_id(data: dict[str, Any]) -> str:
     """sha256 of a benchmark's canonical JSON without its id and import time: the same for the model as
     written and for the dict read back from the file."""
-    kept = {k: v for k, v in data.items() if k not in ("id", "imported_at")}
-    canon = json.dumps(kept, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
+    return canonical_id(data, ("id", "imported_at"))
 
 
 def _id_matches(b: EngineBenchmark, stored: dict[str, Any]) -> str | None:

@@ -37,18 +37,20 @@ def run_model(run: Run) -> tuple[list[str], int | None]:
     return list(dict.fromkeys(n for n in names if n)), params
 
 
-def _verdict(spec: ModelSpec, names: list[str], params: int | None, what: str) -> str | None:
+def _verdict(
+    spec: ModelSpec, names: list[str], params: int | None, what: str, verb: str = "measured"
+) -> str | None:
     if spec.parameters is not None and params is not None:
         if abs(params - spec.parameters) <= PARAMETER_TOLERANCE * spec.parameters:
             return None
-        return f"{what} measured a model of {params:.3g} parameters; the scenario is for {spec.label()}"
+        return f"{what} {verb} a model of {params:.3g} parameters; the scenario is for {spec.label()}"
     leaves = [_leaf(n) for n in names]
     if spec.names and any(want.lower() in leaf for want in spec.names for leaf in leaves):
         return None
     if not names and params is None:
         return f"{what} does not say which model it measured; the scenario is for {spec.label()}"
     said = ", ".join(repr(n[:80]) for n in names) or f"{params:.3g} parameters"
-    return f"{what} measured {said}; the scenario is for {spec.label()}"
+    return f"{what} {verb} {said}; the scenario is for {spec.label()}"
 
 
 def run_mismatch(spec: ModelSpec | None, run: Run) -> str | None:
@@ -71,4 +73,6 @@ def profile_mismatch(spec: ModelSpec | None, p: LlmProfile) -> str | None:
     """Why the assumed profile is of another model than the scenario's, or None."""
     if spec is None:
         return None
-    return _verdict(spec, [p.shape.name, *p.shape.names], p.shape.parameters(), f"assumed profile {p.name}")
+    return _verdict(
+        spec, [p.shape.name, *p.shape.names], p.shape.parameters(), f"assumed profile {p.name}", "describes"
+    )

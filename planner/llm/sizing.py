@@ -126,6 +126,7 @@ class LlmPlan(ResultModel):
     options: list[LlmSized]
     answer: str
     notes: list[str]
+    best: str | None = None  # the label of the option the answer names ("benchmark:<id>" for a curve)
     from_benchmarks: list[BenchSized] = Field(
         default_factory=list
     )  # sized on imported engine benchmark curves (measured by their tool, not simulated), labelled so
@@ -429,8 +430,10 @@ def size_llm(
     priced = sorted(
         (o for o in met if o.monthly_cost_usd is not None), key=lambda o: o.monthly_cost_usd or 0.0
     )
+    best: str | None = None
     if priced:
         b = priced[0]
+        best = b.label
         spared = (
             f" ({b.replicas} sized, redundancy {b.redundancy})" if b.replicas_deployed != b.replicas else ""
         )
@@ -446,6 +449,7 @@ def size_llm(
             answer = f"ASSUMED (roofline, not measured): {answer}"
     elif met:
         b = min(met, key=lambda o: o.replicas or 0)
+        best = b.label
         answer = f"{b.replicas} x {b.device} at {b.precision} meets the SLOs; no option is priced"
         if b.source == "assumed":
             answer = f"ASSUMED (roofline, not measured): {answer}"
@@ -460,6 +464,7 @@ def size_llm(
         )
         shape = f" (replicas of {b2.replica}: {b2.devices} devices)" if b2.devices_per_replica > 1 else ""
         answer = f"{b2.replicas} x {b2.hardware}{shape}{cost}, from {b2.evidence} (capacity {b2.capacity_rps:.3g} req/s)"
+        best = f"benchmark:{b2.benchmark_id}"
     return LlmPlan(
         scenario=sc.name,
         slos=[s.label() for s in sc.slo],
@@ -468,4 +473,5 @@ def size_llm(
         answer=answer,
         notes=notes,
         from_benchmarks=from_bench,
+        best=best,
     )

@@ -605,5 +605,44 @@ def test_the_form_keeps_the_question_of_its_answer_after_a_visit_elsewhere(data:
     at.button[0].click().run()
     at.switch_page("pages/compare.py").run()
     at.switch_page("pages/sizing.py").run()
-    assert at.selectbox(key="sz_scenario").value == "tiny-chat" and at.multiselect(key="llm_seqs").value == [64]
+    assert at.selectbox(key="sz_scenario").value == "tiny-chat" and at.multiselect(key="llm_seqs").value == [
+        64
+    ]
     assert not any("last sized" in w.value for w in at.warning)
+
+
+def test_two_plans_saved_from_the_sizing_page_are_compared_side_by_side(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """H200 rented against owned: each answer saved with the form under it, then the Compare plans page
+    shows both in the same figures with their 1- and 3-year totals."""
+    monkeypatch.setenv("FLEETWISE_PLANS_DIR", str(data / "plans"))
+    at = app()
+    at.switch_page("pages/compare_plans.py").run()
+    assert any("Save at least two plans" in i.value for i in at.info)
+    at.switch_page("pages/sizing.py").run()
+    at.selectbox(key="sz_scenario").set_value("llama-70b-chat").run()
+    for pricing in ("on_demand", "owned"):
+        at.multiselect(key="llm_runs").set_value([])
+        at.multiselect(key="llm_profiles").set_value(["h200-llama-3.1-70b-tp8"])
+        at.multiselect(key="llm_seqs").set_value([256])
+        at.multiselect(key="llm_tokens").set_value([8192])
+        at.selectbox(key="llm_pricing").set_value(pricing)
+        at.button[0].click().run()
+        assert not at.exception, at.exception
+        at.text_input(key="save_name_llm").set_value(f"h200-{pricing}")
+        at.button(key="FormSubmitter:save_llm-Save plan").click().run()
+        assert any("Saved plan-h200" in s.value for s in at.success), [s.value for s in at.success]
+    assert len(list((data / "plans").glob("plan-*.json"))) == 2
+    at.switch_page("pages/compare_plans.py").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert sorted(table["plan"]) == ["h200-on_demand", "h200-owned"]
+    assert (table["evidence"] == "ASSUMED").all() and {"1-year total $", "3-year total $"} <= set(
+        table.columns
+    )
+    owned = table[table["plan"] == "h200-owned"].iloc[0]
+    rented = table[table["plan"] == "h200-on_demand"].iloc[0]
+    dollars = lambda v: float(v.strip("$").replace(",", ""))  # noqa: E731
+    assert dollars(owned["3-year total $"]) == pytest.approx(dollars(owned["monthly $"]) * 36, rel=1e-3)
+    assert dollars(owned["monthly $"]) < dollars(rented["monthly $"])

@@ -173,7 +173,7 @@ def test_size_refuses_an_unwritable_report_before_the_search(tmp_path: Path, mon
     args = ["size", "--scenario", str(REPO / "scenarios" / "steady-api.yaml")]
     args += ["--profiles", str(REPO / "profiles" / "example-accelerator.yaml")]
     (tmp_path / "dir.html").mkdir()
-    for report, message in ((blocker / "r.html", "not writable"), (tmp_path / "dir.html", "is a folder")):
+    for report, message in ((blocker / "r.html", "is not a folder"), (tmp_path / "dir.html", "is a folder")):
         result = runner.invoke(app, [*args, "--report", str(report)])
         assert result.exit_code == 2 and message in result.output, result.output
 

@@ -176,3 +176,15 @@ def test_owned_gpus_pay_for_their_power_and_reserved_3y_is_a_pricing(tmp_path: P
         r3["devices_deployed"] * h200.price("reserved_3y").usd_per_hour * 730
     )
     assert r3["energy_usd_per_month"] is None  # a rental pays for its power
+
+
+def test_the_shipped_profiles_validate_against_the_schema_the_cli_prints() -> None:
+    import jsonschema
+
+    out = CliRunner().invoke(app, ["schema", "llm-profile"])
+    assert out.exit_code == 0
+    schema = json.loads(out.stdout)
+    for f in PROFILES.glob("*.yaml"):
+        jsonschema.validate(yaml.safe_load(f.read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**yaml.safe_load(H200_70B.read_text()), "tensor_parallel": 0}, schema)
