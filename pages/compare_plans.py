@@ -34,8 +34,8 @@ if len(chosen) < 2:
     st.info("Pick at least two plans.")
     st.stop()
 c = compare_plans([labels[k] for k in chosen], tuple(sorted(years)) or (1,))
-for note in c.notes:
-    st.warning(esc(note, 2000))
+for note in c.notes:  # the totals rule is how to read the table; the rest are cautions
+    (st.caption if note.startswith("totals") else st.warning)(esc(note, 2000))
 rows = []
 for p in c.plans:
     r = p.row

@@ -33,6 +33,7 @@ def server(tmp_path: Path):  # type: ignore[no-untyped-def]
     for f in shipped_files():
         shutil.copy(f, runs)
     env = {**os.environ, "FLEETWISE_RUNS_DIR": str(runs), "FLEETWISE_SCENARIOS_DIR": str(tmp_path / "sc")}
+    env["FLEETWISE_PLANS_DIR"] = str(tmp_path / "plans")
     shutil.copytree(REPO / "scenarios", tmp_path / "sc")
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
@@ -202,6 +203,30 @@ def test_an_assumed_h200_plan_for_llama_70b_is_labelled_assumed_in_chromium(serv
         nav.get_by_text("Report").click()
         page.get_by_text("h200-llama-3.1-70b-tp8").first.wait_for()
         page.screenshot(path=str(ARTIFACTS / "llm-assumed-report.png"), full_page=True)
+
+        # rented and owned, saved, then side by side
+        nav.get_by_text("Fleet sizing").click()
+        page.get_by_text("Answer", exact=True).wait_for()  # the form and its answer came back with the page
+        for pricing in ("on_demand", "owned"):
+            if pricing != "on_demand":
+                page.get_by_role("combobox", name="Pricing", exact=True).click()
+                page.keyboard.type(pricing)  # the list filters as one types
+                page.keyboard.press("Enter")
+                page.get_by_role("button", name="Size", exact=True).click()
+                page.get_by_text(
+                    re.compile(r"ASSUMED \(roofline, not measured\): \d+ x NVIDIA H200")
+                ).first.wait_for()
+            name = page.get_by_label("Save this plan as")
+            name.fill(f"h200-{pricing}")
+            name.press("Enter")  # Enter in a form's text box submits the form: saved
+            try:
+                page.get_by_text(f"Saved plan-h200-{pricing}").first.wait_for()
+            finally:
+                page.screenshot(path=str(ARTIFACTS / f"save-plan-{pricing}.png"), full_page=True)
+        assert len(list((tmp / "plans").glob("plan-*.json"))) == 2
+        nav.get_by_text("Compare plans").click()
+        page.get_by_text("Total cost over the years").first.wait_for()
+        page.screenshot(path=str(ARTIFACTS / "compare-plans.png"), full_page=True)
         errors = page.locator("[data-testid=stException]").count()
         browser.close()
     assert errors == 0
