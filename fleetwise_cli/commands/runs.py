@@ -102,9 +102,10 @@ def show_cmd(path: Path = typer.Argument(..., help="a run file")) -> None:
         soft_wrap=True,
     )
     if run.is_llm:
-        from fleetwise_cli.render.run import print_llm
+        from fleetwise_cli.render.run import print_counter_checks, print_llm
 
         print_llm(run)
+        print_counter_checks(run)
         return
     out.print(summary_table(run))
     print_pacing(run)

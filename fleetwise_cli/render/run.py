@@ -370,3 +370,40 @@ def print_llm(run: Run) -> None:
             highlight=False,
             soft_wrap=True,
         )
+
+
+def print_counter_checks(run: Run) -> None:
+    """An engine run whose /metrics were read: each setting's steps as the engine counted them, beside the engine
+    model replaying the same closed loop (the engine's own limits are not known: vLLM's defaults, KV unbounded)."""
+    from planner.llm.engine import EngineConfig
+    from planner.llm.engine_counters import check_counters
+    from planner.llm.steps import StepModelError
+
+    precisions = sorted({p.precision for p in run.points if p.engine is not None and p.engine.counters})
+    for prec in precisions:
+        try:
+            checks = check_counters(
+                run, prec, EngineConfig(max_num_seqs=256, max_num_batched_tokens=8192, kv_blocks=10**7)
+            )
+        except StepModelError as exc:
+            out.print(f"[yellow]engine counters not checked:[/] {escape(str(exc))}", highlight=False)
+            continue
+        t = Table(
+            title=f"the engine's counters against the engine model ({prec}; the same closed loops replayed)"
+        )
+        for col in ("prompt", "concurrency", "requests", "engine steps", "model steps", "steps error",
+                    "engine mean batch", "model mean batch", "preemptions"):  # fmt: skip
+            t.add_column(col)
+        for c in checks:
+            t.add_row(
+                str(c.prompt_tokens),
+                str(c.concurrency),
+                str(c.requests),
+                f"{c.engine_steps:,.0f}",
+                f"{c.simulated_steps:,}",
+                f"{c.steps_error_pct:+.1f}%",
+                _f(c.engine_mean_batch),
+                _f(c.simulated_mean_batch),
+                _f(c.engine_preemptions),
+            )
+        out.print(t)

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from measure.core import stats
 from measure.core.summary import latency_summary
 from measure.engine_client.http import LoopResult, StreamResult, closed_loop, prompt_text, stream_completion
+from measure.engine_client.metrics import counters_between, scrape
 from measure.engine_client.session import (
     EnginePlan,
     replica_from_params,
@@ -30,6 +31,7 @@ from measure.run import (
     RAW_LATENCY_CAP,
     WARMUP_LATENCY_CAP,
     DriftCheck,
+    EngineCounters,
     EngineStats,
     LlmFacts,
     LlmGrid,
@@ -88,7 +90,9 @@ def _mismatch(r: StreamResult) -> bool:
     return r.completion_tokens not in (r.text_chunks, r.text_chunks + stop_token)
 
 
-def _stats(plan: EnginePlan, prompt: int, c: int, loop: LoopResult) -> EngineStats:
+def _stats(
+    plan: EnginePlan, prompt: int, c: int, loop: LoopResult, counters: EngineCounters | None = None
+) -> EngineStats:
     req = plan.request
     steady = loop.results[loop.warmup :]
     for r in steady:
@@ -118,6 +122,7 @@ def _stats(plan: EnginePlan, prompt: int, c: int, loop: LoopResult) -> EngineSta
         e2e_ms=summ([r.e2e_ms for r in good]),
         wall_s=loop.wall_s,
         errors=[e for e in errors if e],
+        counters=counters,
     )
 
 
@@ -199,9 +204,11 @@ def _phases(c: int) -> list[str]:
     return ["prefill", "decode"] if c == 1 else ["decode"]
 
 
-def _setting_points(plan: EnginePlan, prompt: int, c: int, loop: LoopResult) -> list[Point]:
+def _setting_points(
+    plan: EnginePlan, prompt: int, c: int, loop: LoopResult, counters: EngineCounters | None = None
+) -> list[Point]:
     """The prefill (at concurrency 1) and decode points of one setting."""
-    es = _stats(plan, prompt, c, loop)
+    es = _stats(plan, prompt, c, loop, counters)
     good = [r for r in loop.results[loop.warmup :] if r.error is None]
     warm = [r for r in loop.results[: loop.warmup] if r.error is None]
     out = []
@@ -252,14 +259,19 @@ def execute_engine(
     total = len(req.prompt_tokens) * len(req.concurrencies)
     if progress is not None:
         progress.start(total)
+    metrics = scrape(plan.endpoint)  # an engine without /metrics is asked once, and the run says why
+    no_metrics = metrics if isinstance(metrics, str) else None
     try:
         for i, prompt in enumerate(req.prompt_tokens):
             for c in req.concurrencies:
                 if progress is not None:
                     progress.point_started(req.precision, c, prompt)
+                before = metrics if no_metrics else scrape(plan.endpoint)
                 loop = run_setting(plan, prompt, c, seed=1_000_000 * (i + 1) + 1000 * c)
+                after = metrics if no_metrics else scrape(plan.endpoint)
+                counters = counters_between(before, after, len(loop.results))
                 try:
-                    points += _setting_points(plan, prompt, c, loop)
+                    points += _setting_points(plan, prompt, c, loop, counters)
                 except ValidationError as exc:  # a reading no run may hold: this setting fails, not the run
                     why = f"an impossible reading: {format_validation_error(exc, 2)}"
                     points += [_failed(plan, ph, c, prompt, loop, why) for ph in _phases(c)]
@@ -267,12 +279,18 @@ def execute_engine(
                     progress.point_done(points[-1])
     except KeyboardInterrupt:
         interrupted = True
+    said = (
+        f"engine counters: none ({no_metrics})"
+        if no_metrics
+        else "engine counters: the engine's /metrics read before and after each setting (warm-up included)"
+    )
     return build_run(
         plan,
         points,
         complete=not interrupted
         and len({(p.engine.prompt_tokens, p.batch_size) for p in points if p.engine}) == total,
         now=now(),
+        notes=[said],
     ), interrupted
 
 
@@ -291,7 +309,9 @@ ENGINE_NOTES = [
 ]
 
 
-def build_run(plan: EnginePlan, points: list[Point], complete: bool, now: datetime) -> Run:
+def build_run(
+    plan: EnginePlan, points: list[Point], complete: bool, now: datetime, notes: list[str] | None = None
+) -> Run:
     """The run file of an engine sweep."""
     req = plan.request
     grid = LlmGrid(
@@ -327,7 +347,7 @@ def build_run(plan: EnginePlan, points: list[Point], complete: bool, now: dateti
         drift_test="Mann-Kendall on batch means of the per-request values, in completion order",
         raw_latency_policy=f"samples thinned by a fixed stride to at most {RAW_LATENCY_CAP}",
         inference_mode="whatever the engine runs; see llm.engine.params for what the user said about it",
-        notes=ENGINE_NOTES,
+        notes=[*ENGINE_NOTES, *(notes or [])],
         energy_policy="not measured: a client cannot read the engine's power",
     )
     return Run(

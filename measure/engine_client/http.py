@@ -112,15 +112,15 @@ class Endpoint:
         kind = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
         return kind(self.host, self.port, timeout=timeout_s)
 
-    def get_json(self, path: str, timeout_s: float = 10.0) -> Any:
-        """GET base+path as bounded JSON; EndpointError with the reason otherwise."""
+    def get_bytes(self, path: str, timeout_s: float = 10.0, max_bytes: int = MAX_INFO_BYTES) -> bytes:
+        """GET base+path within a whole-request deadline, at most max_bytes; EndpointError with the reason."""
         conn = self.connection(timeout_s)
         guard = _Deadline(conn, timeout_s)
         try:
             with guard:
-                conn.request("GET", self.base_path + path, headers={"Accept": "application/json"})
+                conn.request("GET", self.base_path + path)
                 resp = conn.getresponse()
-                body = resp.read(MAX_INFO_BYTES + 1)
+                body = resp.read(max_bytes + 1)
         except (OSError, http.client.HTTPException) as exc:
             if guard.struck:  # the watchdog's shutdown is what ended the read: say so, not the symptom
                 raise EndpointError(f"GET {path}: no whole answer within {timeout_s:g} s") from None
@@ -133,8 +133,13 @@ class Endpoint:
             raise EndpointError(f"GET {path}: no whole answer within {timeout_s:g} s")
         if resp.status != 200:
             raise EndpointError(f"GET {path}: HTTP {resp.status}")
-        if len(body) > MAX_INFO_BYTES:
-            raise EndpointError(f"GET {path}: answer over {MAX_INFO_BYTES} bytes")
+        if len(body) > max_bytes:
+            raise EndpointError(f"GET {path}: answer over {max_bytes} bytes")
+        return body
+
+    def get_json(self, path: str, timeout_s: float = 10.0) -> Any:
+        """GET base+path as bounded JSON; EndpointError with the reason otherwise."""
+        body = self.get_bytes(path, timeout_s)
         try:
             return parse_json(body, f"GET {path}")
         except DataFileError as exc:

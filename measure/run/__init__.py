@@ -23,6 +23,9 @@ every change):
       phase, the engine's self-description). Migrating a version-3 file sets them to null: a batch run.
   5 - replica shape: `Run.llm.replica` (devices per replica, tensor/pipeline/data parallel ranks, how known).
       Migrating a version-4 file sets it to null: one device, not recorded.
+  6 - the engine's own counters: `EngineStats.counters` (its /metrics before and after each setting: prompt and
+      generation tokens, steps and tokens per step, preemptions, prefix-cache queries and hits, running, waiting
+      and KV usage at the end). Migrating a version-5 file sets them to null: not read.
 
 The id is the sha256 of the file's canonical JSON without `id`, verified against the content as stored (before
 migration), so evidence keeps its identity when the model later gains fields.
@@ -63,6 +66,7 @@ from measure.run.points import (
     DriftCheck,
     Energy,
     EnergyMethod,
+    EngineCounters,
     EngineStats,
     LatencySummary,
     Paced,
@@ -147,6 +151,7 @@ __all__ = [
     "DriftCheck",
     "Energy",
     "EnergyMethod",
+    "EngineCounters",
     "EngineInfo",
     "EngineStats",
     "FileModel",

@@ -46,12 +46,22 @@ def _v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "schema_version": 5, "llm": {**llm, "replica": None} if isinstance(llm, dict) else llm}
 
 
+def _v5_to_v6(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 5 read no engine counters: an engine point's counters are null, "not read".
+    points = []
+    for p in data.get("points", []):
+        eng = p.get("engine") if isinstance(p, dict) else None
+        points.append({**p, "engine": {**eng, "counters": None}} if isinstance(eng, dict) else p)
+    return {**data, "schema_version": 6, "points": points}
+
+
 # version -> function turning a dict of that version into a dict of the next version
 _MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
     4: _v4_to_v5,
+    5: _v5_to_v6,
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     Field,
@@ -178,6 +178,31 @@ class Paced(FileModel):
         return bins
 
 
+Count = Annotated[float, Field(ge=0, le=1e18, allow_inf_nan=False)]
+
+
+class EngineCounters(FileModel):
+    """What the engine itself counted over one setting (its Prometheus /metrics scraped before and after; the
+    setting's warm-up included): counter differences, and the gauges as the setting ended. Absent: not exposed."""
+
+    source: str = Field(max_length=200, description="where the counters were read, e.g. vllm /metrics")
+    requests_sent: int = Field(ge=0, le=10**9, description="requests the client sent between the two scrapes")
+    prompt_tokens: Count | None = None
+    generation_tokens: Count | None = None
+    steps: Count | None = Field(default=None, description="engine steps (iteration_tokens_total count)")
+    step_tokens: Count | None = Field(default=None, description="tokens over those steps (its sum)")
+    step_tokens_histogram: dict[str, Count] = Field(
+        default_factory=dict, max_length=256, description="steps with at most `le` tokens (cumulative)"
+    )
+    preemptions: Count | None = None
+    prefix_cache_queries: Count | None = None
+    prefix_cache_hits: Count | None = None
+    running_at_end: Count | None = None
+    waiting_at_end: Count | None = None
+    kv_cache_usage_at_end: float | None = Field(default=None, ge=0, le=1)
+    notes: list[str] = Field(default_factory=list, max_length=16)
+
+
 class EngineStats(FileModel):
     """What a closed-loop sweep against a streaming server saw at one (concurrency, prompt, output) setting.
 
@@ -207,6 +232,9 @@ class EngineStats(FileModel):
     e2e_ms: LatencySummary | None = None
     wall_s: NonNegFloat = Field(description="time from the first send to the last stream's end")
     errors: list[str] = Field(default_factory=list, max_length=MAX_ERRORS_KEPT)
+    counters: EngineCounters | None = Field(
+        default=None, description="the engine's own counters over the setting; null: it exposes none"
+    )
 
 
 PointKey = tuple[str, int, int | None, str | None, int | None, int | None]

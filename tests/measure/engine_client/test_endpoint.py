@@ -31,6 +31,8 @@ class Script:
     mode = "ok"
     active = 0
     lock = threading.Lock()
+    metrics = False  # serve vLLM-named counters at /metrics (else 404, as transformers serve does)
+    prompted = generated = steps = 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -40,6 +42,22 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/v1/models":
             self._json(200, {"object": "list", "data": [{"id": "fake-model"}]})
+        elif self.path == "/metrics" and Script.metrics:
+            with Script.lock:
+                page = (
+                    "# TYPE vllm:prompt_tokens counter\n"
+                    f'vllm:prompt_tokens_total{{engine="0",model_name="fake-model"}} {Script.prompted}.0\n'
+                    "# TYPE vllm:generation_tokens counter\n"
+                    f'vllm:generation_tokens_total{{engine="0",model_name="fake-model"}} {Script.generated}.0\n'
+                    "# TYPE vllm:num_requests_running gauge\n"
+                    f'vllm:num_requests_running{{engine="0",model_name="fake-model"}} {Script.active}.0\n'
+                )
+            data = page.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
         else:
             self._json(404, {"detail": "Not Found"})
 
@@ -63,6 +81,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         with Script.lock:
             Script.active += 1
+            Script.prompted += prompt
         try:
             time.sleep(prompt * PREFILL_MS_PER_TOKEN / 1000)
             produced = n if Script.mode != "early" else max(1, n // 2)
@@ -75,6 +94,8 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b"data: {not json\n\n")
                     self.wfile.flush()
                     return
+                with Script.lock:
+                    Script.generated += 1
                 chunk = {"choices": [{"text": f" t{i}", "finish_reason": None}]}
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
@@ -96,6 +117,7 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     Script.mode = "ok"
+    Script.metrics = False
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -1,0 +1,63 @@
+"""The engine's own counters: vLLM's /metrics read around every setting, their differences recorded in the run,
+an engine without them named; parsed bounded by prometheus_client's parser."""
+
+from __future__ import annotations
+
+import pytest
+
+from measure.engine_client.closed_loop import execute_engine
+from measure.engine_client.metrics import counters_between, parse_metrics
+from measure.engine_client.session import EngineRequest, plan_engine
+from tests.conftest import REPO
+from tests.measure.engine_client.test_endpoint import Script, _stack, server  # noqa: F401 (the fixture)
+
+FIXTURES = REPO / "tests" / "fixtures" / "engine"
+
+
+def test_two_real_vllm_pages_give_the_counters_of_the_requests_between_them() -> None:
+    """Captured from vLLM 0.32.0 (CPU) around three sequential requests of 12 prompt and 8 output tokens."""
+    before = parse_metrics((FIXTURES / "vllm-0.32.0-metrics-before.txt").read_text())
+    after = parse_metrics((FIXTURES / "vllm-0.32.0-metrics-after.txt").read_text())
+    c = counters_between(before, after, requests_sent=3)
+    assert c is not None and c.source == "vllm /metrics"
+    assert (c.prompt_tokens, c.generation_tokens, c.steps) == (36, 24, 24)  # one token a step, one at a time
+    assert c.step_tokens == 60 and c.preemptions == 0 and c.running_at_end == 0
+    assert c.step_tokens_histogram["+Inf"] == 24 and c.step_tokens_histogram["1.0"] <= 24
+
+
+def test_a_restarted_engine_gives_no_difference_and_says_why() -> None:
+    after = parse_metrics((FIXTURES / "vllm-0.32.0-metrics-before.txt").read_text())
+    before = parse_metrics((FIXTURES / "vllm-0.32.0-metrics-after.txt").read_text())  # counters went down
+    c = counters_between(before, after, requests_sent=3)
+    assert c is not None and c.generation_tokens is None and any("restarted" in n for n in c.notes)
+    assert counters_between("GET /metrics: HTTP 404", after, 3) is None
+
+
+def test_malformed_metrics_text_is_refused_by_the_parser() -> None:
+    with pytest.raises(ValueError):
+        parse_metrics('vllm:prompt_tokens_total{engine="0" 12\n')
+
+
+@pytest.mark.parametrize("exposed", [True, False])
+def test_every_setting_records_the_engines_counters_or_the_run_says_there_are_none(
+    server: str,  # noqa: F811
+    exposed: bool,
+) -> None:
+    Script.metrics = exposed
+    req = EngineRequest(url=server, model="fake-model", prompt_tokens=(16,), concurrencies=(1, 2),
+                        output_tokens=6, max_requests=8, min_requests=4, max_seconds=20)  # fmt: skip
+    run, _ = execute_engine(plan_engine(req, _stack, ["test"]))
+    notes = run.methodology.notes
+    for p in run.points:
+        assert p.engine is not None
+        c = p.engine.counters
+        if not exposed:
+            assert c is None
+            continue
+        assert c is not None and c.requests_sent >= p.engine.requests  # the warm-up is inside the window
+        assert c.generation_tokens == c.requests_sent * 6
+        assert (
+            c.prompt_tokens == c.requests_sent * p.engine.prompt_tokens_reported
+        )  # what usage said a prompt is
+    said = next(n for n in notes if n.startswith("engine counters"))
+    assert ("HTTP 404" in said) == (not exposed)
