@@ -85,6 +85,13 @@ def validate(
         "(nothing is sent; the new file goes to --out)",
         rich_help_panel="LLM",
     ),
+    calibrated: bool = typer.Option(
+        False,
+        "--calibrated",
+        help="LLM runs, with --recheck: the run's decode steps fitted by replaying its closed loops through the "
+        "engine model (instead of read off its gaps)",
+        rich_help_panel="LLM",
+    ),
     benchmark: Path = typer.Option(
         None,
         help="LLM runs: an engine benchmark (vllm bench serve, GuideLLM, AIPerf result or an imported one) to "
@@ -95,10 +102,12 @@ def validate(
     """Predicted vs live-measured p50/p90/p99 latency and throughput per load level, with the error in %.
 
     An LLM run is checked against a live engine (--endpoint, --model): TTFT, TPOT and E2E per load level."""
+    if calibrated and recheck is None:  # never dropped silently
+        raise fail("--calibrated re-predicts a recorded LLM validation: give --recheck FILE with it")
     if recheck is not None:
         from fleetwise_cli.commands.validate_llm import recheck_llm
 
-        recheck_llm(recheck, run, out_dir, as_json)
+        recheck_llm(recheck, run, out_dir, as_json, calibrated)
         return
     if benchmark is not None:
         from fleetwise_cli.commands.import_benchmark import validate_benchmark

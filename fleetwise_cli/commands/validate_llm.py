@@ -23,6 +23,7 @@ from fleetwise_cli.errors import (
 )
 from fleetwise_cli.render.validation import print_llm_validation
 from measure.engine_client.http import EndpointError
+from measure.engine_client.metrics import counters_between, scrape
 from measure.engine_client.open_loop import LlmLiveError, Schedule, Sent, open_loop, saturation_rate
 from measure.engine_client.session import EngineRequest, calibrate, check_request, engine_info
 from measure.run import ParamScalar, Run, RunFileError, check_output_dir, load_run
@@ -165,8 +166,10 @@ def validate_llm(a: LlmValidateArgs) -> None:
                     f"load {t.load:g}: {t.rate_rps:.3g} req/s, {sched.send_s.size} requests over "
                     f"{sched.send_s[-1]:.0f} s ..."
                 )
+                before = scrape(ep)
                 sent, start = open_loop(ep, req.model, sched, a.timeout_s, a.max_in_flight)
                 la = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+                counters = counters_between(before, scrape(ep), int(sched.send_s.size))
                 seen = _observed(sched, sent, start, t.requests.prompt)
                 levels.append(
                     predict_level(
@@ -180,6 +183,7 @@ def validate_llm(a: LlmValidateArgs) -> None:
                         sc.warmup_fraction,
                         la,
                         cpu_count(),
+                        counters,
                     )
                 )
     except KeyboardInterrupt:
@@ -268,14 +272,14 @@ def _observed(sched: Schedule, sent: list[Sent], start: float, prompts_drawn: np
     )
 
 
-def recheck_llm(path: Path, run_path: Path, out_dir: Path, as_json: bool) -> None:
+def recheck_llm(path: Path, run_path: Path, out_dir: Path, as_json: bool, calibrated: bool = False) -> None:
     """Re-predict every level of a validation file from the live traffic it recorded, with the current engine
     model and the file's knobs; the measurements are the file's own, nothing is sent."""
     try:
         old = load_llm_validation(path)
         r = load_run(run_path)
         check_output_dir(out_dir)
-        v = recheck(old, r, path.name)
+        v = recheck(old, r, path.name, calibrated)
     except (ValidationFileError, RunFileError, StepModelError, EngineError, ValueError) as exc:
         raise fail(str(exc)) from None
 

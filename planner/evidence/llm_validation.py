@@ -5,18 +5,20 @@ lengths sent, the measured sustainable rate the loads are fractions of, and per 
 the error in percent ((predicted - measured) / measured), the load generator's lateness, failures and early
 ends, and the reasons the records show when an error is large. Nothing here is tuned to the measurements.
 
-Schema history: 1 - first version.
+Schema history: 1 - first version. 2 - per level, the engine's own counters over the level (its /metrics read
+before and after) and the engine model's steps and mean batch over the same traffic; a version-1 file has
+neither (null: not read).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from measure.run import MAX_SEQ_LEN, CreatedAt, EngineInfo
+from measure.run import MAX_SEQ_LEN, CreatedAt, EngineCounters, EngineInfo
 from measure.run.types import FileModel as _Out
 from measure.run.versioned import VersionedFile
 from planner.evidence.validation import MAX_VALIDATION_BYTES, ValidationFileError
@@ -91,6 +93,11 @@ class LlmLevel(_Out):
     load_average: float | None
     within_target: bool | None  # None above TARGET_UP_TO_LOAD (reported, not judged)
     diagnosis: list[str]
+    engine_counters: EngineCounters | None = Field(
+        default=None, description="the engine's /metrics over the level (null: none, or not read)"
+    )
+    simulated_steps: int | None = None  # the engine model's steps over the same traffic
+    simulated_mean_batch: float | None = None  # its generated tokens / steps
     requests_sent: list[LiveRequest] = Field(
         default_factory=list,
         max_length=MAX_VALIDATION_REQUESTS,
@@ -114,7 +121,7 @@ class EngineKnobs(_Out):
 class LlmValidation(_Out):
     """A live validation of an LLM run's engine model."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     kind: Literal["llm-validation"] = "llm-validation"
     run_id: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     precision: str = Field(max_length=16)
@@ -334,10 +341,16 @@ def llm_validation_filename(v: LlmValidation) -> str:
     return f"llm-validation-{short}-{v.precision}-{v.created_at:%Y%m%dT%H%M%SZ}{again}.json"
 
 
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 1 read no engine counters and kept no simulated step counts: null, "not read"
+    return {**data, "schema_version": 2}
+
+
 LLM_VALIDATION_FILE: VersionedFile[LlmValidation] = VersionedFile(
     LlmValidation,
     what="LLM validation file",
-    version=1,
+    version=2,
+    migrations={1: _v1_to_v2},
     error=ValidationFileError,
     max_bytes=MAX_VALIDATION_BYTES,
     filename=llm_validation_filename,

@@ -350,8 +350,6 @@ def validations_for(run_id: str, folder: str | Path) -> list[Validation]:
 
 
 def cpu_count() -> int:
-    """Usable CPUs of this process (affinity-aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    """This machine's CPUs: what the load average it is compared with counts runnable tasks on. (A load
+    generator pinned to one CPU by taskset shares the machine's load average with the engine on the other.)"""
+    return os.cpu_count() or 1

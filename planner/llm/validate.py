@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from measure.run import Run
+from measure.run import EngineCounters, Run
 from planner.evidence.llm_validation import (
     MAX_VALIDATION_REQUESTS,
     LlmLevel,
@@ -100,14 +100,16 @@ def predict_level(
     warmup_fraction: float,
     load_average: float | None,
     cpus: int,
+    counters: EngineCounters | None = None,
 ) -> LlmLevel:
     """The engine model fed the same arrivals, the prompts the engine reported and the tokens each request
-    produced (max_tokens where it failed), compared with what was observed."""
+    produced (max_tokens where it failed), compared with what was observed; with the engine's own counters
+    over the level when it exposes them, its steps and mean batch beside the model's."""
     replay = LlmRequests(
         send_s.astype(np.float64), np.maximum(seen.prompts, 1), np.maximum(seen.replay_outputs, 1)
     )
     tr = simulate(replay, model, cfg, 1, "round-robin", seed=seed)
-    return llm_level(
+    level = llm_level(
         load,
         rate_rps,
         send_s,
@@ -126,16 +128,47 @@ def predict_level(
         cpus,
         replay.prompt,
     )
+    generated = int(replay.output.sum())
+    diagnosis = list(level.diagnosis)
+    if counters is not None and counters.steps and counters.generation_tokens is not None and tr.steps:
+        live_batch, sim_batch = counters.generation_tokens / counters.steps, generated / tr.steps
+        diagnosis.append(
+            f"engine steps (its /metrics): {counters.steps:,.0f} live vs {tr.steps:,} simulated; mean batch "
+            f"{live_batch:.3g} live vs {sim_batch:.3g} simulated"
+            + (f"; {counters.preemptions:,.0f} preemptions" if counters.preemptions else "")
+        )
+    return level.model_copy(
+        update={
+            "engine_counters": counters,
+            "simulated_steps": tr.steps,
+            "simulated_mean_batch": generated / tr.steps if tr.steps else None,
+            "diagnosis": diagnosis,
+        }
+    )
 
 
-def recheck(old: LlmValidation, run: Run, where: str = "validation") -> LlmValidation:
+def recheck(
+    old: LlmValidation, run: Run, where: str = "validation", calibrated: bool = False
+) -> LlmValidation:
     """Every level of a validation re-predicted from the live traffic it recorded, with the current engine
-    model and the file's knobs; the measurements are the file's own, nothing is sent."""
+    model and the file's knobs; the measurements are the file's own, nothing is sent. `calibrated`: the run's
+    decode steps fitted by replaying its closed loops (calibrate.py) instead of read off its gaps."""
     if run.id != old.run_id:
         raise LlmValidationError(f"{where} validates run {old.run_id[7:19]}, not {run.short_id()}")
-    model = step_model(run, old.precision)
     k = old.knobs
     cfg = EngineConfig(k.max_num_seqs, k.max_num_batched_tokens, k.chunked_prefill, k.block_size, k.kv_blocks)
+    if calibrated:
+        from planner.llm.calibrate import calibrate
+
+        model, fit = calibrate(run, old.precision, cfg)
+        worst = max(fit.settings, key=lambda f: abs(f.gap_median_error_pct))
+        model.notes.append(
+            f"calibration residuals: {sum(abs(f.gap_median_error_pct) <= 1 for f in fit.settings)} of "
+            f"{len(fit.settings)} settings' median gaps within 1%; the worst {worst.gap_median_error_pct:+.1f}% "
+            f"(prompt {worst.prompt_tokens}, concurrency {worst.concurrency}: a non-monotone measured curve)"
+        )
+    else:
+        model = step_model(run, old.precision)
     levels = []
     nan = float("nan")
     for lv in old.levels:
@@ -174,6 +207,7 @@ def recheck(old: LlmValidation, run: Run, where: str = "validation") -> LlmValid
                     old.warmup_fraction,
                     lv.load_average,
                     old.cpu_count,
+                    lv.engine_counters,
                 )
             )
         except EngineError as exc:

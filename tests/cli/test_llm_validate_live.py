@@ -80,3 +80,18 @@ def test_more_requests_than_a_file_holds_are_refused_before_sending(server: str,
     res = CliRunner().invoke(app, args(server, tmp_path / "v", ",".join(["0.9"] * 8), seconds="3600"))
     assert res.exit_code == 2 and "over the 60,000 one validation file keeps" in res.output, res.output
     assert not list((tmp_path / "v").glob("*.json"))
+
+
+def test_a_level_keeps_the_engines_counters_beside_the_models_steps(server: str, tmp_path: Path) -> None:  # noqa: F811
+    """An engine with /metrics: each level records what it counted over the level, the simulated steps beside
+    it, and the diagnosis says both; the generated tokens it counted are the tokens the streams carried."""
+    Script.metrics = True
+    out = tmp_path / "v"
+    res = CliRunner().invoke(app, args(server, out, "0.3"))
+    assert res.exit_code == 0, res.output
+    (f,) = out.glob("llm-validation-*.json")
+    (lv,) = load_llm_validation(f).levels
+    c = lv.engine_counters
+    assert c is not None and c.requests_sent == lv.requests
+    assert c.generation_tokens == sum(r.output_tokens for r in lv.requests_sent)
+    assert lv.simulated_steps and lv.simulated_mean_batch

@@ -1,0 +1,141 @@
+"""The LLM engine model held against vLLM itself, with the load generator kept off the engine's CPU.
+
+One session of the tiny model served by vLLM (benchmarks/vllm_engine.py: its own venv, V1 engine, chunked
+prefill, prefix caching off so that every prompt is computed as the model assumes), pinned to CPU 0 (`taskset`,
+and vLLM's OpenMP threads bound there); every fleetwise command that sends traffic pinned to CPU 1:
+1. measure its curves through `fleetwise measure --endpoint` (concurrency 1..32, prompts 64/256/1024), the
+   engine's /metrics read around every setting;
+2. `fleetwise validate` it live: open-loop streams at 0.3/0.5/0.7/0.85 of its measured sustainable rate, token
+   lengths of the Azure conversation trace scaled by 0.25 (the trace is read, never copied), with the knobs the
+   engine reports (its /metrics cache_config_info: block size and KV blocks).
+
+    python benchmarks/vllm_live_checks.py [--runs data/runs --validations data/validations]
+
+Nothing else may run on the machine meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's root
+from benchmarks.llm_live_checks import newest, run, scenario_file
+from benchmarks.served import ROOT, free_port, stop, wait_healthy
+from benchmarks.tiny_llm import build
+from benchmarks.vllm_engine import START_TIMEOUT_S, VENV, environment, serve_command
+from benchmarks.vllm_engine import build as build_venv
+
+FLEETWISE = str(Path(sys.executable).with_name("fleetwise"))
+ENGINE_CPUS, CLIENT_CPUS = "0", "1"
+KNOBS = {"--max-num-seqs": "256", "--max-num-batched-tokens": "2048"}
+
+
+def cache_config(url: str) -> dict[str, str]:
+    """The engine's own cache configuration, from its /metrics (block size, KV blocks)."""
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read(4 << 20).decode()
+    line = next(x for x in text.splitlines() if x.startswith("vllm:cache_config_info{"))
+    body = line[line.index("{") + 1 : line.rindex("}")]
+    return dict(kv.split("=", 1) for kv in body.replace('"', "").split(","))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--trace", type=Path, default=ROOT.parent / "shared" / "traces" / "azure-llm-2023-conv.csv"
+    )
+    ap.add_argument("--runs", type=Path, default=ROOT / "data" / "runs")
+    ap.add_argument("--validations", type=Path, default=ROOT / "data" / "validations")
+    ap.add_argument("--seconds", type=int, default=60, help="live seconds per load level")
+    ap.add_argument("--point-seconds", type=int, default=20, help="at most this long per curve point")
+    args = ap.parse_args()
+    why = build_venv()
+    if why:
+        sys.exit(f"vLLM is not available here: {why}")
+    pinned = len(os.sched_getaffinity(0)) >= 2
+    client = ["taskset", "-c", CLIENT_CPUS] if pinned else []
+    for d in (args.runs, args.validations):
+        d.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        folder = build(tmp / "tiny-llm")
+        port = free_port()
+        extra = ("--no-enable-prefix-caching", *[x for kv in KNOBS.items() for x in kv])
+        cmd = serve_command(folder, port, VENV, extra)
+        env = environment()
+        if pinned:
+            cmd = ["taskset", "-c", ENGINE_CPUS, *cmd]
+            env["VLLM_CPU_OMP_THREADS_BIND"] = ENGINE_CPUS
+        log = (tmp / "vllm.log").open("wb")
+        engine = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url + "/health", engine, timeout_s=START_TIMEOUT_S)
+            cache = cache_config(url)
+            version = subprocess.run(
+                [str(VENV / "bin" / "python"), "-c", "import vllm; print(vllm.__version__)"],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip()  # fmt: skip
+            params = ["engine=vllm", f"version={version}", "device_kind=cpu", "enable_prefix_caching=false"]
+            params += [f"{k.removeprefix('--').replace('-', '_')}={v}" for k, v in KNOBS.items()]
+            params += [f"block_size={cache['block_size']}", f"num_gpu_blocks={cache['num_gpu_blocks']}"]
+            if pinned:
+                params += [f"engine_cpus={ENGINE_CPUS}", f"client_cpus={CLIENT_CPUS}"]
+            pargs = [x for p in params for x in ("--engine-param", p)]
+            measure = [*client, FLEETWISE, "measure", "--endpoint", url, "--model", str(folder)]
+            measure += [
+                "--prompt-tokens",
+                "64,256,1024",
+                "--concurrency",
+                "1,2,4,8,16,32",
+                "--output-tokens",
+                "32",
+            ]
+            measure += ["--max-seconds-per-point", str(args.point_seconds), "--out", str(args.runs), *pargs]
+            run(measure, stdout=subprocess.DEVNULL)
+            run_file = newest(args.runs, "llm-engine-cpu-*.json")
+            knobs = ["--max-num-seqs", KNOBS["--max-num-seqs"], "--max-num-batched-tokens"]
+            knobs += [KNOBS["--max-num-batched-tokens"], "--block-size", cache["block_size"]]
+            knobs += ["--kv-blocks", cache["num_gpu_blocks"]]
+            source = (
+                f"vLLM {version} (CPU, V1 engine, chunked prefill, prefix caching off) started with "
+                f"{' '.join(f'{k} {v}' for k, v in KNOBS.items())}; block size and KV blocks as its /metrics "
+                "cache_config_info reports them"
+                + (
+                    f"; engine on CPU {ENGINE_CPUS}, load generator on CPU {CLIENT_CPUS} (taskset)"
+                    if pinned
+                    else ""
+                )
+            )
+            validate = [*client, FLEETWISE, "validate", "--run", str(run_file)]
+            validate += [
+                "--scenario",
+                str(scenario_file(tmp, args.trace)),
+                "--endpoint",
+                url,
+                "--model",
+                str(folder),
+            ]
+            validate += [
+                "--load",
+                "0.3,0.5,0.7,0.85",
+                "--seconds",
+                str(args.seconds),
+                "--saturation-seconds",
+                "30",
+            ]
+            validate += ["--out", str(args.validations), *knobs, "--knobs-source", source, *pargs]
+            run(validate)
+            print(f"run {run_file}")
+        finally:
+            stop(engine)
+            log.close()
+
+
+if __name__ == "__main__":
+    main()
