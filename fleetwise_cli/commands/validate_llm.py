@@ -22,6 +22,7 @@ from fleetwise_cli.errors import (
     sigterm_as_interrupt,
 )
 from fleetwise_cli.render.validation import print_llm_validation
+from measure.engine_client.canary import CANARY_OUTPUT_TOKENS, CANARY_REQUESTS, canary
 from measure.engine_client.http import EndpointError
 from measure.engine_client.metrics import counters_between, scrape
 from measure.engine_client.open_loop import LlmLiveError, Schedule, Sent, open_loop, saturation_rate
@@ -32,9 +33,11 @@ from planner.evidence.llm_validation import (
     P50_TARGET_PCT,
     P99_TARGET_PCT,
     TARGET_UP_TO_LOAD,
+    CanaryReading,
     EngineKnobs,
     LlmLevel,
     LlmValidation,
+    drift_flags,
     load_llm_validation,
     save_llm_validation,
     verdict,
@@ -48,6 +51,8 @@ from planner.traffic.scenario import Scenario, ScenarioError, load_scenario
 from planner.workers import load_run_cached
 
 MIX_REQUESTS = 400
+
+CANARY_PROMPT_TOKENS = 64  # the canary: a short prompt, one stream, before every level and after the last
 
 
 @dataclass(frozen=True)
@@ -157,11 +162,28 @@ def validate_llm(a: LlmValidateArgs) -> None:
         for t in traffic
     ]
     levels: list[LlmLevel] = []
+    readings: list[CanaryReading] = []
+    canary_words = int(_words(np.array([CANARY_PROMPT_TOKENS]), per_word, offset)[0])
+
+    def read_canary(before: float | None) -> None:
+        c = canary(ep, req.model, canary_words, a.timeout_s, seed=90_000 + 100 * len(readings))
+        readings.append(
+            CanaryReading(
+                before_load=before,
+                tpot_mean_ms=c.tpot_mean_ms,
+                tpot_ci_half_ms=c.tpot_ci_half_ms,
+                ttft_median_ms=c.ttft_median_ms,
+                requests=c.requests,
+                failed=c.failed,
+            )
+        )
+
     interrupted = False
     try:
         with sigterm_as_interrupt():  # kill or Ctrl-C: the finished levels are kept and saved
             for t, sched in plans:
                 raise_if_interrupted()
+                read_canary(t.load)
                 say(
                     f"load {t.load:g}: {t.rate_rps:.3g} req/s, {sched.send_s.size} requests over "
                     f"{sched.send_s[-1]:.0f} s ..."
@@ -186,6 +208,7 @@ def validate_llm(a: LlmValidateArgs) -> None:
                         counters,
                     )
                 )
+            read_canary(None)
     except KeyboardInterrupt:
         interrupted = True
     except (EngineError, ValueError) as exc:  # a level's replay refused: the levels before it are kept
@@ -197,6 +220,10 @@ def validate_llm(a: LlmValidateArgs) -> None:
         raise typer.Exit(EXIT_INTERRUPTED)
     if interrupted:
         notes.append(f"interrupted after {len(levels)} of {len(plans)} load levels (the rest never ran)")
+    for i, why in enumerate(drift_flags(readings)[: len(levels)]):
+        if why is not None:  # measured while the engine moved: kept and reported, not judged
+            lv = levels[i]
+            levels[i] = lv.model_copy(update={"drift": why, "diagnosis": [*lv.diagnosis, why]})
     try:
         v = LlmValidation(
             run_id=r.id,
@@ -227,6 +254,9 @@ def validate_llm(a: LlmValidateArgs) -> None:
             f"at loads up to {TARGET_UP_TO_LOAD:g}; above that reported, not judged",
             levels=levels,
             verdict=verdict(levels),
+            canary=f"{CANARY_REQUESTS} requests one at a time, {CANARY_PROMPT_TOKENS} prompt and "
+            f"{CANARY_OUTPUT_TOKENS} output tokens, before every level and after the last",
+            canaries=readings,
         )
     except ValueError as exc:  # a reading no file may hold (pydantic): one line, not a traceback
         raise fail(f"the measured levels cannot be stored: {exc}") from None

@@ -7,18 +7,20 @@ ends, and the reasons the records show when an error is large. Nothing here is t
 
 Schema history: 1 - first version. 2 - per level, the engine's own counters over the level (its /metrics read
 before and after) and the engine model's steps and mean batch over the same traffic; a version-1 file has
-neither (null: not read).
+neither (null: not read); the canary readings taken before each level and after the last, and per level the
+drift that kept it from being judged.
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from measure.run import MAX_SEQ_LEN, CreatedAt, EngineCounters, EngineInfo
+from measure.run import MAX_LATENCY_MS, MAX_SEQ_LEN, CreatedAt, EngineCounters, EngineInfo
 from measure.run.types import FileModel as _Out
 from measure.run.versioned import VersionedFile
 from planner.evidence.validation import MAX_VALIDATION_BYTES, ValidationFileError
@@ -98,11 +100,49 @@ class LlmLevel(_Out):
     )
     simulated_steps: int | None = None  # the engine model's steps over the same traffic
     simulated_mean_batch: float | None = None  # its generated tokens / steps
+    drift: str | None = None  # the canary moved beyond its CI around this level: why it is not judged
     requests_sent: list[LiveRequest] = Field(
         default_factory=list,
         max_length=MAX_VALIDATION_REQUESTS,
         description="every request: what a later model is re-checked on",
     )
+
+
+class CanaryReading(_Out):
+    """The canary setting measured before a level (`before_load`) or after the last (null)."""
+
+    before_load: float | None = Field(default=None, gt=0, le=100)
+    tpot_mean_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS)
+    tpot_ci_half_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS)
+    ttft_median_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS)
+    requests: int = Field(ge=0, le=10_000)
+    failed: int = Field(ge=0, le=10_000)
+
+
+DRIFT_MIN_PCT = 5.0  # a canary that moved less than this is the same engine, whatever its CIs say
+
+
+def drift_flags(readings: list[CanaryReading]) -> list[str | None]:
+    """For the level between readings i and i + 1: why it is not judged, when either reading's TPOT moved from
+    the first reading beyond both confidence intervals (and by more than DRIFT_MIN_PCT); else None."""
+    if not readings or readings[0].tpot_mean_ms is None:
+        return [None] * max(0, len(readings) - 1)
+    base, base_ci = readings[0].tpot_mean_ms, readings[0].tpot_ci_half_ms or 0.0
+    out: list[str | None] = []
+    for a, b in itertools.pairwise(readings):
+        moved = [
+            r for r in (a, b)
+            if r.tpot_mean_ms is not None
+            and abs(r.tpot_mean_ms - base) > base_ci + (r.tpot_ci_half_ms or 0.0)
+            and abs(r.tpot_mean_ms - base) / base * 100 > DRIFT_MIN_PCT
+        ]  # fmt: skip
+        out.append(
+            f"drift: the canary's TPOT moved from {base:.3g} ms to {moved[0].tpot_mean_ms:.3g} ms around this "
+            "level (beyond both CIs): not judged"
+            if moved
+            else None
+        )
+    return out
 
 
 class EngineKnobs(_Out):
@@ -140,6 +180,10 @@ class LlmValidation(_Out):
     cpu_count: int
     notes: list[str]
     targets: str
+    canary: str | None = Field(
+        default=None, max_length=500, description="the canary setting, when one was run"
+    )
+    canaries: list[CanaryReading] = Field(default_factory=list, max_length=1000)
     levels: list[LlmLevel] = Field(min_length=1, max_length=64)
     verdict: str
     recheck_of: str | None = Field(
@@ -314,7 +358,7 @@ def judge(level: LlmLevel, cpu_count: int) -> LlmLevel:
 
 def verdict(levels: list[LlmLevel]) -> str:
     """One sentence: did the prediction hold where judged, and the errors above."""
-    judged = [lv for lv in levels if lv.within_target is not None]
+    judged = [lv for lv in levels if lv.within_target is not None and lv.drift is None]
     ok = judged and all(lv.within_target for lv in judged)
     head = (
         f"prediction within |p50| <= {P50_TARGET_PCT:g}% and |p99| <= {P99_TARGET_PCT:g}% for TTFT, TPOT and E2E "
@@ -325,13 +369,19 @@ def verdict(levels: list[LlmLevel]) -> str:
         if judged
         else "no level at or below the judged load"
     )
-    above = [lv for lv in levels if lv.within_target is None and lv.error_pct]
+    drifted = [lv for lv in levels if lv.drift is not None]
+    above = [lv for lv in levels if lv.within_target is None and lv.error_pct and lv.drift is None]
     tail = "; ".join(
         f"at {lv.load:g}: "
         + ", ".join(f"{k} {v:+.0f}%" for k, v in (lv.error_pct or {}).items() if k.endswith("p99"))
         for lv in above
     )
-    return head + (f"; reported above {TARGET_UP_TO_LOAD:g}: {tail}" if tail else "")
+    moved = (
+        f"; not judged (the canary moved): load {', '.join(f'{lv.load:g}' for lv in drifted)}"
+        if drifted
+        else ""
+    )
+    return head + (f"; reported above {TARGET_UP_TO_LOAD:g}: {tail}" if tail else "") + moved
 
 
 def llm_validation_filename(v: LlmValidation) -> str:

@@ -83,14 +83,18 @@ def test_more_requests_than_a_file_holds_are_refused_before_sending(server: str,
 
 
 def test_a_level_keeps_the_engines_counters_beside_the_models_steps(server: str, tmp_path: Path) -> None:  # noqa: F811
-    """An engine with /metrics: each level records what it counted over the level, the simulated steps beside
-    it, and the diagnosis says both; the generated tokens it counted are the tokens the streams carried."""
+    """An engine with /metrics: each level records what it counted over the level (the generated tokens are the
+    tokens the streams carried) and the simulated steps beside it; the canary is read before and after."""
     Script.metrics = True
     out = tmp_path / "v"
     res = CliRunner().invoke(app, args(server, out, "0.3"))
     assert res.exit_code == 0, res.output
     (f,) = out.glob("llm-validation-*.json")
-    (lv,) = load_llm_validation(f).levels
+    v = load_llm_validation(f)
+    (lv,) = v.levels
+    # the canary before the level and after it: measured, each with its CI
+    assert v.canary is not None and [r.before_load for r in v.canaries] == [0.3, None]
+    assert all(r.tpot_mean_ms and r.tpot_ci_half_ms is not None and r.requests >= 3 for r in v.canaries)
     c = lv.engine_counters
     assert c is not None and c.requests_sent == lv.requests
     assert c.generation_tokens == sum(r.output_tokens for r in lv.requests_sent)

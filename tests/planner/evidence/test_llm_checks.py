@@ -217,3 +217,22 @@ def test_a_validation_is_rechecked_on_its_recorded_traffic_without_sending_anyth
         app, ["validate", "--recheck", str(src), "--run", str(other), "--out", str(tmp_path)]
     )
     assert wrong.exit_code == 2 and "validates run" in wrong.output
+
+
+def test_a_level_measured_while_the_canary_moved_is_flagged_and_not_judged() -> None:
+    from planner.evidence.llm_validation import CanaryReading, drift_flags
+
+    def r(mean: float, ci: float = 0.1) -> CanaryReading:
+        return CanaryReading(
+            tpot_mean_ms=mean, tpot_ci_half_ms=ci, ttft_median_ms=10.0, requests=12, failed=0
+        )
+
+    # steady, then a reading 20% up after the second level: the second level is flagged, the first is not
+    flags = drift_flags([r(4.0), r(4.05), r(4.8)])
+    assert flags[0] is None and flags[1] is not None and "4.8" in flags[1] and "not judged" in flags[1]
+    # a move inside the CIs, or under 5%, is the same engine
+    assert drift_flags([r(4.0, 0.5), r(4.6, 0.5)]) == [None]
+    assert drift_flags([r(4.0, 0.01), r(4.15, 0.01)]) == [None]
+    # no first reading: nothing to compare with, nothing flagged
+    none = CanaryReading(requests=0, failed=12)
+    assert drift_flags([none, r(9.0)]) == [None]
