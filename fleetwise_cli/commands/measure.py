@@ -110,6 +110,13 @@ def measure_cmd(
     concurrency: str = typer.Option(
         None, help="closed-loop concurrencies (default 1,2,4,8)", rich_help_panel="LLM engine"
     ),
+    scenario: Path = typer.Option(
+        None,
+        "--scenario",
+        help="choose the prompt lengths from this generative scenario's traffic (its p10/p50/p90 prompt and its "
+        "longest prompt + output) instead of --prompt-tokens",
+        rich_help_panel="LLM engine",
+    ),
     output_tokens: int = typer.Option(
         32, help="max_tokens of every engine request", rich_help_panel="LLM engine"
     ),
@@ -128,6 +135,18 @@ def measure_cmd(
     LLMs: `-w llm -p preset=tiny|1b|8b`, `-w hf-config:config.json` or `-w hf:FOLDER` measure prefill, decode and
     mixed steps in-process; `--endpoint URL --model NAME` measures a running streaming server."""
 
+    if scenario is not None:
+        if endpoint is None or prompt_tokens is not None:
+            raise fail(
+                "--scenario chooses an engine sweep's prompt lengths: give it with --endpoint, without --prompt-tokens"
+            )
+        from planner.llm.grid import prompts_for
+        from planner.traffic.scenario import ScenarioError, load_scenario
+
+        try:
+            prompt_tokens = ",".join(str(p) for p in prompts_for(load_scenario(scenario)))
+        except (ScenarioError, ValueError) as exc:
+            raise fail(f"--scenario: {exc}") from None
     llm_opts = LlmOptions(
         prefill_batch,
         prompt_tokens,
