@@ -43,7 +43,6 @@ def test_measure_takes_its_prompts_from_the_scenario_or_refuses_the_mix(server: 
     (f,) = tmp_path.glob("llm-engine-*.json")
     run = load_run(f)
     assert run.sweep.llm is not None and run.sweep.llm.prompt_tokens == prompts_for(load_scenario(TINY_CHAT))
-    assert "--scenario" in run.command
     both = CliRunner().invoke(app, [*args, "--scenario", str(TINY_CHAT), "--prompt-tokens", "64"])
     assert both.exit_code == 2 and "without --prompt-tokens" in both.output
     alone = CliRunner().invoke(app, ["measure", "--scenario", str(TINY_CHAT), "--out", str(tmp_path)])
