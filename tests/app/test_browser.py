@@ -144,7 +144,7 @@ def test_an_llm_run_is_viewed_sized_explored_and_reported_in_chromium(server) ->
         page.get_by_text(
             "max_num_batched_tokens"
         ).first.wait_for()  # the rerun drew the LLM form: Size is its own
-        page.get_by_role("button", name="Size").click()
+        page.get_by_role("button", name="Size", exact=True).click()
         try:
             page.get_by_text("Answer", exact=True).wait_for()
         finally:
@@ -191,7 +191,7 @@ def test_an_assumed_h200_plan_for_llama_70b_is_labelled_assumed_in_chromium(serv
         page.get_by_role("combobox", name=re.compile("Assumed LLM profiles")).click()
         page.get_by_role("option", name="h200-llama-3.1-70b-tp8", exact=True).click()
         page.keyboard.press("Escape")
-        page.get_by_role("button", name="Size").click()
+        page.get_by_role("button", name="Size", exact=True).click()
         try:
             page.get_by_text("Answer", exact=True).wait_for()
             page.get_by_text("ASSUMED, not measured").first.wait_for()

@@ -137,7 +137,9 @@ def test_fleetwise_measures_the_engine_prefill_by_prompt_and_decode_by_concurren
         assert lv.failed == 0 and lv.measured is not None and lv.requests >= 60
         assert lv.rate_rps == pytest.approx(lv.load * v.sustainable_rps)
         assert lv.predicted is None or lv.error_pct  # a stable prediction is compared metric by metric
-    assert v.verdict and "prediction" in v.verdict
+    # judged, or, on a machine busy enough to move the engine, every level flagged by the canary and named
+    assert v.verdict and ("prediction" in v.verdict or all(lv.drift for lv in v.levels)), v.verdict
+    assert len(v.canaries) == len(v.levels) + 1
 
 
 def test_the_engines_folder_measures_in_process_through_hf(folder: Path) -> None:
