@@ -234,11 +234,6 @@ def kv_tokens(p: LlmProfile) -> int:
     return max(0, int(free * 1e9 // p.shape.kv_bytes_per_token(p.precision)))
 
 
-def kv_blocks(p: LlmProfile) -> int:
-    """KV blocks of 16 tokens one replica holds."""
-    return max(1, kv_tokens(p) // BLOCK)
-
-
 def _flops(p: LlmProfile, which: str) -> float:
     eff = p.efficiency.prefill_compute if which == "prefill" else p.efficiency.decode_compute
     return p.sheet.peak_tflops[p.precision] * 1e12 * eff * p.tensor_parallel

@@ -9,7 +9,7 @@ from pathlib import Path
 from measure.run import ONE_DEVICE, ReplicaShape, Run
 from planner.fleet.prices import DevicePrice, PriceBook
 from planner.llm.engine import kv_blocks_from_run
-from planner.llm.roofline import LlmProfile, is_llm_profile, kv_blocks, load_llm_profile, roofline_step_model
+from planner.llm.roofline import LlmProfile, is_llm_profile, kv_tokens, load_llm_profile, roofline_step_model
 from planner.llm.steps import StepModel, step_model
 from planner.workers import load_run_cached
 
@@ -33,11 +33,9 @@ def source_step_model(src: Source, precision: str) -> StepModel:
 
 def source_kv_blocks(src: Source, precision: str, block_size: int, given: int | None) -> int:
     """KV blocks per replica: as given, else the run's memory facts or the profile's memory left by the weights."""
-    if given is not None or not isinstance(src, LlmProfile):
-        return (
-            kv_blocks_from_run(src, precision, block_size, given)[0] if isinstance(src, Run) else given or 1
-        )
-    return kv_blocks(src)
+    if isinstance(src, LlmProfile):
+        return given if given is not None else max(1, kv_tokens(src) // block_size)
+    return kv_blocks_from_run(src, precision, block_size, given)[0]
 
 
 def source_device(src: Source) -> str:

@@ -188,3 +188,12 @@ def test_the_shipped_profiles_validate_against_the_schema_the_cli_prints() -> No
         jsonschema.validate(yaml.safe_load(f.read_text()), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**yaml.safe_load(H200_70B.read_text()), "tensor_parallel": 0}, schema)
+
+
+def test_a_profiles_kv_blocks_follow_the_block_size_asked() -> None:
+    from planner.llm.sources import source_kv_blocks
+
+    p = load_llm_profile(H200_70B)
+    assert source_kv_blocks(p, "bf16", 16, None) == kv_tokens(p) // 16
+    assert source_kv_blocks(p, "bf16", 128, None) == kv_tokens(p) // 128  # vLLM's CPU and many GPU blocks
+    assert source_kv_blocks(p, "bf16", 16, 4000) == 4000  # as given
