@@ -67,6 +67,12 @@ class Stat(_Out):
     def _given(self) -> list[float]:
         return [v for v in (self.mean, self.p50, self.p90, self.p95, self.p99) if v is not None]
 
+    def figures(self) -> dict[str, float]:
+        """The statistics the tool reported, by name (mean, p50, p90, p95, p99): the absent ones left out."""
+        return {
+            k: float(v) for k in ("mean", "p50", "p90", "p95", "p99") if (v := getattr(self, k)) is not None
+        }
+
     def top(self) -> float:
         """The largest figure the tool reported (0 when none)."""
         return max(self._given(), default=0.0)

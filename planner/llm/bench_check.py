@@ -19,7 +19,6 @@ from planner.evidence.engine_benchmark import BenchLevel, EngineBenchmark, Stat
 from planner.llm.engine import EngineConfig, LlmRequests, check_work, simulate
 from planner.llm.steps import StepModel
 
-STATS = ("mean", "p50", "p90", "p95", "p99")
 METRICS = ("ttft", "tpot", "itl", "e2e")
 MAX_CHECK_REQUESTS = 200_000
 
@@ -51,9 +50,7 @@ class BenchCheck(ResultModel):
 
 
 def _stat_dict(s: Stat | None) -> dict[str, float]:
-    if s is None:
-        return {}
-    return {k: float(v) for k in STATS if (v := getattr(s, k)) is not None}
+    return s.figures() if s is not None else {}
 
 
 def _summary(x: np.ndarray) -> dict[str, float]:

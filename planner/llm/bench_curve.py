@@ -68,9 +68,7 @@ class Capacity(ResultModel):
 
 
 def _stats(s: Stat | None) -> dict[str, float]:
-    if s is None:
-        return {}
-    return {k: float(v) for k in ("mean", *PERCENTILE_FIELDS.values()) if (v := getattr(s, k)) is not None}
+    return s.figures() if s is not None else {}
 
 
 def _point(b: EngineBenchmark, lv: BenchLevel) -> CurvePoint | None:
