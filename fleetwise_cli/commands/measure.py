@@ -120,7 +120,11 @@ def measure_cmd(
     output_tokens: int = typer.Option(
         32, help="max_tokens of every engine request", rich_help_panel="LLM engine"
     ),
-    requests: int = typer.Option(48, help="most requests per engine setting", rich_help_panel="LLM engine"),
+    requests: int = typer.Option(
+        48,
+        help="most requests measured per engine setting (its steady window; the warm-up and the drain come on top)",
+        rich_help_panel="LLM engine",
+    ),
     request_timeout: float = typer.Option(
         60.0, help="per-request time-out, seconds", rich_help_panel="LLM engine"
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,10 +189,13 @@ def validate_llm(a: LlmValidateArgs) -> None:
                     f"load {t.load:g}: {t.rate_rps:.3g} req/s, {sched.send_s.size} requests over "
                     f"{sched.send_s[-1]:.0f} s ..."
                 )
-                before = scrape(ep)
+                before, read_at = scrape(ep), time.perf_counter()
                 sent, start = open_loop(ep, req.model, sched, a.timeout_s, a.max_in_flight)
                 la = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-                counters = counters_between(before, scrape(ep), int(sched.send_s.size))
+                after = scrape(ep)
+                counters = counters_between(
+                    before, after, int(sched.send_s.size), time.perf_counter() - read_at
+                )
                 seen = _observed(sched, sent, start, t.requests.prompt)
                 levels.append(
                     predict_level(

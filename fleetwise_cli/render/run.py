@@ -391,14 +391,15 @@ def print_counter_checks(run: Run) -> None:
         t = Table(
             title=f"the engine's counters against the engine model ({prec}; the same closed loops replayed)"
         )
-        for col in ("prompt", "concurrency", "requests", "engine steps", "model steps", "steps error",
-                    "engine mean batch", "model mean batch", "preemptions"):  # fmt: skip
+        for col in ("prompt", "concurrency", "requests", "counted over", "engine steps", "model steps",
+                    "steps error", "engine mean batch", "model mean batch", "preemptions"):  # fmt: skip
             t.add_column(col)
         for c in checks:
             t.add_row(
                 str(c.prompt_tokens),
                 str(c.concurrency),
                 str(c.requests),
+                f"{c.window_s:.2f} s steady" if c.window_s is not None else "the setting",
                 f"{c.engine_steps:,.0f}",
                 f"{c.simulated_steps:,}",
                 f"{c.steps_error_pct:+.1f}%",

@@ -10,6 +10,7 @@ failures end a setting with the reason and the sweep goes on.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from measure.core import stats
 from measure.core.summary import latency_summary
 from measure.engine_client.http import LoopResult, StreamResult, closed_loop, prompt_text, stream_completion
-from measure.engine_client.metrics import counters_between, scrape
+from measure.engine_client.metrics import Scrape, counters_between, scrape
 from measure.engine_client.session import (
     EnginePlan,
     replica_from_params,
@@ -55,8 +56,11 @@ def _ci_ok(values: list[float], target: float) -> bool:
     return mean > 0 and stats.mean_ci_halfwidth(values) / mean <= target
 
 
-def run_setting(plan: EnginePlan, prompt: int, c: int, seed: int) -> LoopResult:
-    """One closed loop: c clients, fixed prompt and output lengths, stopped by the CI target or the limits."""
+def run_setting(
+    plan: EnginePlan, prompt: int, c: int, seed: int, at_edge: Callable[[], None] | None = None
+) -> LoopResult:
+    """One closed loop: c clients, fixed prompt and output lengths, stopped by the CI target or the limits;
+    `at_edge` runs as its steady window opens and closes."""
     req = plan.request
     words = words_for(plan, prompt)
     ok = lambda rs: [r for r in rs if r.error is None and len(r.token_times) > 1]  # noqa: E731
@@ -74,7 +78,7 @@ def run_setting(plan: EnginePlan, prompt: int, c: int, seed: int) -> LoopResult:
         ttft = [r.ttft_ms for r in good if r.ttft_ms is not None]
         return _ci_ok(tpot, req.ci_target) and (c > 1 or _ci_ok(ttft, req.ci_target))
 
-    return closed_loop(send, c, req.max_requests, req.max_seconds, enough, warmup=c)
+    return closed_loop(send, c, req.max_requests, req.max_seconds, enough, warmup=c, at_edge=at_edge)
 
 
 def _generated(r: StreamResult) -> int:
@@ -94,7 +98,7 @@ def _stats(
     plan: EnginePlan, prompt: int, c: int, loop: LoopResult, counters: EngineCounters | None = None
 ) -> EngineStats:
     req = plan.request
-    steady = loop.results[loop.warmup :]
+    steady = loop.steady
     for r in steady:
         if r.error is None and r.prompt_tokens is not None and r.prompt_tokens > MAX_SEQ_LEN:
             r.error = f"usage.prompt_tokens {r.prompt_tokens:,} is beyond {MAX_SEQ_LEN:,}: not this prompt"
@@ -121,6 +125,8 @@ def _stats(
         tpot_ms=summ([r.tpot_ms for r in good]),
         e2e_ms=summ([r.e2e_ms for r in good]),
         wall_s=loop.wall_s,
+        steady_s=loop.steady_s,
+        edge_excluded=loop.edge_excluded,
         errors=[e for e in errors if e],
         counters=counters,
     )
@@ -166,9 +172,7 @@ def _point(
             flags=flags,
         )
     summary = latency_summary(arr)
-    per_request = [
-        r.tpot_ms if phase == "decode" else r.ttft_ms for r in loop.results[loop.warmup :] if r.error is None
-    ]
+    per_request = [r.tpot_ms if phase == "decode" else r.ttft_ms for r in loop.steady if r.error is None]
     rel = summary.mean_ci95_halfwidth_rel
     converged = loop.stop_reason == "target met"
     tokens = prompt if phase == "prefill" else c
@@ -209,7 +213,7 @@ def _setting_points(
 ) -> list[Point]:
     """The prefill (at concurrency 1) and decode points of one setting."""
     es = _stats(plan, prompt, c, loop, counters)
-    good = [r for r in loop.results[loop.warmup :] if r.error is None]
+    good = [r for r in loop.steady if r.error is None]
     warm = [r for r in loop.results[: loop.warmup] if r.error is None]
     out = []
     if c == 1:
@@ -220,6 +224,15 @@ def _setting_points(
     return out
 
 
+def _window_counters(loop: LoopResult, edges: list[tuple[float, Scrape | str]]) -> EngineCounters | None:
+    """The counters over the steady window: read as it opened and as it closed (None when it never closed)."""
+    if len(edges) != 2:
+        return None
+    (t0, before), (t1, after) = edges
+    sent = sum(1 for r in loop.results if t0 <= r.sent <= t1)
+    return counters_between(before, after, sent, t1 - t0)
+
+
 def _failed(plan: EnginePlan, phase: str, c: int, prompt: int, loop: LoopResult, why: str) -> Point:
     """A failed point that keeps the setting and its reason when the readings themselves cannot be stored."""
     req = plan.request
@@ -227,10 +240,10 @@ def _failed(plan: EnginePlan, phase: str, c: int, prompt: int, loop: LoopResult,
         concurrency=c,
         prompt_tokens=prompt,
         output_tokens=req.output_tokens,
-        requests=len(loop.results) - loop.warmup,
+        requests=len(loop.steady),
         completed=0,
         early_ends=0,
-        failed=len(loop.results) - loop.warmup,
+        failed=len(loop.steady),
         usage_mismatches=0,
         usage_missing=0,
         wall_s=loop.wall_s,
@@ -266,10 +279,17 @@ def execute_engine(
             for c in req.concurrencies:
                 if progress is not None:
                     progress.point_started(req.precision, c, prompt)
-                before = metrics if no_metrics else scrape(plan.endpoint)
-                loop = run_setting(plan, prompt, c, seed=1_000_000 * (i + 1) + 1000 * c)
-                after = metrics if no_metrics else scrape(plan.endpoint)
-                counters = counters_between(before, after, len(loop.results))
+                edges: list[tuple[float, Scrape | str]] = []
+
+                def read(edges: list[tuple[float, Scrape | str]] = edges) -> None:
+                    t = time.perf_counter()
+                    got = scrape(plan.endpoint)
+                    edges.append(((t + time.perf_counter()) / 2, got))
+
+                loop = run_setting(
+                    plan, prompt, c, 1_000_000 * (i + 1) + 1000 * c, None if no_metrics else read
+                )
+                counters = _window_counters(loop, edges)
                 try:
                     points += _setting_points(plan, prompt, c, loop, counters)
                 except ValidationError as exc:  # a reading no run may hold: this setting fails, not the run
@@ -282,7 +302,7 @@ def execute_engine(
     said = (
         f"engine counters: none ({no_metrics})"
         if no_metrics
-        else "engine counters: the engine's /metrics read before and after each setting (warm-up included)"
+        else "engine counters: the engine's /metrics read as each setting's steady window opened and closed"
     )
     return build_run(
         plan,
@@ -305,7 +325,9 @@ ENGINE_NOTES = [
     "prompts are random words, different for every request (no prefix cache serves them), sized from the server's "
     "usage.prompt_tokens on two calibration requests",
     "a closed loop: each client sends its next request when the last one ends; the first `concurrency` requests of "
-    "each setting are the warm-up",
+    "each setting to end are the warm-up; a setting is judged on the requests sent and ended in its steady window "
+    "(from the warm-up's last end to the last send), so every one ran among `concurrency` streams: those in flight "
+    "as the window opened or closed (the drain) are left out and counted (edge_excluded)",
 ]
 
 

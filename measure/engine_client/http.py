@@ -302,12 +302,34 @@ def _take(chunk: dict[str, Any], res: StreamResult, now: float) -> None:
 
 @dataclass
 class LoopResult:
-    """Requests of one closed-loop setting in completion order, the warm-up ones marked."""
+    """Requests of one closed-loop setting in completion order, and the steady window they are judged in.
+
+    The window opens when the warm-up's last request ends (the first `warmup` to end are the warm-up) and
+    closes when the loop stops sending (target met, limits). Only requests sent and ended inside it were
+    served among `concurrency` streams from start to end: those in flight as it opened began among the
+    warm-up's, and those ended after it closed (the drain) ran while fewer and fewer streams were left."""
 
     results: list[StreamResult]
     warmup: int
     wall_s: float
     stop_reason: str
+    window: tuple[float, float] | None = None  # perf_counter open, close; None: never opened
+
+    @property
+    def steady(self) -> list[StreamResult]:
+        if self.window is None:
+            return []
+        t0, t1 = self.window
+        return [r for r in self.results[self.warmup :] if r.sent >= t0 and r.ended <= t1]
+
+    @property
+    def steady_s(self) -> float:
+        return self.window[1] - self.window[0] if self.window else 0.0
+
+    @property
+    def edge_excluded(self) -> int:
+        """Requests after the warm-up left out for being in flight as the window opened or closed."""
+        return len(self.results) - self.warmup - len(self.steady)
 
 
 def closed_loop(
@@ -317,39 +339,80 @@ def closed_loop(
     max_seconds: float,
     enough: Callable[[list[StreamResult]], bool],
     warmup: int,
+    at_edge: Callable[[], None] | None = None,
 ) -> LoopResult:
-    """`concurrency` workers each send the next request when their last one ends, until `enough` says so (checked
-    after every request), max_requests were sent, or max_seconds passed. The first `warmup` to finish are
-    the warm-up. Workers are threads: the client waits on sockets, not on the GIL."""
+    """`concurrency` workers each send the next request when their last one ends, until `enough` says so
+    (checked on the steady requests after every request), `max_requests` steady requests were measured, or
+    max_seconds passed; then the requests in flight drain. `at_edge` runs as the steady window opens and as it
+    closes (to read the engine's counters over exactly that window). Workers are threads: the client waits on
+    sockets, not on the GIL."""
     lock = threading.Lock()
     done: list[StreamResult] = []
     sent = 0
     stop = threading.Event()
     reason = ["max requests"]
     t0 = time.perf_counter()
+    opened: list[float] = [t0] if warmup == 0 else []
+    closed: list[float] = []
+    if warmup == 0 and at_edge is not None:
+        at_edge()
+    # every steady request needs the warm-up, the streams in flight as the window opens, and itself
+    most = warmup + 2 * concurrency + max_requests
+
+    def edge(mark: list[float]) -> None:
+        mark.append(time.perf_counter())
+        if at_edge is not None:
+            at_edge()
+
+    def close(why: str) -> bool:
+        """Stop sending; True for the one caller that closes the window."""
+        with lock:
+            if stop.is_set():
+                return False
+            reason[0] = why
+            stop.set()
+            return bool(opened)
 
     def worker() -> None:
         nonlocal sent
         while not stop.is_set():
             with lock:
-                if sent >= max_requests:
-                    return
-                n = sent
-                sent += 1
+                if sent >= most:
+                    give_up = True
+                else:
+                    give_up = False
+                    n = sent
+                    sent += 1
+            if give_up:
+                if close("max requests"):
+                    edge(closed)
+                return
             r = send(n)
+            opening = closing = False
             with lock:
                 done.append(r)
-                steady = done[warmup:]
-                if len(done) > warmup and enough(steady):
-                    reason[0] = "target met"
-                    stop.set()
+                opening = len(done) == warmup and not opened
+                if opening:
+                    opened.append(time.perf_counter())  # marked under the lock: nothing ends before it
+            if opening and at_edge is not None:
+                at_edge()
+            if opened and not stop.is_set():
+                with lock:
+                    w0 = opened[0]
+                    steady = [x for x in done[warmup:] if x.sent >= w0]
+                if len(steady) >= max_requests:
+                    closing = close("max requests")
+                elif steady and enough(steady):
+                    closing = close("target met")
             if time.perf_counter() - t0 > max_seconds:
-                reason[0] = f"time limit {max_seconds:g} s"
-                stop.set()
+                closing = close(f"time limit {max_seconds:g} s") or closing
+            if closing:
+                edge(closed)
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return LoopResult(done, min(warmup, len(done)), time.perf_counter() - t0, reason[0])
+    window = (opened[0], closed[0]) if opened and closed else None
+    return LoopResult(done, min(warmup, len(done)), time.perf_counter() - t0, reason[0], window)

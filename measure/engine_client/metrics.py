@@ -76,8 +76,11 @@ def scrape(ep: Endpoint) -> Scrape | str:
     return got
 
 
-def counters_between(before: Scrape | str, after: Scrape | str, requests_sent: int) -> EngineCounters | None:
-    """The counters' increase over a setting and the gauges at its end; None when either scrape failed."""
+def counters_between(
+    before: Scrape | str, after: Scrape | str, requests_sent: int, seconds: float | None = None
+) -> EngineCounters | None:
+    """The counters' increase between two readings `seconds` apart and the gauges at the second; None when
+    either scrape failed."""
     if isinstance(before, str) or isinstance(after, str):
         return None
     notes: list[str] = []
@@ -98,6 +101,7 @@ def counters_between(before: Scrape | str, after: Scrape | str, requests_sent: i
     }
     return EngineCounters(
         source="vllm /metrics",
+        seconds=seconds,
         requests_sent=requests_sent,
         **{k: delta(v) for k, v in COUNTERS.items()},
         step_tokens_histogram=hist,

@@ -104,8 +104,9 @@ def saturation_rate(
     timeout_s: float,
     seed: int,
 ) -> tuple[float, int, str]:
-    """Completed requests per second of the mix sent closed-loop at `concurrency` (after `concurrency` warm-up
-    requests), the requests it counted, and how the loop ended."""
+    """Completed requests per second of the mix sent closed-loop at `concurrency`, counted over the steady
+    window (from the end of `concurrency` warm-up requests to the last send), the requests it counted, and how
+    the loop ended."""
     k = words.size
 
     def one(i: int) -> StreamResult:
@@ -116,11 +117,11 @@ def saturation_rate(
     failed = [r.error for r in loop.results if r.error is not None]
     if failed:
         raise LlmLiveError(f"the saturation probe had {len(failed)} failed requests, e.g. {failed[0]}")
-    steady = loop.results[loop.warmup :]  # in completion order: the rate counts completions after warm-up
-    if len(steady) < 2 or loop.warmup < 1:
+    # completions inside the steady window, whenever sent: the rate at full concurrency, without the drain
+    ended = [r for r in loop.results[loop.warmup :] if loop.window and r.ended <= loop.window[1]]
+    if len(ended) < 2 or loop.steady_s <= 0:
         raise LlmLiveError(
-            f"the saturation probe completed {len(steady)} requests after warm-up: the engine is too slow for "
+            f"the saturation probe completed {len(ended)} requests after warm-up: the engine is too slow for "
             f"{seconds:g} s"
         )
-    t0 = loop.results[loop.warmup - 1].ended
-    return len(steady) / (steady[-1].ended - t0), len(steady), loop.stop_reason
+    return len(ended) / loop.steady_s, len(ended), loop.stop_reason

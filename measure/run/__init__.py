@@ -26,6 +26,11 @@ every change):
   6 - the engine's own counters: `EngineStats.counters` (its /metrics before and after each setting: prompt and
       generation tokens, steps and tokens per step, preemptions, prefix-cache queries and hits, running, waiting
       and KV usage at the end). Migrating a version-5 file sets them to null: not read.
+  7 - the steady window: a closed-loop setting's requests are those sent and ended between the warm-up's last
+      end and the last send (`EngineStats.steady_s`, `edge_excluded`); before, the drain (fewer and fewer
+      streams in flight) was counted as if at full concurrency. The counters are read at the window's edges and
+      keep the time between readings (`EngineCounters.seconds`). A version-6 file keeps its readings, with
+      these null: judged the old way.
 
 The id is the sha256 of the file's canonical JSON without `id`, verified against the content as stored (before
 migration), so evidence keeps its identity when the model later gains fields.

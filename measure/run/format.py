@@ -56,12 +56,19 @@ def _v5_to_v6(data: dict[str, Any]) -> dict[str, Any]:
 
 
 # version -> function turning a dict of that version into a dict of the next version
+def _v6_to_v7(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 6 judged a closed-loop setting from the warm-up to the end, drain included, and read the counters
+    # before and after it: no steady window (null), counters with no time between readings (null)
+    return {**data, "schema_version": 7}
+
+
 _MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
     4: _v4_to_v5,
     5: _v5_to_v6,
+    6: _v6_to_v7,
 }
 
 

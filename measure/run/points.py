@@ -182,10 +182,16 @@ Count = Annotated[float, Field(ge=0, le=1e18, allow_inf_nan=False)]
 
 
 class EngineCounters(FileModel):
-    """What the engine itself counted over one setting (its Prometheus /metrics scraped before and after; the
-    setting's warm-up included): counter differences, and the gauges as the setting ended. Absent: not exposed."""
+    """What the engine itself counted between two readings of its Prometheus /metrics: as a closed-loop
+    setting's steady window opened and closed (schema 7; schema 6: before and after the whole setting, warm-up
+    and drain included), or around a validation level. Counter differences, and the gauges at the second
+    reading. Absent: not exposed."""
 
     source: str = Field(max_length=200, description="where the counters were read, e.g. vllm /metrics")
+    seconds: NonNegFloat | None = Field(
+        default=None,
+        description="time between the two readings (steps / seconds is the engine's step rate); null: not kept",
+    )
     requests_sent: int = Field(ge=0, le=10**9, description="requests the client sent between the two scrapes")
     prompt_tokens: Count | None = None
     generation_tokens: Count | None = None
@@ -212,7 +218,7 @@ class EngineStats(FileModel):
     concurrency: int = Field(ge=1, le=MAX_BATCH_SIZE)
     prompt_tokens: SeqLen = Field(description="prompt length asked for, in the server's tokens (usage)")
     output_tokens: SeqLen = Field(description="max_tokens asked for")
-    requests: int = Field(ge=0, le=10**9, description="requests sent")
+    requests: int = Field(ge=0, le=10**9, description="requests measured (the steady window's)")
     completed: int = Field(ge=0, le=10**9, description="streams that ended with the asked output length")
     early_ends: int = Field(
         ge=0, le=10**9, description="streams that ended before max_tokens (kept, counted)"
@@ -231,6 +237,17 @@ class EngineStats(FileModel):
     tpot_ms: LatencySummary | None = Field(default=None, description="(E2E - TTFT) / (output tokens - 1)")
     e2e_ms: LatencySummary | None = None
     wall_s: NonNegFloat = Field(description="time from the first send to the last stream's end")
+    steady_s: NonNegFloat | None = Field(
+        default=None,
+        description="the steady window: from the warm-up's last end to the last send; the requests counted were "
+        "sent and ended inside it (null: schema 6, counted from the warm-up to the end, drain included)",
+    )
+    edge_excluded: int | None = Field(
+        default=None,
+        ge=0,
+        le=10**9,
+        description="requests after the warm-up left out for being in flight as the window opened or closed",
+    )
     errors: list[str] = Field(default_factory=list, max_length=MAX_ERRORS_KEPT)
     counters: EngineCounters | None = Field(
         default=None, description="the engine's own counters over the setting; null: it exposes none"

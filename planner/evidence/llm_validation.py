@@ -8,7 +8,8 @@ ends, and the reasons the records show when an error is large. Nothing here is t
 Schema history: 1 - first version. 2 - per level, the engine's own counters over the level (its /metrics read
 before and after) and the engine model's steps and mean batch over the same traffic; a version-1 file has
 neither (null: not read); the canary readings taken before each level and after the last, and per level the
-drift that kept it from being judged.
+drift that kept it from being judged. 3 - the counters keep the seconds between their two readings (a version-2
+file: null, not kept).
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ class EngineKnobs(_Out):
 class LlmValidation(_Out):
     """A live validation of an LLM run's engine model."""
 
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     kind: Literal["llm-validation"] = "llm-validation"
     run_id: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     precision: str = Field(max_length=16)
@@ -396,11 +397,16 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "schema_version": 2}
 
 
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 2 kept no time between the counters' readings: null, "not kept"
+    return {**data, "schema_version": 3}
+
+
 LLM_VALIDATION_FILE: VersionedFile[LlmValidation] = VersionedFile(
     LlmValidation,
     what="LLM validation file",
-    version=2,
-    migrations={1: _v1_to_v2},
+    version=3,
+    migrations={1: _v1_to_v2, 2: _v2_to_v3},
     error=ValidationFileError,
     max_bytes=MAX_VALIDATION_BYTES,
     filename=llm_validation_filename,

@@ -6,6 +6,10 @@ A step count that differs says the model batches differently from the engine (a 
 the model runs 4, say), whatever the step times; that is a cause the latency errors alone cannot name. The
 engine counts tokens per step as prompt + generated tokens (its iteration_tokens_total), and so does this
 comparison.
+
+Counters read over a setting's steady window (run schema 7, `seconds` kept) are compared over a window of the
+same length in the replay, opened as the model's warm-up ends (its c-th completion): steps a second and
+generated tokens a step. Older counters cover the whole setting and are compared with the whole replay.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import numpy as np
 
 from measure.run import Run
 from measure.run.types import ResultModel
-from planner.llm.engine import EngineConfig, LlmRequests, simulate
+from planner.llm.engine import EngineConfig, LlmRequests, Trace, simulate
 from planner.llm.steps import step_model
 
 
@@ -30,6 +34,29 @@ class CounterCheck(ResultModel):
     engine_mean_batch: float | None  # generated tokens / steps: sequences a step served, on average
     simulated_mean_batch: float
     engine_preemptions: float | None
+    window_s: float | None = None  # the steady window both were counted over; None: the whole setting
+
+
+def _window_counts(tr: Trace, c: int, seconds: float) -> tuple[int, int] | None:
+    """Steps begun and tokens generated in the replay within `seconds` from its c-th completion; None when
+    the replay ends before the window does."""
+    finish = np.sort(tr.finish_s)
+    if finish.size <= c:
+        return None
+    t0 = float(finish[c - 1])
+    t1 = t0 + seconds
+    if t1 > float(finish[-1]):
+        return None
+    starts = np.asarray(tr.step_starts)
+    steps = int(np.count_nonzero((starts >= t0) & (starts < t1)))
+    who = np.asarray(tr.itl_request, dtype=np.int64)
+    order = np.argsort(who, kind="stable")  # a request's gaps are in its own order
+    who_s, gap_s = who[order], np.asarray(tr.itl_ms, dtype=np.float64)[order] / 1000.0
+    cum = np.cumsum(gap_s)
+    first = np.r_[0, np.flatnonzero(np.diff(who_s)) + 1]
+    before = np.repeat(np.r_[0.0, cum][first], np.diff(np.r_[first, who_s.size]))
+    times = np.concatenate([tr.first_s, tr.first_s[who_s] + cum - before])
+    return steps, int(np.count_nonzero((times >= t0) & (times < t1)))
 
 
 def check_counters(run: Run, precision: str, cfg: EngineConfig, seed: int = 0) -> list[CounterCheck]:
@@ -46,24 +73,44 @@ def check_counters(run: Run, precision: str, cfg: EngineConfig, seed: int = 0) -
         if key in seen:  # the prefill and decode points of one setting share its counters
             continue
         seen.add(key)
-        n = c.requests_sent
         prompt = e.prompt_tokens_reported or e.prompt_tokens
-        reqs = LlmRequests(
-            np.zeros(n), np.full(n, prompt, dtype=np.int64), np.full(n, e.output_tokens, dtype=np.int64)
-        )
-        tr = simulate(reqs, model, cfg, 1, "round-robin", seed=seed, concurrency=e.concurrency)
-        generated = n * e.output_tokens
+        windowed = c.seconds is not None and c.seconds > 0
+        # a window: its requests, the warm-up and those in flight at both edges; a model faster than the
+        # engine fits more requests in the same seconds, so the replay grows until it covers the window
+        n = c.requests_sent + 4 * e.concurrency if windowed else c.requests_sent
+        for _ in range(5):
+            reqs = LlmRequests(
+                np.zeros(n), np.full(n, prompt, dtype=np.int64), np.full(n, e.output_tokens, dtype=np.int64)
+            )
+            tr = simulate(
+                reqs,
+                model,
+                cfg,
+                1,
+                "round-robin",
+                seed=seed,
+                concurrency=e.concurrency,
+                record_starts=windowed,
+            )
+            steps, generated = tr.steps, n * e.output_tokens
+            got = _window_counts(tr, e.concurrency, float(c.seconds)) if windowed else None  # type: ignore[arg-type]
+            if not windowed or got is not None:
+                break
+            n *= 4
+        if got is not None:
+            steps, generated = got
         out.append(
             CounterCheck(
                 prompt_tokens=prompt,
                 concurrency=e.concurrency,
-                requests=n,
+                requests=c.requests_sent,
                 engine_steps=c.steps,
-                simulated_steps=tr.steps,
-                steps_error_pct=(tr.steps - c.steps) / c.steps * 100.0,
+                simulated_steps=steps,
+                steps_error_pct=(steps - c.steps) / c.steps * 100.0,
                 engine_mean_batch=c.generation_tokens / c.steps if c.generation_tokens is not None else None,
-                simulated_mean_batch=generated / tr.steps if tr.steps else 0.0,
+                simulated_mean_batch=generated / steps if steps else 0.0,
                 engine_preemptions=c.preemptions,
+                window_s=c.seconds if got is not None else None,
             )
         )
     return out

@@ -164,29 +164,55 @@ def test_unreachable_and_bad_endpoints_are_refused_before_any_traffic() -> None:
             Endpoint.parse(bad)
 
 
-def test_a_closed_loop_keeps_the_concurrency_and_stops_at_its_limit() -> None:
+def test_a_closed_loop_judges_only_requests_served_among_all_its_streams() -> None:
+    """The steady requests ran from send to end with every stream in flight: none began among the warm-up's
+    and none ended in the drain, however many streams were left then."""
+    from measure.engine_client.http import StreamResult
+
     in_flight, peak = [0], [0]
+    lowest: dict[int, int] = {}  # request -> fewest streams in flight during its life
     lock = threading.Lock()
+    edges: list[int] = []
 
     def send(n: int) -> Any:
+        r = StreamResult(sent=time.perf_counter())
         with lock:
             in_flight[0] += 1
             peak[0] = max(peak[0], in_flight[0])
-        time.sleep(0.01)
+            lowest[n] = in_flight[0]
+        for _ in range(4):
+            time.sleep(0.003 + 0.002 * (n % 3))
+            with lock:
+                lowest[n] = min(lowest[n], in_flight[0])
+                r.token_times.append(time.perf_counter())
+        r.ended = time.perf_counter()
+        r.completion_tokens = n  # which request it was
         with lock:
             in_flight[0] -= 1
-        return stream_result_stub()
+        return r
 
-    loop = closed_loop(send, 3, 12, 30.0, lambda rs: False, warmup=3)
+    loop = closed_loop(send, 3, 12, 30.0, lambda rs: False, warmup=3, at_edge=lambda: edges.append(1))
+    steady = loop.steady
+    assert len(steady) == 12 and loop.warmup == 3 and peak[0] == 3 and loop.stop_reason == "max requests"
+    assert all(lowest[r.completion_tokens] == 3 for r in steady)
+    drained = [r for r in loop.results[loop.warmup :] if r not in steady]
     assert (
-        len(loop.results) == 12 and loop.warmup == 3 and peak[0] == 3 and loop.stop_reason == "max requests"
+        drained
+        and loop.edge_excluded == len(drained)
+        and any(lowest[r.completion_tokens] < 3 for r in drained)
     )
+    assert len(edges) == 2 and loop.steady_s > 0
 
 
-def stream_result_stub() -> Any:
+def test_a_closed_loop_that_never_warms_up_has_no_steady_requests() -> None:
     from measure.engine_client.http import StreamResult
 
-    return StreamResult(sent=0.0, token_times=[0.001, 0.002])
+    def send(n: int) -> Any:
+        time.sleep(0.02)
+        return StreamResult(sent=time.perf_counter(), token_times=[1.0, 2.0], ended=time.perf_counter())
+
+    loop = closed_loop(send, 2, 10, 0.01, lambda rs: False, warmup=8)
+    assert loop.window is None and loop.steady == [] and loop.stop_reason.startswith("time limit")
 
 
 def test_an_engine_sweep_gives_prefill_by_prompt_and_decode_slower_with_more_streams(server: str) -> None:
