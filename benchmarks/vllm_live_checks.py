@@ -3,8 +3,9 @@
 One session of the tiny model served by vLLM (benchmarks/vllm_engine.py: its own venv, V1 engine, chunked
 prefill, prefix caching off so that every prompt is computed as the model assumes), pinned to CPU 0 (`taskset`,
 and vLLM's OpenMP threads bound there); every fleetwise command that sends traffic pinned to CPU 1:
-1. measure its curves through `fleetwise measure --endpoint` (concurrency 1..32, prompts 64/256/1024), the
-   engine's /metrics read around every setting;
+1. measure its curves through `fleetwise measure --endpoint` (concurrency 1..64, prompt lengths chosen from the
+   validation's traffic by `--scenario`, 64 output tokens: about the traffic's mean), each setting judged on its
+   steady window and the engine's /metrics read at that window's edges;
 2. `fleetwise validate` it live: open-loop streams at 0.3/0.5/0.7/0.85 of its measured sustainable rate, token
    lengths of the Azure conversation trace scaled by 0.25 (the trace is read, never copied), with the knobs the
    engine reports (its /metrics cache_config_info: block size and KV blocks).
@@ -87,14 +88,15 @@ def main() -> None:
             if pinned:
                 params += [f"engine_cpus={ENGINE_CPUS}", f"client_cpus={CLIENT_CPUS}"]
             pargs = [x for p in params for x in ("--engine-param", p)]
+            scenario = scenario_file(tmp, args.trace)
             measure = [*client, FLEETWISE, "measure", "--endpoint", url, "--model", str(folder)]
             measure += [
-                "--prompt-tokens",
-                "64,256,1024",
+                "--scenario",
+                str(scenario),
                 "--concurrency",
-                "1,2,4,8,16,32",
+                "1,2,4,8,16,32,64",
                 "--output-tokens",
-                "32",
+                "64",
             ]
             measure += ["--max-seconds-per-point", str(args.point_seconds), "--out", str(args.runs), *pargs]
             run(measure, stdout=subprocess.DEVNULL)
@@ -115,7 +117,7 @@ def main() -> None:
             validate = [*client, FLEETWISE, "validate", "--run", str(run_file)]
             validate += [
                 "--scenario",
-                str(scenario_file(tmp, args.trace)),
+                str(scenario),
                 "--endpoint",
                 url,
                 "--model",

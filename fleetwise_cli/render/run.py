@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from rich.markup import escape
 from rich.table import Table
@@ -14,6 +16,9 @@ from measure.run import (
     Run,
     Unavailable,
 )
+
+if TYPE_CHECKING:  # the planner is imported only when a run needs it
+    from planner.llm.engine import EngineConfig
 
 
 def print_pacing(run: Run) -> None:
@@ -372,19 +377,35 @@ def print_llm(run: Run) -> None:
         )
 
 
+def _engine_knobs(run: Run) -> EngineConfig:
+    """The knobs the run's engine said it ran with (its --engine-param max_num_seqs, max_num_batched_tokens,
+    block_size, num_gpu_blocks), vLLM's defaults and an unbounded KV cache for those it did not say."""
+    from planner.llm.engine import EngineConfig
+
+    said = run.llm.engine.params if run.llm is not None and run.llm.engine is not None else {}
+
+    def whole(key: str, default: int, most: int) -> int:
+        v = said.get(key)
+        return v if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= most else default
+
+    return EngineConfig(
+        max_num_seqs=whole("max_num_seqs", 256, 1 << 20),
+        max_num_batched_tokens=whole("max_num_batched_tokens", 8192, 1 << 24),
+        block_size=whole("block_size", 16, 1 << 16),
+        kv_blocks=whole("num_gpu_blocks", 10**7, 10**9),
+    )
+
+
 def print_counter_checks(run: Run) -> None:
     """An engine run whose /metrics were read: each setting's steps as the engine counted them, beside the engine
-    model replaying the same closed loop (the engine's own limits are not known: vLLM's defaults, KV unbounded)."""
-    from planner.llm.engine import EngineConfig
+    model replaying the same closed loop with the knobs the run recorded (vLLM's defaults where it did not)."""
     from planner.llm.engine_counters import check_counters
     from planner.llm.steps import StepModelError
 
     precisions = sorted({p.precision for p in run.points if p.engine is not None and p.engine.counters})
     for prec in precisions:
         try:
-            checks = check_counters(
-                run, prec, EngineConfig(max_num_seqs=256, max_num_batched_tokens=8192, kv_blocks=10**7)
-            )
+            checks = check_counters(run, prec, _engine_knobs(run))
         except StepModelError as exc:
             out.print(f"[yellow]engine counters not checked:[/] {escape(str(exc))}", highlight=False)
             continue

@@ -10,11 +10,12 @@ a step must cost for the closed loop to come out as measured. The iteration is a
 each round multiplies the decode median at (context, c) by measured / simulated gap median, rebuilds the
 interpolation and replays every setting again, until every ratio is within the tolerance (or the rounds end).
 
-What it leaves alone: the shape of each decode point's spread is that of its fastest e^-(c-1)/output gaps
-(steps.py), only its median is fitted. With the raw gaps' spread instead, whose tail holds the steps that
-carried a prompt, the simulator charges those prompts twice (once in the tail, once as the chunk's cost): on
+What it leaves alone: the shape of each decode point's spread is the one engine_steps.py gives it (the
+concurrency-1 gaps' where the engine's counters were read over the steady window; else the fastest
+e^-(c-1)/output gaps), only its median is fitted. With the raw gaps' spread instead, whose tail holds the steps
+that carried a prompt, the simulator charges those prompts twice (once in the tail, once as the chunk's cost): on
 the shipped transformers-serve validation that predicted TPOT 2-4x too high from load 0.5. TTFT's split (engine
-vs client time) is the linear fit of steps.py. Residuals per setting are reported, median and p99 of the gaps,
+vs client time) is the linear fit of engine_steps.py. Residuals per setting are reported, median and p99 of the gaps,
 and TTFT at c = 1.
 """
 
@@ -111,15 +112,19 @@ def _settings(run: Run, precision: str) -> list[Setting]:
 def _replay(
     model: StepModel, cfg: EngineConfig, prompt: int, c: int, output: int, n: int, seed: int
 ) -> tuple[np.ndarray, float]:
-    """The gaps of the requests after the first c (the warm-up, as measured), and the median TTFT."""
-    reqs = LlmRequests(
-        np.zeros(n + c), np.full(n + c, prompt, dtype=np.int64), np.full(n + c, output, dtype=np.int64)
-    )
+    """The gaps and median TTFT of the requests in the replay's steady window, as measured: sent after the
+    c-th completion (the warm-up) and ended by the last send; the replay holds enough requests for n of them."""
+    m = n + 3 * c
+    reqs = LlmRequests(np.zeros(m), np.full(m, prompt, dtype=np.int64), np.full(m, output, dtype=np.int64))
     tr = simulate(reqs, model, cfg, 1, "round-robin", seed=seed, concurrency=c)
-    who = np.asarray(tr.itl_request, dtype=np.int64)
-    gaps = np.asarray(tr.itl_ms, dtype=np.float64)[who >= c]
     sent = tr.sent_s if tr.sent_s is not None else reqs.arrival_s
-    ttft = (tr.first_s - sent)[c:] * 1000.0
+    opened, closed = float(np.sort(tr.finish_s)[c - 1]), float(np.max(sent))
+    steady = (sent >= opened) & (tr.finish_s <= closed)
+    if not steady.any():  # too few requests to open and close a window: all after the warm-up
+        steady = np.arange(m) >= c
+    who = np.asarray(tr.itl_request, dtype=np.int64)
+    gaps = np.asarray(tr.itl_ms, dtype=np.float64)[steady[who]]
+    ttft = (tr.first_s - sent)[steady] * 1000.0
     return gaps, float(np.median(ttft))
 
 

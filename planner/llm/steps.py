@@ -11,7 +11,7 @@ Between measured points, medians are interpolated and the spread is the measured
 A draw scales a sample of the nearest measured point by (interpolated median / that point's median). The
 decode context is looked up in 16-token buckets (at the bucket's middle). Outside
 the measured range the edge value is used and the step is counted as beyond the grid ("optimistic"): nothing
-is extrapolated.
+is extrapolated. A run measured through a serving engine reaches these curves through engine_steps.py.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from measure.run import Point, Run
+from planner.llm.engine_steps import decode_samples, samples, ttft_line
 
 CONTEXT_BUCKET_BITS = 4  # decode contexts are looked up in buckets of 16 tokens
 MAX_SAMPLES = 512  # per point: enough to keep the measured spread, small enough to index fast
@@ -144,28 +145,6 @@ class StepModel:
         return dm + pm, do or po, spread
 
 
-def _samples(p: Point) -> np.ndarray:
-    return np.asarray(p.raw_latencies_ms, dtype=np.float64)
-
-
-MIN_DECODE_SAMPLES = 20
-
-
-def _pure_decode(p: Point) -> np.ndarray:
-    """An engine run's inter-token gaps without the steps that carried another stream's prefill.
-
-    In the closed loop that measured the point, each of the other c - 1 streams starts a new request (one
-    prefill) every `output_tokens` steps, so a step carries Poisson(lambda = (c - 1) / output_tokens) prefills
-    and e^-lambda of the steps are pure decode. Those are taken as the fastest e^-lambda of the gaps (a step
-    with a prefill is never faster than one without); the engine model adds prefill chunks to steps itself."""
-    x = np.sort(_samples(p))
-    e = p.engine
-    if e is None or e.concurrency <= 1 or not e.output_tokens:
-        return x
-    keep = max(MIN_DECODE_SAMPLES, int(x.size * math.exp(-(e.concurrency - 1) / e.output_tokens)))
-    return x[: min(keep, x.size)]
-
-
 def step_model(run: Run, precision: str | None = None) -> StepModel:
     """The engine step model of an LLM run at a precision (the only one it has when not given)."""
     measured = [
@@ -185,16 +164,29 @@ def step_model(run: Run, precision: str | None = None) -> StepModel:
         raise StepModelError(
             f"run {run.short_id()} has no LLM point at {precision} (has {', '.join(precisions)})"
         )
-    prefill = [(float(p.batch_size * (p.seq_len or 0)), _samples(p)) for p in mine if p.phase == "prefill"]
+    prefill = [(float(p.batch_size * (p.seq_len or 0)), samples(p)) for p in mine if p.phase == "prefill"]
+    source = "engine" if any(p.source == "engine" for p in mine) else "in-process"
+    line = ttft_line(mine) if source == "engine" else None
+    slope = line[1] if isinstance(line, tuple) else None
+    alone = {  # concurrency-1 decode points by prompt: the spread of a pure decode step there
+        p.engine.prompt_tokens: p
+        for p in mine
+        if p.phase == "decode" and p.engine and p.engine.concurrency == 1
+    }
     by_ctx: dict[int, list[tuple[float, np.ndarray]]] = {}
+    counted = heuristic = 0
     for p in mine:
         if p.phase == "decode" and p.context_tokens is not None:
-            samples = _pure_decode(p) if p.source == "engine" else _samples(p)
-            by_ctx.setdefault(p.context_tokens, []).append((float(p.batch_size), samples))
+            if p.source == "engine" and p.engine is not None:
+                x, by_counters = decode_samples(p, alone.get(p.engine.prompt_tokens), slope)
+                counted += by_counters and p.engine.concurrency > 1
+                heuristic += not by_counters
+            else:
+                x = samples(p)
+            by_ctx.setdefault(p.context_tokens, []).append((float(p.batch_size), x))
     if not prefill or not by_ctx:
         raise StepModelError(f"run {run.short_id()} at {precision} needs both prefill and decode points")
     decode = {c: Curve.build(v) for c, v in by_ctx.items()}
-    source = "engine" if any(p.source == "engine" for p in mine) else "in-process"
     notes: list[str] = []
     model = StepModel(run.id, precision, source, Curve.build(prefill), decode, None, notes)
     extra = []
@@ -208,55 +200,46 @@ def step_model(run: Run, precision: str | None = None) -> StepModel:
             dm, _, _ = model._decode_median(p.batch_size, p.context_tokens)
             gain = p.latency_ms.median - dm
             if gain > 0:
-                extra.append((float(p.chunk_tokens), _samples(p) * (gain / p.latency_ms.median)))
+                extra.append((float(p.chunk_tokens), samples(p) * (gain / p.latency_ms.median)))
     if extra:
         model.chunk_extra = Curve.build(extra)
-    elif source == "engine":
-        _split_engine_ttft(model, mine, notes)
+    elif isinstance(line, str):
+        notes.append(line)
+    elif line is not None:
+        _split_engine_ttft(model, mine, line, notes)
     else:
         notes.append(
             "no mixed-step measurement: a step with decode and prefill costs decode + prefill (pessimistic)"
         )
-    if source == "engine":
+    if counted:
         notes.append(
-            "engine run: a decode step is the inter-token gap served at that concurrency, without the share of gaps "
-            "that carried another stream's prefill in the closed loop (e^-(c-1)/output tokens kept: the fastest)"
+            f"engine run: {counted} decode point(s) above concurrency 1 from the engine's counters over the steady "
+            "window: mean step (window / steps) less the prompt tokens a step carried at the fitted ms/token, "
+            "with the concurrency-1 gaps' spread"
+        )
+    if heuristic:
+        notes.append(
+            f"engine run: {heuristic} decode point(s) without windowed counters: the inter-token gaps served at that "
+            "concurrency without the share that carried another stream's prefill in the closed loop (the fastest "
+            "e^-(c-1)/output tokens kept: a heuristic)"
         )
     return model
 
 
-def _split_engine_ttft(model: StepModel, mine: list[Point], notes: list[str]) -> None:
-    """An engine run's TTFT at concurrency 1 is not one engine step: it holds the client's round trip and
-    tokenisation, one step's fixed cost and the prompt's marginal compute. A straight line through the
-    measured medians, TTFT = a + b x prompt tokens, separates them: b x tokens is what a prompt chunk adds to a
-    step (the mixed-step cost), the decode gap at batch 1 (d1) is a step's fixed cost, and a - d1 is latency
-    outside the engine, added to every request's TTFT and E2E without occupying the engine."""
-    pts = [
-        (float(p.seq_len or 0), float(p.latency_ms.median))
-        for p in mine
-        if p.phase == "prefill" and p.latency_ms
-    ]
-    xs = np.array([x for x, _ in pts])
-    if len(set(xs.tolist())) < 2:
-        notes.append(
-            "engine run with one prompt length: TTFT cannot be split into engine and client time; a step with "
-            "decode and prefill costs decode + the whole TTFT (pessimistic)"
-        )
-        return
-    slope, intercept = np.polyfit(xs, np.array([y for _, y in pts]), 1)
+def _split_engine_ttft(
+    model: StepModel, mine: list[Point], line: tuple[float, float], notes: list[str]
+) -> None:
+    """TTFT = a + b x prompt tokens (engine_steps.ttft_line): b x tokens is what a prompt chunk adds to a step
+    (the mixed-step cost), the decode gap at batch 1 (d1) is a step's fixed cost, and a - d1 is latency outside
+    the engine, added to every request's TTFT and E2E without occupying the engine."""
+    intercept, slope = line
+    xs = sorted({float(p.seq_len or 0) for p in mine if p.phase == "prefill" and p.latency_ms})
     d1, _, _ = model._decode_median(1, float(min(model.contexts)))
-    if slope <= 0 or intercept <= 0:
-        notes.append(
-            f"engine run: TTFT does not grow with the prompt in a straight line (fit {intercept:.3g} + "
-            f"{slope:.3g} ms/token); a step with decode and prefill costs decode + the whole TTFT (pessimistic)"
-        )
-        return
-    outside = max(0.0, float(intercept) - d1)
+    outside = max(0.0, intercept - d1)
     model.request_overhead_ms = outside
-    extra = [(x, np.array([float(slope) * x])) for x in sorted(set(xs.tolist()))]
-    model.chunk_extra = Curve.build(extra)
+    model.chunk_extra = Curve.build([(x, np.array([slope * x])) for x in xs])
     base = [
-        (float(p.seq_len or 0), _samples(p) * max(0.05, 1 - outside / float(p.latency_ms.median)))
+        (float(p.seq_len or 0), samples(p) * max(0.05, 1 - outside / float(p.latency_ms.median)))
         for p in mine
         if p.phase == "prefill" and p.latency_ms
     ]
