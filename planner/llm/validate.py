@@ -195,23 +195,26 @@ def recheck(
             replay_outputs=np.maximum(tokens, 1),
         )
         try:
-            levels.append(
-                predict_level(
-                    lv.load,
-                    lv.rate_rps,
-                    send,
-                    seen,
-                    model,
-                    cfg,
-                    0,
-                    old.warmup_fraction,
-                    lv.load_average,
-                    old.cpu_count,
-                    lv.engine_counters,
-                )
+            again = predict_level(
+                lv.load,
+                lv.rate_rps,
+                send,
+                seen,
+                model,
+                cfg,
+                0,
+                old.warmup_fraction,
+                lv.load_average,
+                old.cpu_count,
+                lv.engine_counters,
             )
         except EngineError as exc:
             raise LlmValidationError(f"{where}: load {lv.load:g}: {exc}") from None
+        if (
+            lv.drift is not None
+        ):  # the canary moved around this level: a new prediction does not judge it either
+            again = again.model_copy(update={"drift": lv.drift, "diagnosis": [*again.diagnosis, lv.drift]})
+        levels.append(again)
     v = old.model_copy(
         update={
             "levels": levels,

@@ -217,6 +217,17 @@ def test_a_validation_is_rechecked_on_its_recorded_traffic_without_sending_anyth
         app, ["validate", "--recheck", str(src), "--run", str(other), "--out", str(tmp_path)]
     )
     assert wrong.exit_code == 2 and "validates run" in wrong.output
+    # a level the canary kept from being judged stays unjudged when predicted again
+    moved = "drift: the canary's TPOT moved (test)"
+    drifted = _validation(
+        run.id, lv.model_copy(update={"drift": moved}), 256, 8192, 8.0, seconds=50.0, warmup_fraction=0.4
+    )
+    out = tmp_path / "drifted"
+    res = CliRunner().invoke(app, ["validate", "--recheck", str(save_llm_validation(drifted, tmp_path / "d")),
+                                   "--run", str(run_path), "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    w = load_llm_validation(next(out.glob("*.json")))
+    assert w.levels[0].drift == moved and moved in w.levels[0].diagnosis and "not judged" in w.verdict
 
 
 def test_a_level_measured_while_the_canary_moved_is_flagged_and_not_judged() -> None:
