@@ -148,7 +148,7 @@ def measure_cmd(
         from planner.traffic.scenario import ScenarioError, load_scenario
 
         try:
-            prompt_tokens = ",".join(str(p) for p in prompts_for(load_scenario(scenario)))
+            prompt_tokens = ",".join(str(p) for p in prompts_for(load_scenario(scenario), output_tokens))
         except (ScenarioError, ValueError) as exc:
             raise fail(f"--scenario: {exc}") from None
     llm_opts = LlmOptions(

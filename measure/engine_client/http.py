@@ -194,16 +194,9 @@ def prompt_text(words: int, seed: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(max(1, words)))
 
 
-def stream_completion(
-    ep: Endpoint,
-    model: str,
-    prompt: str,
-    max_tokens: int,
-    timeout_s: float,
-    clock: Callable[[], float] = time.perf_counter,
-) -> StreamResult:
-    """POST /v1/completions with stream=true; the arrival time of every chunk that carries text."""
-    body = json.dumps(
+def completion_body(model: str, prompt: str, max_tokens: int) -> bytes:
+    """The streamed completion request every client sends (greedy, usage in the last chunk)."""
+    return json.dumps(
         {
             "model": model,
             "prompt": prompt,
@@ -213,6 +206,18 @@ def stream_completion(
             "temperature": 0.0,
         }
     ).encode()
+
+
+def stream_completion(
+    ep: Endpoint,
+    model: str,
+    prompt: str,
+    max_tokens: int,
+    timeout_s: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> StreamResult:
+    """POST /v1/completions with stream=true; the arrival time of every chunk that carries text."""
+    body = completion_body(model, prompt, max_tokens)
     res = StreamResult(sent=clock())
     deadline = res.sent + timeout_s
     conn = ep.connection(timeout_s)
@@ -260,24 +265,37 @@ def _read_stream(
         if now > deadline:
             res.error = "timed out before the stream ended"
             return
-        text = line.strip()
-        if not text.startswith(b"data:"):
-            continue  # comments, event names, blank separators
-        payload = text[5:].strip()
-        if payload == b"[DONE]":
-            done = True
+        done = take_line(line, res, now)
+        if done or res.error is not None:
             break
-        try:
-            chunk = parse_json(payload, "stream chunk")
-        except DataFileError as exc:
-            res.error = one_line(f"malformed stream: {exc}", 300)
-            return
-        if not isinstance(chunk, dict):
-            res.error = "malformed stream: a chunk is not a JSON object"
-            return
-        _take(chunk, res, now)
+    end_of_stream(res, done)
+
+
+def end_of_stream(res: StreamResult, done: bool) -> None:
+    """A stream that ended with no finish_reason, no usage and no [DONE] was cut off mid-answer."""
     if not done and res.error is None and res.finish_reason is None and res.completion_tokens is None:
-        res.error = "the stream ended early: no finish_reason, no usage, no [DONE]"  # cut off mid-answer
+        res.error = "the stream ended early: no finish_reason, no usage, no [DONE]"
+
+
+def take_line(line: bytes, res: StreamResult, now: float) -> bool:
+    """One line of a server-sent event stream, arrived at `now`; True at [DONE]. A malformed chunk sets
+    res.error."""
+    text = line.strip()
+    if not text.startswith(b"data:"):
+        return False  # comments, event names, blank separators
+    payload = text[5:].strip()
+    if payload == b"[DONE]":
+        return True
+    try:
+        chunk = parse_json(payload, "stream chunk")
+    except DataFileError as exc:
+        res.error = one_line(f"malformed stream: {exc}", 300)
+        return False
+    if not isinstance(chunk, dict):
+        res.error = "malformed stream: a chunk is not a JSON object"
+        return False
+    _take(chunk, res, now)
+    return False
 
 
 def _take(chunk: dict[str, Any], res: StreamResult, now: float) -> None:

@@ -1,9 +1,10 @@
 """Open-loop streaming traffic against an LLM engine, timed from each request's *scheduled* send time.
 
-The schedule (send times, prompt words, max_tokens) is fixed before the first request. A dispatcher thread
-sleeps until each send time and hands the request to a bounded pool of sender threads; when every sender is
-busy the request waits, and that wait is recorded as lateness and counted in its latency (no coordinated
-omission). Every request's token arrival times come from the bounded streaming client of measure/engine_client/http.py.
+The schedule (send times, prompt words, max_tokens) is fixed before the first request, and every prompt is
+written before the first send. One asyncio event loop sends each request at its time on a pooled keep-alive
+connection (measure/engine_client/aio.py: the same bounds as the threaded client) and reads every stream in
+flight; at most `max_in_flight` are in flight, and a request that waits for a slot has that wait recorded as
+lateness and counted in its latency (no coordinated omission).
 
 The saturation probe sends the same mix closed-loop at a high concurrency and reports completed requests per
 second after its warm-up: the measured rate the load levels are fractions of.
@@ -11,14 +12,15 @@ second after its warm-up: the measured rate the load levels are fractions of.
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from measure.engine_client.aio import Pool
+from measure.engine_client.aio import stream_completion as stream_async
 from measure.engine_client.http import Endpoint, StreamResult, closed_loop, prompt_text, stream_completion
 
 MAX_LIVE_REQUESTS = 100_000
@@ -62,6 +64,9 @@ class Sent:
         return (self.result.sent - self.scheduled) * 1000.0
 
 
+SPIN_S = 0.002  # the event loop's timers wake up to 1 ms late (epoll counts in ms): the last 2 ms are yielded
+
+
 def open_loop(
     ep: Endpoint,
     model: str,
@@ -73,24 +78,42 @@ def open_loop(
     """Send every request at its scheduled time; results in schedule order, and the absolute start time."""
     if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
         raise LlmLiveError(f"max in flight must be in 1..{MAX_IN_FLIGHT}")
+    return asyncio.run(_open_loop(ep, model, schedule, timeout_s, max_in_flight, clock))
+
+
+async def _open_loop(
+    ep: Endpoint,
+    model: str,
+    schedule: Schedule,
+    timeout_s: float,
+    max_in_flight: int,
+    clock: Callable[[], float],
+) -> tuple[list[Sent], float]:
     n = schedule.send_s.size
+    # every prompt is written before the first send: no request waits on another's text
+    texts = [prompt_text(int(schedule.words[i]), schedule.seed + i) for i in range(n)]
     out: list[Sent | None] = [None] * n
-    lock = threading.Lock()
+    slots = asyncio.Semaphore(max_in_flight)
+    pool = Pool(ep)
 
-    def send(i: int, due: float) -> None:
-        text = prompt_text(int(schedule.words[i]), schedule.seed + i)
-        r = stream_completion(ep, model, text, int(schedule.max_tokens[i]), timeout_s, clock)
-        with lock:
-            out[i] = Sent(due, r)
+    async def send(i: int, due: float) -> None:
+        async with slots:  # every slot busy: the request waits, and that wait is its lateness
+            r = await stream_async(pool, model, texts[i], int(schedule.max_tokens[i]), timeout_s, clock)
+        out[i] = Sent(due, r)
 
-    start = clock() + 0.05  # the pool's threads start before the first send is due
-    with ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="fleetwise-send") as pool:
+    tasks = []
+    start = clock() + 0.05
+    try:
         for i in range(n):
             due = start + float(schedule.send_s[i])
-            wait = due - clock()
-            if wait > 0:
-                time.sleep(wait)
-            pool.submit(send, i, due)
+            if due - clock() > SPIN_S:
+                await asyncio.sleep(due - clock() - SPIN_S)
+            while clock() < due:
+                await asyncio.sleep(0)  # streams in flight are served meanwhile
+            tasks.append(asyncio.create_task(send(i, due)))
+        await asyncio.gather(*tasks)
+    finally:
+        pool.close()
     return [s for s in out if s is not None], start
 
 

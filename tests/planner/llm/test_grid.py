@@ -20,14 +20,18 @@ from tests.measure.engine_client.test_endpoint import server  # noqa: F401 (the 
 TINY_CHAT = REPO / "scenarios" / "llm" / "tiny-chat.yaml"
 
 
-def test_the_grid_holds_every_prompt_and_every_context_of_the_scenario() -> None:
+@pytest.mark.parametrize("output", [8, 32, 64])
+def test_the_grid_holds_every_prompt_and_every_context_of_the_scenario(output: int) -> None:
     sc = load_scenario(TINY_CHAT)
-    grid = prompts_for(sc)
+    grid = prompts_for(sc, output)
     reqs, _, _ = llm_requests(sc, 2000)
     assert grid == sorted(set(grid)) and all(p % 16 == 0 for p in grid)
     assert grid[-1] >= int((reqs.prompt + reqs.output).max()) >= int(reqs.prompt.max())
-    for q, p in zip((0.1, 0.5, 0.9), grid, strict=False):
-        assert p - 16 < np.quantile(reqs.prompt, q) <= p
+    # the smallest decode point's context (prompt + output/2) is at or below every context of the traffic
+    assert grid[0] + output / 2 <= reqs.prompt.min() or grid[0] == 16
+    assert grid[0] <= reqs.prompt.min()
+    for q in (0.1, 0.5, 0.9):
+        assert any(p - 16 < np.quantile(reqs.prompt, q) <= p for p in grid)
 
 
 def test_a_scenario_without_token_lengths_has_no_grid() -> None:
@@ -42,7 +46,9 @@ def test_measure_takes_its_prompts_from_the_scenario_or_refuses_the_mix(server: 
     assert out.exit_code == 0, out.output
     (f,) = tmp_path.glob("llm-engine-*.json")
     run = load_run(f)
-    assert run.sweep.llm is not None and run.sweep.llm.prompt_tokens == prompts_for(load_scenario(TINY_CHAT))
+    assert run.sweep.llm is not None and run.sweep.llm.prompt_tokens == prompts_for(
+        load_scenario(TINY_CHAT), 4
+    )
     both = CliRunner().invoke(app, [*args, "--scenario", str(TINY_CHAT), "--prompt-tokens", "64"])
     assert both.exit_code == 2 and "without --prompt-tokens" in both.output
     alone = CliRunner().invoke(app, ["measure", "--scenario", str(TINY_CHAT), "--out", str(tmp_path)])
