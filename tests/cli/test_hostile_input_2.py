@@ -223,7 +223,7 @@ def test_a_token_budget_of_one_cannot_make_a_simulation_of_endless_steps(tmp_pat
 
 
 def _validation(tmp_path: Path, edit: object) -> Path:
-    src = sorted((REPO / "data" / "validations").glob("llm-validation-*Z.json"))[0]
+    src = sorted((REPO / "data" / "validations").glob("llm-validation-be0a55eb155d-*Z.json"))[0]  # LLM_RUN's
     data = json.loads(src.read_text())
     edit(data)  # type: ignore[operator]
     f = tmp_path / "v.json"
