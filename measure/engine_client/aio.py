@@ -21,6 +21,7 @@ import h11
 from measure.engine_client.http import (
     MAX_LINE_BYTES,
     MAX_STREAM_BYTES,
+    OVER_LIMIT,
     Endpoint,
     StreamResult,
     _os_reason,
@@ -154,7 +155,7 @@ async def _exchange(
                 continue
             total += len(ev.data)
             if total > MAX_STREAM_BYTES:
-                res.error = "malformed stream: a line or the stream is over the size limit"
+                res.error = OVER_LIMIT
             elif not done:  # after [DONE] the rest is read to its end, so that the connection can be reused
                 line += ev.data
                 while not done and res.error is None:
@@ -164,15 +165,13 @@ async def _exchange(
                     done = take_line(bytes(line[: cut + 1]), res, now)
                     del line[: cut + 1]
                 if res.error is None and not done and len(line) > MAX_LINE_BYTES:  # what is left has no end
-                    res.error = "malformed stream: a line or the stream is over the size limit"
+                    res.error = OVER_LIMIT
             if res.error is not None:
                 h.send_failed()  # the answer is not read to its end: the connection is not reused
                 return True
             continue
         if isinstance(ev, h11.EndOfMessage):
             break
-    if status is None:
-        return False
     if status != 200:
         detail = bytes(line[:300]).decode("utf-8", "replace")
         res.error = one_line(f"HTTP {status}: {detail}", 300)

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +30,7 @@ from measure.run.datafile import DataFileError, one_line, parse_json
 MAX_LINE_BYTES = 1 << 20
 MAX_STREAM_BYTES = 16 << 20
 MAX_INFO_BYTES = 1 << 20
+OVER_LIMIT = "malformed stream: a line or the stream is over the size limit"
 WORDS = [
     "the",
     "a",
@@ -260,7 +262,7 @@ def _read_stream(
             break
         total += len(line)
         if len(line) > MAX_LINE_BYTES or total > MAX_STREAM_BYTES:
-            res.error = "malformed stream: a line or the stream is over the size limit"
+            res.error = OVER_LIMIT
             return
         if now > deadline:
             res.error = "timed out before the stream ended"
@@ -333,7 +335,7 @@ class LoopResult:
     stop_reason: str
     window: tuple[float, float] | None = None  # perf_counter open, close; None: never opened
 
-    @property
+    @cached_property
     def steady(self) -> list[StreamResult]:
         if self.window is None:
             return []

@@ -28,7 +28,7 @@ from scipy.interpolate import PchipInterpolator
 
 from measure.run import Run
 from measure.run.types import ResultModel
-from planner.llm.engine import EngineConfig, LlmRequests, simulate
+from planner.llm.engine import EngineConfig, replay_closed_loop
 from planner.llm.steps import Curve, StepModel, StepModelError, step_model
 
 ROUNDS = 8
@@ -115,9 +115,8 @@ def _replay(
     """The gaps and median TTFT of the requests in the replay's steady window, as measured: sent after the
     c-th completion (the warm-up) and ended by the last send; the replay holds enough requests for n of them."""
     m = n + 3 * c
-    reqs = LlmRequests(np.zeros(m), np.full(m, prompt, dtype=np.int64), np.full(m, output, dtype=np.int64))
-    tr = simulate(reqs, model, cfg, 1, "round-robin", seed=seed, concurrency=c)
-    sent = tr.sent_s if tr.sent_s is not None else reqs.arrival_s
+    tr = replay_closed_loop(model, cfg, prompt, output, m, c, seed)
+    sent = tr.sent_s if tr.sent_s is not None else np.zeros(m)  # a closed loop always records it
     opened, closed = float(np.sort(tr.finish_s)[c - 1]), float(np.max(sent))
     steady = (sent >= opened) & (tr.finish_s <= closed)
     if not steady.any():  # too few requests to open and close a window: all after the warm-up

@@ -397,3 +397,19 @@ def simulate(
         trace.first_s += overhead_s
         trace.finish_s += overhead_s
     return trace
+
+
+def replay_closed_loop(
+    model: StepModel,
+    cfg: EngineConfig,
+    prompt: int,
+    output: int,
+    n: int,
+    concurrency: int,
+    seed: int = 0,
+    record_starts: bool = False,
+) -> Trace:
+    """A measured closed-loop setting replayed: n requests of one prompt and output length, `concurrency`
+    clients sending from time 0, each its next as its last ends (`Trace.sent_s` says when each left)."""
+    reqs = LlmRequests(np.zeros(n), np.full(n, prompt, dtype=np.int64), np.full(n, output, dtype=np.int64))
+    return simulate(reqs, model, cfg, 1, "round-robin", seed, record_starts, concurrency)

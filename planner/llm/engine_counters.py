@@ -18,7 +18,7 @@ import numpy as np
 
 from measure.run import Run
 from measure.run.types import ResultModel
-from planner.llm.engine import EngineConfig, LlmRequests, Trace, simulate
+from planner.llm.engine import EngineConfig, Trace, replay_closed_loop
 from planner.llm.steps import step_model
 
 
@@ -74,31 +74,19 @@ def check_counters(run: Run, precision: str, cfg: EngineConfig, seed: int = 0) -
             continue
         seen.add(key)
         prompt = e.prompt_tokens_reported or e.prompt_tokens
-        windowed = c.seconds is not None and c.seconds > 0
+        seconds = c.seconds if c.seconds else None
         # a window: its requests, the warm-up and those in flight at both edges; a model faster than the
         # engine fits more requests in the same seconds, so the replay grows until it covers the window
-        n = c.requests_sent + 4 * e.concurrency if windowed else c.requests_sent
+        n = c.requests_sent + 4 * e.concurrency if seconds else c.requests_sent
         for _ in range(5):
-            reqs = LlmRequests(
-                np.zeros(n), np.full(n, prompt, dtype=np.int64), np.full(n, e.output_tokens, dtype=np.int64)
+            tr = replay_closed_loop(
+                model, cfg, prompt, e.output_tokens, n, e.concurrency, seed, record_starts=seconds is not None
             )
-            tr = simulate(
-                reqs,
-                model,
-                cfg,
-                1,
-                "round-robin",
-                seed=seed,
-                concurrency=e.concurrency,
-                record_starts=windowed,
-            )
-            steps, generated = tr.steps, n * e.output_tokens
-            got = _window_counts(tr, e.concurrency, float(c.seconds)) if windowed else None  # type: ignore[arg-type]
-            if not windowed or got is not None:
+            got = _window_counts(tr, e.concurrency, seconds) if seconds else None
+            if seconds is None or got is not None:
                 break
             n *= 4
-        if got is not None:
-            steps, generated = got
+        steps, generated = got if got is not None else (tr.steps, n * e.output_tokens)
         out.append(
             CounterCheck(
                 prompt_tokens=prompt,

@@ -79,7 +79,8 @@ def from_counters(p: Point, alone: Point | None, slope: float | None) -> np.ndar
 
 
 def decode_samples(p: Point, alone: Point | None, slope: float | None) -> tuple[np.ndarray, bool]:
-    """An engine decode point's pure-decode step samples, and whether the counters gave them."""
+    """An engine decode point's pure-decode step samples, and False where they are the heuristic share of its
+    gaps (no windowed counters): one stream's own gaps and the counters' estimate are measured, not guessed."""
     if p.engine is None or p.engine.concurrency <= 1:
         return samples(p), True  # one stream: every gap is a decode step (its own prefill is TTFT)
     got = from_counters(p, alone, slope)

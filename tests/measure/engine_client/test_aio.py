@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,7 @@ from benchmarks.served import patience
 from measure.engine_client.aio import Pool, stream_completion
 from measure.engine_client.http import MAX_LINE_BYTES, Endpoint, StreamResult
 from tests.measure.engine_client.test_endpoint import STEP_MS, Script, server  # noqa: F401 (the fixture)
-from tests.measure.engine_client.test_endpoint_deadline import DRIPS, Dripper
+from tests.measure.engine_client.test_endpoint_deadline import DRIPS, Dripper, RawServer
 
 
 def one(url: str, timeout_s: float = 10.0, n: int = 1) -> list[StreamResult]:
@@ -59,11 +58,10 @@ def test_a_dripping_server_is_held_to_the_whole_request_deadline(script: str) ->
         assert r.error is not None and "within 1 s" in r.error, r.error
         assert time.monotonic() - t0 < patience(4.0)  # the drip alone would take 200+ s
     finally:
-        d.stop.set()
-        d.sock.close()
+        d.close()
 
 
-class KeepAlive:
+class KeepAlive(RawServer):
     """A raw HTTP/1.1 server that answers every request on a connection with a fixed stream (Content-Length
     set, connection kept), counting the connections it accepted; `line` replaces the stream's first line."""
 
@@ -81,28 +79,9 @@ class KeepAlive:
             + b"\r\n\r\n"
             + body
         )
-        self.accepted = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.accepted += 1
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         with conn:
             buf = b""
             while not self.stop.is_set():
@@ -133,8 +112,7 @@ def keepalive(request: Any) -> Iterator[KeepAlive]:
     try:
         yield k
     finally:
-        k.stop.set()
-        k.sock.close()
+        k.close()
 
 
 def test_a_kept_alive_connection_serves_request_after_request(keepalive: KeepAlive) -> None:

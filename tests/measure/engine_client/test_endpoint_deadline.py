@@ -23,11 +23,11 @@ DRIPS = {
 }
 
 
-class Dripper:
-    """Accepts connections and sends its script one byte every 20 ms, whatever was asked."""
+class RawServer:
+    """A raw-socket server on 127.0.0.1: every accepted connection (counted) goes to `handle` on a thread."""
 
-    def __init__(self, script: bytes) -> None:
-        self.script = script
+    def __init__(self) -> None:
+        self.accepted = 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -45,9 +45,25 @@ class Dripper:
                 conn, _ = self.sock.accept()
             except OSError:
                 continue
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+            self.accepted += 1
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
 
-    def _drip(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+class Dripper(RawServer):
+    """Sends its script one byte every 20 ms on every connection, whatever was asked."""
+
+    def __init__(self, script: bytes) -> None:
+        self.script = script
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
         with conn:
             for i in range(len(self.script)):
                 if self.stop.is_set():
@@ -65,8 +81,7 @@ def dripper(request: pytest.FixtureRequest) -> Iterator[Dripper]:
     try:
         yield d
     finally:
-        d.stop.set()
-        d.sock.close()
+        d.close()
 
 
 @pytest.mark.parametrize("dripper", ["headers", "continue", "body"], indirect=True)
