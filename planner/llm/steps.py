@@ -178,9 +178,9 @@ def step_model(run: Run, precision: str | None = None) -> StepModel:
     for p in mine:
         if p.phase == "decode" and p.context_tokens is not None:
             if p.source == "engine" and p.engine is not None:
-                x, measured = decode_samples(p, alone.get(p.engine.prompt_tokens), slope)
-                counted += measured and p.engine.concurrency > 1
-                heuristic += not measured
+                x, read = decode_samples(p, alone.get(p.engine.prompt_tokens), slope)
+                counted += read and p.engine.concurrency > 1
+                heuristic += not read
             else:
                 x = samples(p)
             by_ctx.setdefault(p.context_tokens, []).append((float(p.batch_size), x))
