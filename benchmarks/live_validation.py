@@ -2,12 +2,14 @@
 
 Measures a fresh, paced run of the workload (--pacing: each point also after idle gaps) with one intra-op
 thread fewer than the CPUs (so the load generator has a CPU of its own), then runs `fleetwise validate` at
-loads 0.3, 0.5, 0.7 and 0.85 and prints its table: the prediction with the service time conditioned on the
-idle gap, and beside it the error of the prediction from the same run's back-to-back samples alone. The run
-and the validation file go to a temporary folder unless --keep DIR is given.
+loads 0.3, 0.5, 0.7 and 0.85 and prints its table. One process serves the whole validation: a canary (batch 1
+back to back) before each level and after the last flags a level the host drifted under; each level is judged
+from a curve measured just before it (--curve-calls per batch size, idle gaps as at the level's rate), and
+beside it stand the errors of the run's own curves (paced) and of its back-to-back samples alone. The run and
+the validation file go to a temporary folder unless --keep DIR is given.
 
     python benchmarks/live_validation.py [--workload cnn] [--seconds 20] [--max-batch 4] [--max-delay-ms 2]
-        [--pacing gaps=0,1ms,3ms,10ms,30ms,100ms]
+        [--pacing gaps=0,1ms,3ms,10ms,30ms,100ms] [--curve-calls 30]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=4)
     ap.add_argument("--max-delay-ms", type=float, default=2.0)
     ap.add_argument("--scenario", default=str(ROOT / "scenarios" / "steady-api.yaml"))
+    ap.add_argument("--curve-calls", type=int, default=30, help="0: judge every level from the run's curves")
     ap.add_argument("--keep", type=Path, default=None, help="write the run and the validation here")
     ap.add_argument(
         "--pacing", default="gaps=0,1ms,3ms,10ms,30ms,100ms", help="'' measures back to back only"
@@ -79,6 +82,8 @@ def main() -> None:
                 str(args.max_delay_ms),
                 "--seconds",
                 str(args.seconds),
+                "--curve-calls",
+                str(args.curve_calls),
                 "--out",
                 str(args.keep or tmp),
             ],

@@ -230,8 +230,17 @@ if not vals:
 for v in vals:
     st.markdown(
         f"**{v.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC**, {esc(v.precision)}, max_batch {v.max_batch}, "
-        f"max_delay {v.max_delay_ms:g} ms, {esc(v.arrivals)}: {esc(v.verdict, 2000)}"
-    )
+        f"max_delay {v.max_delay_ms:g} ms, {esc(v.arrivals)}, predicted from "
+        + ("curves measured before each level in the same session" if v.judged_from == "session curves"
+           else "the run's curves")
+        + f": {esc(v.verdict, 2000)}"
+    )  # fmt: skip
+    if v.canaries:
+        st.caption(
+            "Canary (batch 1 back to back) before each level and after the last: "
+            + ", ".join(f"{c.mean_ms:.3g} ms" for c in v.canaries)
+            + (f"; the first is {v.canary_vs_run:.2f}x the run's batch-1 mean" if v.canary_vs_run else "")
+        )
     text_table(
         pd.DataFrame(
             [
@@ -246,6 +255,20 @@ for v in vals:
                     else f"unstable / {lv.measured.p99_ms:.3g}",
                     "p50 error": f"{lv.error_pct['p50_ms']:+.1f}%" if lv.error_pct else "-",
                     "p99 error": f"{lv.error_pct['p99_ms']:+.1f}%" if lv.error_pct else "-",
+                    **(
+                        {
+                            "error from the run's curves (p50 / p99)": (
+                                f"{lv.error_from_run_pct['p50_ms']:+.1f}% / {lv.error_from_run_pct['p99_ms']:+.1f}%"
+                                if lv.error_from_run_pct
+                                else "-"
+                            )
+                        }
+                        if v.judged_from == "session curves"
+                        else {}
+                    ),
+                    "judged": "drift: not judged"
+                    if lv.drift
+                    else {True: "yes", False: "NO", None: "not judged"}[lv.within_target],
                     "error with live batch times (p50 / p99)": (
                         f"{lv.error_live_service_pct['p50_ms']:+.1f}% / {lv.error_live_service_pct['p99_ms']:+.1f}%"
                         if lv.error_live_service_pct

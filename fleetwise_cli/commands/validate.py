@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -10,9 +11,10 @@ from rich.markup import escape
 from fleetwise_cli.common import err, out, write_json
 from fleetwise_cli.errors import fail
 from fleetwise_cli.render.validation import print_validation
-from measure.run import RunFileError, check_output_dir
+from measure.run import Run, RunFileError, check_output_dir
 from planner.evidence.batch_live import (
     Served,
+    canary_vs_run,
     check_levels,
     level_traffic,
     plan_validation,
@@ -20,11 +22,37 @@ from planner.evidence.batch_live import (
     validation,
 )
 from planner.evidence.validation import (
+    BatchCanary,
     save_validation,
 )
 from planner.serving.service import ServiceError
 from planner.traffic.scenario import ScenarioError, load_scenario
 from planner.workers import load_run_cached
+
+if TYPE_CHECKING:
+    from measure.batch.live import CanaryReading
+
+
+DEFAULT_CURVE_CALLS = 30
+MIN_CURVE_CALLS = 5
+MAX_CURVE_CALLS = 1000
+
+
+def _reading(c: CanaryReading, before: float | None) -> BatchCanary:
+    return BatchCanary(
+        before_load=before, mean_ms=c.mean_ms, ci_half_ms=c.ci_half_ms, median_ms=c.median_ms, calls=c.calls
+    )
+
+
+def _canary_notes(canaries: list[BatchCanary], ratio: float | None, run: Run) -> list[str]:
+    means = ", ".join(f"{c.mean_ms:.3g}" for c in canaries)
+    line = f"canary (batch 1 back to back, {canaries[0].calls} calls) before each level and after the last: {means} ms"
+    if ratio is None:
+        return [line + "; the run has no batch-1 point to compare it with"]
+    return [
+        line + f"; the first is {ratio:.2f}x the run's own batch-1 mean (measured "
+        f"{run.created_at:%Y-%m-%d %H:%M} UTC)"
+    ]
 
 
 def _is_llm_run(path: Path) -> bool:
@@ -41,8 +69,15 @@ def validate(
         None, "--scenario", help="scenario whose arrival shape and sizes are used (not with --benchmark)"
     ),
     load: str = typer.Option("0.3,0.5,0.7,0.85", help="load levels as fractions of the sustainable rate"),
-    max_batch: int = typer.Option(1, help="largest batch, in items"),
-    max_delay_ms: float = typer.Option(0.0, help="how long the oldest request may wait for a fuller batch"),
+    max_batch: int = typer.Option(None, help="batch runs: largest batch, in items (default 1)"),
+    max_delay_ms: float = typer.Option(
+        None, help="batch runs: how long the oldest request may wait for a fuller batch (default 0)"
+    ),
+    curve_calls: int = typer.Option(
+        None,
+        help=f"batch runs: calls per batch size of the curve measured before each level, which the level is "
+        f"judged on (default {DEFAULT_CURVE_CALLS}; 0: judge every level from the run's curves)",
+    ),
     seconds: float = typer.Option(20.0, help="live seconds per level (at least 200 requests are sent)"),
     out_dir: Path = typer.Option(Path("data/validations"), "--out", help="folder for the validation file"),
     as_json: bool = typer.Option(False, "--json", help="the validation as JSON on stdout"),
@@ -119,7 +154,13 @@ def validate(
         return
     if scenario is None:
         raise fail("give --scenario (the traffic to replay live), or --benchmark FILE for an LLM run")
+    batch_only = {"--max-batch": max_batch, "--max-delay-ms": max_delay_ms, "--curve-calls": curve_calls}
     if _is_llm_run(run):
+        wrong = [k for k, v in batch_only.items() if v is not None]
+        if wrong:  # refused, never silently dropped
+            raise fail(
+                f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to an LLM run: {run}"
+            )
         from fleetwise_cli.commands.validate_llm import LlmValidateArgs, validate_llm
         from fleetwise_cli.options import parse_engine_params
 
@@ -155,7 +196,18 @@ def validate(
             )
         )
         return
+    if endpoint is not None or served_model is not None:
+        raise fail(
+            f"--endpoint and --model apply to an LLM run; {run} is a batch run, served in this process"
+        )
+    max_batch = 1 if max_batch is None else max_batch
+    max_delay_ms = 0.0 if max_delay_ms is None else max_delay_ms
+    curve_calls = DEFAULT_CURVE_CALLS if curve_calls is None else curve_calls
     try:
+        if curve_calls != 0 and not MIN_CURVE_CALLS <= curve_calls <= MAX_CURVE_CALLS:
+            raise ValueError(
+                f"--curve-calls must be 0 or {MIN_CURVE_CALLS}..{MAX_CURVE_CALLS}, got {curve_calls}"
+            )
         levels = [float(x) for x in load.split(",") if x.strip()]
         check_levels(levels, seconds)
         r = load_run_cached(str(run))
@@ -165,7 +217,7 @@ def validate(
         check_output_dir(out_dir)  # before minutes of live serving, not after
     except (ScenarioError, ServiceError, RunFileError, ValueError) as exc:  # OutputPathError is a ValueError
         raise fail(str(exc)) from None
-    from measure.batch.live import LiveError, serve_live  # torch: only once the input is known to be good
+    from measure.batch.live import LiveError, LiveSession  # torch: only once the input is known to be good
     from measure.batch.resume import workload_of_run
 
     try:
@@ -174,36 +226,42 @@ def validate(
         raise fail(str(exc)) from None
 
     results = []
-    notes: list[str] = []
-    threads = 0
+    canaries: list[BatchCanary] = []
     what = ""
-    for lv in levels:
-        lsc, what, traffic = level_traffic(plan, lv)
-        if not as_json:
-            err.print(
-                f"load {lv:g}: {lv * plan.sustainable_rps:.4g} req/s for {traffic.arrival_s[-1]:.1f} s live ...",
-                highlight=False,
-            )
-        try:
-            live = serve_live(
-                r,
-                plan.precision,
-                traffic.arrival_s,
-                traffic.items,
-                max_batch,
-                plan.policy.max_delay_s,
-                plan.seq_len,
-                user_workload=workload,
-            )
-        except (LiveError, ValueError) as exc:
-            raise fail(str(exc)) from None
-        la = live.load_average_after[0] if live.load_average_after else None
-        served = Served(
-            live.scheduled_s, live.enqueue_s, live.done_s, live.batch_sizes, live.batch_service_s, la
+    try:
+        with LiveSession(r, plan.precision, max_batch, plan.seq_len, user_workload=workload) as session:
+            first = None
+            for i, lv in enumerate(levels):
+                lsc, what, traffic = level_traffic(plan, lv)
+                rate = lv * plan.sustainable_rps
+                canaries.append(_reading(session.canary(), lv))
+                first = first or canaries[0]
+                curve = session.curve(rate, curve_calls, lsc.seed + i).samples_ms if curve_calls else None
+                if not as_json:
+                    err.print(
+                        f"load {lv:g}: {rate:.4g} req/s for {traffic.arrival_s[-1]:.1f} s live (canary "
+                        f"{canaries[-1].mean_ms:.3g} ms) ...",
+                        highlight=False,
+                    )
+                live = session.replay(traffic.arrival_s, traffic.items, plan.policy.max_delay_s)
+                la = live.load_average_after[0] if live.load_average_after else None
+                served = Served(
+                    live.scheduled_s, live.enqueue_s, live.done_s, live.batch_sizes, live.batch_service_s, la
+                )
+                ratio = canary_vs_run(plan, first.mean_ms)
+                results.append(predict_level(plan, lv, lsc, traffic, served, curve, ratio))
+            canaries.append(_reading(session.canary(), None))
+            notes, threads = session.notes, session.threads
+    except (LiveError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    notes = [*notes, *_canary_notes(canaries, canary_vs_run(plan, canaries[0].mean_ms), r)]
+    if curve_calls:
+        notes.append(
+            f"each level is judged from a curve measured just before it in this session: {curve_calls} calls of "
+            f"every batch size 1..{max_batch}, interleaved, each after an idle gap ~ Exp(mean 1 / the level's "
+            "rate), a generator thread waking at that rate; the run's own prediction is kept beside it"
         )
-        results.append(predict_level(plan, lv, lsc, traffic, served))
-        notes, threads = live.notes, live.threads
-    v = validation(plan, what, results, threads, notes)
+    v = validation(plan, what, results, threads, notes, canaries, curve_calls or None)
     path = save_validation(v, out_dir)
     if as_json:
         write_json(v.model_dump(mode="json"))

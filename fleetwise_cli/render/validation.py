@@ -83,15 +83,18 @@ def _pair(err: dict[str, float] | None) -> str:
 
 def print_validation(v: Validation) -> None:
     """Predicted vs measured per level, errors, generator lag, and the reasons where the error is large."""
+    session = v.judged_from == "session curves"
     t = Table(
         title=f"run {v.run_id.removeprefix('sha256:')[:12]} {escape(v.precision)}, max_batch {v.max_batch}, "
-        f"max_delay {v.max_delay_ms:g} ms, {escape(v.arrivals)}",
+        f"max_delay {v.max_delay_ms:g} ms, {escape(v.arrivals)}; predicted from "
+        + ("curves measured before each level in this session" if session else "the run's curves"),
         title_justify="left",
     )
     for c in ("load", "req/s", "p50 pred/meas", "p90 pred/meas", "p99 pred/meas", "tput pred/meas"):
         t.add_column(c)
     paced = any(lv.error_back_to_back_pct is not None for lv in v.levels)
-    for c in ("p50 err", "p99 err", *(["err back-to-back only"] if paced else []), "err w/ live svc"):
+    extra = (["err from run's curves"] if session else []) + (["err back-to-back only"] if paced else [])
+    for c in ("p50 err", "p99 err", *extra, "err w/ live svc"):
         t.add_column(c)
     for c in ("late>1ms", "batch live/pred", "ok"):
         t.add_column(c)
@@ -114,13 +117,25 @@ def print_validation(v: Validation) -> None:
             pm("throughput_rps"),
             "-" if e is None else f"{e['p50_ms']:+.1f}%",
             "-" if e is None else f"{e['p99_ms']:+.1f}%",
+            *([_pair(lv.error_from_run_pct)] if session else []),
             *([_pair(lv.error_back_to_back_pct)] if paced else []),
             "-"
             if lv.error_live_service_pct is None
             else f"{lv.error_live_service_pct['p50_ms']:+.1f}% / {lv.error_live_service_pct['p99_ms']:+.1f}%",
             f"{lv.late_fraction_over_1ms:.1%}" + (" [red]LAG[/]" if lv.generator_flag else ""),
             f"{lv.mean_batch_live:.2f} / {lv.mean_batch_predicted or 0:.2f}",
-            {True: "[green]yes[/]", False: "[red]NO[/]", None: "not judged"}[lv.within_target],
+            "drift: not judged"
+            if lv.drift
+            else {True: "[green]yes[/]", False: "[red]NO[/]", None: "not judged"}[lv.within_target],
         )
     out.print(t)
+    if v.canaries:
+        ratio = f"; first {v.canary_vs_run:.2f}x the run's batch-1 mean" if v.canary_vs_run else ""
+        out.print(
+            "canary (batch 1 back to back) before each level and after the last: "
+            + ", ".join(f"{c.mean_ms:.3g}±{c.ci_half_ms:.2g}" for c in v.canaries)
+            + f" ms{ratio}",
+            highlight=False,
+            soft_wrap=True,
+        )
     print_findings(v.levels, v.verdict)

@@ -17,7 +17,9 @@ enqueue (torch releases it inside operators).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 from measure.batch.resume import request_from_run
+from measure.core.stats import mean_ci_halfwidth
 from measure.device.precision import math_mode, prepare
 from measure.device.target import parse_device
 from measure.inprocess.plan import compile_prepared
@@ -92,6 +95,192 @@ def _placement(threads: int) -> tuple[set[int] | None, set[int] | None, str]:
     return compute, rest, f"compute pinned to CPUs {sorted(compute)}, generator to CPUs {sorted(rest)}"
 
 
+CANARY_CALLS = 30
+SWITCH_INTERVAL_S = 0.0005  # the generator waits at most this long for the GIL (Python's default is 5 ms)
+SPIN_S = 0.0005  # the last half millisecond before a send is spun, not slept: sleeps overshoot by that much
+
+
+@dataclass(frozen=True)
+class CanaryReading:
+    """The canary setting (batch 1 back to back on the session's prepared model): mean, its 95% CI, median."""
+
+    mean_ms: float
+    ci_half_ms: float
+    median_ms: float
+    calls: int
+
+
+@dataclass(frozen=True)
+class CurveSamples:
+    """Batch service times measured through the live harness, one request of b items at a time after an idle
+    gap drawn as a replica at `rate_rps` would see (exponential, mean 1 / rate)."""
+
+    rate_rps: float
+    samples_ms: dict[int, list[float]]
+
+
+class LiveSession:
+    """A run's workload prepared once on its device, pinned as the run ran, for a validation's whole life:
+    the canary, the curves measured through the harness and the live levels share one model and one process.
+    Use as a context manager: threads and affinity are restored on exit."""
+
+    def __init__(
+        self,
+        run: Run,
+        precision: str,
+        max_batch: int,
+        seq_len: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        user_workload: str | None = None,
+    ) -> None:
+        if not any(p.precision == precision and p.status == "ok" for p in run.points):
+            raise LiveError(f"run {run.short_id()} has no ok point at {precision}")
+        self.run, self.precision, self.max_batch, self.clock = run, precision, max_batch, clock
+        self._req = request_from_run(run, user_workload)  # a user factory runs only when the user names it
+        if run.workload.has_seq_len and seq_len is None:
+            seqs = sorted(
+                {p.seq_len for p in run.points if p.seq_len is not None and p.precision == precision}
+            )
+            seq_len = seqs[0]
+        self.seq_len = seq_len
+        self._device = parse_device(self._req.device)
+        self.steps: dict[int, Callable[[], object]] = {}
+        self.threads = 0
+        self.notes: list[str] = []
+
+    def __enter__(self) -> LiveSession:
+        req, device = self._req, self._device
+        self._previous_threads = torch.get_num_threads()
+        self.threads = req.threads or self._previous_threads
+        compute_cpus, self._generator_cpus, placement = _placement(self.threads)
+        self._previous_affinity = _affinity()
+        self._pinned = bool(compute_cpus)
+        if compute_cpus:
+            os.sched_setaffinity(0, compute_cpus)  # this (compute) thread; torch's pool threads inherit it
+        torch.set_num_threads(self.threads)
+        self._modes = contextlib.ExitStack()
+        try:
+            built = build(req.workload, req.params)
+            self._modes.enter_context(torch.inference_mode())
+            self._modes.enter_context(math_mode(self.precision))
+            prepared = compile_prepared(
+                prepare(self.precision, built.module.to(device.torch_device), device), req.compile_mode
+            )
+            for b in range(1, self.max_batch + 1):
+                step = make_step(prepared, built.inputs(b, self.seq_len), device, req.scope)
+                for _ in range(WARM_CALLS):
+                    step()
+                device.synchronize()
+                self.steps[b] = step
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        run = self.run
+        self.notes = [
+            f"workload {run.workload.name} at {self.precision} on {req.device}, scope {req.scope}, "
+            f"compile {req.compile_mode}",
+            f"torch intra-op threads {self.threads} (as the run); the generator is a separate sleeping thread; "
+            f"{placement}",
+            f"each batch size 1..{self.max_batch} ran {WARM_CALLS} calls before the clock started (warm-up "
+            "excluded); one prepared model serves the canary, the curves and every level",
+            f"the generator spins the last {SPIN_S * 1000:g} ms before a send and Python's GIL switch interval "
+            f"is {SWITCH_INTERVAL_S * 1000:g} ms while a replay runs (default 5 ms), so a send is not held "
+            "behind the compute thread's Python",
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._modes.close()
+        torch.set_num_threads(self._previous_threads)
+        if self._pinned and self._previous_affinity:
+            os.sched_setaffinity(0, self._previous_affinity)
+
+    def canary(self, calls: int = CANARY_CALLS) -> CanaryReading:
+        """The canary: batch 1 back to back, `calls` times (the setting every run measures first)."""
+        step, sync, clock = self.steps[1], self._device.synchronize, self.clock
+        ms = []
+        for _ in range(calls):
+            s = clock()
+            step()
+            sync()
+            ms.append((clock() - s) * 1000.0)
+        return CanaryReading(float(np.mean(ms)), float(mean_ci_halfwidth(ms)), float(np.median(ms)), len(ms))
+
+    def curve(self, rate_rps: float, calls_per_size: int, seed: int) -> CurveSamples:
+        """Every batch size's service time in the harness's conditions: a generator thread wakes at the level's
+        rate on its own CPUs and takes the queue's lock as a live send does, while this thread runs each batch
+        after an idle gap ~ Exp(mean 1 / rate_rps) (the idle periods of a single-server queue with Poisson
+        arrivals at that rate). Sizes are interleaved in a seeded random order, as live batches are."""
+        if not 0 < rate_rps <= 1e6 or not 1 <= calls_per_size <= 10_000:
+            raise LiveError(
+                f"a curve needs a rate in (0, 1e6] req/s and 1..10,000 calls per size, got {rate_rps:g}, "
+                f"{calls_per_size}"
+            )
+        rng = np.random.default_rng(seed)
+        sizes = rng.permutation(np.repeat(np.arange(1, self.max_batch + 1), calls_per_size))
+        gaps = rng.exponential(1.0 / rate_rps, sizes.size)
+        ticks = rng.exponential(1.0 / rate_rps, 1_000_000)
+        out: dict[int, list[float]] = {b: [] for b in range(1, self.max_batch + 1)}
+        cond, stop = threading.Condition(), threading.Event()
+        step_for, sync, clock = self.steps, self._device.synchronize, self.clock
+
+        def tick() -> None:
+            if self._generator_cpus:
+                os.sched_setaffinity(0, self._generator_cpus)
+            for gap in ticks:
+                if stop.wait(gap):
+                    return
+                with cond:
+                    cond.notify()
+
+        ticker = threading.Thread(target=tick, name="fleetwise-curve-generator", daemon=True)
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        ticker.start()
+        try:
+            for b, gap in zip(sizes, gaps, strict=True):
+                until = clock() + gap
+                if gap > SPIN_S:
+                    time.sleep(gap - SPIN_S)
+                while clock() < until:
+                    pass
+                s = clock()
+                step_for[int(b)]()
+                sync()
+                out[int(b)].append((clock() - s) * 1000.0)
+        finally:
+            stop.set()
+            ticker.join()
+            sys.setswitchinterval(previous)
+        return CurveSamples(rate_rps, out)
+
+    def replay(self, arrivals_s: np.ndarray, items: np.ndarray, max_delay_s: float) -> LiveRecord:
+        """Replay the arrivals against the prepared model and record every request's times."""
+        n = int(arrivals_s.size)
+        if n == 0 or n > MAX_LIVE_REQUESTS:
+            raise LiveError(f"a live replay needs 1..{MAX_LIVE_REQUESTS:,} requests, got {n}")
+        if int(items.max()) > self.max_batch:
+            raise LiveError(f"a request has {int(items.max())} items, more than max_batch {self.max_batch}")
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        try:
+            record = _replay(
+                self.steps,
+                self._device.synchronize,
+                arrivals_s,
+                items,
+                self.max_batch,
+                max_delay_s,
+                self.clock,
+                self._generator_cpus,
+            )
+        finally:
+            sys.setswitchinterval(previous)
+        record.threads = self.threads
+        record.notes = list(self.notes)
+        return record
+
+
 def serve_live(
     run: Run,
     precision: str,
@@ -103,53 +292,9 @@ def serve_live(
     clock: Callable[[], float] = time.perf_counter,
     user_workload: str | None = None,
 ) -> LiveRecord:
-    """Replay the arrivals against the run's workload on its device and record every request's times."""
-    n = int(arrivals_s.size)
-    if n == 0 or n > MAX_LIVE_REQUESTS:
-        raise LiveError(f"a live replay needs 1..{MAX_LIVE_REQUESTS:,} requests, got {n}")
-    if int(items.max()) > max_batch:
-        raise LiveError(f"a request has {int(items.max())} items, more than max_batch {max_batch}")
-    if not any(p.precision == precision and p.status == "ok" for p in run.points):
-        raise LiveError(f"run {run.short_id()} has no ok point at {precision}")
-    req = request_from_run(run, user_workload)  # a user factory runs only when the user names it
-    if run.workload.has_seq_len and seq_len is None:
-        seqs = sorted({p.seq_len for p in run.points if p.seq_len is not None and p.precision == precision})
-        seq_len = seqs[0]
-    device = parse_device(req.device)
-    previous_threads = torch.get_num_threads()
-    threads = req.threads or previous_threads
-    compute_cpus, generator_cpus, placement = _placement(threads)
-    previous_affinity = _affinity()
-    if compute_cpus:
-        os.sched_setaffinity(0, compute_cpus)  # this (compute) thread; torch's pool threads inherit it
-    torch.set_num_threads(threads)
-    try:
-        built = build(req.workload, req.params)
-        with torch.inference_mode(), math_mode(precision):
-            prepared = compile_prepared(
-                prepare(precision, built.module.to(device.torch_device), device), req.compile_mode
-            )
-            steps: dict[int, Callable[[], object]] = {}
-            for b in range(1, max_batch + 1):
-                step = make_step(prepared, built.inputs(b, seq_len), device, req.scope)
-                for _ in range(WARM_CALLS):
-                    step()
-                device.synchronize()
-                steps[b] = step
-            record = _replay(
-                steps, device.synchronize, arrivals_s, items, max_batch, max_delay_s, clock, generator_cpus
-            )
-    finally:
-        torch.set_num_threads(previous_threads)
-        if compute_cpus and previous_affinity:
-            os.sched_setaffinity(0, previous_affinity)
-    record.threads = threads
-    record.notes += [
-        f"workload {run.workload.name} at {precision} on {req.device}, scope {req.scope}, compile {req.compile_mode}",
-        f"torch intra-op threads {threads} (as the run); the generator is a separate sleeping thread; {placement}",
-        f"each batch size 1..{max_batch} ran {WARM_CALLS} calls before the clock started (warm-up excluded)",
-    ]
-    return record
+    """One replay in a session of its own (the session's model is prepared for this replay only)."""
+    with LiveSession(run, precision, max_batch, seq_len, clock, user_workload) as session:
+        return session.replay(arrivals_s, items, max_delay_s)
 
 
 def _replay(
@@ -178,9 +323,11 @@ def _replay(
             os.sched_setaffinity(0, generator_cpus)  # Linux: pins this thread only
         for i in range(n):
             target = t0 + sched[i]
-            wait = target - clock()
+            wait = target - clock() - SPIN_S
             if wait > 0:
                 time.sleep(wait)
+            while clock() < target:
+                pass
             with cond:
                 enq[i] = clock() - t0
                 queue.append(i)

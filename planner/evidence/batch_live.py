@@ -15,10 +15,12 @@ from datetime import UTC, datetime
 import numpy as np
 
 from measure.run import Run
+from planner.evidence.drift import drift_flags
 from planner.evidence.validation import (
     P50_TARGET_PCT,
     P99_TARGET_PCT,
     TARGET_UP_TO_LOAD,
+    BatchCanary,
     LevelResult,
     Validation,
     compare_level,
@@ -26,7 +28,9 @@ from planner.evidence.validation import (
     live_service_model,
     verdict,
     with_back_to_back,
+    with_drift,
     with_live_service,
+    with_run_prediction,
 )
 from planner.serving.service import ServiceError, ServiceModel
 from planner.serving.service_from import from_run
@@ -125,13 +129,46 @@ def level_traffic(plan: ValidationPlan, load: float) -> tuple[Scenario, str, Req
     return lsc, what, generate(lsc, np.random.default_rng(np.random.SeedSequence(lsc.seed).spawn(3)[0]))
 
 
+def curve_model(plan: ValidationPlan, curve_ms: dict[int, list[float]]) -> ServiceModel:
+    """The service model from a session curve: every batch size's times measured just before the level."""
+    sizes = [b for b, ms in curve_ms.items() for _ in ms]
+    seconds = [x / 1000.0 for ms in curve_ms.values() for x in ms]
+    return live_service_model(
+        plan.model, sizes, seconds, plan.policy.max_batch, "curves measured in the validation's session"
+    )
+
+
 def predict_level(
-    plan: ValidationPlan, load: float, lsc: Scenario, traffic: Requests, live: Served
+    plan: ValidationPlan,
+    load: float,
+    lsc: Scenario,
+    traffic: Requests,
+    live: Served,
+    curve_ms: dict[int, list[float]] | None = None,
+    canary_vs_run: float | None = None,
 ) -> LevelResult:
     """The simulator fed the same arrivals, compared with what was served; then fed the live batch times, and
-    (for a paced run) the back-to-back samples alone."""
+    (for a paced run) the back-to-back samples alone. With a session curve, the level is predicted and judged
+    from it, and the run's own prediction is kept beside it."""
     table, _ = plan.model.table_for(plan.seq_len)
-    pred = run_simulation(lsc, plan.model, 1, "central", plan.policy, traffic=traffic)
+
+    def run_median_ms(b: int) -> float:
+        base, k = table.base(b)
+        return base.median_ms * k
+
+    run_pred = run_simulation(lsc, plan.model, 1, "central", plan.policy, traffic=traffic)
+    if curve_ms is not None:
+        model = curve_model(plan, curve_ms)
+        pred = run_simulation(lsc, model, 1, "central", plan.policy, traffic=traffic)
+        medians = {b: float(np.median(ms)) for b, ms in curve_ms.items() if ms}
+
+        def median_ms(b: int) -> float:
+            return medians[b]
+
+        what = median_ms
+    else:
+        pred, what = run_pred, run_median_ms
+
     level = compare_level(
         load,
         load * plan.sustainable_rps,
@@ -142,9 +179,10 @@ def predict_level(
         live.batch_sizes,
         live.batch_service_s,
         lsc.warmup_fraction,
-        lambda b: (lambda base: base[0].median_ms * base[1])(table.base(b)),
+        what,
         live.load_average,
         cpu_count(),
+        "the session curve's" if curve_ms is not None else "the run's",
     )
     live_model = live_service_model(plan.model, live.batch_sizes, live.batch_service_s, plan.policy.max_batch)
     again = run_simulation(lsc, live_model, 1, "central", plan.policy, traffic=traffic)
@@ -152,13 +190,27 @@ def predict_level(
     if plan.back_to_back is not None:
         b2b = run_simulation(lsc, plan.back_to_back, 1, "central", plan.policy, traffic=traffic)
         level = with_back_to_back(level, b2b)
+    if curve_ms is not None:
+        ratios = {b: m / run_median_ms(b) for b, m in medians.items()}
+        level = with_run_prediction(level, run_pred, canary_vs_run, ratios)
+        level = level.model_copy(update={"curve_median_ms": medians})
     return level
 
 
 def validation(
-    plan: ValidationPlan, arrivals: str, levels: list[LevelResult], threads: int, notes: list[str]
+    plan: ValidationPlan,
+    arrivals: str,
+    levels: list[LevelResult],
+    threads: int,
+    notes: list[str],
+    canaries: list[BatchCanary] | None = None,
+    curve_calls_per_size: int | None = None,
 ) -> Validation:
-    """The validation file's content."""
+    """The validation file's content; with canary readings, each level between two of them that moved is
+    flagged (not judged)."""
+    canaries = canaries or []
+    flags = drift_flags([(c.mean_ms, c.ci_half_ms) for c in canaries], "batch-1 time")
+    levels = [with_drift(lv, flags[i] if i < len(flags) else None) for i, lv in enumerate(levels)]
     return Validation(
         run_id=plan.run.id,
         precision=plan.precision,
@@ -177,4 +229,23 @@ def validation(
         f"{TARGET_UP_TO_LOAD:g}; above that the error is reported, not judged",
         levels=levels,
         verdict=verdict(levels),
+        judged_from="session curves" if curve_calls_per_size else "run",
+        canaries=canaries,
+        canary_vs_run=canary_vs_run(plan, canaries[0].mean_ms) if canaries else None,
+        curve_calls_per_size=curve_calls_per_size,
     )
+
+
+def canary_vs_run(plan: ValidationPlan, canary_mean_ms: float) -> float | None:
+    """The canary's mean over the run's own batch-1 back-to-back mean (the same setting), when the run has it."""
+    for p in plan.run.points:
+        if (
+            p.status == "ok"
+            and p.precision == plan.precision
+            and p.batch_size == 1
+            and p.seq_len == plan.seq_len
+            and p.latency_ms is not None
+            and p.latency_ms.mean > 0
+        ):
+            return canary_mean_ms / p.latency_ms.mean
+    return None

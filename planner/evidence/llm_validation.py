@@ -14,7 +14,6 @@ file: null, not kept).
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ from pydantic import Field, model_validator
 from measure.run import MAX_LATENCY_MS, MAX_SEQ_LEN, CreatedAt, EngineCounters, EngineInfo
 from measure.run.types import FileModel as _Out
 from measure.run.versioned import VersionedFile
+from planner.evidence.drift import drift_flags as _drift
 from planner.evidence.validation import MAX_VALIDATION_BYTES, ValidationFileError
 
 P50_TARGET_PCT = 10.0
@@ -120,30 +120,9 @@ class CanaryReading(_Out):
     failed: int = Field(ge=0, le=10_000)
 
 
-DRIFT_MIN_PCT = 5.0  # a canary that moved less than this is the same engine, whatever its CIs say
-
-
 def drift_flags(readings: list[CanaryReading]) -> list[str | None]:
-    """For the level between readings i and i + 1: why it is not judged, when either reading's TPOT moved from
-    the first reading beyond both confidence intervals (and by more than DRIFT_MIN_PCT); else None."""
-    if not readings or readings[0].tpot_mean_ms is None:
-        return [None] * max(0, len(readings) - 1)
-    base, base_ci = readings[0].tpot_mean_ms, readings[0].tpot_ci_half_ms or 0.0
-    out: list[str | None] = []
-    for a, b in itertools.pairwise(readings):
-        moved = [
-            r for r in (a, b)
-            if r.tpot_mean_ms is not None
-            and abs(r.tpot_mean_ms - base) > base_ci + (r.tpot_ci_half_ms or 0.0)
-            and abs(r.tpot_mean_ms - base) / base * 100 > DRIFT_MIN_PCT
-        ]  # fmt: skip
-        out.append(
-            f"drift: the canary's TPOT moved from {base:.3g} ms to {moved[0].tpot_mean_ms:.3g} ms around this "
-            "level (beyond both CIs): not judged"
-            if moved
-            else None
-        )
-    return out
+    """For the level between readings i and i + 1: why it is not judged (the shared canary rule on TPOT)."""
+    return _drift([(r.tpot_mean_ms, r.tpot_ci_half_ms) for r in readings], "TPOT")
 
 
 class EngineKnobs(_Out):

@@ -6,7 +6,12 @@ late the load generator was, and, when the error is large, the likely reasons vi
 
 Schema history of the validation file: 1 - first version. 2 - a paced run's levels also carry the prediction
 from its back-to-back samples alone (`predicted_back_to_back`, `error_back_to_back_pct`): what pacing changed.
-Migrating a version-1 file sets them to null.
+Migrating a version-1 file sets them to null. 3 - drift control and curves measured in the validation's own
+session: the canary readings (batch 1 back to back, before every level and after the last), the canary's time
+over the run's own batch-1 mean, per level the drift that kept it from being judged, and `judged_from`: "run"
+(the run's curves predict every level, as in versions 1 and 2) or "session curves" (each level is predicted from
+every batch size's service time measured just before it in the same process, idle gaps as at that level's rate;
+the run's own prediction is kept beside it as `predicted_from_run`). Migrating sets `judged_from` to "run".
 """
 
 from __future__ import annotations
@@ -82,12 +87,28 @@ class LevelResult(_Out):
     predicted_back_to_back: Figures | None = None
     error_back_to_back_pct: dict[str, float] | None = None
     diagnosis: list[str]
+    drift: str | None = None  # the canary moved beyond its CI around this level: why it is not judged
+    # judged from session curves: the prediction from the run's own curves, and its error
+    predicted_from_run: Figures | None = None
+    error_from_run_pct: dict[str, float] | None = None
+    curve_median_ms: dict[int, float] | None = None  # the session curve's median per batch size
+
+
+class BatchCanary(_Out):
+    """The canary (batch 1 back to back on the session's model) read before a level (`before_load`) or after
+    the last (null)."""
+
+    before_load: float | None = Field(default=None, gt=0, lt=1)
+    mean_ms: float = Field(ge=0, le=3_600_000)
+    ci_half_ms: float = Field(ge=0, le=3_600_000)
+    median_ms: float = Field(ge=0, le=3_600_000)
+    calls: int = Field(ge=2, le=100_000)
 
 
 class Validation(_Out):
     """A live validation of one run's config against the simulator."""
 
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     kind: Literal["validation"] = "validation"
     run_id: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     precision: str = Field(max_length=16)
@@ -105,6 +126,12 @@ class Validation(_Out):
     targets: str
     levels: list[LevelResult]
     verdict: str
+    judged_from: Literal["run", "session curves"] = "run"
+    canaries: list[BatchCanary] = Field(default_factory=list, max_length=1000)
+    canary_vs_run: float | None = Field(
+        default=None, gt=0, le=1000, description="the first canary's mean over the run's own batch-1 mean"
+    )
+    curve_calls_per_size: int | None = Field(default=None, ge=1, le=10_000)
 
 
 def _pct(x: np.ndarray, q: float) -> float:
@@ -124,8 +151,10 @@ def compare_level(
     isolated_median_ms: Callable[[int], float],
     load_average: float | None,
     cpu_count: int,
+    reference: str = "the run's",
 ) -> LevelResult:
-    """Predicted vs measured for one level, with the same warm-up rule as the simulator."""
+    """Predicted vs measured for one level, with the same warm-up rule as the simulator. `isolated_median_ms`
+    is the median batch time the prediction drew from (`reference` names it: the run's, a session curve's)."""
     n = scheduled_s.size
     warm = int(np.floor(warmup_fraction * n))
     lat = (done_s - scheduled_s)[warm:]
@@ -177,7 +206,7 @@ def compare_level(
         if ratio is not None and abs(ratio - 1) > SERVICE_DRIFT:
             diagnosis.append(
                 f"service time under load differs from the isolated measurement: at batch {common} the median "
-                f"batch took {ratio:.2f}x the run's median ({live_ms:.3g} ms live vs {iso_ms:.3g} ms measured)"
+                f"batch took {ratio:.2f}x {reference} median ({live_ms:.3g} ms live vs {iso_ms:.3g} ms measured)"
             )
         if load_average is not None and load_average > cpu_count:
             diagnosis.append(
@@ -213,10 +242,15 @@ MIN_LIVE_SAMPLES = 5
 
 
 def live_service_model(
-    isolated: ServiceModel, batch_sizes: list[int], batch_service_s: list[float], max_batch: int
+    isolated: ServiceModel,
+    batch_sizes: list[int],
+    batch_service_s: list[float],
+    max_batch: int,
+    source: str = "batch times observed live",
 ) -> ServiceModel:
-    """A service model from the batch times observed live (empirical per batch size); a size seen fewer than
-    MIN_LIVE_SAMPLES times uses the isolated distribution scaled by the overall live/isolated median ratio."""
+    """A service model from observed batch times (empirical per batch size: seen live, or a session curve); a
+    size seen fewer than MIN_LIVE_SAMPLES times uses the isolated distribution scaled by the overall
+    observed/isolated median ratio. Idle-gap effects are in the samples, so no paced table is kept."""
     sizes = np.asarray(batch_sizes)
     ms = np.asarray(batch_service_s) * 1000.0
     seq = isolated.seq_lens[0] if isolated.seq_lens else None
@@ -234,7 +268,7 @@ def live_service_model(
             points.append(samples_latency(b, base.draw(rng, 256) * k * scale))
     return replace(
         isolated,
-        label=isolated.label + ", batch times observed live",
+        label=f"{isolated.label}, {source}",
         tables={seq: LatencyTable(points)},
         max_batch=max_batch,
         busy_power=None,
@@ -286,9 +320,52 @@ def with_live_service(level: LevelResult, predicted: SimResult) -> LevelResult:
     )
 
 
+def with_drift(level: LevelResult, why: str | None) -> LevelResult:
+    """The level flagged as measured while the canary moved (kept, not judged), or unchanged."""
+    if why is None:
+        return level
+    return level.model_copy(update={"drift": why, "diagnosis": [*level.diagnosis, why]})
+
+
+def with_run_prediction(
+    level: LevelResult, predicted: SimResult, canary_vs_run: float | None, curve_vs_run: dict[int, float]
+) -> LevelResult:
+    """A level judged from a session curve, with the run's own prediction beside it; where that one misses, the
+    reason the records give: each batch size's session-curve median over the run's, and the canary (the run's
+    own back-to-back batch-1 setting) over the run's, which separates a host that changed from a harness that
+    serves differently from the run's sweep."""
+    got = _figures_and_error(level, predicted)
+    if got is None:
+        return level
+    f, err = got
+    diagnosis = list(level.diagnosis)
+    if abs(err["p50_ms"]) > P50_TARGET_PCT or abs(err["p99_ms"]) > P99_TARGET_PCT:
+        sizes = ", ".join(f"{r:.2f}x" for _, r in sorted(curve_vs_run.items()))
+        why = (
+            f"from the run's own curves the prediction is off (p50 {err['p50_ms']:+.1f}%, p99 "
+            f"{err['p99_ms']:+.1f}%): the curve measured before this level took {sizes} the run's medians at "
+            f"batch {', '.join(str(b) for b in sorted(curve_vs_run))}"
+        )
+        if canary_vs_run is not None:
+            changed = abs(canary_vs_run - 1) > SERVICE_DRIFT
+            why += (
+                f"; the canary (the run's back-to-back batch-1 setting) took {canary_vs_run:.2f}x the run's mean, "
+                + (
+                    "so the host itself changed since the run"
+                    if changed
+                    else "so the host is as the run saw it"
+                )
+            )
+        diagnosis.append(why)
+    return level.model_copy(
+        update={"predicted_from_run": f, "error_from_run_pct": err, "diagnosis": diagnosis}
+    )
+
+
 def verdict(levels: list[LevelResult]) -> str:
-    """One sentence: did the prediction hold where it is judged, and what happened above."""
-    judged = [lv for lv in levels if lv.within_target is not None]
+    """One sentence: did the prediction hold where it is judged, what the canary kept from judgement, and what
+    happened above."""
+    judged = [lv for lv in levels if lv.within_target is not None and lv.drift is None]
     ok = all(lv.within_target for lv in judged)
     head = (
         f"prediction within |p50| <= {P50_TARGET_PCT:g}% and |p99| <= {P99_TARGET_PCT:g}% at every load up to "
@@ -299,7 +376,12 @@ def verdict(levels: list[LevelResult]) -> str:
         if judged
         else "no level at or below the judged load"
     )
-    above = [lv for lv in levels if lv.within_target is None and lv.error_pct is not None]
+    drifted = [lv for lv in levels if lv.drift is not None]
+    if drifted:
+        head += f"; not judged (the canary moved): load {', '.join(f'{lv.load:g}' for lv in drifted)}"
+    above = [
+        lv for lv in levels if lv.within_target is None and lv.error_pct is not None and lv.drift is None
+    ]
     tail = "; ".join(
         f"at {lv.load:g}: p50 {lv.error_pct['p50_ms']:+.1f}%, p99 {lv.error_pct['p99_ms']:+.1f}%"
         for lv in above
@@ -317,12 +399,13 @@ def validation_filename(v: Validation) -> str:
 VALIDATION_FILE: VersionedFile[Validation] = VersionedFile(
     Validation,
     what="validation file",
-    version=2,
+    version=3,
     error=ValidationFileError,
     max_bytes=MAX_VALIDATION_BYTES,
     filename=validation_filename,
     pattern="validation-*.json",
-    migrations={1: lambda d: {**d, "schema_version": 2}},  # version 2 only added fields that default to null
+    # versions 2 and 3 only added fields whose defaults say what an older file did (null; judged from the run)
+    migrations={1: lambda d: {**d, "schema_version": 2}, 2: lambda d: {**d, "schema_version": 3}},
 )
 
 

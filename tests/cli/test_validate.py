@@ -61,6 +61,12 @@ def test_two_live_levels_are_recorded_compared_and_written(tiny_run: Path, tmp_p
         assert (lv["error_live_service_pct"] is not None) != live_unstable
         assert 1 <= lv["mean_batch_live"] <= ok
     assert any("pinned" in n or "not pinned" in n for n in v["notes"])
+    # the canary before each level and after the last; each level judged from its own session curve
+    assert len(v["canaries"]) == 3 and [c["before_load"] for c in v["canaries"]] == [0.2, 0.4, None]
+    assert v["judged_from"] == "session curves" and v["canary_vs_run"] > 0
+    for lv in v["levels"]:
+        assert sorted(int(b) for b in lv["curve_median_ms"]) == list(range(1, ok + 1))
+        assert lv["error_from_run_pct"] is not None or lv["predicted_from_run"] is None
     (path,) = tmp_path.glob("validation-*.json")
     loaded = load_validation(path)
     assert loaded.run_id == v["run_id"] and validations_for(loaded.run_id, tmp_path)[0] == loaded
@@ -71,6 +77,8 @@ def test_bad_validate_input_is_exit_2(tiny_run: Path) -> None:
     for extra, message in (
         (["--load", "1.2"], "fractions in (0, 1)"),
         (["--max-batch", "64"], "above what the run"),
+        (["--curve-calls", "3"], "--curve-calls must be 0 or 5..1000"),
+        (["--endpoint", "http://127.0.0.1:9"], "apply to an LLM run"),
     ):
         result = runner.invoke(app, [*base, *extra])
         assert result.exit_code == 2 and message in result.output, result.output
@@ -135,3 +143,10 @@ def test_live_batch_times_too_slow_for_the_rate_are_named_not_left_blank() -> No
     assert any("queue grows without bound" in d and "offered 100 req/s" in d for d in again.diagnosis)
     fast = with_live_service(lv, run_simulation(sc, model, 1, "central", BatchPolicy(1, 0)))
     assert fast.error_live_service_pct is not None
+
+
+def test_batch_options_on_an_llm_run_are_refused_not_dropped() -> None:
+    llm = REPO / "data" / "runs" / "llm-engine-cpu-20261206T112537Z-69d44a28d1eb.json"
+    sc = REPO / "scenarios" / "steady-api.yaml"
+    result = runner.invoke(app, ["validate", "--run", str(llm), "--scenario", str(sc), "--max-batch", "4"])
+    assert result.exit_code == 2 and "--max-batch does not apply to an LLM run" in result.output, result.output
