@@ -4,7 +4,7 @@ Measures a fresh, paced run of the workload (--pacing: each point also after idl
 thread fewer than the CPUs (so the load generator has a CPU of its own), then runs `fleetwise validate` at
 loads 0.3, 0.5, 0.7 and 0.85 and prints its table. One process serves the whole validation: a canary (batch 1
 back to back) before each level and after the last flags a level the host drifted under; each level is judged
-from a curve measured just before it (--curve-calls per batch size, idle gaps as at the level's rate), and
+from a curve measured around it, half before and half after (--curve-calls per batch size, idle gaps as at the level's rate), and
 beside it stand the errors of the run's own curves (paced) and of its back-to-back samples alone. The run and
 the validation file go to a temporary folder unless --keep DIR is given.
 

@@ -231,7 +231,7 @@ for v in vals:
     st.markdown(
         f"**{v.created_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC**, {esc(v.precision)}, max_batch {v.max_batch}, "
         f"max_delay {v.max_delay_ms:g} ms, {esc(v.arrivals)}, predicted from "
-        + ("curves measured before each level in the same session" if v.judged_from == "session curves"
+        + ("curves measured around each level in the same session" if v.judged_from == "session curves"
            else "the run's curves")
         + f": {esc(v.verdict, 2000)}"
     )  # fmt: skip

@@ -75,7 +75,7 @@ def validate(
     ),
     curve_calls: int = typer.Option(
         None,
-        help=f"batch runs: calls per batch size of the curve measured before each level, which the level is "
+        help=f"batch runs: calls per batch size of the curve measured around each level (half before, half after), which the level is "
         f"judged on (default {DEFAULT_CURVE_CALLS}; 0: judge every level from the run's curves)",
     ),
     seconds: float = typer.Option(20.0, help="live seconds per level (at least 200 requests are sent)"),
@@ -236,7 +236,11 @@ def validate(
                 rate = lv * plan.sustainable_rps
                 canaries.append(_reading(session.canary(), lv))
                 first = first or canaries[0]
-                curve = session.curve(rate, curve_calls, lsc.seed + i).samples_ms if curve_calls else None
+                # half the curve before the level and half after: a host whose speed creeps during the level is
+                # sampled on both sides of it, not only at its start
+                before = (
+                    session.curve(rate, (curve_calls + 1) // 2, lsc.seed + 2 * i) if curve_calls else None
+                )
                 if not as_json:
                     err.print(
                         f"load {lv:g}: {rate:.4g} req/s for {traffic.arrival_s[-1]:.1f} s live (canary "
@@ -244,6 +248,10 @@ def validate(
                         highlight=False,
                     )
                 live = session.replay(traffic.arrival_s, traffic.items, plan.policy.max_delay_s)
+                curve = None
+                if before is not None:
+                    after = session.curve(rate, curve_calls // 2, lsc.seed + 2 * i + 1)
+                    curve = {b: before.samples_ms[b] + after.samples_ms[b] for b in before.samples_ms}
                 la = live.load_average_after[0] if live.load_average_after else None
                 served = Served(
                     live.scheduled_s, live.enqueue_s, live.done_s, live.batch_sizes, live.batch_service_s, la
@@ -257,9 +265,10 @@ def validate(
     notes = [*notes, *_canary_notes(canaries, canary_vs_run(plan, canaries[0].mean_ms), r)]
     if curve_calls:
         notes.append(
-            f"each level is judged from a curve measured just before it in this session: {curve_calls} calls of "
-            f"every batch size 1..{max_batch}, interleaved, each after an idle gap ~ Exp(mean 1 / the level's "
-            "rate), a generator thread waking at that rate; the run's own prediction is kept beside it"
+            f"each level is judged from a curve measured around it in this session (half just before, half just "
+            f"after): {curve_calls} calls of every batch size 1..{max_batch}, interleaved, each after an idle gap "
+            "~ Exp(mean 1 / the level's rate), a generator thread waking at that rate; the run's own prediction is "
+            "kept beside it"
         )
     v = validation(plan, what, results, threads, notes, canaries, curve_calls or None)
     path = save_validation(v, out_dir)

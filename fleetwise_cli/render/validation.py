@@ -87,7 +87,7 @@ def print_validation(v: Validation) -> None:
     t = Table(
         title=f"run {v.run_id.removeprefix('sha256:')[:12]} {escape(v.precision)}, max_batch {v.max_batch}, "
         f"max_delay {v.max_delay_ms:g} ms, {escape(v.arrivals)}; predicted from "
-        + ("curves measured before each level in this session" if session else "the run's curves"),
+        + ("curves measured around each level in this session" if session else "the run's curves"),
         title_justify="left",
     )
     for c in ("load", "req/s", "p50 pred/meas", "p90 pred/meas", "p99 pred/meas", "tput pred/meas"):

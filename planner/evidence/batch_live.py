@@ -130,7 +130,7 @@ def level_traffic(plan: ValidationPlan, load: float) -> tuple[Scenario, str, Req
 
 
 def curve_model(plan: ValidationPlan, curve_ms: dict[int, list[float]]) -> ServiceModel:
-    """The service model from a session curve: every batch size's times measured just before the level."""
+    """The service model from a session curve: every batch size's times measured around the level."""
     sizes = [b for b, ms in curve_ms.items() for _ in ms]
     seconds = [x / 1000.0 for ms in curve_ms.values() for x in ms]
     return live_service_model(

@@ -10,7 +10,7 @@ Migrating a version-1 file sets them to null. 3 - drift control and curves measu
 session: the canary readings (batch 1 back to back, before every level and after the last), the canary's time
 over the run's own batch-1 mean, per level the drift that kept it from being judged, and `judged_from`: "run"
 (the run's curves predict every level, as in versions 1 and 2) or "session curves" (each level is predicted from
-every batch size's service time measured just before it in the same process, idle gaps as at that level's rate;
+every batch size's service time measured around it (half before, half after) in the same process, idle gaps as at that level's rate;
 the run's own prediction is kept beside it as `predicted_from_run`). Migrating sets `judged_from` to "run".
 """
 
@@ -343,7 +343,7 @@ def with_run_prediction(
         sizes = ", ".join(f"{r:.2f}x" for _, r in sorted(curve_vs_run.items()))
         why = (
             f"from the run's own curves the prediction is off (p50 {err['p50_ms']:+.1f}%, p99 "
-            f"{err['p99_ms']:+.1f}%): the curve measured before this level took {sizes} the run's medians at "
+            f"{err['p99_ms']:+.1f}%): the curve measured around this level took {sizes} the run's medians at "
             f"batch {', '.join(str(b) for b in sorted(curve_vs_run))}"
         )
         if canary_vs_run is not None:

@@ -149,4 +149,6 @@ def test_batch_options_on_an_llm_run_are_refused_not_dropped() -> None:
     llm = REPO / "data" / "runs" / "llm-engine-cpu-20261206T112537Z-69d44a28d1eb.json"
     sc = REPO / "scenarios" / "steady-api.yaml"
     result = runner.invoke(app, ["validate", "--run", str(llm), "--scenario", str(sc), "--max-batch", "4"])
-    assert result.exit_code == 2 and "--max-batch does not apply to an LLM run" in result.output, result.output
+    assert result.exit_code == 2 and "--max-batch does not apply to an LLM run" in result.output, (
+        result.output
+    )
