@@ -75,11 +75,21 @@ def scenario_file(tmp: Path, trace: Path) -> Path:
     return path
 
 
-def guidellm(exe: str, folder: Path, port: int, rates: list[float], seconds: int, out: Path) -> Path:
+def guidellm(
+    exe: str,
+    folder: Path,
+    port: int,
+    rates: list[float],
+    seconds: int,
+    out: Path,
+    output_tokens: int = 32,
+    client: tuple[str, ...] = (),
+) -> Path:
+    """GuideLLM at constant rates; `client` prefixes the command (e.g. taskset, to keep it off the engine's CPU)."""
     env = {**os.environ, "GUIDELLM__MAX_WORKER_PROCESSES": "1"}  # 2 CPUs: one client process, not ten
     target = f"kind=openai_http,target=http://127.0.0.1:{port},model={folder},request_format=/v1/completions"
-    cmd = [exe, "run", "--backend", target, "--tokenizer", f"kind=huggingface_auto,model={folder}"]
-    cmd += ["--data", "kind=synthetic_text,prompt_tokens=256,output_tokens=32"]
+    cmd = [*client, exe, "run", "--backend", target, "--tokenizer", f"kind=huggingface_auto,model={folder}"]
+    cmd += ["--data", f"kind=synthetic_text,prompt_tokens=256,output_tokens={output_tokens}"]
     cmd += [
         "--profile",
         f"kind=constant,rate={rates[0]}",
@@ -93,9 +103,20 @@ def guidellm(exe: str, folder: Path, port: int, rates: list[float], seconds: int
     return out
 
 
-def aiperf(exe: str, folder: Path, port: int, rate: float, count: int, out: Path) -> Path:
-    cmd = [exe, "profile", "--model", str(folder), "--url", f"http://127.0.0.1:{port}", "--endpoint-type"]
-    cmd += ["completions", "--streaming", "--isl", "256", "--osl", "32", "--request-rate", f"{rate:g}"]
+def aiperf(
+    exe: str,
+    folder: Path,
+    port: int,
+    rate: float,
+    count: int,
+    out: Path,
+    output_tokens: int = 32,
+    client: tuple[str, ...] = (),
+) -> Path:
+    """AIPerf at one Poisson rate; `client` prefixes the command as for guidellm()."""
+    cmd = [*client, exe, "profile", "--model", str(folder), "--url", f"http://127.0.0.1:{port}"]
+    cmd += ["--endpoint-type", "completions", "--streaming", "--isl", "256", "--osl", str(output_tokens)]
+    cmd += ["--request-rate", f"{rate:g}"]
     cmd += [
         "--request-count",
         str(count),

@@ -8,9 +8,14 @@ and vLLM's OpenMP threads bound there); every fleetwise command that sends traff
    steady window and the engine's /metrics read at that window's edges;
 2. `fleetwise validate` it live: open-loop streams at 0.3/0.5/0.7/0.85 of its measured sustainable rate, token
    lengths of the Azure conversation trace scaled by 0.25 (the trace is read, never copied), with the knobs the
-   engine reports (its /metrics cache_config_info: block size and KV blocks).
+   engine reports (its /metrics cache_config_info: block size and KV blocks);
+3. with --guidellm / --aiperf: GuideLLM at constant rates and AIPerf at one Poisson rate against the same
+   engine (prompts 256 tokens, 64 output tokens; `ignore_eos` is accepted by vLLM, so no proxy), pinned to the
+   client CPU as well; both results imported (`fleetwise import`) and predicted from the run's curves
+   (`fleetwise validate --benchmark`). `--run FILE` skips 1 and 2 and predicts the tools' traffic from that run.
 
     python benchmarks/vllm_live_checks.py [--runs data/runs --validations data/validations]
+        [--guidellm EXE --aiperf EXE --benchmarks data/benchmarks --raw DIR] [--run FILE]
 
 Nothing else may run on the machine meanwhile.
 """
@@ -26,7 +31,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's root
-from benchmarks.llm_live_checks import newest, run, scenario_file
+from benchmarks.llm_live_checks import aiperf, guidellm, newest, run, scenario_file
 from benchmarks.served import ROOT, free_port, stop, wait_healthy
 from benchmarks.tiny_llm import build
 from benchmarks.vllm_engine import START_TIMEOUT_S, VENV, environment, serve_command
@@ -54,13 +59,22 @@ def main() -> None:
     ap.add_argument("--validations", type=Path, default=ROOT / "data" / "validations")
     ap.add_argument("--seconds", type=int, default=60, help="live seconds per load level")
     ap.add_argument("--point-seconds", type=int, default=20, help="at most this long per curve point")
+    ap.add_argument("--guidellm", help="the guidellm executable (its own virtualenv)")
+    ap.add_argument("--aiperf", help="the aiperf executable (its own virtualenv)")
+    ap.add_argument("--guidellm-rates", default="5,10,20", help="GuideLLM's constant rates, req/s")
+    ap.add_argument("--aiperf-rate", type=float, default=10.0, help="AIPerf's Poisson rate, req/s")
+    ap.add_argument("--benchmarks", type=Path, default=ROOT / "data" / "benchmarks")
+    ap.add_argument("--raw", type=Path, help="keep the tools' own result files here")
+    ap.add_argument(
+        "--run", type=Path, help="an existing run of this engine: skip measuring and validating it"
+    )
     args = ap.parse_args()
     why = build_venv()
     if why:
         sys.exit(f"vLLM is not available here: {why}")
     pinned = len(os.sched_getaffinity(0)) >= 2
     client = ["taskset", "-c", CLIENT_CPUS] if pinned else []
-    for d in (args.runs, args.validations):
+    for d in (args.runs, args.validations, args.benchmarks):
         d.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
@@ -88,52 +102,80 @@ def main() -> None:
             if pinned:
                 params += [f"engine_cpus={ENGINE_CPUS}", f"client_cpus={CLIENT_CPUS}"]
             pargs = [x for p in params for x in ("--engine-param", p)]
-            scenario = scenario_file(tmp, args.trace)
-            measure = [*client, FLEETWISE, "measure", "--endpoint", url, "--model", str(folder)]
-            measure += [
-                "--scenario",
-                str(scenario),
-                "--concurrency",
-                "1,2,4,8,16,32,64",
-                "--output-tokens",
-                "64",
-            ]
-            measure += ["--max-seconds-per-point", str(args.point_seconds), "--out", str(args.runs), *pargs]
-            run(measure, stdout=subprocess.DEVNULL)
-            run_file = newest(args.runs, "llm-engine-cpu-*.json")
             knobs = ["--max-num-seqs", KNOBS["--max-num-seqs"], "--max-num-batched-tokens"]
             knobs += [KNOBS["--max-num-batched-tokens"], "--block-size", cache["block_size"]]
             knobs += ["--kv-blocks", cache["num_gpu_blocks"]]
-            source = (
-                f"vLLM {version} (CPU, V1 engine, chunked prefill, prefix caching off) started with "
-                f"{' '.join(f'{k} {v}' for k, v in KNOBS.items())}; block size and KV blocks as its /metrics "
-                "cache_config_info reports them"
-                + (
-                    f"; engine on CPU {ENGINE_CPUS}, load generator on CPU {CLIENT_CPUS} (taskset)"
-                    if pinned
-                    else ""
+            run_file = args.run
+            if run_file is None:
+                scenario = scenario_file(tmp, args.trace)
+                measure = [*client, FLEETWISE, "measure", "--endpoint", url, "--model", str(folder)]
+                measure += [
+                    "--scenario",
+                    str(scenario),
+                    "--concurrency",
+                    "1,2,4,8,16,32,64",
+                    "--output-tokens",
+                    "64",
+                ]
+                measure += [
+                    "--max-seconds-per-point",
+                    str(args.point_seconds),
+                    "--out",
+                    str(args.runs),
+                    *pargs,
+                ]
+                run(measure, stdout=subprocess.DEVNULL)
+                run_file = newest(args.runs, "llm-engine-cpu-*.json")
+                source = (
+                    f"vLLM {version} (CPU, V1 engine, chunked prefill, prefix caching off) started with "
+                    f"{' '.join(f'{k} {v}' for k, v in KNOBS.items())}; block size and KV blocks as its /metrics "
+                    "cache_config_info reports them"
+                    + (
+                        f"; engine on CPU {ENGINE_CPUS}, load generator on CPU {CLIENT_CPUS} (taskset)"
+                        if pinned
+                        else ""
+                    )
                 )
-            )
-            validate = [*client, FLEETWISE, "validate", "--run", str(run_file)]
-            validate += [
-                "--scenario",
-                str(scenario),
-                "--endpoint",
-                url,
-                "--model",
-                str(folder),
-            ]
-            validate += [
-                "--load",
-                "0.3,0.5,0.7,0.85",
-                "--seconds",
-                str(args.seconds),
-                "--saturation-seconds",
-                "30",
-            ]
-            validate += ["--out", str(args.validations), *knobs, "--knobs-source", source, *pargs]
-            run(validate)
+                validate = [*client, FLEETWISE, "validate", "--run", str(run_file)]
+                validate += [
+                    "--scenario",
+                    str(scenario),
+                    "--endpoint",
+                    url,
+                    "--model",
+                    str(folder),
+                ]
+                validate += [
+                    "--load",
+                    "0.3,0.5,0.7,0.85",
+                    "--seconds",
+                    str(args.seconds),
+                    "--saturation-seconds",
+                    "30",
+                ]
+                validate += ["--out", str(args.validations), *knobs, "--knobs-source", source, *pargs]
+                run(validate)
             print(f"run {run_file}")
+            raw = args.raw or tmp / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            results = []
+            if args.guidellm:
+                rates = [float(r) for r in args.guidellm_rates.split(",")]
+                out = raw / "guidellm-benchmarks.json"
+                results.append(guidellm(args.guidellm, folder, port, rates, 30, out, 64, tuple(client)))
+            if args.aiperf:
+                count = int(args.aiperf_rate * 30)
+                out = raw / "aiperf"
+                results.append(
+                    aiperf(args.aiperf, folder, port, args.aiperf_rate, count, out, 64, tuple(client))
+                )
+            hardware = "this machine (2-core AMD EPYC VM), CPU" + (
+                f"; vLLM on CPU {ENGINE_CPUS}, the tool on CPU {CLIENT_CPUS}" if pinned else ""
+            )
+            for res in results:
+                run([FLEETWISE, "import", str(res), "--out", str(args.benchmarks), "--hardware", hardware])
+                check = [FLEETWISE, "validate", "--benchmark", str(res), "--run", str(run_file)]
+                run([*check, *knobs])
         finally:
             stop(engine)
             log.close()

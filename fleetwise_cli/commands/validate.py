@@ -139,6 +139,10 @@ def validate(
     An LLM run is checked against a live engine (--endpoint, --model): TTFT, TPOT and E2E per load level."""
     if calibrated and recheck is None:  # never dropped silently
         raise fail("--calibrated re-predicts a recorded LLM validation: give --recheck FILE with it")
+    batch_only = {"--max-batch": max_batch, "--max-delay-ms": max_delay_ms, "--curve-calls": curve_calls}
+    wrong = [k for k, v in batch_only.items() if v is not None]
+    if wrong and (recheck is not None or benchmark is not None or _is_llm_run(run)):  # refused, never dropped
+        raise fail(f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to an LLM run: {run}")
     if recheck is not None:
         from fleetwise_cli.commands.validate_llm import recheck_llm
 
@@ -154,13 +158,7 @@ def validate(
         return
     if scenario is None:
         raise fail("give --scenario (the traffic to replay live), or --benchmark FILE for an LLM run")
-    batch_only = {"--max-batch": max_batch, "--max-delay-ms": max_delay_ms, "--curve-calls": curve_calls}
     if _is_llm_run(run):
-        wrong = [k for k, v in batch_only.items() if v is not None]
-        if wrong:  # refused, never silently dropped
-            raise fail(
-                f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to an LLM run: {run}"
-            )
         from fleetwise_cli.commands.validate_llm import LlmValidateArgs, validate_llm
         from fleetwise_cli.options import parse_engine_params
 

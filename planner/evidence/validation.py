@@ -197,7 +197,10 @@ def compare_level(
     diagnosis: list[str] = []
     if large:
         if errors is None:
-            diagnosis.append("the simulator judged this load unstable for the measured service times")
+            diagnosis.append(
+                f"the simulator judged this load unstable for {reference} service times (the offered rate is "
+                "above what they sustain)"
+            )
         if flag:
             diagnosis.append(
                 f"generator lag: {late_frac:.1%} of requests were enqueued more than {LATE_MS:g} ms after their "

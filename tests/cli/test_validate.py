@@ -52,9 +52,13 @@ def test_two_live_levels_are_recorded_compared_and_written(tiny_run: Path, tmp_p
     assert [lv["load"] for lv in v["levels"]] == [0.2, 0.4]
     for lv in v["levels"]:
         assert lv["requests"] >= 200 and lv["requests_measured"] == lv["requests"] - int(0.1 * lv["requests"])
-        assert lv["predicted"] is not None and set(lv["error_pct"]) >= {"p50_ms", "p99_ms"}
         m, p = lv["measured"], lv["predicted"]
-        assert lv["error_pct"]["p50_ms"] == pytest.approx((p["p50_ms"] - m["p50_ms"]) / m["p50_ms"] * 100)
+        if p is None:  # a busy machine: the curve measured around the level cannot carry the run's rate
+            assert any("unstable for the session curve's service times" in d for d in lv["diagnosis"])
+            assert lv["predicted_from_run"] is not None and lv["error_pct"] is None
+        else:
+            assert set(lv["error_pct"]) >= {"p50_ms", "p99_ms"}
+            assert lv["error_pct"]["p50_ms"] == pytest.approx((p["p50_ms"] - m["p50_ms"]) / m["p50_ms"] * 100)
         assert 0 < m["p50_ms"] <= m["p99_ms"]
         # a loaded machine can slow the live batches past the offered rate: then the level must say so
         live_unstable = any("queue grows without bound" in d for d in lv["diagnosis"])
@@ -66,7 +70,11 @@ def test_two_live_levels_are_recorded_compared_and_written(tiny_run: Path, tmp_p
     assert v["judged_from"] == "session curves" and v["canary_vs_run"] > 0
     for lv in v["levels"]:
         assert sorted(int(b) for b in lv["curve_median_ms"]) == list(range(1, ok + 1))
-        assert lv["error_from_run_pct"] is not None or lv["predicted_from_run"] is None
+        assert lv["predicted_from_run"] is not None and set(lv["error_from_run_pct"]) == {
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+        }
     (path,) = tmp_path.glob("validation-*.json")
     loaded = load_validation(path)
     assert loaded.run_id == v["run_id"] and validations_for(loaded.run_id, tmp_path)[0] == loaded
@@ -150,5 +158,12 @@ def test_batch_options_on_an_llm_run_are_refused_not_dropped() -> None:
     sc = REPO / "scenarios" / "steady-api.yaml"
     result = runner.invoke(app, ["validate", "--run", str(llm), "--scenario", str(sc), "--max-batch", "4"])
     assert result.exit_code == 2 and "--max-batch does not apply to an LLM run" in result.output, (
+        result.output
+    )
+    bench = REPO / "tests" / "fixtures" / "missing-benchmark.json"  # refused before the file is read
+    result = runner.invoke(
+        app, ["validate", "--run", str(llm), "--benchmark", str(bench), "--curve-calls", "9"]
+    )
+    assert result.exit_code == 2 and "--curve-calls does not apply to an LLM run" in result.output, (
         result.output
     )
