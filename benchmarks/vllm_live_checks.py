@@ -12,10 +12,12 @@ and vLLM's OpenMP threads bound there); every fleetwise command that sends traff
 3. with --guidellm / --aiperf: GuideLLM at constant rates and AIPerf at one Poisson rate against the same
    engine (prompts 256 tokens, 64 output tokens; `ignore_eos` is accepted by vLLM, so no proxy), pinned to the
    client CPU as well; both results imported (`fleetwise import`) and predicted from the run's curves
-   (`fleetwise validate --benchmark`). `--run FILE` skips 1 and 2 and predicts the tools' traffic from that run.
+   (`fleetwise validate --benchmark`). `--run FILE` skips 1 and 2 and predicts the tools' traffic from that run;
+4. with --own-loads: fleetwise's own sender at the tools' traffic (256 / 64 tokens, Poisson) at those fractions
+   of the sustainable rate, so a tail the tools report can be told apart from a tail of the tools' clients.
 
     python benchmarks/vllm_live_checks.py [--runs data/runs --validations data/validations]
-        [--guidellm EXE --aiperf EXE --benchmarks data/benchmarks --raw DIR] [--run FILE]
+        [--guidellm EXE --aiperf EXE --benchmarks data/benchmarks --raw DIR] [--run FILE] [--own-loads 0.15,0.3]
 
 Nothing else may run on the machine meanwhile.
 """
@@ -30,6 +32,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's root
 from benchmarks.llm_live_checks import aiperf, guidellm, newest, run, scenario_file
 from benchmarks.served import ROOT, free_port, stop, wait_healthy
@@ -40,6 +44,14 @@ from benchmarks.vllm_engine import build as build_venv
 FLEETWISE = str(Path(sys.executable).with_name("fleetwise"))
 ENGINE_CPUS, CLIENT_CPUS = "0", "1"
 KNOBS = {"--max-num-seqs": "256", "--max-num-batched-tokens": "2048"}
+TOOLS_TRAFFIC = {
+    "name": "tools-traffic-256-64",
+    "description": "the traffic GuideLLM and AIPerf are asked for here: 256 prompt and 64 output tokens, Poisson",
+    "arrivals": {"process": "poisson", "rate_rps": 10},
+    "llm": {"prompt": {"dist": "fixed", "value": 256}, "output": {"dist": "fixed", "value": 64}},
+    "slo": [{"metric": "ttft", "percentile": 99, "threshold_ms": 200}],
+    "requests": 600,
+}
 
 
 def cache_config(url: str) -> dict[str, str]:
@@ -68,6 +80,7 @@ def main() -> None:
     ap.add_argument(
         "--run", type=Path, help="an existing run of this engine: skip measuring and validating it"
     )
+    ap.add_argument("--own-loads", help="fleetwise's own sender at the tools' traffic, at these loads")
     args = ap.parse_args()
     why = build_venv()
     if why:
@@ -176,6 +189,22 @@ def main() -> None:
                 run([FLEETWISE, "import", str(res), "--out", str(args.benchmarks), "--hardware", hardware])
                 check = [FLEETWISE, "validate", "--benchmark", str(res), "--run", str(run_file)]
                 run([*check, *knobs])
+            if args.own_loads:
+                fixed = tmp / "tools-traffic.yaml"
+                fixed.write_text(yaml.safe_dump(TOOLS_TRAFFIC, sort_keys=False))
+                own = [*client, FLEETWISE, "validate", "--run", str(run_file), "--scenario", str(fixed)]
+                own += [
+                    "--endpoint",
+                    url,
+                    "--model",
+                    str(folder),
+                    "--load",
+                    args.own_loads,
+                    "--seconds",
+                    "40",
+                ]
+                own += ["--saturation-seconds", "20", "--out", str(args.validations), *knobs, *pargs]
+                run(own)
         finally:
             stop(engine)
             log.close()
