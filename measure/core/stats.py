@@ -13,6 +13,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats as sps
 
+from measure.run.quantiles import quantile_ci  # noqa: F401  (the run contract's rule; measure's callers use it here)
+
 # One percentile definition everywhere: Hyndman & Fan type 7 (numpy "linear", also R's and Excel's default).
 PERCENTILE_METHOD: Literal["linear"] = "linear"
 PERCENTILE_METHOD_DOC = "Hyndman-Fan type 7 (linear interpolation between order statistics; numpy 'linear')"
@@ -112,35 +114,6 @@ def mean_ci_halfwidth(samples: ArrayLike, confidence: float = CONFIDENCE) -> flo
     means = arr[: size * k].reshape(k, size).mean(axis=1)
     bm = _t_halfwidth(float(means.std(ddof=1)), k, confidence)
     return max(iid, bm)
-
-
-def quantile_ci(
-    samples: ArrayLike, q: float, confidence: float = CONFIDENCE
-) -> tuple[float | None, float | None]:
-    """Distribution-free CI of the q-quantile (0 < q < 1) from order statistics.
-
-    The number of samples at or below the true quantile is Binomial(n, q); the bounds are the order
-    statistics whose ranks cover it with at least `confidence`. A bound that needs a rank outside 1..n is
-    None: with too few samples the data cannot bound the tail (e.g. a p99 upper bound needs n >= 368).
-    """
-    arr = np.sort(as_array(samples))
-    n = arr.size
-    if n == 0:
-        return None, None
-    alpha = 1 - confidence
-    k = np.arange(0, n + 1)
-    cdf = sps.binom.cdf(k, n, q)
-    # lower rank l (1-based): largest l with P(B <= l-1) <= alpha/2
-    ok_low = np.nonzero(cdf <= alpha / 2)[0]
-    low = float(arr[int(ok_low[-1])]) if ok_low.size else None  # rank l = index+1 -> arr[l-1] = arr[index]
-    # upper rank u (1-based): smallest u with P(B >= u) <= alpha/2, i.e. cdf(u-1) >= 1-alpha/2
-    ok_high = np.nonzero(cdf >= 1 - alpha / 2)[0]
-    high = None
-    if ok_high.size:
-        u = int(ok_high[0]) + 1
-        if u <= n:
-            high = float(arr[u - 1])
-    return low, high
 
 
 @dataclass(frozen=True)

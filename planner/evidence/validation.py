@@ -30,6 +30,7 @@ from measure.run import (
     MAX_NAME_CHARS,
     CreatedAt,
 )
+from measure.run.quantiles import quantile_ci
 from measure.run.types import FileModel as _Out
 from measure.run.versioned import VersionedFile
 from planner.serving.service import BatchLatency, LatencyTable, ServiceModel, samples_latency
@@ -92,6 +93,8 @@ class LevelResult(_Out):
     predicted_from_run: Figures | None = None
     error_from_run_pct: dict[str, float] | None = None
     curve_median_ms: dict[int, float] | None = None  # the session curve's median per batch size
+    # distribution-free 95% CIs of the measured p50 and p99 ([low, high], null where the data cannot bound it)
+    measured_ci_ms: dict[str, tuple[float | None, float | None]] | None = None
 
 
 class BatchCanary(_Out):
@@ -132,6 +135,11 @@ class Validation(_Out):
         default=None, gt=0, le=1000, description="the first canary's mean over the run's own batch-1 mean"
     )
     curve_calls_per_size: int | None = Field(default=None, ge=1, le=10_000)
+
+
+def _ms_ci(lat_s: np.ndarray, q: float) -> tuple[float | None, float | None]:
+    lo, hi = quantile_ci(lat_s, q)
+    return (None if lo is None else lo * 1000.0, None if hi is None else hi * 1000.0)
 
 
 def _pct(x: np.ndarray, q: float) -> float:
@@ -193,6 +201,7 @@ def compare_level(
             and abs(errors["p50_ms"]) <= P50_TARGET_PCT
             and abs(errors["p99_ms"]) <= P99_TARGET_PCT
         )
+    ci = {k: _ms_ci(lat, q) for k, q in (("p50_ms", 0.5), ("p99_ms", 0.99))}
     large = errors is None or abs(errors["p50_ms"]) > P50_TARGET_PCT or abs(errors["p99_ms"]) > P99_TARGET_PCT
     diagnosis: list[str] = []
     if large:
@@ -214,6 +223,18 @@ def compare_level(
         if load_average is not None and load_average > cpu_count:
             diagnosis.append(
                 f"CPU contention: the load average was {load_average:.2f} on {cpu_count} CPUs during the level"
+            )
+        inside = [
+            f"{k.removesuffix('_ms')} ({getattr(pred, k):.3g} ms predicted, measured CI "
+            f"[{ci[k][0]:.3g}, {ci[k][1]:.3g}] ms)"
+            for k, target in (("p50_ms", P50_TARGET_PCT), ("p99_ms", P99_TARGET_PCT))
+            if errors is not None and pred is not None and abs(errors[k]) > target
+            and ci[k][0] is not None and ci[k][1] is not None and ci[k][0] <= getattr(pred, k) <= ci[k][1]
+        ]  # fmt: skip
+        if inside:
+            diagnosis.append(
+                f"within the measurement's own uncertainty: the prediction lies inside the 95% CI of the measured "
+                f"{' and '.join(inside)} from {lat.size} requests; more live seconds would judge it"
             )
         if not diagnosis:
             diagnosis.append(
@@ -238,6 +259,7 @@ def compare_level(
         service_batch=common,
         within_target=within,
         diagnosis=diagnosis,
+        measured_ci_ms=ci,
     )
 
 

@@ -75,3 +75,48 @@ def test_a_version_2_validation_file_reads_as_judged_from_the_run() -> None:
     )
     assert v.schema_version == 3 and v.judged_from == "run" and v.canaries == [] and v.canary_vs_run is None
     assert all(lv.drift is None and lv.predicted_from_run is None for lv in v.levels)
+
+
+def test_a_miss_inside_the_measured_percentiles_own_ci_is_named_as_such() -> None:
+    from types import SimpleNamespace
+
+    from measure.core.stats import quantile_ci
+    from planner.evidence.validation import compare_level
+
+    rng = np.random.default_rng(3)
+    n = 500  # a p99 from 450 measured requests: its CI spans the top few order statistics
+    sched = np.cumsum(rng.exponential(0.05, n))
+    lat = rng.lognormal(np.log(0.01), 0.5, n)
+    m99 = float(np.percentile(lat[int(0.1 * n) :], 99) * 1000)
+    lo, hi = quantile_ci(lat[int(0.1 * n) :], 0.99)
+    assert lo is not None and hi is not None and hi * 1000 > 1.12 * m99  # the test's premise: a wide CI
+
+    def level(p99_ms: float):  # type: ignore[no-untyped-def]
+        m50 = float(np.percentile(lat[int(0.1 * n) :], 50) * 1000)
+        pred = SimpleNamespace(
+            stable=True,
+            latency_ms=SimpleNamespace(p50=m50, p90=m50 * 2, p99=p99_ms),
+            throughput_rps=20.0,
+            mean_batch_size=1.0,
+        )
+        return compare_level(
+            0.5,
+            20.0,
+            pred,
+            sched,
+            sched,
+            sched + lat,
+            [1] * n,
+            [0.01] * n,
+            0.1,
+            lambda b: 10.0,
+            0.1,
+            2,  # type: ignore[arg-type]
+        )
+
+    measured99 = level(1.0).measured.p99_ms
+    inside = level(min(hi * 1000, measured99 * 1.12))  # off by more than the 10% target, inside the CI
+    assert inside.within_target is False and inside.measured_ci_ms is not None
+    assert any("inside the 95% CI of the measured p99" in d for d in inside.diagnosis)
+    outside = level(hi * 1000 * 1.5)
+    assert not any("inside the 95% CI" in d for d in outside.diagnosis)
