@@ -49,6 +49,7 @@ def simulate_llm(
         chunked_prefill=bool(cfg_args["chunked_prefill"]),
         block_size=block,
         kv_blocks=blocks,
+        prefix_caching=bool(cfg_args["prefix_caching"]),
     )
     result = run_llm_simulation(
         sc, model, cfg, replicas, route, run, requests, seed, {"kv_blocks_from": how, "run": run.id}
@@ -99,6 +100,12 @@ def simulate(
         help="LLM: KV blocks per replica (default: the run's KV tokens that fit / block size)",
         rich_help_panel="LLM",
     ),
+    prefix_caching: bool = typer.Option(
+        None,
+        "--prefix-caching/--no-prefix-caching",
+        help="LLM: vLLM's automatic prefix caching, matched on the prefixes a Mooncake trace names (default off)",
+        rich_help_panel="LLM",
+    ),
 ) -> None:
     """Simulate a serving fleet: latency percentiles, throughput, utilization, energy and SLOs."""
     try:
@@ -119,9 +126,22 @@ def simulate(
                 "chunked_prefill": chunked_prefill,
                 "block_size": block_size,
                 "kv_blocks": kv_blocks,
+                "prefix_caching": bool(prefix_caching),
             }
             simulate_llm(loaded, sc, precision, replicas, router, knobs, requests, seed, as_json)
             return
+        llm_only = {
+            "--max-num-seqs": max_num_seqs,
+            "--max-num-batched-tokens": max_num_batched_tokens,
+            "--block-size": block_size,
+            "--kv-blocks": kv_blocks,
+            "--prefix-caching": prefix_caching,
+        }
+        wrong = [k for k, v in llm_only.items() if v is not None]
+        if wrong:  # refused, never silently dropped
+            raise ServiceError(
+                f"{', '.join(wrong)} {'applies' if len(wrong) == 1 else 'apply'} to LLM runs only"
+            )
         try:
             router = router_for(router or "central", "batch")
         except RouterError as exc:

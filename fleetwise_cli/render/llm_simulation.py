@@ -63,7 +63,13 @@ def print_llm_result(r: LlmResult) -> None:
             f"offered {r.offered_rps:.4g} req/s, throughput {r.throughput_rps:.4g} req/s, goodput {good}; "
             f"{r.input_tokens_per_s:.4g} input and {r.output_tokens_per_s:.4g} output tokens/s; KV cache "
             f"{r.kv_cache_utilization:.1%} used (busy time); {r.preemptions} preemptions; {r.steps:,} steps; "
-            f"energy: {energy}"
+            + (
+                f"prefix cache: {r.prefix_hit_share:.1%} of prompt tokens found cached, {r.prefix_evicted_blocks:,} "
+                "blocks evicted; "
+                if r.prefix_hit_share is not None
+                else ""
+            )
+            + f"energy: {energy}"
         ),
         highlight=False,
         soft_wrap=True,

@@ -4,7 +4,7 @@ and closed-loop simulation, and the KV blocks a run implies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Hashable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -78,16 +78,19 @@ class LlmRequests:
     arrival_s: np.ndarray
     prompt: np.ndarray
     output: np.ndarray
-    # per request, the keys of its prompt's full engine blocks (each standing for its whole prefix chain): what
-    # prefix caching matches on; None: no prefix structure known (every prompt distinct)
-    block_keys: tuple[tuple[Hashable, ...], ...] | None = None
+    # per request, the ids of its prompt's blocks of `prefix_block_tokens` tokens (a Mooncake trace's hash_ids:
+    # equal ids, equal block of tokens): what prefix caching matches on; None: no prefix structure known
+    prefix_ids: tuple[tuple[int, ...], ...] | None = None
+    prefix_block_tokens: int = 512
 
     def __post_init__(self) -> None:
         n = self.arrival_s.size
         if self.prompt.size != n or self.output.size != n:
             raise EngineError("arrival, prompt and output arrays must have the same length")
-        if self.block_keys is not None and len(self.block_keys) != n:
-            raise EngineError("block keys must be given for every request or for none")
+        if self.prefix_ids is not None and len(self.prefix_ids) != n:
+            raise EngineError("prefix block ids must be given for every request or for none")
+        if self.prefix_block_tokens < 1:
+            raise EngineError(f"prefix blocks must hold at least 1 token, got {self.prefix_block_tokens}")
         if n and (self.prompt.min() < 1 or self.output.min() < 1):
             raise EngineError("every request needs at least 1 prompt token and 1 output token")
         check_work(n, int(self.prompt.sum(dtype=np.int64)), int(self.output.sum(dtype=np.int64)))
@@ -143,7 +146,7 @@ def simulate(
     make: Callable[[int, int, int], Seq] = Seq
     if cfg.prefix_caching:
         pool: list[Replica] = [CachingReplica(env, cfg, model, trace, rng) for _ in range(replicas)]
-        make = cached_seq_maker(reqs.block_keys, cfg.block_size, reqs.prompt)
+        make = cached_seq_maker(reqs.prefix_ids, reqs.prefix_block_tokens, cfg.block_size)
     else:
         pool = [Replica(env, cfg, model, trace, rng) for _ in range(replicas)]
     pick = route(router, pool)

@@ -9,7 +9,7 @@ repeats the answer token for token)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import simpy
@@ -24,26 +24,39 @@ class CachedSeq(Seq):
 
     __slots__ = ("block_ids", "keys", "registered")
 
-    def __init__(self, idx: int, prompt: int, output: int, keys: tuple[Hashable, ...]) -> None:
+    def __init__(self, idx: int, prompt: int, output: int, keys: tuple[int, ...]) -> None:
         super().__init__(idx, prompt, output)
         self.keys = keys
         self.block_ids: list[int] = []
         self.registered = 0
 
 
+def engine_block_keys(ids: Sequence[int], block_tokens: int, prompt: int, block_size: int) -> tuple[int, ...]:
+    """The keys of a prompt's full engine blocks from the ids of its trace blocks: engine block k is named by
+    the prefix chain through the trace block holding its last token, and by k (two prompts share it exactly
+    when they share every trace block up to there). Tokens past the last named trace block get no key."""
+    chain: list[int] = []
+    h = 0
+    for x in ids:
+        h = hash((h, x))  # ints and tuples of ints hash the same in every process
+        chain.append(h)
+    keys = []
+    for k in range(prompt // block_size):
+        j = ((k + 1) * block_size - 1) // block_tokens
+        if j >= len(chain):
+            break
+        keys.append(hash((chain[j], k)))
+    return tuple(keys)
+
+
 def cached_seq_maker(
-    block_keys: Sequence[tuple[Hashable, ...]] | None, block_size: int, prompts: np.ndarray
+    prefix_ids: Sequence[tuple[int, ...]] | None, block_tokens: int, block_size: int
 ) -> Callable[[int, int, int], Seq]:
-    """How simulate() makes request i: with its keys (checked: at most the prompt's full blocks), or none."""
-    if block_keys is not None:
-        for i, keys in enumerate(block_keys):
-            if len(keys) > int(prompts[i]) // block_size:
-                raise ValueError(
-                    f"request {i} names {len(keys)} full blocks, more than its {int(prompts[i])} prompt tokens "
-                    f"hold at {block_size} tokens a block"
-                )
-    none: tuple[Hashable, ...] = ()
-    return lambda i, p, o: CachedSeq(i, p, o, block_keys[i] if block_keys is not None else none)
+    """How simulate() makes request i: with its engine block keys, computed when it is sent (so that only the
+    requests alive hold keys), or with none."""
+    if prefix_ids is None:
+        return lambda i, p, o: CachedSeq(i, p, o, ())
+    return lambda i, p, o: CachedSeq(i, p, o, engine_block_keys(prefix_ids[i], block_tokens, p, block_size))
 
 
 class CachingReplica(Replica):

@@ -20,7 +20,7 @@ from planner.llm.roofline import LlmProfile
 from planner.llm.steps import StepModel
 from planner.serving.simulation import SloCheck, Summary, batch_means_ci, slo_check, summarise_s
 from planner.traffic.arrivals import MAX_REQUESTS, arrival_times, draw_sizes, trace_column
-from planner.traffic.scenario import FromTrace, Scenario, ScenarioError
+from planner.traffic.scenario import FromTrace, Scenario, ScenarioError, Trace
 
 UNSTABLE_GROWTH = 2.0  # in-system requests at the end of the window vs its first half: queues grow
 
@@ -52,6 +52,10 @@ class LlmResult(ResultModel):
     kv_cache_utilization: float
     prefill_busy_share: float
     preemptions: int
+    # prefix caching on: prompt tokens found cached over prompt tokens looked up (every admission attempt, as
+    # vLLM counts its queries), and cached blocks evicted; null with it off
+    prefix_hit_share: float | None = None
+    prefix_evicted_blocks: int | None = None
     steps: int
     steps_beyond_measured_grid: int
     energy_j_per_request: float | None
@@ -99,6 +103,17 @@ def llm_requests(
         raise ScenarioError(f"scenario {sc.name}: {t.size:,} requests, over the {MAX_REQUESTS:,} limit")
     prompt, output = _lengths(sc, rng, t.size, frame, notes)
     window = float(sc.duration_s) if sc.duration_s is not None else float(t[-1])
+    llm = sc.llm
+    assert llm is not None  # checked above
+    if frame is not None and "hash_ids" in frame.columns and isinstance(sc.arrivals, Trace):
+        block = max(1, round(sc.arrivals.block_tokens * llm.scale))
+        if llm.scale != 1.0:
+            notes.append(
+                f"prefix blocks scaled with the tokens: {sc.arrivals.block_tokens} x {llm.scale:g} = {block} "
+                "tokens a hash id"
+            )
+        ids = tuple(frame["hash_ids"])
+        return LlmRequests(t.astype(np.float64), prompt, output, ids, block), window, notes
     return LlmRequests(t.astype(np.float64), prompt, output), window, notes
 
 
@@ -170,6 +185,13 @@ def run_llm_simulation(
         )
     if not stable:
         warnings.append("stable: false: requests waiting for their first token kept growing; add replicas")
+    if reqs.prefix_ids is not None and not cfg.prefix_caching:
+        warnings.append(
+            "the trace names its prompts' prefix blocks, but prefix caching is off: every prompt is prefilled "
+            "whole (--prefix-caching models vLLM's)"
+        )
+    elif cfg.prefix_caching and reqs.prefix_ids is None:
+        warnings.append("prefix caching is on, but the traffic names no prefixes: no prompt is found cached")
     values = {"ttft": ttft, "tpot": tpot, "e2e": e2e, "itl": itl}
     checks = [slo_check(x, values[x.metric]) for x in sc.slo]
     good = np.ones(arr.size, dtype=bool)
@@ -225,6 +247,10 @@ def run_llm_simulation(
         kv_cache_utilization=float(tr.kv_used_time / tr.busy_s) if tr.busy_s > 0 else 0.0,
         prefill_busy_share=float(tr.prefill_busy_s / tr.busy_s) if tr.busy_s > 0 else 0.0,
         preemptions=int(tr.preempted.sum()),
+        prefix_hit_share=tr.prefix_hit_tokens / tr.prefix_queried_tokens
+        if cfg.prefix_caching and tr.prefix_queried_tokens
+        else None,
+        prefix_evicted_blocks=tr.prefix_evicted_blocks if cfg.prefix_caching else None,
         steps=tr.steps,
         steps_beyond_measured_grid=tr.beyond_grid_steps,
         energy_j_per_request=e_req,

@@ -213,7 +213,12 @@ def read_trace(path: str | Path) -> pd.DataFrame:
 def _trace(
     a: Trace, growth: float, n: int | None, horizon: float | None
 ) -> tuple[np.ndarray, pd.DataFrame, int]:
-    df = read_trace(a.path)
+    if a.format == "mooncake":
+        from planner.traffic.mooncake import read_mooncake
+
+        df = read_mooncake(a.path, a.block_tokens)
+    else:
+        df = read_trace(a.path)
     t = df["t_s"].to_numpy() / (a.speedup * growth)
     # the loop period: one typical gap after the last (the mean gap where most gaps are zero)
     gap = float(np.median(np.diff(t))) or float(t[-1]) / (len(t) - 1)
@@ -231,7 +236,16 @@ def _trace(
     times = np.concatenate([t + k * span for k in range(need_loops)])
     idx = np.tile(np.arange(len(t)), need_loops)
     keep = np.arange(min(n, times.size)) if n is not None else np.flatnonzero(times < (horizon or 0.0))
-    return times[keep], df.iloc[idx[keep]].reset_index(drop=True), need_loops
+    rows = df.iloc[idx[keep]].reset_index(drop=True)
+    if "hash_ids" in rows.columns and need_loops > 1:
+        # a loop is new traffic of the same shape: its prompts share blocks among themselves as the trace's do,
+        # never with an earlier loop's
+        step = 1 + max((max(h) for h in df["hash_ids"] if h), default=0)
+        loop = np.repeat(np.arange(need_loops), len(t))[keep]
+        rows["hash_ids"] = [
+            tuple(x + int(k) * step for x in h) for h, k in zip(rows["hash_ids"], loop, strict=True)
+        ]
+    return times[keep], rows, need_loops
 
 
 def draw_sizes(

@@ -116,14 +116,23 @@ class Diurnal(_Model):
 
 
 class Trace(_Model):
-    """Replay of a request trace (CSV). Azure LLM inference format: TIMESTAMP, ContextTokens, GeneratedTokens;
-    or a plain `timestamp_s` column. `speedup` replays it k times faster (k x the rate) to model growth."""
+    """Replay of a request trace. CSV: Azure LLM inference format (TIMESTAMP, ContextTokens, GeneratedTokens) or a
+    plain `timestamp_s` column. Mooncake JSON lines: `timestamp` (ms), `input_length`, `output_length` and the
+    `hash_ids` of every prompt's blocks of `block_tokens` tokens (its prefix structure). `speedup` replays it k
+    times faster (k x the rate) to model growth."""
 
     process: Literal["trace"]
     path: str = Field(
         min_length=1,
         max_length=4096,
-        description="CSV file; a relative path is relative to the scenario file",
+        description="trace file; a relative path is relative to the scenario file",
+    )
+    format: Literal["csv", "mooncake"] = "csv"
+    block_tokens: int = Field(
+        default=512,
+        ge=1,
+        le=MAX_SIZE,
+        description="mooncake: the tokens one hash id stands for (512 in its release)",
     )
     speedup: float = Field(default=1.0, ge=MIN_GROWTH, le=MAX_GROWTH)
 

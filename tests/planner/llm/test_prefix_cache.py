@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,7 +130,7 @@ def _shared_prefix_requests(n: int, seed: int, size: int) -> tuple[LlmRequests, 
     seen: list[list[int]] = []
     for i in range(n):
         fam, shared, own = int(rng.integers(0, 3)), int(rng.integers(0, 6)), int(rng.integers(1, 4))
-        k = [hash(("sys", fam, j)) for j in range(shared)] + [hash(("own", i, j)) for j in range(own)]
+        k = [1000 * fam + j for j in range(shared)] + [10**6 * (i + 1) + j for j in range(own)]
         prompt = len(k) * size + int(rng.integers(1, size))
         lcp = max((next((j for j, (a, b) in enumerate(zip(k, s, strict=False)) if a != b), min(len(k), len(s)))
                    for s in seen), default=0)  # fmt: skip
@@ -140,7 +139,11 @@ def _shared_prefix_requests(n: int, seed: int, size: int) -> tuple[LlmRequests, 
         keys.append(tuple(k))
         prompts.append(prompt)
     reqs = LlmRequests(
-        np.arange(n) * 10.0, np.array(prompts), np.full(n, 4), block_keys=tuple(keys)
+        np.arange(n) * 10.0,
+        np.array(prompts),
+        np.full(n, 4),
+        prefix_ids=tuple(keys),
+        prefix_block_tokens=size,
     )  # 10 s apart: each request runs alone
     return reqs, expected
 
@@ -175,7 +178,12 @@ def test_with_nothing_shared_the_cache_changes_no_time() -> None:
     assert a.preempted.sum() > 0  # the tight case did preempt
 
 
-def test_block_keys_longer_than_the_prompt_are_refused() -> None:
-    reqs = LlmRequests(np.zeros(1), np.array([20]), np.array([2]), block_keys=((1, 2),))
-    with pytest.raises(ValueError, match="more than its 20 prompt tokens hold"):
-        simulate(reqs, synthetic_model(), EngineConfig(block_size=16, prefix_caching=True))
+def test_engine_blocks_are_named_by_the_trace_blocks_up_to_their_last_token() -> None:
+    from planner.llm.engine_cached import engine_block_keys
+
+    # trace blocks of 40 tokens, engine blocks of 16: engine block 2 (tokens 32-47) ends in trace block 1
+    a = engine_block_keys([7, 8, 9], 40, 120, 16)
+    b = engine_block_keys([7, 5, 9], 40, 120, 16)
+    assert len(a) == 7 and a[:2] == b[:2] and a[2] != b[2]  # blocks 0-1 lie in the shared first trace block
+    assert engine_block_keys([7], 40, 120, 16) == a[:2]  # past the named blocks: no key, nothing shared
+    assert engine_block_keys([7, 8, 9], 40, 120, 16) == a  # the same ids name the same blocks every time
