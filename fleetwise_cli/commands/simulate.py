@@ -69,7 +69,7 @@ def simulate(
     router: str = typer.Option(
         None,
         help="batch: central | random | round-robin | least-outstanding (default central); LLM runs: round-robin "
-        "(default) | least-outstanding | least-kv",
+        "(default) | least-outstanding | least-kv | prefix-aware (with --prefix-caching)",
     ),
     max_batch: int = typer.Option(1, help="largest batch, in items"),
     max_delay_ms: float = typer.Option(0.0, help="how long the oldest request may wait for a fuller batch"),

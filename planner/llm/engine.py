@@ -12,7 +12,7 @@ import numpy as np
 import simpy
 
 from measure.run import Run, Unavailable
-from planner.llm.engine_cached import CachingReplica, cached_seq_maker
+from planner.llm.engine_cached import CachedSeq, CachingReplica, cached_seq_maker
 from planner.llm.replica import (
     MAX_SIM_STEPS,
     EngineConfig,
@@ -23,7 +23,7 @@ from planner.llm.replica import (
     WorkBudgetError,
 )
 from planner.llm.steps import StepModel
-from planner.serving.routing import LLM_ROUTERS, RouterError, router_for
+from planner.serving.routing import LLM_ROUTERS, PREFIX_LOAD_GUARD, RouterError, router_for
 
 __all__ = [
     "MAX_SIM_OUTPUT_TOKENS", "MAX_SIM_STEPS", "MAX_SIM_TOKENS", "EngineConfig", "EngineError", "LlmRequests",
@@ -31,7 +31,7 @@ __all__ = [
     "route", "simulate",
 ]  # fmt: skip
 
-LlmRouter = Literal["round-robin", "least-outstanding", "least-kv"]
+LlmRouter = Literal["round-robin", "least-outstanding", "least-kv", "prefix-aware"]
 
 
 def kv_blocks_from_run(run: Run, precision: str, block_size: int, given: int | None) -> tuple[int, str]:
@@ -96,19 +96,40 @@ class LlmRequests:
         check_work(n, int(self.prompt.sum(dtype=np.int64)), int(self.output.sum(dtype=np.int64)))
 
 
-def route(kind: str, replicas: list[Replica]) -> Callable[[int], Replica]:
-    """The router: round robin, fewest outstanding requests, or lowest KV-cache use (ties: lowest index)."""
+def route(kind: str, replicas: list[Replica]) -> Callable[[int, Seq], Replica]:
+    """The router: round robin, fewest outstanding requests, lowest KV-cache use (ties: lowest index), or the
+    longest cached prefix within a load guard (replicas with a prefix cache only)."""
     try:
         kind = router_for(kind, "LLM")
     except RouterError as exc:
         raise EngineError(str(exc)) from None
     if kind == "round-robin":
-        return lambda i: replicas[i % len(replicas)]
+        return lambda i, seq: replicas[i % len(replicas)]
     if kind == "least-outstanding":
-        return lambda i: min(replicas, key=lambda r: r.outstanding)
+        return lambda i, seq: min(replicas, key=lambda r: r.outstanding)
     if kind == "least-kv":
-        return lambda i: min(replicas, key=lambda r: (r.kv_use, r.outstanding))
+        return lambda i, seq: min(replicas, key=lambda r: (r.kv_use, r.outstanding))
+    if kind == "prefix-aware":
+        if not all(isinstance(r, CachingReplica) for r in replicas):
+            raise EngineError("the prefix-aware router needs prefix caching on (--prefix-caching)")
+        return lambda i, seq: prefix_route(replicas, seq)  # type: ignore[arg-type]
     raise EngineError(f"unknown LLM router {kind!r}: use {', '.join(LLM_ROUTERS)}")
+
+
+def prefix_route(replicas: list[CachingReplica], seq: Seq) -> Replica:
+    """The replica holding the longest cached run of the request's leading blocks, among those within
+    PREFIX_LOAD_GUARD outstanding requests of the least loaded; ties: fewest outstanding, then lowest index."""
+    floor = min(r.outstanding for r in replicas) + PREFIX_LOAD_GUARD
+    keys = seq.keys if isinstance(seq, CachedSeq) else ()
+    best = None
+    for r in replicas:
+        if r.outstanding > floor:
+            continue
+        score = (-r.cache.cached_prefix(keys), r.outstanding)
+        if best is None or score < best[0]:
+            best = (score, r)
+    assert best is not None  # the least loaded replica is always a candidate
+    return best[1]
 
 
 def simulate(
@@ -157,7 +178,8 @@ def simulate(
             wait = arrivals[i] - env.now
             if wait > 0:
                 yield env.timeout(wait)
-            pick(i).submit(make(i, prompts[i], outputs[i]))
+            seq = make(i, prompts[i], outputs[i])
+            pick(i, seq).submit(seq)
 
     if concurrency is None:
         env.process(source())
@@ -173,7 +195,8 @@ def simulate(
                 return
             nxt[0] += 1
             sent[i] = env.now
-            pick(i).submit(make(i, prompts[i], outputs[i]))
+            seq = make(i, prompts[i], outputs[i])
+            pick(i, seq).submit(seq)
 
         def after_overhead() -> Generator[simpy.Event, None, None]:
             yield env.timeout(overhead_s)  # the client sees its answer end this much later

@@ -68,6 +68,15 @@ class PrefixCache:
         self.counts.hit_tokens += len(hits) * self.block_size
         return hits
 
+    def cached_prefix(self, keys: Sequence[Hashable]) -> int:
+        """How many leading keys the pool holds (a router's look; nothing counted, nothing touched)."""
+        n = 0
+        for key in keys:
+            if key not in self.by_key:
+                break
+            n += 1
+        return n
+
     def evictable(self, blocks: Sequence[int]) -> int:
         """How many of these blocks sit in the free queue (reusing them takes them out of it)."""
         return sum(1 for b in blocks if self.ref[b] == 0)

@@ -14,10 +14,16 @@ ROUTER_MEANING = {
     "least-outstanding": "each request to the replica with the fewest outstanding requests, queued plus in "
     "service (lowest index on ties)",
     "least-kv": "each request to the replica with the least KV cache in use (LLM serving)",
+    "prefix-aware": "each request to the replica whose prefix cache holds the longest leading part of its prompt, "
+    "among those within PREFIX_LOAD_GUARD outstanding requests of the least loaded (fewest outstanding, then "
+    "lowest index, on ties); LLM serving with prefix caching",
 }
+PREFIX_LOAD_GUARD = (
+    4  # a replica this many outstanding requests above the least loaded one is not a candidate
+)
 ALIASES = {"rr": "round-robin", "jsq": "least-outstanding"}
 BATCH_ROUTERS: tuple[str, ...] = ("central", "random", "round-robin", "least-outstanding")
-LLM_ROUTERS: tuple[str, ...] = ("round-robin", "least-outstanding", "least-kv")
+LLM_ROUTERS: tuple[str, ...] = ("round-robin", "least-outstanding", "least-kv", "prefix-aware")
 
 
 class RouterError(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -187,3 +188,50 @@ def test_engine_blocks_are_named_by_the_trace_blocks_up_to_their_last_token() ->
     assert len(a) == 7 and a[:2] == b[:2] and a[2] != b[2]  # blocks 0-1 lie in the shared first trace block
     assert engine_block_keys([7], 40, 120, 16) == a[:2]  # past the named blocks: no key, nothing shared
     assert engine_block_keys([7, 8, 9], 40, 120, 16) == a  # the same ids name the same blocks every time
+
+
+def _families(n: int, seed: int, shared: bool) -> LlmRequests:
+    """Poisson traffic; with `shared`, each prompt opens with one of 32 system prompts of 24 blocks (768 blocks in
+    all: more than one replica's 400 hold, fewer than four hold) and ends with 2 blocks of its own; else every
+    block is its own."""
+    rng = np.random.default_rng(seed)
+    fam = rng.integers(0, 32, n)
+    ids = tuple(
+        (*(int(f) * 1000 + j for j in range(24)), 10**6 + 2 * i, 10**6 + 2 * i + 1)
+        if shared
+        else tuple(10**6 + 26 * i + j for j in range(26))
+        for i, f in enumerate(fam)
+    )
+    return LlmRequests(
+        np.cumsum(rng.exponential(0.03, n)),
+        np.full(n, 26 * 16 + 5),
+        np.full(n, 8),
+        prefix_ids=ids,
+        prefix_block_tokens=16,
+    )
+
+
+def test_prefix_aware_routing_beats_the_others_on_shared_prefixes_and_is_least_outstanding_without() -> None:
+    cfg = EngineConfig(max_num_batched_tokens=1024, block_size=16, kv_blocks=400, prefix_caching=True)
+    model = synthetic_model(spread=0.05)
+    shared = _families(1500, 2, shared=True)
+    runs = {
+        r: simulate(shared, model, cfg, 4, r, seed=3)
+        for r in ("round-robin", "least-outstanding", "prefix-aware")
+    }
+    hit = {r: t.prefix_hit_tokens / t.prefix_queried_tokens for r, t in runs.items()}
+    ttft = {r: float(np.mean(t.first_s - shared.arrival_s)) for r, t in runs.items()}
+    assert hit["prefix-aware"] > 1.2 * max(hit["round-robin"], hit["least-outstanding"])
+    assert ttft["prefix-aware"] < min(ttft["round-robin"], ttft["least-outstanding"])
+    # nothing shared: the longest cached prefix is 0 everywhere, and the rule is least-outstanding's
+    distinct = _families(600, 4, shared=False)
+    a = simulate(distinct, model, cfg, 4, "prefix-aware", seed=3)
+    b = simulate(distinct, model, cfg, 4, "least-outstanding", seed=3)
+    assert np.array_equal(a.first_s, b.first_s) and np.array_equal(a.finish_s, b.finish_s)
+    assert a.prefix_hit_tokens == 0
+
+
+def test_prefix_aware_routing_without_a_cache_is_refused() -> None:
+    reqs = _families(10, 1, shared=True)
+    with pytest.raises(ValueError, match="needs prefix caching on"):
+        simulate(reqs, synthetic_model(), EngineConfig(block_size=16), 2, "prefix-aware")
