@@ -166,6 +166,7 @@ def simulate(
     overhead_s = model.request_overhead_ms / 1000.0
     make: Callable[[int, int, int], Seq] = Seq
     if cfg.prefix_caching:
+        trace.cached_tokens = np.zeros(n, dtype=np.int64)
         pool: list[Replica] = [CachingReplica(env, cfg, model, trace, rng) for _ in range(replicas)]
         make = cached_seq_maker(reqs.prefix_ids, reqs.prefix_block_tokens, cfg.block_size)
     else:

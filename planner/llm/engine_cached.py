@@ -85,9 +85,11 @@ class CachingReplica(Replica):
 
     def _register(self, seq: CachedSeq, upto_tokens: int) -> None:
         full = min(min(upto_tokens, seq.prompt) // self.cfg.block_size, len(seq.keys))
-        for j in range(seq.registered, full):
-            self.cache.register(seq.block_ids[j], seq.keys[j])
-        seq.registered = max(seq.registered, full)
+        if full > seq.registered:
+            register, ids, keys = self.cache.register, seq.block_ids, seq.keys
+            for j in range(seq.registered, full):
+                register(ids[j], keys[j])
+            seq.registered = full
 
     def _release(self, seq: Seq) -> None:
         assert isinstance(seq, CachedSeq)
@@ -127,7 +129,8 @@ class CachingReplica(Replica):
                 break
             if extra > 0:
                 seq.block_ids += cache.allocate(extra)
-            self._register(seq, seq.computed + need)
+            if not decoding:  # a decode token is no prompt token: nothing new to name
+                self._register(seq, seq.computed + need)
             plan.append((seq, need, decoding))
             budget -= need
             i += 1
@@ -150,6 +153,8 @@ class CachingReplica(Replica):
             seq.block_ids = hits + cache.allocate(new)
             seq.computed = computed
             seq.registered = len(hits)
+            if self.trace.cached_tokens is not None:
+                self.trace.cached_tokens[seq.idx] = computed
             self._register(seq, computed + need)
             plan.append((seq, need, False))
             budget -= need

@@ -101,6 +101,9 @@ class Trace:
     prefix_queried_tokens: int = 0
     prefix_hit_tokens: int = 0
     prefix_evicted_blocks: int = 0
+    cached_tokens: np.ndarray | None = (
+        None  # per request, prompt tokens found cached when it was (last) admitted
+    )
 
 
 class Replica:

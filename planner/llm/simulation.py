@@ -205,9 +205,11 @@ def run_llm_simulation(
     pre_j, dec_j, energy_note = _phase_j(run, model.precision)
     e_req = e_tok = share = tpj_out = tpj_all = None
     if pre_j is not None and dec_j is not None:
-        e = in_tok * pre_j + out_tok * dec_j
+        # a cached prompt token is not computed: it costs no prefill energy
+        computed = in_tok - (tr.cached_tokens[keep] if tr.cached_tokens is not None else 0)
+        e = computed * pre_j + out_tok * dec_j
         e_req, e_tok = float(e.mean()), float(e.sum() / out_tok.sum())
-        share = float((in_tok * pre_j).sum() / e.sum())
+        share = float((computed * pre_j).sum() / e.sum())
         tpj_out, tpj_all = float(out_tok.sum() / e.sum()), float((out_tok + in_tok).sum() / e.sum())
     if sc.slo and any(x.metric == "itl" for x in sc.slo):
         warnings.append(

@@ -132,3 +132,32 @@ def test_simulate_reports_the_hit_share_and_says_when_the_prefixes_go_unused(tmp
         ],
     )
     assert refused.exit_code == 2 and "--prefix-caching applies to LLM runs only" in refused.output
+
+
+def test_a_cached_prompt_token_costs_no_prefill_energy(tmp_path: Path) -> None:
+    from measure.run import load_run
+    from measure.run.llm_facts import PhaseEnergy
+    from planner.llm.simulation import run_llm_simulation
+    from planner.llm.steps import step_model
+    from planner.traffic.scenario import load_scenario
+
+    run = load_run(REPO / "data" / "runs" / "llm-cpu-20261129T114852Z-845f38fa643a.json")
+    assert run.llm is not None
+    energy = [
+        PhaseEnergy(precision="fp32", phase="prefill", j_per_token=0.01, points=1),
+        PhaseEnergy(precision="fp32", phase="decode", j_per_token=0.1, points=1),
+    ]
+    run = run.model_copy(update={"llm": run.llm.model_copy(update={"energy": energy})})
+    rows = [_row(i * 300.0, 96, [0, 1, 200 + i]) for i in range(30)]
+    sc_path = tmp_path / "mc.yaml"
+    sc_path.write_text(json.dumps(_scenario(_write(tmp_path, rows), 30)))
+    sc, model = load_scenario(sc_path), step_model(run, "fp32")
+    on = EngineConfig(block_size=16, kv_blocks=4096, prefix_caching=True)
+    off = EngineConfig(block_size=16, kv_blocks=4096)
+    a, b = (
+        run_llm_simulation(sc, model, on, 1, "round-robin", run),
+        run_llm_simulation(sc, model, off, 1, "round-robin", run),
+    )
+    assert a.energy_j_per_request is not None and b.energy_j_per_request is not None
+    # past the first request (in the warm-up) every prompt finds 64 of its 96 tokens cached
+    assert b.energy_j_per_request - a.energy_j_per_request == pytest.approx(64 * 0.01)
