@@ -228,12 +228,13 @@ def validate(
     what = ""
     try:
         with LiveSession(r, plan.precision, max_batch, plan.seq_len, user_workload=workload) as session:
-            first = None
+            ratio = None
             for i, lv in enumerate(levels):
                 lsc, what, traffic = level_traffic(plan, lv)
                 rate = lv * plan.sustainable_rps
                 canaries.append(_reading(session.canary(), lv))
-                first = first or canaries[0]
+                if i == 0:
+                    ratio = canary_vs_run(plan, canaries[0].mean_ms)
                 # half the curve before the level and half after: a host whose speed creeps during the level is
                 # sampled on both sides of it, not only at its start
                 before = (
@@ -254,13 +255,12 @@ def validate(
                 served = Served(
                     live.scheduled_s, live.enqueue_s, live.done_s, live.batch_sizes, live.batch_service_s, la
                 )
-                ratio = canary_vs_run(plan, first.mean_ms)
                 results.append(predict_level(plan, lv, lsc, traffic, served, curve, ratio))
             canaries.append(_reading(session.canary(), None))
             notes, threads = session.notes, session.threads
     except (LiveError, ValueError) as exc:
         raise fail(str(exc)) from None
-    notes = [*notes, *_canary_notes(canaries, canary_vs_run(plan, canaries[0].mean_ms), r)]
+    notes = [*notes, *_canary_notes(canaries, ratio, r)]
     if curve_calls:
         notes.append(
             f"each level is judged from a curve measured around it in this session (half just before, half just "

@@ -219,7 +219,7 @@ class LiveSession:
         rng = np.random.default_rng(seed)
         sizes = rng.permutation(np.repeat(np.arange(1, self.max_batch + 1), calls_per_size))
         gaps = rng.exponential(1.0 / rate_rps, sizes.size)
-        ticks = rng.exponential(1.0 / rate_rps, 1_000_000)
+        tick_rng = np.random.default_rng(seed + 1)
         out: dict[int, list[float]] = {b: [] for b in range(1, self.max_batch + 1)}
         cond, stop = threading.Condition(), threading.Event()
         step_for, sync, clock = self.steps, self._device.synchronize, self.clock
@@ -227,9 +227,7 @@ class LiveSession:
         def tick() -> None:
             if self._generator_cpus:
                 os.sched_setaffinity(0, self._generator_cpus)
-            for gap in ticks:
-                if stop.wait(gap):
-                    return
+            while not stop.wait(tick_rng.exponential(1.0 / rate_rps)):
                 with cond:
                     cond.notify()
 
