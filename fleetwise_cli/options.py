@@ -21,13 +21,15 @@ def parse_engine_params(items: tuple[str, ...]) -> dict[str, str | int | float |
     return params
 
 
-def parse_switches(text: str | None) -> tuple[bool, ...]:
-    """`on`, `off` or `on,off` for chunked prefill."""
+def parse_switches(
+    text: str | None, flag: str = "--chunked-prefill", default: bool = True
+) -> tuple[bool, ...]:
+    """`on`, `off` or `on,off` for a switch sized both ways (chunked prefill, prefix caching)."""
     if text is None:
-        return (True,)
+        return (default,)
     vals = [v.strip().lower() for v in text.split(",") if v.strip()]
     if not vals or any(v not in ("on", "off") for v in vals):
-        raise ValueError(f"--chunked-prefill takes on, off or on,off, got {text!r}")
+        raise ValueError(f"{flag} takes on, off or on,off, got {text!r}")
     return tuple(dict.fromkeys(v == "on" for v in vals))
 
 

@@ -44,6 +44,13 @@ def _table(plan: LlmPlan) -> pd.DataFrame:
                 "max_num_seqs": o.max_num_seqs,
                 "tokens/step": o.max_num_batched_tokens,
                 "prefill": "chunked" if o.chunked_prefill else "whole",
+                "prefix cache (prompt tokens cached)": (
+                    "off"
+                    if not o.prefix_caching
+                    else "-"
+                    if o.prefix_hit_share is None
+                    else f"{o.prefix_hit_share:.1%}"
+                ),
                 "replica": o.replica,
                 "replicas": o.replicas,
                 "deployed (N+k, headroom)": o.replicas_deployed,

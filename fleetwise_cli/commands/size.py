@@ -44,6 +44,7 @@ FLAGS = {
     "max_num_seqs": "--max-num-seqs",
     "max_num_batched_tokens": "--max-num-batched-tokens",
     "chunked_prefill": "--chunked-prefill",
+    "prefix_caching": "--prefix-caching",
     "kv_blocks": "--kv-blocks",
     "benchmarks": "--benchmarks",
     "any_model": "--any-model",
@@ -116,6 +117,12 @@ def size(
     chunked_prefill: str = typer.Option(
         None, help="LLM runs: on, off or on,off (default on)", rich_help_panel="LLM"
     ),
+    prefix_caching: str = typer.Option(
+        None,
+        help="LLM runs: vLLM's prefix caching, routed prefix-aware, on the prefixes a Mooncake trace names: on, "
+        "off or on,off (both, side by side; default off)",
+        rich_help_panel="LLM",
+    ),
     kv_blocks: int = typer.Option(
         None,
         help="LLM runs: KV blocks of 16 tokens per replica (default: from the run)",
@@ -165,6 +172,9 @@ def size(
             max_num_seqs=_list(max_num_seqs, int, "--max-num-seqs"),
             max_num_batched_tokens=_list(max_num_batched_tokens, int, "--max-num-batched-tokens"),
             chunked_prefill=parse_switches(chunked_prefill) if chunked_prefill is not None else None,
+            prefix_caching=parse_switches(prefix_caching, "--prefix-caching", False)
+            if prefix_caching is not None
+            else None,
             kv_blocks=kv_blocks,
             any_model=any_model,
         )

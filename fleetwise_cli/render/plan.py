@@ -9,7 +9,15 @@ from fleetwise_cli.common import out, write_json
 from planner.fleet.plan import Plan
 from planner.fleet.ranking import PlannedOption
 from planner.fleet.report import money, quality_text
-from planner.llm.sizing import LlmPlan
+from planner.llm.sizing import LlmPlan, LlmSized
+
+
+def _cache(o: LlmSized) -> str:
+    """What the prefix cache did, as the prefill cell says it (nothing with the cache off)."""
+    if not o.prefix_caching:
+        return ""
+    hit = "-" if o.prefix_hit_share is None else f"{o.prefix_hit_share:.0%}"
+    return f"; prefix cache, {hit} of prompt tokens cached"
 
 
 def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
@@ -47,7 +55,7 @@ def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:
             o.precision,
             str(o.max_num_seqs),
             str(o.max_num_batched_tokens),
-            "chunked" if o.chunked_prefill else "whole",
+            ("chunked" if o.chunked_prefill else "whole") + _cache(o),
             escape(o.replica),
             str(o.replicas or "-"),
             str(o.replicas_deployed or "-"),

@@ -61,11 +61,16 @@ class LlmOption:
     max_num_seqs: int
     max_num_batched_tokens: int
     chunked_prefill: bool
+    prefix_caching: bool = False  # vLLM's automatic prefix caching, routed prefix-aware
 
     @property
     def label(self) -> str:
         chunk = "chunked" if self.chunked_prefill else "whole prompts"
-        return f"{self.precision}, max_num_seqs {self.max_num_seqs}, {self.max_num_batched_tokens} tokens/step, {chunk}"
+        cache = ", prefix cache" if self.prefix_caching else ""
+        return (
+            f"{self.precision}, max_num_seqs {self.max_num_seqs}, {self.max_num_batched_tokens} tokens/step, "
+            f"{chunk}{cache}"
+        )
 
 
 class LlmSized(ResultModel):
@@ -80,6 +85,9 @@ class LlmSized(ResultModel):
     max_num_batched_tokens: int
     chunked_prefill: bool
     kv_blocks: int
+    # prefix caching on (routed prefix-aware): the share of prompt tokens found cached at the sized count
+    prefix_caching: bool = False
+    prefix_hit_share: float | None = None
     replicas: int | None  # the fewest meeting every SLO
     replicas_deployed: int | None = None  # after the redundancy policy: what is bought and costed
     redundancy: str = "none (N+0)"
@@ -114,7 +122,11 @@ class LlmSized(ResultModel):
     @property
     def label(self) -> str:
         prefill = "chunked" if self.chunked_prefill else "whole"
-        return f"{self.shown_device} {self.precision} seqs {self.max_num_seqs} tok {self.max_num_batched_tokens} {prefill}"
+        cache = " prefix-cache" if self.prefix_caching else ""
+        return (
+            f"{self.shown_device} {self.precision} seqs {self.max_num_seqs} tok {self.max_num_batched_tokens} "
+            f"{prefill}{cache}"
+        )
 
 
 class LlmPlan(ResultModel):
@@ -130,6 +142,18 @@ class LlmPlan(ResultModel):
     from_benchmarks: list[BenchSized] = Field(
         default_factory=list
     )  # sized on imported engine benchmark curves (measured by their tool, not simulated), labelled so
+
+
+def _cache_words(o: LlmSized) -> str:
+    """How the answer names a prefix-cached option: the cache and the share it found (simulated)."""
+    if not o.prefix_caching:
+        return ""
+    hit = (
+        ""
+        if o.prefix_hit_share is None
+        else f", {o.prefix_hit_share:.0%} of prompt tokens cached (simulated)"
+    )
+    return f", prefix caching routed prefix-aware{hit}"
 
 
 def _meets(r: LlmResult) -> bool:
@@ -148,8 +172,9 @@ def _worst(r: LlmResult) -> tuple[float, str]:
 
 
 class ReplicaCounts:
-    """One option's simulations by replica count (least-outstanding routing), each count simulated once:
-    the replica searches of sizing and of the SLO explorer's ladders probe counts through it."""
+    """One option's simulations by replica count (least-outstanding routing; prefix-aware with the prefix
+    cache), each count simulated once: the replica searches of sizing and of the SLO explorer's ladders probe
+    counts through it."""
 
     def __init__(self, sc: Scenario, run: Source, model: StepModel, cfg: EngineConfig, requests: int) -> None:
         self.sc, self.run, self.model, self.cfg, self.requests = sc, run, model, cfg, requests
@@ -157,8 +182,9 @@ class ReplicaCounts:
 
     def __call__(self, n: int) -> LlmResult:
         if n not in self._done:
+            router = "prefix-aware" if self.cfg.prefix_caching else "least-outstanding"
             self._done[n] = run_llm_simulation(
-                self.sc, self.model, self.cfg, n, "least-outstanding", self.run, self.requests
+                self.sc, self.model, self.cfg, n, router, self.run, self.requests
             )
         return self._done[n]
 
@@ -191,6 +217,7 @@ def size_option(
         opt.chunked_prefill,
         16,
         source_kv_blocks(run, opt.precision, 16, kv_blocks),
+        opt.prefix_caching,
     )
     sim = ReplicaCounts(sc, run, model, cfg, requests)
     search = smallest_passing(sim.verdict, 1, max_replicas)
@@ -228,6 +255,8 @@ def size_option(
         max_num_batched_tokens=opt.max_num_batched_tokens,
         chunked_prefill=opt.chunked_prefill,
         kv_blocks=cfg.kv_blocks,
+        prefix_caching=opt.prefix_caching,
+        prefix_hit_share=best.prefix_hit_share,
         replicas=hi or None,
         replicas_deployed=deployed,
         redundancy=redundancy.label(),
@@ -349,6 +378,7 @@ def size_llm(
     executor: Executor = "local",
     any_model: bool = False,
     profiles: tuple[str, ...] = (),
+    prefix_caching: tuple[bool, ...] = (False,),
 ) -> LlmPlan:
     """Size every option (and every imported benchmark); rank by monthly cost among those meeting the SLOs.
 
@@ -410,8 +440,9 @@ def size_llm(
                 what = "assumed profile" if is_assumed(run) else "run"
                 notes.append(f"{what} {run.short_id()} has no LLM point at {prec}")
                 continue
-            for seqs, tokens, ch in itertools.product(max_num_seqs, max_num_batched_tokens, chunked):
-                opt = LlmOption(path, prec, seqs, tokens, ch)
+            grid = itertools.product(max_num_seqs, max_num_batched_tokens, chunked, prefix_caching)
+            for seqs, tokens, ch, cache in grid:
+                opt = LlmOption(path, prec, seqs, tokens, ch, cache)
                 tasks.append(LlmTask(opt, sc, book, pricing, requests, max_replicas, kv_blocks, redundancy))
     for task, got in zip(tasks, in_workers(size_task, tasks, jobs, progress, executor), strict=True):
         if isinstance(got, str):
@@ -440,8 +471,8 @@ def size_llm(
         shape = f" replicas of {b.replica}" if b.devices_per_replica > 1 else ""
         answer = (
             f"{b.replicas_deployed} x {b.device}{shape} at {b.precision}{spared} (max_num_seqs {b.max_num_seqs}, "
-            f"{b.max_num_batched_tokens} tokens/step, {'chunked' if b.chunked_prefill else 'whole'} prefill): "
-            f"${b.monthly_cost_usd:,.0f} a month"
+            f"{b.max_num_batched_tokens} tokens/step, {'chunked' if b.chunked_prefill else 'whole'} prefill"
+            f"{_cache_words(b)}): ${b.monthly_cost_usd:,.0f} a month"
         )
         if b.another_model:
             answer = f"ANOTHER MODEL's evidence: {answer}"

@@ -63,7 +63,9 @@ def llm_ladder(sc: Scenario, o: LlmSized, requests: int = 3000, max_replicas: in
     """Find the fewest stable replicas by doubling then bisecting, then climb one at a time to the plateau."""
     run = load_source(o.run)
     model = source_step_model(run, o.precision)
-    cfg = EngineConfig(o.max_num_seqs, o.max_num_batched_tokens, o.chunked_prefill, 16, o.kv_blocks)
+    cfg = EngineConfig(
+        o.max_num_seqs, o.max_num_batched_tokens, o.chunked_prefill, 16, o.kv_blocks, o.prefix_caching
+    )
     sim = ReplicaCounts(sc, run, model, cfg, requests)
     lo, hi = 0, 1
     while not sim(hi).stable:

@@ -41,6 +41,7 @@ GENERATIVE_ONLY = (
     "max_num_seqs",
     "max_num_batched_tokens",
     "chunked_prefill",
+    "prefix_caching",
     "kv_blocks",
     "benchmarks",
     "any_model",
@@ -71,6 +72,7 @@ class SizingRequest:
     max_num_seqs: tuple[int, ...] | None = None
     max_num_batched_tokens: tuple[int, ...] | None = None
     chunked_prefill: tuple[bool, ...] | None = None
+    prefix_caching: tuple[bool, ...] | None = None
     kv_blocks: int | None = None
     benchmarks: tuple[EngineBenchmark, ...] = ()
     any_model: bool = False  # keep evidence of another model than the scenario names, labelled so
@@ -191,4 +193,5 @@ def answer(
         executor=executor,
         any_model=req.any_model,
         profiles=req.profiles,
+        prefix_caching=req.prefix_caching or (False,),
     )

@@ -200,3 +200,63 @@ def test_a_replica_of_eight_devices_costs_eight_device_hours_an_hour(llm_run_fil
     assert b.devices_deployed == b.replicas_deployed * 8
     assert b.monthly_cost_usd == pytest.approx(b.replicas_deployed * 8 * 2.0 * 730)
     assert b.monthly_cost_usd == pytest.approx(8 * (a.monthly_cost_usd or 0))
+
+
+def _shared_prefix_scenario(tmp_path: Path, rate_rps: float) -> dict:  # type: ignore[type-arg]
+    """A Mooncake-format trace: 4 system prompts of 20 blocks of 32 tokens, each request one block of its own."""
+    rows = [
+        {"timestamp": i * 1000.0 / rate_rps, "input_length": 21 * 32, "output_length": 8,
+         "hash_ids": [(i % 4) * 100 + j for j in range(20)] + [10**6 + i]}
+        for i in range(1500)
+    ]  # fmt: skip
+    path = tmp_path / "shared.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return {
+        "name": "shared-prefixes",
+        "arrivals": {"process": "trace", "path": str(path), "format": "mooncake", "block_tokens": 32},
+        "llm": {
+            "prompt": {"dist": "trace", "column": "input_length"},
+            "output": {"dist": "trace", "column": "output_length"},
+        },
+        "slo": [{"metric": "ttft", "percentile": 99, "threshold_ms": 40}],
+        "requests": 1500,
+    }
+
+
+def test_sizing_with_the_prefix_cache_sizes_both_ways_side_by_side(
+    llm_run_file: Path, tmp_path: Path
+) -> None:
+    from planner.llm.sizing import size_llm
+
+    sc = parse_scenario(_shared_prefix_scenario(tmp_path, 200.0))
+    plan = size_llm(
+        sc, [str(llm_run_file)], None, (64,), (2048,), (True,), BOOK, "on_demand", requests=1500,
+        kv_blocks=4000, prefix_caching=(True, False),
+    )  # fmt: skip
+    on = next(o for o in plan.options if o.prefix_caching)
+    off = next(o for o in plan.options if not o.prefix_caching)
+    # at the sized count (one replica) every request but each system prompt's first finds its 20 shared blocks
+    assert on.replicas == 1 and on.prefix_hit_share == pytest.approx((1500 - 4) * 20 * 32 / (1500 * 21 * 32))
+    assert off.prefix_hit_share is None
+    assert on.replicas is not None and off.replicas is not None and on.replicas < off.replicas
+    assert "prefix-cache" in on.label and "prefix-cache" not in off.label
+    assert (
+        plan.best == on.label
+        and "prefix caching routed prefix-aware, 95% of prompt tokens cached" in plan.answer
+    )
+
+
+def test_the_prefix_cache_switch_is_refused_for_batch_scenarios_and_bad_values(llm_run_file: Path) -> None:
+    batch = REPO / "scenarios" / "steady-api.yaml"
+    runs = [str(p) for p in shipped_files() if "cnn-cpu" in p.name][:1]
+    res = CliRunner().invoke(
+        app, ["size", "--scenario", str(batch), "--runs", *runs, "--prefix-caching", "on"]
+    )
+    assert res.exit_code == 2 and "--prefix-caching does not apply to a batch scenario" in res.output, (
+        res.output
+    )
+    chat = REPO / "scenarios" / "llm" / "tiny-chat.yaml"
+    res = CliRunner().invoke(
+        app, ["size", "--scenario", str(chat), "--runs", str(llm_run_file), "--prefix-caching", "yes"]
+    )
+    assert res.exit_code == 2 and "--prefix-caching takes on, off or on,off" in res.output, res.output
