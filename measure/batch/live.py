@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from measure.batch.resume import request_from_run
+from measure.core.pacing import SPIN_S, wait_until
 from measure.core.stats import mean_ci_halfwidth
 from measure.device.precision import math_mode, prepare
 from measure.device.target import parse_device
@@ -97,7 +98,6 @@ def _placement(threads: int) -> tuple[set[int] | None, set[int] | None, str]:
 
 CANARY_CALLS = 30
 SWITCH_INTERVAL_S = 0.0005  # the generator waits at most this long for the GIL (Python's default is 5 ms)
-SPIN_S = 0.0005  # the last half millisecond before a send is spun, not slept: sleeps overshoot by that much
 
 
 @dataclass(frozen=True)
@@ -237,11 +237,7 @@ class LiveSession:
         ticker.start()
         try:
             for b, gap in zip(sizes, gaps, strict=True):
-                until = clock() + gap
-                if gap > SPIN_S:
-                    time.sleep(gap - SPIN_S)
-                while clock() < until:
-                    pass
+                wait_until(clock() + gap, clock)
                 s = clock()
                 step_for[int(b)]()
                 sync()
@@ -321,11 +317,7 @@ def _replay(
             os.sched_setaffinity(0, generator_cpus)  # Linux: pins this thread only
         for i in range(n):
             target = t0 + sched[i]
-            wait = target - clock() - SPIN_S
-            if wait > 0:
-                time.sleep(wait)
-            while clock() < target:
-                pass
+            wait_until(target, clock)
             with cond:
                 enq[i] = clock() - t0
                 queue.append(i)

@@ -28,6 +28,17 @@ BIN_MAX_SECONDS = 8.0  # a long gap bin stops here (its CI is reported with the 
 BIN_MIN_SECONDS = 0.5
 
 
+def wait_until(
+    target: float, clock: Callable[[], float], sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Return at `target` on `clock`: sleep to SPIN_S before it, then spin (a sleep alone overshoots)."""
+    remaining = target - clock()
+    if remaining > SPIN_S:
+        sleep(remaining - SPIN_S)
+    while clock() < target:
+        pass
+
+
 class PacingError(ValueError):
     """A --pacing value that cannot be used; the message says which part and why."""
 
@@ -117,12 +128,7 @@ def sample_paced(
     t0 = clock()
     end_prev = clock()
     while True:
-        target = end_prev + gap_s
-        remaining = target - clock()
-        if remaining > SPIN_S:
-            sleep(remaining - SPIN_S)
-        while clock() < target:
-            pass
+        wait_until(end_prev + gap_s, clock, sleep)
         if probe is not None and clock_error is None:
             try:
                 mhz.append(probe().mhz)  # before the timed iteration: the clock the batch starts at
