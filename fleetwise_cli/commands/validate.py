@@ -111,6 +111,13 @@ def validate(
         30.0, help="LLM runs: seconds of that probe", rich_help_panel="LLM"
     ),
     max_in_flight: int = typer.Option(256, help="LLM runs: sender threads", rich_help_panel="LLM"),
+    prefix_caching: bool = typer.Option(
+        None,
+        "--prefix-caching/--no-prefix-caching",
+        help="LLM runs: the engine runs with automatic prefix caching, and so does the model; a Mooncake "
+        "scenario's prompts are sent as token ids sharing the blocks its trace names (default off)",
+        rich_help_panel="LLM",
+    ),
     engine_param: list[str] = typer.Option(
         [], "--engine-param", help="LLM runs: key=value recorded with the engine", rich_help_panel="LLM"
     ),
@@ -143,6 +150,10 @@ def validate(
     wrong = [k for k, v in batch_only.items() if v is not None]
     if wrong and (recheck is not None or benchmark is not None or _is_llm_run(run)):  # refused, never dropped
         raise fail(f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to an LLM run: {run}")
+    if prefix_caching is not None and (recheck is not None or benchmark is not None):
+        raise fail(
+            "--prefix-caching applies to live traffic: a recheck keeps its file's setting, a benchmark has none"
+        )
     if recheck is not None:
         from fleetwise_cli.commands.validate_llm import recheck_llm
 
@@ -191,12 +202,14 @@ def validate(
                 max_in_flight=max_in_flight,
                 timeout_s=60.0,
                 engine_params=params,
+                prefix_caching=bool(prefix_caching),
             )
         )
         return
-    if endpoint is not None or served_model is not None:
+    if endpoint is not None or served_model is not None or prefix_caching is not None:
         raise fail(
-            f"--endpoint and --model apply to an LLM run; {run} is a batch run, served in this process"
+            f"--endpoint, --model and --prefix-caching apply to an LLM run; {run} is a batch run, served in "
+            "this process"
         )
     max_batch = 1 if max_batch is None else max_batch
     max_delay_ms = 0.0 if max_delay_ms is None else max_delay_ms

@@ -27,6 +27,7 @@ from measure.engine_client.canary import CANARY_OUTPUT_TOKENS, CANARY_REQUESTS, 
 from measure.engine_client.http import EndpointError
 from measure.engine_client.metrics import counters_between, scrape
 from measure.engine_client.open_loop import LlmLiveError, Schedule, Sent, open_loop, saturation_rate
+from measure.engine_client.prefix_prompts import PrefixPromptError, prefix_prompt
 from measure.engine_client.session import EngineRequest, calibrate, check_request, engine_info
 from measure.run import ParamScalar, Run, RunFileError, check_output_dir, load_run
 from measure.run.datafile import one_line
@@ -47,7 +48,14 @@ from planner.evidence.validation import ValidationFileError, cpu_count
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import llm_requests
 from planner.llm.steps import StepModel, StepModelError, step_model
-from planner.llm.validate import LlmValidationError, Observed, level_traffic, predict_level, recheck
+from planner.llm.validate import (
+    LevelTraffic,
+    LlmValidationError,
+    Observed,
+    level_traffic,
+    predict_level,
+    recheck,
+)
 from planner.traffic.scenario import Scenario, ScenarioError, load_scenario
 from planner.workers import load_run_cached
 
@@ -80,6 +88,7 @@ class LlmValidateArgs:
     max_in_flight: int
     timeout_s: float
     engine_params: dict[str, ParamScalar]
+    prefix_caching: bool = False
 
 
 def _prepare(a: LlmValidateArgs) -> tuple[Run, str, Scenario, StepModel, EngineConfig]:
@@ -97,7 +106,14 @@ def _prepare(a: LlmValidateArgs) -> tuple[Run, str, Scenario, StepModel, EngineC
         raise ScenarioError(f"scenario {sc.name} has no llm block: an LLM validation needs token lengths")
     model = step_model(r, prec)
     blocks, _ = kv_blocks_from_run(r, prec, a.block_size, a.kv_blocks)
-    cfg = EngineConfig(a.max_num_seqs, a.max_num_batched_tokens, a.chunked_prefill, a.block_size, blocks)
+    cfg = EngineConfig(
+        a.max_num_seqs,
+        a.max_num_batched_tokens,
+        a.chunked_prefill,
+        a.block_size,
+        blocks,
+        prefix_caching=a.prefix_caching,
+    )
     if not 10 <= a.seconds <= 3600:
         raise ScenarioError(f"--seconds must be in 10..3600 for an LLM validation, got {a.seconds:g}")
     if not 1 <= a.saturation_concurrency <= 512 or not 5 <= a.saturation_seconds <= 3600:
@@ -150,18 +166,20 @@ def validate_llm(a: LlmValidateArgs) -> None:
         traffic = level_traffic(sc, cfg, sat, a.loads, a.seconds)
     except LlmValidationError as exc:
         raise fail(str(exc)) from None
-    plans = [
-        (
-            t,
-            Schedule(
-                t.requests.arrival_s,
-                _words(t.requests.prompt, per_word, offset),
-                t.requests.output,
-                seed=t.seed,
-            ),
+    try:
+        plans = [(t, _schedule(t, per_word, offset)) for t in traffic]
+    except (PrefixPromptError, LlmLiveError) as exc:
+        raise fail(str(exc)) from None
+    prefixed = traffic[0].requests.prefix_ids is not None
+    if prefixed:
+        notes.append(
+            f"prompts sent as token ids built from the trace's prefix blocks ({traffic[0].requests.prefix_block_tokens} "
+            "tokens an id; each level's blocks salted apart, so no level hits what an earlier one left cached)"
         )
-        for t in traffic
-    ]
+    if a.prefix_caching and not prefixed:
+        notes.append(
+            "prefix caching on, but the scenario names no prefixes: every prompt is its own (nothing is shared)"
+        )
     levels: list[LlmLevel] = []
     readings: list[CanaryReading] = []
     canary_words = int(_words(np.array([CANARY_PROMPT_TOKENS]), per_word, offset)[0])
@@ -210,6 +228,9 @@ def validate_llm(a: LlmValidateArgs) -> None:
                         la,
                         cpu_count(),
                         counters,
+                        t.requests.prefix_ids,
+                        t.requests.prefix_block_tokens,
+                        t.seed if t.requests.prefix_ids is not None else None,
                     )
                 )
             read_canary(None)
@@ -235,7 +256,12 @@ def validate_llm(a: LlmValidateArgs) -> None:
             scenario=sc.name,
             lengths=f"prompt and output tokens drawn from scenario {sc.name}"
             + (f" (scaled by {sc.llm.scale:g})" if sc.llm and sc.llm.scale != 1.0 else "")
-            + f"; prompts sent as {per_word:.3g} tokens per word + {offset:.3g}, calibrated on the engine's usage",
+            + (
+                "; prompts sent as token ids, their blocks as the trace names them"
+                if prefixed
+                else f"; prompts sent as {per_word:.3g} tokens per word + {offset:.3g}, calibrated on the engine's "
+                "usage"
+            ),
             engine=info,
             knobs=EngineKnobs(
                 max_num_seqs=cfg.max_num_seqs,
@@ -261,6 +287,7 @@ def validate_llm(a: LlmValidateArgs) -> None:
             canary=f"{CANARY_REQUESTS} requests one at a time, {CANARY_PROMPT_TOKENS} prompt and "
             f"{CANARY_OUTPUT_TOKENS} output tokens, before every level and after the last",
             canaries=readings,
+            prefix_caching=a.prefix_caching,
         )
     except ValueError as exc:  # a reading no file may hold (pydantic): one line, not a traceback
         raise fail(f"the measured levels cannot be stored: {exc}") from None
@@ -273,6 +300,20 @@ def validate_llm(a: LlmValidateArgs) -> None:
     if interrupted:
         err.print(f"interrupted: saved the {len(levels)} finished load levels", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _schedule(t: LevelTraffic, per_word: float, offset: float) -> Schedule:
+    """What the open loop sends for a level: word prompts of about the scenario's lengths or, for a trace with
+    prefix blocks, token-id prompts of exactly its lengths, sharing exactly the blocks it names."""
+    rq = t.requests
+    words = _words(rq.prompt, per_word, offset)
+    tokens = None
+    if rq.prefix_ids is not None:
+        tokens = tuple(
+            prefix_prompt(ids, rq.prefix_block_tokens, int(p), t.seed, t.seed + i)
+            for i, (ids, p) in enumerate(zip(rq.prefix_ids, rq.prompt.tolist(), strict=True))
+        )
+    return Schedule(rq.arrival_s, words, rq.output, seed=t.seed, token_prompts=tokens)
 
 
 def _observed(sched: Schedule, sent: list[Sent], start: float, prompts_drawn: np.ndarray) -> Observed:

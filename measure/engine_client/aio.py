@@ -23,6 +23,7 @@ from measure.engine_client.http import (
     MAX_STREAM_BYTES,
     OVER_LIMIT,
     Endpoint,
+    Prompt,
     StreamResult,
     _os_reason,
     completion_body,
@@ -78,7 +79,7 @@ class Pool:
 async def stream_completion(
     pool: Pool,
     model: str,
-    prompt: str,
+    prompt: Prompt,
     max_tokens: int,
     timeout_s: float,
     clock: Callable[[], float] = time.perf_counter,

@@ -196,7 +196,10 @@ def prompt_text(words: int, seed: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(max(1, words)))
 
 
-def completion_body(model: str, prompt: str, max_tokens: int) -> bytes:
+Prompt = str | list[int]  # text, or token ids (exact lengths and shared prefixes; vLLM takes both)
+
+
+def completion_body(model: str, prompt: Prompt, max_tokens: int) -> bytes:
     """The streamed completion request every client sends (greedy, usage in the last chunk)."""
     return json.dumps(
         {
@@ -213,7 +216,7 @@ def completion_body(model: str, prompt: str, max_tokens: int) -> bytes:
 def stream_completion(
     ep: Endpoint,
     model: str,
-    prompt: str,
+    prompt: Prompt,
     max_tokens: int,
     timeout_s: float,
     clock: Callable[[], float] = time.perf_counter,

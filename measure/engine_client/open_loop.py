@@ -21,7 +21,14 @@ import numpy as np
 
 from measure.engine_client.aio import Pool
 from measure.engine_client.aio import stream_completion as stream_async
-from measure.engine_client.http import Endpoint, StreamResult, closed_loop, prompt_text, stream_completion
+from measure.engine_client.http import (
+    Endpoint,
+    Prompt,
+    StreamResult,
+    closed_loop,
+    prompt_text,
+    stream_completion,
+)
 
 MAX_LIVE_REQUESTS = 100_000
 MAX_IN_FLIGHT = 512
@@ -33,12 +40,14 @@ class LlmLiveError(ValueError):
 
 @dataclass(frozen=True)
 class Schedule:
-    """Send times (s from the start), prompt words and max_tokens per request, in send order."""
+    """Send times (s from the start), prompt words and max_tokens per request, in send order; or, instead of
+    words, each prompt's token ids (a replay whose prefixes are shared as a trace says)."""
 
     send_s: np.ndarray
     words: np.ndarray
     max_tokens: np.ndarray
     seed: int
+    token_prompts: tuple[list[int], ...] | None = None
 
     def __post_init__(self) -> None:
         n = self.send_s.size
@@ -50,6 +59,10 @@ class Schedule:
             raise LlmLiveError("send times must start at or after 0 and never decrease")
         if self.words.min() < 1 or self.max_tokens.min() < 1:
             raise LlmLiveError("every request needs at least one prompt word and one output token")
+        if self.token_prompts is not None and (
+            len(self.token_prompts) != n or min(len(p) for p in self.token_prompts) < 1
+        ):
+            raise LlmLiveError("token prompts must be given for every request, each at least one token")
 
 
 @dataclass
@@ -91,7 +104,11 @@ async def _open_loop(
 ) -> tuple[list[Sent], float]:
     n = schedule.send_s.size
     # every prompt is written before the first send: no request waits on another's text
-    texts = [prompt_text(int(schedule.words[i]), schedule.seed + i) for i in range(n)]
+    texts: list[Prompt] = (
+        list(schedule.token_prompts)
+        if schedule.token_prompts is not None
+        else [prompt_text(int(schedule.words[i]), schedule.seed + i) for i in range(n)]
+    )
     out: list[Sent | None] = [None] * n
     slots = asyncio.Semaphore(max_in_flight)
     pool = Pool(ep)

@@ -9,7 +9,10 @@ Schema history: 1 - first version. 2 - per level, the engine's own counters over
 before and after) and the engine model's steps and mean batch over the same traffic; a version-1 file has
 neither (null: not read); the canary readings taken before each level and after the last, and per level the
 drift that kept it from being judged. 3 - the counters keep the seconds between their two readings (a version-2
-file: null, not kept).
+file: null, not kept). 4 - prefix caching: per request the prefix block ids its prompt was built from (a trace
+replay), per level the salt and block size that made their tokens and the share of prompt tokens found cached as
+the engine counted it and as the engine model simulated it; the file says whether the model ran with the cache (a
+version-3 file: no prefixes, no cache).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ METRICS = ("ttft", "tpot", "e2e")
 # request records in one file: ~170 bytes each as written, so a file of this many stays far under the 16 MiB
 # its loader reads (validate refuses to send more than this; a file with more is refused on load)
 MAX_VALIDATION_REQUESTS = 60_000
+MAX_PREFIX_IDS = 1_000_000  # prefix block ids kept in one file (~8 MB as written), under its 16 MiB
 
 
 class Pcts(_Out):
@@ -62,6 +66,9 @@ class LiveRequest(_Out):
     ttft_ms: float | None = Field(ge=0, le=1e10)  # None: failed
     e2e_ms: float | None = Field(ge=0, le=1e10)
     late_ms: float = Field(ge=-1000, le=1e10)
+    prefix_ids: list[int] | None = Field(
+        default=None, max_length=100_000, description="the trace's block ids its prompt was built from"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> LiveRequest:
@@ -102,6 +109,14 @@ class LlmLevel(_Out):
     simulated_steps: int | None = None  # the engine model's steps over the same traffic
     simulated_mean_batch: float | None = None  # its generated tokens / steps
     drift: str | None = None  # the canary moved beyond its CI around this level: why it is not judged
+    prefix_block_tokens: int | None = Field(
+        default=None, ge=1, le=MAX_SEQ_LEN
+    )  # tokens a prefix id stands for
+    prefix_salt: int | None = (
+        None  # what made this level's block tokens its own (no hit on an earlier level's)
+    )
+    prefix_hit_share_engine: float | None = Field(default=None, ge=0, le=1)  # its /metrics: hits / queries
+    prefix_hit_share_simulated: float | None = Field(default=None, ge=0, le=1)
     requests_sent: list[LiveRequest] = Field(
         default_factory=list,
         max_length=MAX_VALIDATION_REQUESTS,
@@ -141,7 +156,7 @@ class EngineKnobs(_Out):
 class LlmValidation(_Out):
     """A live validation of an LLM run's engine model."""
 
-    schema_version: Literal[3] = 3
+    schema_version: Literal[4] = 4
     kind: Literal["llm-validation"] = "llm-validation"
     run_id: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     precision: str = Field(max_length=16)
@@ -172,12 +187,18 @@ class LlmValidation(_Out):
         description="re-predicted on the live traffic recorded in this earlier file (same measurements, later model)",
     )
     predicted_at: CreatedAt | None = Field(default=None, description="when the prediction was made, if later")
+    prefix_caching: bool = Field(
+        default=False, description="the engine model ran with automatic prefix caching (the engine had it on)"
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> LlmValidation:
         n = sum(len(lv.requests_sent) for lv in self.levels)
         if n > MAX_VALIDATION_REQUESTS:
             raise ValueError(f"{n:,} request records, over {MAX_VALIDATION_REQUESTS:,} in one file")
+        ids = sum(len(r.prefix_ids or ()) for lv in self.levels for r in lv.requests_sent)
+        if ids > MAX_PREFIX_IDS:
+            raise ValueError(f"{ids:,} prefix block ids, over {MAX_PREFIX_IDS:,} in one file")
         return self
 
 
@@ -229,6 +250,7 @@ def llm_level(
     load_average: float | None,
     cpu_count: int,
     prompts: np.ndarray | None = None,
+    prefix_ids: tuple[tuple[int, ...], ...] | None = None,
 ) -> LlmLevel:
     """Compare one level: live and simulated times (s from the start, NaN where a live request failed) of the
     same requests; the first `warmup_fraction` of requests (by send order) is excluded on both sides."""
@@ -287,6 +309,7 @@ def llm_level(
                 if np.isfinite(live_last_s[i])
                 else None,
                 late_ms=round(float(late_ms[i]), 3),
+                prefix_ids=None if prefix_ids is None else list(prefix_ids[i]),
             )
             for i in range(n)
         ],
@@ -381,11 +404,16 @@ def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "schema_version": 3}
 
 
+def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 3 sent no prefixes and ran the model without a prefix cache
+    return {**data, "schema_version": 4}
+
+
 LLM_VALIDATION_FILE: VersionedFile[LlmValidation] = VersionedFile(
     LlmValidation,
     what="LLM validation file",
-    version=3,
-    migrations={1: _v1_to_v2, 2: _v2_to_v3},
+    version=4,
+    migrations={1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4},
     error=ValidationFileError,
     max_bytes=MAX_VALIDATION_BYTES,
     filename=llm_validation_filename,

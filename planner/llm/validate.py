@@ -36,7 +36,8 @@ class LlmValidationError(ValueError):
 @dataclass(frozen=True)
 class LevelTraffic:
     """One load level's requests, fixed before anything is sent: send times (s from the level's start) and the
-    scenario's prompt and output tokens."""
+    scenario's prompt and output tokens (and prefix block ids, from a trace that has them); `seed` also salts the
+    level's prefix blocks, so that no level hits what an earlier one left in the engine's cache."""
 
     load: float
     rate_rps: float
@@ -82,11 +83,24 @@ def level_traffic(
             why = cfg.check(p, o)
             if why:
                 raise LlmValidationError(f"load {load:g}: {why}")
-        rng = np.random.default_rng(sc.seed + 1000 + i)
-        send = np.cumsum(rng.exponential(1.0 / rate, n))
-        send -= send[0]
-        out.append(LevelTraffic(load, rate, LlmRequests(send, reqs.prompt, reqs.output), 100_000 * (i + 1)))
+        send = _trace_times(reqs.arrival_s, rate) if reqs.prefix_ids is not None else None
+        if send is None:
+            rng = np.random.default_rng(sc.seed + 1000 + i)
+            send = np.cumsum(rng.exponential(1.0 / rate, n))
+            send -= send[0]
+        shaped = LlmRequests(send, reqs.prompt, reqs.output, reqs.prefix_ids, reqs.prefix_block_tokens)
+        out.append(LevelTraffic(load, rate, shaped, 100_000 * (i + 1)))
     return out
+
+
+def _trace_times(arrival_s: np.ndarray, rate: float) -> np.ndarray | None:
+    """A trace's arrivals (its bursts and lulls kept) compressed or stretched to `rate` on average; None when
+    its requests all arrive at once."""
+    span = float(arrival_s[-1] - arrival_s[0])
+    if span <= 0:
+        return None
+    t = (arrival_s - arrival_s[0]) * ((arrival_s.size - 1) / span / rate)
+    return t.astype(np.float64)
 
 
 def predict_level(
@@ -101,12 +115,20 @@ def predict_level(
     load_average: float | None,
     cpus: int,
     counters: EngineCounters | None = None,
+    prefix: tuple[tuple[int, ...], ...] | None = None,
+    prefix_block_tokens: int = 512,
+    prefix_salt: int | None = None,
 ) -> LlmLevel:
     """The engine model fed the same arrivals, the prompts the engine reported and the tokens each request
     produced (max_tokens where it failed), compared with what was observed; with the engine's own counters
-    over the level when it exposes them, its steps and mean batch beside the model's."""
+    over the level when it exposes them, its steps and mean batch beside the model's; with the prefix block ids
+    the prompts were built from, the share of prompt tokens found cached, engine's and model's."""
     replay = LlmRequests(
-        send_s.astype(np.float64), np.maximum(seen.prompts, 1), np.maximum(seen.replay_outputs, 1)
+        send_s.astype(np.float64),
+        np.maximum(seen.prompts, 1),
+        np.maximum(seen.replay_outputs, 1),
+        prefix,
+        prefix_block_tokens,
     )
     tr = simulate(replay, model, cfg, 1, "round-robin", seed=seed)
     level = llm_level(
@@ -127,9 +149,23 @@ def predict_level(
         load_average,
         cpus,
         replay.prompt,
+        prefix,
     )
     generated = int(replay.output.sum())
     diagnosis = list(level.diagnosis)
+    hits: dict[str, float | int | None] = {}
+    if prefix is not None:
+        hits = {"prefix_block_tokens": prefix_block_tokens, "prefix_salt": prefix_salt}
+        if cfg.prefix_caching and tr.prefix_queried_tokens:
+            hits["prefix_hit_share_simulated"] = tr.prefix_hit_tokens / tr.prefix_queried_tokens
+        if counters is not None and counters.prefix_cache_queries and counters.prefix_cache_hits is not None:
+            hits["prefix_hit_share_engine"] = counters.prefix_cache_hits / counters.prefix_cache_queries
+        sim, live = hits.get("prefix_hit_share_simulated"), hits.get("prefix_hit_share_engine")
+        if sim is not None and live is not None:
+            diagnosis.append(
+                f"prompt tokens found cached: {live:.1%} by the engine's /metrics, {sim:.1%} simulated "
+                f"({(sim - live) * 100:+.1f} points)"
+            )
     if counters is not None and counters.steps and counters.generation_tokens is not None and tr.steps:
         live_batch, sim_batch = counters.generation_tokens / counters.steps, generated / tr.steps
         diagnosis.append(
@@ -143,6 +179,7 @@ def predict_level(
             "simulated_steps": tr.steps,
             "simulated_mean_batch": generated / tr.steps if tr.steps else None,
             "diagnosis": diagnosis,
+            **hits,
         }
     )
 
@@ -156,7 +193,14 @@ def recheck(
     if run.id != old.run_id:
         raise LlmValidationError(f"{where} validates run {old.run_id[7:19]}, not {run.short_id()}")
     k = old.knobs
-    cfg = EngineConfig(k.max_num_seqs, k.max_num_batched_tokens, k.chunked_prefill, k.block_size, k.kv_blocks)
+    cfg = EngineConfig(
+        k.max_num_seqs,
+        k.max_num_batched_tokens,
+        k.chunked_prefill,
+        k.block_size,
+        k.kv_blocks,
+        prefix_caching=old.prefix_caching,
+    )
     if calibrated:
         from planner.llm.calibrate import calibrate
 
@@ -194,6 +238,8 @@ def recheck(
             # a file keeps what each request produced, not what it asked for: a failed one replays 1 token
             replay_outputs=np.maximum(tokens, 1),
         )
+        ids = [x.prefix_ids for x in rq]
+        prefix = None if any(x is None for x in ids) else tuple(tuple(x or ()) for x in ids)
         try:
             again = predict_level(
                 lv.load,
@@ -207,6 +253,9 @@ def recheck(
                 lv.load_average,
                 old.cpu_count,
                 lv.engine_counters,
+                prefix,
+                lv.prefix_block_tokens or 512,
+                lv.prefix_salt,
             )
         except EngineError as exc:
             raise LlmValidationError(f"{where}: load {lv.load:g}: {exc}") from None

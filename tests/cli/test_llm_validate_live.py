@@ -99,3 +99,55 @@ def test_a_level_keeps_the_engines_counters_beside_the_models_steps(server: str,
     assert c is not None and c.requests_sent == lv.requests
     assert c.generation_tokens == sum(r.output_tokens for r in lv.requests_sent)
     assert lv.simulated_steps and lv.simulated_mean_batch
+
+
+def test_a_mooncake_replay_shares_the_blocks_its_trace_names_and_both_sides_count_the_hits(
+    server: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A trace of 8 system prompts (4 blocks of 32 tokens) each followed by a block of the request's own: the
+    prompts go out as token ids, the engine's block cache (16 tokens) finds exactly the shared blocks after each
+    system prompt's first use, the engine model with the cache finds the same share, and a recheck of the file
+    finds it again from the ids it recorded."""
+    Script.metrics = True
+    rows = [
+        {"timestamp": i * 50, "input_length": 5 * 32, "output_length": 4,
+         "hash_ids": [(i % 8) * 100 + j for j in range(4)] + [10**6 + i]}
+        for i in range(400)
+    ]  # fmt: skip
+    trace = tmp_path / "shared.jsonl"
+    trace.write_text("\n".join(json.dumps(r) for r in rows))
+    sc = tmp_path / "shared.yaml"
+    sc.write_text(
+        json.dumps(
+            {
+                "name": "shared-prefixes",
+                "arrivals": {"process": "trace", "path": str(trace), "format": "mooncake", "block_tokens": 32},
+                "llm": {
+                    "prompt": {"dist": "trace", "column": "input_length"},
+                    "output": {"dist": "trace", "column": "output_length"},
+                },
+                "requests": 400,
+            }
+        )
+    )
+    out = tmp_path / "v"
+    cmd = args(server, out, "0.3")
+    cmd[cmd.index(str(SCENARIO))] = str(sc)
+    res = CliRunner().invoke(app, [*cmd, "--prefix-caching", "--block-size", "16"])
+    assert res.exit_code == 0, res.output
+    (f,) = out.glob("llm-validation-*.json")
+    v = load_llm_validation(f)
+    (lv,) = v.levels
+    n = lv.requests
+    assert v.prefix_caching and lv.prefix_block_tokens == 32 and lv.prefix_salt is not None
+    assert all(r.prompt_tokens == 160 for r in lv.requests_sent)  # token ids: the trace's lengths exactly
+    assert [r.prefix_ids for r in lv.requests_sent[:2]] == [rows[0]["hash_ids"], rows[1]["hash_ids"]]
+    expected = (n - 8) * 128 / (n * 160)
+    assert lv.prefix_hit_share_engine == pytest.approx(expected)
+    assert lv.prefix_hit_share_simulated == pytest.approx(expected)
+    again = CliRunner().invoke(
+        app, ["validate", "--run", str(LLM_RUN), "--recheck", str(f), "--out", str(tmp_path / "r"), "--json"]
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["levels"][0]["prefix_hit_share_simulated"] == pytest.approx(expected)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from typer.testing import CliRunner
@@ -33,6 +33,23 @@ class Script:
     lock = threading.Lock()
     metrics = False  # serve vLLM-named counters at /metrics (else 404, as transformers serve does)
     prompted = generated = steps = 0
+    # a token-id prompt's full blocks of CACHE_BLOCK tokens, remembered by their prefix (never evicted), and the
+    # tokens looked up and found, counted as vLLM counts them (at most (prompt - 1) // block blocks found)
+    CACHE_BLOCK = 16
+    cached: ClassVar[set[tuple[int, ...]]] = set()
+    queried = hits = 0
+
+
+def _look_up(ids: list[int]) -> None:
+    b = Script.CACHE_BLOCK
+    full = [tuple(ids[: (k + 1) * b]) for k in range(len(ids) // b)]
+    with Script.lock:
+        found = 0
+        while found < (len(ids) - 1) // b and full[found] in Script.cached:
+            found += 1
+        Script.queried += len(ids)
+        Script.hits += found * b
+        Script.cached.update(full)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -49,6 +66,10 @@ class Handler(BaseHTTPRequestHandler):
                     f'vllm:prompt_tokens_total{{engine="0",model_name="fake-model"}} {Script.prompted}.0\n'
                     "# TYPE vllm:generation_tokens counter\n"
                     f'vllm:generation_tokens_total{{engine="0",model_name="fake-model"}} {Script.generated}.0\n'
+                    "# TYPE vllm:prefix_cache_queries counter\n"
+                    f'vllm:prefix_cache_queries_total{{engine="0",model_name="fake-model"}} {Script.queried}.0\n'
+                    "# TYPE vllm:prefix_cache_hits counter\n"
+                    f'vllm:prefix_cache_hits_total{{engine="0",model_name="fake-model"}} {Script.hits}.0\n'
                     "# TYPE vllm:num_requests_running gauge\n"
                     f'vllm:num_requests_running{{engine="0",model_name="fake-model"}} {Script.active}.0\n'
                 )
@@ -74,7 +95,11 @@ class Handler(BaseHTTPRequestHandler):
         if Script.mode == "refuse":
             self._json(422, {"detail": "ignore_eos is not supported"})
             return
-        prompt = len(body["prompt"].split()) + 1  # one token per word plus BOS
+        if isinstance(body["prompt"], list):  # token ids: as they are, through the prefix cache
+            prompt = len(body["prompt"])
+            _look_up(body["prompt"])
+        else:
+            prompt = len(body["prompt"].split()) + 1  # one token per word plus BOS
         n = body["max_tokens"]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -118,6 +143,8 @@ class Handler(BaseHTTPRequestHandler):
 def server() -> Iterator[str]:
     Script.mode = "ok"
     Script.metrics = False
+    Script.cached = set()
+    Script.queried = Script.hits = 0
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
