@@ -122,7 +122,12 @@ def test_a_mooncake_replay_shares_the_blocks_its_trace_names_and_both_sides_coun
         json.dumps(
             {
                 "name": "shared-prefixes",
-                "arrivals": {"process": "trace", "path": str(trace), "format": "mooncake", "block_tokens": 32},
+                "arrivals": {
+                    "process": "trace",
+                    "path": str(trace),
+                    "format": "mooncake",
+                    "block_tokens": 32,
+                },
                 "llm": {
                     "prompt": {"dist": "trace", "column": "input_length"},
                     "output": {"dist": "trace", "column": "output_length"},
