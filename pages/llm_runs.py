@@ -56,7 +56,7 @@ def show_llm(run: Run) -> None:
         ("decode", "context_tokens", "context tokens", "Inter-token gap" if engine else "Decode step"),
     )
     for col, (phase, x, xname, what) in zip(st.columns(2), charts, strict=True):
-        rows = ok[ok.phase == phase]
+        rows = ok[(ok.phase == phase) & ok.cached_tokens.isna()]  # behind a cached prefix: in the table only
         if rows.empty:
             continue
         col.plotly_chart(
@@ -81,6 +81,7 @@ def show_llm(run: Run) -> None:
             "seq_len",
             "context_tokens",
             "chunk_tokens",
+            "cached_tokens",
             "status",
             "p50_ms",
             "p99_ms",
@@ -94,6 +95,7 @@ def show_llm(run: Run) -> None:
             "seq_len": "prompt",
             "context_tokens": "context",
             "chunk_tokens": "chunk",
+            "cached_tokens": "after cached",
             "units_per_s": "tokens/s",
         }
     )

@@ -133,6 +133,16 @@ def measure_cmd(
         help="what the engine is: engine=vllm, version=..., max_num_seqs=..., device_kind=cuda, device_name=...",
         rich_help_panel="LLM engine",
     ),
+    cached_prefix: str = typer.Option(
+        None,
+        help="also time prefill behind cached prefixes of these token counts (an engine with prefix caching on; "
+        "whole KV blocks, e.g. multiples of 128 on vLLM's CPU backend), one request at a time, with no prefix "
+        "beside them",
+        rich_help_panel="LLM engine",
+    ),
+    cached_suffix: int = typer.Option(
+        None, help="the tokens each of those prefills computes (default 64)", rich_help_panel="LLM engine"
+    ),
 ) -> None:
     """Measure steady-state latency/throughput curves across precision and batch size; write a run file.
 
@@ -167,7 +177,15 @@ def measure_cmd(
         requests,
         request_timeout,
         tuple(engine_param),
+        cached_prefix,
+        cached_suffix,
     )
+    if endpoint is None and (cached_prefix is not None or cached_suffix is not None):
+        raise fail(
+            "--cached-prefix and --cached-suffix time a serving engine's prefix cache: give --endpoint"
+        )
+    if cached_suffix is not None and cached_prefix is None:
+        raise fail("--cached-suffix sizes the prefills behind --cached-prefix: give that too")
     if endpoint is not None:
         if workload or resume or soak or pacing:
             raise fail("--endpoint measures a server: drop --workload, --resume, --soak and --pacing")

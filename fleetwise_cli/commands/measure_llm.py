@@ -45,6 +45,8 @@ class LlmOptions:
     requests: int = 48
     request_timeout: float = 60.0
     engine_param: tuple[str, ...] = ()
+    cached_prefix: str | None = None
+    cached_suffix: int | None = None
 
 
 def grid_from(opts: LlmOptions) -> LlmGrid:
@@ -150,6 +152,10 @@ def measure_engine(
             timeout_s=opts.request_timeout,
             ci_target=ci_target,
             params=params,
+            cached_prefixes=tuple(_ints(opts.cached_prefix, "cached prefix tokens", []))
+            if opts.cached_prefix
+            else (),
+            cached_suffix=64 if opts.cached_suffix is None else opts.cached_suffix,
         )
         check_output_dir(out_dir)
 

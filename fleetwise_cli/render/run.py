@@ -239,7 +239,9 @@ def _phase_table(run: Run, phase: str, points: list[Point]) -> Table:
         t.add_column(col, overflow="fold")
     for p in points:
         where = {
-            "prefill": str(p.seq_len),
+            "prefill": str(p.seq_len)
+            if p.cached_tokens is None
+            else f"{p.seq_len} after {p.cached_tokens} cached",
             "decode": str(p.context_tokens),
             "mixed": f"{p.context_tokens} + {p.chunk_tokens}",
         }[phase]

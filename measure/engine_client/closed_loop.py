@@ -5,6 +5,12 @@ with a fixed prompt length and max_tokens. Per-token arrival times give the pref
 concurrency 1, by prompt length) and the decode step time by concurrency and context (the inter-token gaps
 while c streams are in flight). Every point is labelled `source: engine` and carries its request counts;
 failures end a setting with the reason and the sweep goes on.
+
+With cached prefix lengths, each is then measured one request at a time: every prompt is the same prefix of
+that many tokens followed by a suffix of its own, sent as token ids, so that after the first (the warm-up, which
+puts the prefix in the engine's cache) the engine computes only the suffix. The TTFT is a prefill point with
+`cached_tokens`; the same suffix with no prefix is measured beside them, and the engine's prefix-cache counters
+over each window say whether the prefix was found.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from measure.core import stats
 from measure.core.summary import latency_summary
 from measure.engine_client.http import LoopResult, StreamResult, closed_loop, prompt_text, stream_completion
 from measure.engine_client.metrics import Scrape, counters_between, scrape
+from measure.engine_client.prefix_prompts import block, unique_suffix
 from measure.engine_client.session import (
     EnginePlan,
     replica_from_params,
@@ -81,6 +88,25 @@ def run_setting(
     return closed_loop(send, c, req.max_requests, req.max_seconds, enough, warmup=c, at_edge=at_edge)
 
 
+def run_cached(
+    plan: EnginePlan, cached: int, suffix: int, seed: int, at_edge: Callable[[], None] | None = None
+) -> LoopResult:
+    """One request at a time: `cached` tokens shared by every prompt (found cached after the warm-up request
+    computed them), then `suffix` tokens of each request's own; one output token (TTFT is what is timed)."""
+    req = plan.request
+    prefix = block(seed, seed, cached) if cached else []
+
+    def send(n: int) -> StreamResult:
+        prompt = prefix + unique_suffix(suffix, seed * 10_000 + n)
+        return stream_completion(plan.endpoint, req.model, prompt, 1, req.timeout_s)
+
+    def enough(steady: list[StreamResult]) -> bool:
+        ttft = [r.ttft_ms for r in steady if r.error is None and r.ttft_ms is not None]
+        return len(steady) >= req.min_requests and _ci_ok(ttft, req.ci_target)
+
+    return closed_loop(send, 1, req.max_requests, req.max_seconds, enough, warmup=1, at_edge=at_edge)
+
+
 def _generated(r: StreamResult) -> int:
     return r.completion_tokens if r.completion_tokens is not None else r.text_chunks
 
@@ -95,9 +121,15 @@ def _mismatch(r: StreamResult) -> bool:
 
 
 def _stats(
-    plan: EnginePlan, prompt: int, c: int, loop: LoopResult, counters: EngineCounters | None = None
+    plan: EnginePlan,
+    prompt: int,
+    c: int,
+    loop: LoopResult,
+    counters: EngineCounters | None = None,
+    output: int | None = None,
 ) -> EngineStats:
     req = plan.request
+    output = req.output_tokens if output is None else output
     steady = loop.steady
     for r in steady:
         if r.error is None and r.prompt_tokens is not None and r.prompt_tokens > MAX_SEQ_LEN:
@@ -113,10 +145,10 @@ def _stats(
     return EngineStats(
         concurrency=c,
         prompt_tokens=prompt,
-        output_tokens=req.output_tokens,
+        output_tokens=output,
         requests=len(steady),
-        completed=sum(1 for r in good if _generated(r) >= req.output_tokens),
-        early_ends=sum(1 for r in good if _generated(r) < req.output_tokens),
+        completed=sum(1 for r in good if _generated(r) >= output),
+        early_ends=sum(1 for r in good if _generated(r) < output),
         failed=len(steady) - len(good),
         usage_mismatches=sum(1 for r in good if _mismatch(r)),
         usage_missing=sum(1 for r in good if r.completion_tokens is None),
@@ -141,11 +173,12 @@ def _point(
     warm: list[float],
     es: EngineStats,
     loop: LoopResult,
+    cached: int | None = None,
 ) -> Point:
     """A point from engine samples (TTFT for prefill, inter-token gaps for decode), or a failed one."""
     req = plan.request
     shape = (
-        {"seq_len": prompt}
+        {"seq_len": prompt, "cached_tokens": cached}
         if phase == "prefill"
         else {"context_tokens": (es.prompt_tokens_reported or prompt) + req.output_tokens // 2}
     )
@@ -224,6 +257,19 @@ def _setting_points(
     return out
 
 
+def _cached_point(
+    plan: EnginePlan, cached: int, suffix: int, loop: LoopResult, counters: EngineCounters | None
+) -> Point:
+    """The prefill point of one cached-prefix setting; flagged when the engine's counters found no prefix."""
+    es = _stats(plan, cached + suffix, 1, loop, counters, output=1)
+    good = [r for r in loop.steady if r.error is None]
+    warm = [r.ttft_ms or 0 for r in loop.results[: loop.warmup] if r.error is None]
+    p = _point(plan, "prefill", 1, suffix, [r.ttft_ms or 0 for r in good], warm, es, loop, cached)
+    if cached and counters is not None and counters.prefix_cache_hits == 0 and p.status != "failed":
+        return p.model_copy(update={"flags": [*p.flags, "no-prefix-hits"]})
+    return p
+
+
 def _window_counters(loop: LoopResult, edges: list[tuple[float, Scrape | str]]) -> EngineCounters | None:
     """The counters over the steady window: read as it opened and as it closed (None when it never closed)."""
     if len(edges) != 2:
@@ -297,6 +343,23 @@ def execute_engine(
                     points += [_failed(plan, ph, c, prompt, loop, why) for ph in _phases(c)]
                 if progress is not None:
                     progress.point_done(points[-1])
+        for j, cached in enumerate((0, *req.cached_prefixes) if req.cached_prefixes else ()):
+            edges = []
+
+            def read_c(edges: list[tuple[float, Scrape | str]] = edges) -> None:
+                t = time.perf_counter()
+                got = scrape(plan.endpoint)
+                edges.append(((t + time.perf_counter()) / 2, got))
+
+            loop = run_cached(plan, cached, req.cached_suffix, 7_000 + j, None if no_metrics else read_c)
+            try:
+                points.append(
+                    _cached_point(plan, cached, req.cached_suffix, loop, _window_counters(loop, edges))
+                )
+            except ValidationError as exc:
+                why = f"an impossible reading: {format_validation_error(exc, 2)}"
+                failed = _failed(plan, "prefill", 1, req.cached_suffix, loop, why)
+                points.append(failed.model_copy(update={"cached_tokens": cached}))
     except KeyboardInterrupt:
         interrupted = True
     said = (
@@ -308,7 +371,12 @@ def execute_engine(
         plan,
         points,
         complete=not interrupted
-        and len({(p.engine.prompt_tokens, p.batch_size) for p in points if p.engine}) == total,
+        and len(
+            {(p.engine.prompt_tokens, p.batch_size) for p in points if p.engine and p.cached_tokens is None}
+        )
+        == total
+        and sum(p.cached_tokens is not None for p in points)
+        == (len(req.cached_prefixes) + 1 if req.cached_prefixes else 0),
         now=now(),
         notes=[said],
     ), interrupted

@@ -42,6 +42,10 @@ class EngineRequest:
     timeout_s: float = 60.0
     ci_target: float = 0.05
     params: dict[str, ParamScalar] = field(default_factory=dict)
+    cached_prefixes: tuple[
+        int, ...
+    ] = ()  # prefill behind these cached prefix lengths (0 measured beside them)
+    cached_suffix: int = 64  # the tokens each of those prefills computes
 
 
 def check_request(req: EngineRequest) -> Endpoint:
@@ -59,6 +63,10 @@ def check_request(req: EngineRequest) -> Endpoint:
         raise EndpointError("need 2 <= min requests <= max requests <= 100000")
     if not (0 < req.timeout_s <= 3600 and 0 < req.max_seconds <= 86_400 and 0 < req.ci_target < 1):
         raise EndpointError("time-out in (0, 3600] s, max seconds in (0, 86400], CI target in (0, 1)")
+    if any(not 1 <= c <= 1_048_576 for c in req.cached_prefixes) or not 1 <= req.cached_suffix <= 1_048_576:
+        raise EndpointError("cached prefix and suffix tokens must be in 1..1048576")
+    if len(req.cached_prefixes) > 16:
+        raise EndpointError(f"at most 16 cached prefix lengths, got {len(req.cached_prefixes)}")
     util = req.params.get("gpu_memory_utilization")
     if util is not None and (
         isinstance(util, bool) or not isinstance(util, int | float) or not 0 < util <= 1

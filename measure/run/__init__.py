@@ -31,6 +31,9 @@ every change):
       streams in flight) was counted as if at full concurrency. The counters are read at the window's edges and
       keep the time between readings (`EngineCounters.seconds`). A version-6 file keeps its readings, with
       these null: judged the old way.
+  8 - prefill behind a cached prefix: `Point.cached_tokens` (a prefill point whose prompt began with that many
+      tokens the engine had cached: seq_len tokens computed, TTFT timed). Migrating a version-7 file sets it
+      to null: an uncached prefill.
 
 The id is the sha256 of the file's canonical JSON without `id`, verified against the content as stored (before
 migration), so evidence keeps its identity when the model later gains fields.

@@ -254,7 +254,7 @@ class EngineStats(FileModel):
     )
 
 
-PointKey = tuple[str, int, int | None, str | None, int | None, int | None]
+PointKey = tuple[str, int, int | None, str | None, int | None, int | None, int | None]
 
 
 class Point(FileModel):
@@ -273,6 +273,13 @@ class Point(FileModel):
         default=None, description="decode and mixed: tokens cached per sequence"
     )
     chunk_tokens: SeqLen | None = Field(default=None, description="mixed: prefill tokens in the same forward")
+    cached_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SEQ_LEN,
+        description="prefill: prompt tokens before seq_len that the engine had cached (found by its prefix "
+        "cache, not computed); null: none",
+    )
     source: PointSource | None = Field(
         default=None, description="null or in-process: timed here; engine: a server"
     )
@@ -335,6 +342,8 @@ class Point(FileModel):
             )
         if self.phase is None and (have[1] or have[2]):
             raise ValueError("context_tokens and chunk_tokens belong to LLM points (set phase)")
+        if self.cached_tokens is not None and self.phase != "prefill":
+            raise ValueError("cached_tokens belongs to prefill points")
         if self.engine is not None and self.source != "engine":
             raise ValueError("engine statistics belong to points with source 'engine'")
         return self
@@ -349,6 +358,7 @@ class Point(FileModel):
             self.phase,
             self.context_tokens,
             self.chunk_tokens,
+            self.cached_tokens,
         )
 
     @property

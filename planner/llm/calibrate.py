@@ -82,6 +82,7 @@ def _settings(run: Run, precision: str) -> list[Setting]:
         p.engine.prompt_tokens: p.latency_ms.median
         for p in run.points
         if p.phase == "prefill"
+        and p.cached_tokens is None
         and p.engine is not None
         and p.latency_ms is not None
         and p.precision == precision

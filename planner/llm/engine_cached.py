@@ -22,13 +22,14 @@ from planner.llm.steps import StepModel
 class CachedSeq(Seq):
     """A request with its prompt's block keys, the blocks it holds and how many of them are registered."""
 
-    __slots__ = ("block_ids", "keys", "registered")
+    __slots__ = ("block_ids", "cached", "keys", "registered")
 
     def __init__(self, idx: int, prompt: int, output: int, keys: tuple[int, ...]) -> None:
         super().__init__(idx, prompt, output)
         self.keys = keys
         self.block_ids: list[int] = []
         self.registered = 0
+        self.cached = 0  # prompt tokens found cached when it was (last) admitted
 
 
 def engine_block_keys(ids: Sequence[int], block_tokens: int, prompt: int, block_size: int) -> tuple[int, ...]:
@@ -72,6 +73,10 @@ class CachingReplica(Replica):
     ) -> None:
         super().__init__(env, cfg, model, trace, rng)
         self.cache = PrefixCache(cfg.kv_blocks, cfg.block_size)
+        self.attend_ms = model.cached_attend_ms
+
+    def cached_attention(self, plan: list[tuple[Seq, int, bool]]) -> int:
+        return sum(n * s.cached for s, n, d in plan if not d and isinstance(s, CachedSeq) and s.cached)
 
     @property
     def kv_use(self) -> float:  # cached blocks nobody holds count as free, as in vLLM's usage gauge
@@ -102,6 +107,7 @@ class CachingReplica(Replica):
         self.cache.free(victim.block_ids)
         victim.block_ids = []
         victim.registered = 0
+        victim.cached = 0
         victim.computed = 0
         victim.target = victim.prompt + victim.generated
         self.waiting.appendleft(victim)
@@ -152,6 +158,7 @@ class CachingReplica(Replica):
             cache.touch(hits)
             seq.block_ids = hits + cache.allocate(new)
             seq.computed = computed
+            seq.cached = computed
             seq.registered = len(hits)
             if self.trace.cached_tokens is not None:
                 self.trace.cached_tokens[seq.idx] = computed

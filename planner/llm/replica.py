@@ -124,6 +124,7 @@ class Replica:
         self.outstanding = 0
         self.on_finish: Callable[[], None] | None = None  # closed-loop clients send their next request
         self.wake: simpy.Event = env.event()
+        self.attend_ms = 0.0  # a replica with a prefix cache sets the model's cost of attending over it
         env.process(self.loop())
 
     @property
@@ -141,6 +142,10 @@ class Replica:
 
     def add_counts(self, trace: Trace) -> None:
         """This replica's own counters into the trace (a replica without a prefix cache has none)."""
+
+    def cached_attention(self, plan: list[tuple[Seq, int, bool]]) -> int:
+        """Computed prompt tokens x cached tokens before them, over a step (none without a prefix cache)."""
+        return 0
 
     def _release(self, seq: Seq) -> None:
         """A finished sequence's blocks go back to the pool."""
@@ -216,6 +221,8 @@ class Replica:
             prefill = sum(n for _, n, d in plan if not d)
             context = sum(s.computed for s in decodes) / len(decodes) if decodes else 0.0
             ms, beyond = self.model.step_ms(self.rng, len(decodes), context, prefill)
+            if self.attend_ms:  # computed prompt tokens attending over a prefix found cached (measured)
+                ms += self.attend_ms * self.cached_attention(plan)
             if trace.record_starts:
                 trace.step_starts.append(env.now)
             kv = self.kv_use

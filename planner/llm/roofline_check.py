@@ -44,6 +44,8 @@ def profile_error(p: LlmProfile, run: Run) -> ProfileError:
     for pt in run.points:
         if pt.precision != p.precision or pt.latency_ms is None or pt.phase not in ("prefill", "decode"):
             continue
+        if pt.cached_tokens is not None:  # behind a cached prefix: not a prefill the roofline models
+            continue
         if pt.phase == "prefill" and pt.seq_len:
             tokens, predicted = pt.seq_len, prefill_ms(p, pt.batch_size * pt.seq_len)
         elif pt.phase == "decode" and pt.context_tokens:

@@ -8,6 +8,9 @@ Between measured points, medians are interpolated and the spread is the measured
 - mixed: the decode step plus the chunk's extra cost, measured as (mixed - decode) at the mixed points and
   interpolated over chunk tokens; without mixed points, decode + prefill of the chunk (no overlap assumed:
   a pessimistic bound, stated in the warnings).
+- a prefill behind a cached prefix (engine runs measured with cached prefix lengths): TTFT(C cached, S new) less
+  TTFT(0, S) is the attention of the new tokens over the cached ones; its least-squares slope over C x S (through
+  0) is what each computed token adds per cached token, added to the step that computes it.
 A draw scales a sample of the nearest measured point by (interpolated median / that point's median). The
 decode context is looked up in 16-token buckets (at the bucket's middle). Outside
 the measured range the edge value is used and the step is counted as beyond the grid ("optimistic"): nothing
@@ -91,6 +94,7 @@ class StepModel:
     request_overhead_ms: float = (
         0.0  # per-request latency outside the engine's steps (engine runs: HTTP, ...)
     )
+    cached_attend_ms: float = 0.0  # ms a computed prompt token adds per cached token before it (measured)
     _cache: dict[tuple[int, int, int], tuple[float, bool, np.ndarray]] = field(
         default_factory=dict, repr=False
     )
@@ -164,6 +168,8 @@ def step_model(run: Run, precision: str | None = None) -> StepModel:
         raise StepModelError(
             f"run {run.short_id()} has no LLM point at {precision} (has {', '.join(precisions)})"
         )
+    behind = [p for p in mine if p.cached_tokens is not None]  # prefill behind a cached prefix: its own fit
+    mine = [p for p in mine if p.cached_tokens is None]
     prefill = [(float(p.batch_size * (p.seq_len or 0)), samples(p)) for p in mine if p.phase == "prefill"]
     source = "engine" if any(p.source == "engine" for p in mine) else "in-process"
     line = ttft_line(mine) if source == "engine" else None
@@ -211,6 +217,8 @@ def step_model(run: Run, precision: str | None = None) -> StepModel:
         notes.append(
             "no mixed-step measurement: a step with decode and prefill costs decode + prefill (pessimistic)"
         )
+    if behind:
+        _cached_prefill(model, behind, notes)
     if counted:
         notes.append(
             f"engine run: {counted} decode point(s) above concurrency 1 from the engine's counters over the steady "
@@ -224,6 +232,37 @@ def step_model(run: Run, precision: str | None = None) -> StepModel:
             "e^-(c-1)/output tokens kept: a heuristic)"
         )
     return model
+
+
+def _cached_prefill(model: StepModel, behind: list[Point], notes: list[str]) -> None:
+    """What a cached prefix adds to a prefill: (TTFT(C, S) - TTFT(0, S)) = k x C x S fitted through 0, C the
+    tokens the engine found cached per request (its counters; else the prefix sent)."""
+    ref = {p.seq_len: p.latency_ms.median for p in behind if p.cached_tokens == 0 and p.latency_ms}
+    xs, ys, said = [], [], []
+    for p in behind:
+        if not p.cached_tokens or p.latency_ms is None or p.seq_len not in ref:
+            continue
+        c = p.engine.counters if p.engine else None
+        found = float(p.cached_tokens)
+        if c is not None and c.prefix_cache_hits is not None and c.requests_sent:
+            found = c.prefix_cache_hits / c.requests_sent
+        extra = p.latency_ms.median - ref[p.seq_len]
+        xs.append(found * (p.seq_len or 0))
+        ys.append(extra)
+        said.append(f"{found:.0f} cached: {p.latency_ms.median:.3g} ms")
+    if not xs:
+        notes.append("cached-prefix prefill points without an uncached one of the same suffix: not used")
+        return
+    x, y = np.array(xs), np.array(ys)
+    k = float(x @ y / (x @ x)) if float(x @ x) > 0 else 0.0
+    model.cached_attend_ms = max(k, 0.0)
+    suffix = next(p.seq_len for p in behind if p.cached_tokens == 0)
+    notes.append(
+        f"prefill behind a cached prefix (engine run, {suffix} new tokens): {ref[suffix]:.3g} ms with none, "
+        + ", ".join(said)
+        + f"; each computed token adds {model.cached_attend_ms * 1e3:.3g} us per 1,000 cached tokens"
+        + (" (the fitted slope was negative: none added)" if k < 0 else "")
+    )
 
 
 def _split_engine_ttft(

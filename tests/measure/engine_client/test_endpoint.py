@@ -23,6 +23,7 @@ from measure.run import dump_run, load_run, parse_run
 
 STEP_MS = 4.0  # per-token time of one stream alone; each further stream in flight adds half of it
 PREFILL_MS_PER_TOKEN = 0.1
+ATTEND_MS = 2e-4  # what a computed token adds per cached token before it (token-id prompts only)
 
 
 class Script:
@@ -40,7 +41,8 @@ class Script:
     queried = hits = 0
 
 
-def _look_up(ids: list[int]) -> None:
+def _look_up(ids: list[int]) -> int:
+    """The prompt's tokens found cached (whole blocks), after counting the query and caching its blocks."""
     b = Script.CACHE_BLOCK
     full = [tuple(ids[: (k + 1) * b]) for k in range(len(ids) // b)]
     with Script.lock:
@@ -50,6 +52,7 @@ def _look_up(ids: list[int]) -> None:
         Script.queried += len(ids)
         Script.hits += found * b
         Script.cached.update(full)
+    return found * b
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -95,11 +98,14 @@ class Handler(BaseHTTPRequestHandler):
         if Script.mode == "refuse":
             self._json(422, {"detail": "ignore_eos is not supported"})
             return
+        prefill_ms = 0.0
         if isinstance(body["prompt"], list):  # token ids: as they are, through the prefix cache
             prompt = len(body["prompt"])
-            _look_up(body["prompt"])
+            hit = _look_up(body["prompt"])
+            prefill_ms = (prompt - hit) * (PREFILL_MS_PER_TOKEN + ATTEND_MS * hit)
         else:
             prompt = len(body["prompt"].split()) + 1  # one token per word plus BOS
+            prefill_ms = prompt * PREFILL_MS_PER_TOKEN
         n = body["max_tokens"]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -108,7 +114,7 @@ class Handler(BaseHTTPRequestHandler):
             Script.active += 1
             Script.prompted += prompt
         try:
-            time.sleep(prompt * PREFILL_MS_PER_TOKEN / 1000)
+            time.sleep(prefill_ms / 1000)
             produced = n if Script.mode != "early" else max(1, n // 2)
             produced += 3 if Script.mode == "extra" else 0  # more chunks than max_tokens asked for
             for i in range(produced):

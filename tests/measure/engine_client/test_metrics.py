@@ -64,3 +64,29 @@ def test_every_setting_records_the_engines_counters_or_the_run_says_there_are_no
         assert abs(c.prompt_tokens / e.prompt_tokens_reported - c.requests_sent) <= e.concurrency
     said = next(n for n in notes if n.startswith("engine counters"))
     assert ("HTTP 404" in said) == (not exposed)
+
+
+def test_prefill_behind_a_cached_prefix_is_measured_and_its_cost_fitted(server: str) -> None:  # noqa: F811
+    """The scripted engine computes only what its cache misses, and each computed token costs ATTEND_MS more per
+    cached token: the run holds the prefills with and without the prefix, the engine's counters show every
+    measured request found it, and the step model's fitted cost per cached token is the engine's."""
+    from planner.llm.steps import step_model
+    from tests.measure.engine_client.test_endpoint import ATTEND_MS
+
+    Script.metrics = True
+    req = EngineRequest(url=server, model="fake-model", prompt_tokens=(16, 64), concurrencies=(1, 2),
+                        output_tokens=4, max_requests=12, min_requests=6, max_seconds=20,
+                        cached_prefixes=(256, 1024), cached_suffix=32)  # fmt: skip
+    run, _ = execute_engine(plan_engine(req, _stack, ["test"]))
+    behind = {p.cached_tokens: p for p in run.points if p.cached_tokens is not None}
+    assert sorted(behind) == [0, 256, 1024] and run.sweep.complete
+    for c, p in behind.items():
+        assert p.phase == "prefill" and p.seq_len == 32 and p.engine is not None
+        assert p.engine.prompt_tokens == c + 32 and p.status != "failed"
+        counters = p.engine.counters
+        assert counters is not None and counters.prefix_cache_hits == c * counters.requests_sent
+    model = step_model(run)
+    assert model.cached_attend_ms == pytest.approx(ATTEND_MS, rel=0.35)
+    assert any("behind a cached prefix" in n for n in model.notes)
+    # the uncached curves are the run's own: the prefixed points are not prefill points of 288 or 1056 tokens
+    assert model.prefill.xs.max() <= 64

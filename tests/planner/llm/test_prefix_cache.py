@@ -235,3 +235,21 @@ def test_prefix_aware_routing_without_a_cache_is_refused() -> None:
     reqs = _families(10, 1, shared=True)
     with pytest.raises(ValueError, match="needs prefix caching on"):
         simulate(reqs, synthetic_model(), EngineConfig(block_size=16), 2, "prefix-aware")
+
+
+def test_a_measured_cost_of_attending_over_the_cache_lengthens_exactly_the_cached_prefills() -> None:
+    """Four requests, one at a time, sharing 20 blocks of 16 tokens and each with one block of its own: with a
+    cost per (computed x cached) token the first (nothing cached) is unchanged and each later one's TTFT grows by
+    exactly that cost x 16 computed x 320 cached tokens; without the cache nothing changes."""
+    ids = tuple((*tuple(range(20)), 100 + i) for i in range(4))
+    reqs = LlmRequests(np.arange(4.0), np.full(4, 21 * 16), np.full(4, 3), ids, 16)
+    cfg = EngineConfig(kv_blocks=1000, prefix_caching=True)
+    plain, costly = synthetic_model(), synthetic_model()
+    costly.cached_attend_ms = 1e-3
+    a, b = simulate(reqs, plain, cfg, seed=3), simulate(reqs, costly, cfg, seed=3)
+    grew = (b.first_s - a.first_s) * 1000.0
+    assert grew == pytest.approx([0.0, 1e-3 * 16 * 320, 1e-3 * 16 * 320, 1e-3 * 16 * 320], abs=1e-9)
+    off = EngineConfig(kv_blocks=1000)
+    assert np.array_equal(
+        simulate(reqs, plain, off, seed=3).first_s, simulate(reqs, costly, off, seed=3).first_s
+    )
