@@ -75,6 +75,26 @@ def scenario_file(tmp: Path, trace: Path) -> Path:
     return path
 
 
+def mooncake_scenario_file(tmp: Path, trace: Path, scale: float) -> Path:
+    """A Mooncake trace replayed with its prefix blocks, its tokens scaled onto the tiny model (blocks scale with
+    them); at each load level its arrivals keep their shape at the level's mean rate."""
+    sc = {
+        "name": f"mooncake-conversation-x{scale:g}",
+        "description": f"the Mooncake conversation trace (2025) with its prefix blocks, tokens scaled by {scale:g}",
+        "arrivals": {"process": "trace", "path": str(trace), "format": "mooncake", "block_tokens": 512},
+        "llm": {
+            "prompt": {"dist": "trace", "column": "input_length"},
+            "output": {"dist": "trace", "column": "output_length"},
+            "scale": scale,
+        },
+        "slo": [{"metric": "ttft", "percentile": 99, "threshold_ms": 200}],
+        "requests": 2000,
+    }
+    path = tmp / f"mooncake-conv-x{scale:g}.yaml"
+    path.write_text(yaml.safe_dump(sc, sort_keys=False))
+    return path
+
+
 def guidellm(
     exe: str,
     folder: Path,

@@ -16,8 +16,14 @@ and vLLM's OpenMP threads bound there); every fleetwise command that sends traff
 4. with --own-loads: fleetwise's own sender at the tools' traffic (256 / 64 tokens, Poisson) at those fractions
    of the sustainable rate, so a tail the tools report can be told apart from a tail of the tools' clients.
 
+With --prefix-caching the engine runs with automatic prefix caching on; step 1 also times prefill behind cached
+prefixes (--cached-prefix), and step 2 replays the Mooncake conversation trace (--mooncake, tokens scaled by
+--mooncake-scale) with its prefix blocks, the model's cache on, both sides' hit shares in the file. The curves'
+prompt grid still comes from the Azure lengths: a Mooncake prompt past it is chunked within the 2,048-token budget.
+
     python benchmarks/vllm_live_checks.py [--runs data/runs --validations data/validations]
         [--guidellm EXE --aiperf EXE --benchmarks data/benchmarks --raw DIR] [--run FILE] [--own-loads 0.15,0.3]
+        [--prefix-caching [--mooncake FILE --mooncake-scale 0.03125 --cached-prefix 256,1024,2048]]
 
 Nothing else may run on the machine meanwhile.
 """
@@ -35,7 +41,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's root
-from benchmarks.llm_live_checks import aiperf, guidellm, newest, run, scenario_file
+from benchmarks.llm_live_checks import aiperf, guidellm, mooncake_scenario_file, newest, run, scenario_file
 from benchmarks.served import ROOT, free_port, stop, wait_healthy
 from benchmarks.tiny_llm import build
 from benchmarks.vllm_engine import START_TIMEOUT_S, VENV, environment, serve_command
@@ -81,7 +87,15 @@ def main() -> None:
         "--run", type=Path, help="an existing run of this engine: skip measuring and validating it"
     )
     ap.add_argument("--own-loads", help="fleetwise's own sender at the tools' traffic, at these loads")
+    ap.add_argument("--prefix-caching", action="store_true", help="the engine and the model cache prefixes")
+    ap.add_argument(
+        "--mooncake", type=Path, default=ROOT.parent / "shared" / "traces" / "mooncake-conversation.jsonl"
+    )
+    ap.add_argument("--mooncake-scale", type=float, default=1 / 32, help="tokens (and blocks) scaled by this")
+    ap.add_argument("--cached-prefix", default="256,1024,2048", help="prefill timed behind these prefixes")
+    ap.add_argument("--loads", default="0.3,0.5,0.7,0.85")
     args = ap.parse_args()
+    caching = bool(args.prefix_caching)
     why = build_venv()
     if why:
         sys.exit(f"vLLM is not available here: {why}")
@@ -93,7 +107,8 @@ def main() -> None:
         tmp = Path(t)
         folder = build(tmp / "tiny-llm")
         port = free_port()
-        extra = ("--no-enable-prefix-caching", *[x for kv in KNOBS.items() for x in kv])
+        switch = "--enable-prefix-caching" if caching else "--no-enable-prefix-caching"
+        extra = (switch, *[x for kv in KNOBS.items() for x in kv])
         cmd = serve_command(folder, port, VENV, extra)
         env = environment()
         if pinned:
@@ -109,7 +124,8 @@ def main() -> None:
                 [str(VENV / "bin" / "python"), "-c", "import vllm; print(vllm.__version__)"],
                 capture_output=True, text=True, check=True,
             ).stdout.strip()  # fmt: skip
-            params = ["engine=vllm", f"version={version}", "device_kind=cpu", "enable_prefix_caching=false"]
+            params = ["engine=vllm", f"version={version}", "device_kind=cpu"]
+            params += [f"enable_prefix_caching={str(caching).lower()}"]
             params += [f"{k.removeprefix('--').replace('-', '_')}={v}" for k, v in KNOBS.items()]
             params += [f"block_size={cache['block_size']}", f"num_gpu_blocks={cache['num_gpu_blocks']}"]
             if pinned:
@@ -137,10 +153,13 @@ def main() -> None:
                     str(args.runs),
                     *pargs,
                 ]
+                if caching:
+                    measure += ["--cached-prefix", args.cached_prefix, "--cached-suffix", "128"]
                 run(measure, stdout=subprocess.DEVNULL)
                 run_file = newest(args.runs, "llm-engine-cpu-*.json")
                 source = (
-                    f"vLLM {version} (CPU, V1 engine, chunked prefill, prefix caching off) started with "
+                    f"vLLM {version} (CPU, V1 engine, chunked prefill, prefix caching {'on' if caching else 'off'}) "
+                    "started with "
                     f"{' '.join(f'{k} {v}' for k, v in KNOBS.items())}; block size and KV blocks as its /metrics "
                     "cache_config_info reports them"
                     + (
@@ -149,7 +168,10 @@ def main() -> None:
                         else ""
                     )
                 )
+                if caching:
+                    scenario = mooncake_scenario_file(tmp, args.mooncake, args.mooncake_scale)
                 validate = [*client, FLEETWISE, "validate", "--run", str(run_file)]
+                validate += ["--prefix-caching"] if caching else []
                 validate += [
                     "--scenario",
                     str(scenario),
@@ -160,7 +182,7 @@ def main() -> None:
                 ]
                 validate += [
                     "--load",
-                    "0.3,0.5,0.7,0.85",
+                    args.loads,
                     "--seconds",
                     str(args.seconds),
                     "--saturation-seconds",

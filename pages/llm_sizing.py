@@ -132,8 +132,18 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
             "Chunked prefill", ["on", "off"], default=["on"], key="llm_chunked", persist_state="session"
         )
         c1, c2 = st.columns(2)
-        pricing = c1.selectbox("Pricing", list(PRICINGS), key="llm_pricing", persist_state="session")
-        kv = c2.number_input(
+        prefix = c1.multiselect(
+            "Prefix caching",
+            ["on", "off"],
+            default=["off"],
+            key="llm_prefix",
+            persist_state="session",
+            help="vLLM's automatic prefix caching, routed prefix-aware: it finds what the scenario's trace shares "
+            "(a Mooncake trace's prefix blocks). Pick both to size the capacity with and without it side by side.",
+        )
+        pricing = c2.selectbox("Pricing", list(PRICINGS), key="llm_pricing", persist_state="session")
+        c1, c2 = st.columns(2)
+        kv = c1.number_input(
             "KV blocks of 16 tokens per replica (0: from the run or profile)",
             0,
             10_000_000,
@@ -141,11 +151,10 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
             key="llm_kv",
             persist_state="session",
         )
-        c1, c2 = st.columns(2)
         spares = int(
-            c1.number_input("Spare replicas (N+k)", 0, 100, 0, key="llm_spares", persist_state="session")
+            c2.number_input("Spare replicas (N+k)", 0, 100, 0, key="llm_spares", persist_state="session")
         )
-        headroom = c2.number_input(
+        headroom = st.number_input(
             "Headroom fraction", 0.0, 5.0, 0.0, step=0.05, key="llm_headroom", persist_state="session"
         )
         model = scenario.llm.model if scenario.llm is not None else None
@@ -163,6 +172,7 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         "max_num_seqs": sorted(seqs),
         "max_num_batched_tokens": sorted(tokens),
         "chunked": sorted(c == "on" for c in chunked),
+        "prefix_caching": sorted(c == "on" for c in prefix),
         "pricing": pricing,
         "kv_blocks": int(kv) or None,
         "spares": spares,
@@ -173,10 +183,16 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         "any_model": bool(any_model),
     }
     if submitted:
-        if (not runs and not picked_benches and not picked_profiles) or not seqs or not tokens or not chunked:
+        if (
+            (not runs and not picked_benches and not picked_profiles)
+            or not seqs
+            or not tokens
+            or not chunked
+            or not prefix
+        ):
             st.error(
                 "Pick a run, an assumed profile or a benchmark, and at least one max_num_seqs, "
-                "max_num_batched_tokens and prefill mode."
+                "max_num_batched_tokens, prefill mode and prefix-caching setting."
             )
             return
         st.session_state["llm_params"] = current
@@ -234,8 +250,9 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         for w in dict.fromkeys(w for x in plan.from_benchmarks for w in x.warnings):
             st.warning(esc(w, 2000))
     st.caption(
-        "$/1M input and output tokens split the monthly cost by the engine's busy time in prefill and decode; "
-        "all-in puts every dollar on the output tokens. Energy (output tokens/J) where the run measured it."
+        "$/1M input and output tokens split the monthly cost by the engine's busy time in prefill and decode "
+        "(with prefix caching, input tokens as computed: those found cached are not counted); all-in puts every "
+        "dollar on the output tokens. Energy (output tokens/J) where the run measured it."
     )
     for note in [*plan.notes, *dict.fromkeys(w for o in plan.options for w in o.warnings)]:
         st.warning(esc(note, 2000))
@@ -262,6 +279,7 @@ def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
             max_num_seqs=tuple(params["max_num_seqs"]) or None,
             max_num_batched_tokens=tuple(params["max_num_batched_tokens"]) or None,
             chunked_prefill=tuple(params["chunked"]) or None,
+            prefix_caching=tuple(params.get("prefix_caching", [False])) or None,
             kv_blocks=params["kv_blocks"],
             benchmarks=tuple(import_file(b) for b in params.get("benchmarks", [])),
             max_replicas=256,

@@ -49,7 +49,8 @@ def print_llm_validation(v: LlmValidation) -> None:
         "E2E p50/p99 pred | meas",
     ):
         t.add_column(c)
-    for c in ("errors p50 / p99", "late", "ok"):
+    prefixed = any(lv.prefix_block_tokens is not None for lv in v.levels)
+    for c in ("errors p50 / p99", *(["cached: engine | model"] if prefixed else []), "late", "ok"):
         t.add_column(c)
     for lv in v.levels:
         cells = []
@@ -70,6 +71,16 @@ def print_llm_validation(v: LlmValidation) -> None:
             f"{lv.rate_rps:.3g}",
             *cells,
             errs or "-",
+            *(
+                [
+                    " | ".join(
+                        "-" if x is None else f"{x:.1%}"
+                        for x in (lv.prefix_hit_share_engine, lv.prefix_hit_share_simulated)
+                    )
+                ]
+                if prefixed
+                else []
+            ),
             f"{lv.late_fraction:.1%}" + (" [red]LAG[/]" if lv.generator_flag else ""),
             {True: "[green]yes[/]", False: "[red]NO[/]", None: "not judged"}[lv.within_target],
         )

@@ -34,7 +34,8 @@ ASSUMPTIONS = [
     "Requests go to the replica with the fewest outstanding requests; network latency, tokenization outside "
     "the engine, retries and failures are not modelled.",
     "Cost per 1M input and output tokens splits the monthly cost by the engine's busy time in prefill and in "
-    "decode; the all-in figure puts every dollar on the output tokens. A month is 730 hours.",
+    "decode; the all-in figure puts every dollar on the output tokens. With prefix caching, input tokens count as "
+    "the engine computed them (those found cached are not counted). A month is 730 hours.",
     "Energy per token is the device energy per token measured per phase (idle power and the host excluded); "
     "where the run has none, energy figures are absent, never estimated.",
     "Where the run is an in-process measurement (not a served engine), the engine's own overheads (HTTP, "

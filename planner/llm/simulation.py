@@ -56,6 +56,9 @@ class LlmResult(ResultModel):
     # vLLM counts its queries), and cached blocks evicted; null with it off
     prefix_hit_share: float | None = None
     prefix_evicted_blocks: int | None = None
+    # prefix caching on: the share of the measured requests' prompt tokens the engine computed (the rest were
+    # found cached when each was last admitted): what $/1M input tokens divides by; null with it off
+    computed_prompt_share: float | None = None
     steps: int
     steps_beyond_measured_grid: int
     energy_j_per_request: float | None
@@ -253,6 +256,9 @@ def run_llm_simulation(
         if cfg.prefix_caching and tr.prefix_queried_tokens
         else None,
         prefix_evicted_blocks=tr.prefix_evicted_blocks if cfg.prefix_caching else None,
+        computed_prompt_share=float(1 - tr.cached_tokens[keep].sum() / in_tok.sum())
+        if tr.cached_tokens is not None and in_tok.sum() > 0
+        else None,
         steps=tr.steps,
         steps_beyond_measured_grid=tr.beyond_grid_steps,
         energy_j_per_request=e_req,

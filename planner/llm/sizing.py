@@ -3,7 +3,8 @@ TPOT, ITL and E2E SLO and stable queues, and what that costs per month and per 1
 
 The replica search doubles from 1 until the SLOs hold, then bisects between the last miss and the first hit
 (more replicas never make an SLO worse under these routers). Cost is split between input and output tokens
-by the engine's busy time in prefill and in decode; the all-in cost per 1M output tokens (every dollar on the
+by the engine's busy time in prefill and in decode (input tokens as computed: with prefix caching, those found
+cached are not counted); the all-in cost per 1M output tokens (every dollar on the
 output) is given beside it. Energy figures are separate columns: output tokens per joule and all tokens per
 joule. An option whose device has no price is sized and listed as not priced.
 """
@@ -242,7 +243,9 @@ def size_option(
     if price is not None and not price.energy_included and monthly is not None and devices:
         energy_usd, energy_note = _energy_cost(run, best, devices, book.electricity)
         monthly += energy_usd or 0.0
-    in_month = best.offered_rps * _mean(sc, best, "input") * SECONDS_PER_MONTH
+    # with the cache, input tokens count as the engine computed them: a cached prompt token is not bought
+    computed = 1.0 if best.computed_prompt_share is None else best.computed_prompt_share
+    in_month = best.offered_rps * _mean(sc, best, "input") * computed * SECONDS_PER_MONTH
     out_month = best.offered_rps * _mean(sc, best, "output") * SECONDS_PER_MONTH
     share = best.prefill_busy_share
     return LlmSized(

@@ -260,7 +260,7 @@ def _cached_prefill(model: StepModel, behind: list[Point], notes: list[str]) -> 
     notes.append(
         f"prefill behind a cached prefix (engine run, {suffix} new tokens): {ref[suffix]:.3g} ms with none, "
         + ", ".join(said)
-        + f"; each computed token adds {model.cached_attend_ms * 1e3:.3g} us per 1,000 cached tokens"
+        + f"; each computed token adds {model.cached_attend_ms * 1e6:.3g} us per 1,000 cached tokens"
         + (" (the fitted slope was negative: none added)" if k < 0 else "")
     )
 

@@ -392,6 +392,24 @@ def test_a_generative_scenario_is_sized_on_llm_runs_with_ttft_and_tpot_slos(data
     assert any("measured" in m.value for m in at.markdown)
 
 
+def test_the_llm_sizing_form_sizes_with_and_without_the_prefix_cache_side_by_side(data: Path) -> None:
+    at = app()
+    at.switch_page("pages/sizing.py").run()
+    at.selectbox(key="sz_scenario").set_value("tiny-chat").run()
+    at.multiselect(key="llm_prec").set_value(["fp32"])
+    at.multiselect(key="llm_seqs").set_value([64])
+    at.multiselect(key="llm_tokens").set_value([2048])
+    at.multiselect(key="llm_prefix").set_value(["on", "off"])
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    cached = at.dataframe[0].value["prefix cache (prompt tokens cached)"]
+    # tiny-chat names no prefixes: the cached option finds nothing, and the warnings say why
+    assert sorted(cached.unique()) == ["0.0%", "off"], cached
+    assert any("no prefix" in w.value.lower() or "nothing" in w.value.lower() for w in at.warning), [
+        w.value for w in at.warning
+    ]
+
+
 def test_a_generative_plan_is_priced_in_session_explored_on_ttft_and_tpot_and_reported(
     data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -260,3 +260,20 @@ def test_the_prefix_cache_switch_is_refused_for_batch_scenarios_and_bad_values(l
         app, ["size", "--scenario", str(chat), "--runs", str(llm_run_file), "--prefix-caching", "yes"]
     )
     assert res.exit_code == 2 and "--prefix-caching takes on, off or on,off" in res.output, res.output
+
+
+def test_with_the_cache_input_tokens_count_as_computed(llm_run_file: Path, tmp_path: Path) -> None:
+    """The measured requests (after the warm-up share) each find their 20 shared blocks of 21: the engine computed
+    1/21 of their prompt tokens, and that is what a cached plan's $/1M input tokens divides by."""
+    from measure.run import load_run
+    from planner.llm.engine import EngineConfig
+    from planner.llm.simulation import run_llm_simulation
+    from planner.llm.steps import step_model
+
+    sc = parse_scenario(_shared_prefix_scenario(tmp_path, 200.0))
+    run = load_run(llm_run_file)
+    cfg = EngineConfig(kv_blocks=4000, prefix_caching=True)
+    on = run_llm_simulation(sc, step_model(run), cfg, 1, "prefix-aware", run, requests=1500)
+    assert on.computed_prompt_share == pytest.approx(1 / 21)
+    off = run_llm_simulation(sc, step_model(run), EngineConfig(kv_blocks=4000), 1, "round-robin", run, 1500)
+    assert off.computed_prompt_share is None
