@@ -197,6 +197,11 @@ def show_llm_validations(run: Run, folder: Path) -> None:
             for m in ("ttft", "tpot", "e2e")
             if f"{m}_p50" in e
         )
+        if lv.prefix_block_tokens is not None:  # a replay with prefixes: the hit rate, both sides
+            row["cached: engine / model"] = " / ".join(
+                "-" if x is None else f"{x:.1%}"
+                for x in (lv.prefix_hit_share_engine, lv.prefix_hit_share_simulated)
+            )
         row["late"] = f"{lv.late_fraction:.1%}"
         row["within target"] = {True: "yes", False: "NO", None: "not judged"}[lv.within_target]
         rows.append(row)

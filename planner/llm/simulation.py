@@ -21,6 +21,7 @@ from planner.llm.steps import StepModel
 from planner.serving.simulation import SloCheck, Summary, batch_means_ci, slo_check, summarise_s
 from planner.traffic.arrivals import MAX_REQUESTS, arrival_times, draw_sizes, trace_column
 from planner.traffic.scenario import FromTrace, Scenario, ScenarioError, Trace
+from planner.traffic.sessions import synthetic_prefixes
 
 UNSTABLE_GROWTH = 2.0  # in-system requests at the end of the window vs its first half: queues grow
 
@@ -108,6 +109,15 @@ def llm_requests(
     window = float(sc.duration_s) if sc.duration_s is not None else float(t[-1])
     llm = sc.llm
     assert llm is not None  # checked above
+    if llm.prefix is not None:
+        if frame is not None and "hash_ids" in frame.columns:
+            raise ScenarioError(
+                f"scenario {sc.name}: its trace names prefix blocks (hash_ids) and llm.prefix states others; "
+                "give one"
+            )
+        prompt, ids, block, said = synthetic_prefixes(llm.prefix, t, prompt, output, rng, llm.scale)
+        notes += said
+        return LlmRequests(t.astype(np.float64), prompt, output, ids, block), window, notes
     if frame is not None and "hash_ids" in frame.columns and isinstance(sc.arrivals, Trace):
         block = max(1, round(sc.arrivals.block_tokens * llm.scale))
         if llm.scale != 1.0:

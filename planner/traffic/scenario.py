@@ -6,6 +6,8 @@ Schema history (bump SCENARIO_SCHEMA_VERSION and migrate in `load_scenario` for 
       SLO metrics ttft, tpot, itl and e2e. A version-1 file is read as version 2 without `llm`.
   3 - `llm.model`: the model the traffic is for (names and parameter count), so evidence of another model is
       left out. A version-2 file is read as version 3 without it (any model's evidence is taken, as before).
+  4 - `llm.prefix`: a synthetic prefix structure (shared system prompts, multi-turn sessions whose next prompt
+      extends the last one). A version-3 file is read as version 4 without it (no prefix structure).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from measure.run import MAX_NAME_CHARS, MAX_SEQ_LEN
 from measure.run.types import FileModel as _Model
 from measure.run.versioned import VersionedFile
 
-SCENARIO_SCHEMA_VERSION: Final = 3
+SCENARIO_SCHEMA_VERSION: Final = 4
 MAX_SCENARIO_BYTES = 1024 * 1024
 
 
@@ -227,11 +229,53 @@ class ModelSpec(_Model):
         return f"{name} ({size})" if name and size else name or size
 
 
+class SystemPrompts(_Model):
+    """Shared system prompts: every session starts with one of them, chosen uniformly."""
+
+    prompts: int = Field(ge=1, le=100_000, description="distinct system prompts")
+    tokens: int = Field(ge=1, le=MAX_SEQ_LEN, description="tokens of each")
+
+
+class Sessions(_Model):
+    """Multi-turn sessions: each turn's prompt is the last turn's prompt and answer followed by a new message."""
+
+    turns: SizeDist = Field(description="turns per session")
+    think_s: float = Field(
+        gt=0,
+        le=86_400,
+        description="mean time (exponential) from a turn's arrival to when its next can arrive",
+    )
+    max_prompt_tokens: int = Field(
+        default=MAX_SEQ_LEN,
+        ge=1,
+        le=MAX_SEQ_LEN,
+        description="a session ends before a turn whose prompt would pass this (the next request opens another)",
+    )
+
+
+class PrefixModel(_Model):
+    """A synthetic prefix structure: what the requests' prompts share, stated instead of read from a trace.
+    `llm.prompt` then draws each turn's new message and `llm.output` its answer."""
+
+    block_tokens: int = Field(default=16, ge=1, le=MAX_SEQ_LEN, description="tokens one prefix id stands for")
+    system: SystemPrompts | None = None
+    sessions: Sessions | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PrefixModel:
+        if self.system is None and self.sessions is None:
+            raise ValueError("a prefix model needs system prompts, sessions or both")
+        return self
+
+
 class LlmTokens(_Model):
     """Token lengths of generative requests: the prompt (prefilled) and the output (decoded, token by token)."""
 
     prompt: SeqDist
     output: SeqDist
+    prefix: PrefixModel | None = Field(
+        default=None, description="synthetic shared prefixes (system prompts, sessions); null: none stated"
+    )
     model: ModelSpec | None = Field(default=None, description="the model the traffic is for; null: any model")
     scale: float = Field(
         default=1.0,
@@ -263,7 +307,7 @@ class Slo(_Model):
 class Scenario(_Model):
     """A traffic scenario the simulator replays against a service model."""
 
-    schema_version: Literal[3] = SCENARIO_SCHEMA_VERSION
+    schema_version: Literal[4] = SCENARIO_SCHEMA_VERSION
     kind: Literal["scenario"] = "scenario"
     name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     description: str = Field(default="", max_length=4000)
@@ -300,6 +344,10 @@ class Scenario(_Model):
                 self.arrivals, Trace
             ):
                 raise ValueError("llm token lengths from a trace need trace arrivals")
+            if self.llm.prefix is not None and any(
+                isinstance(d, FromTrace) for d in (self.llm.prompt, self.llm.output)
+            ):
+                raise ValueError("llm.prefix draws each turn's tokens: give prompt and output distributions")
             bad = [s.metric for s in self.slo if s.metric not in LLM_METRICS]
             if bad:
                 raise ValueError(f"generative requests take SLOs on {', '.join(LLM_METRICS)}, not {bad[0]}")
@@ -344,7 +392,11 @@ SCENARIO_FILE: VersionedFile[Scenario] = VersionedFile(
     filename=lambda sc: scenario_path(sc, ".").name,
     pattern="*.yaml",
     # versions 2 and 3 only added fields that default to absent
-    migrations={1: lambda d: {**d, "schema_version": 2}, 2: lambda d: {**d, "schema_version": 3}},
+    migrations={
+        1: lambda d: {**d, "schema_version": 2},
+        2: lambda d: {**d, "schema_version": 3},
+        3: lambda d: {**d, "schema_version": 4},
+    },
     yaml=True,
     version_required=False,  # written by hand: no schema_version means the current one
 )

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from fleetwise_cli.main import app
 from planner.llm.engine import EngineConfig
 from planner.llm.simulation import llm_requests, run_llm_simulation
-from planner.traffic.scenario import ScenarioError, parse_scenario
+from planner.traffic.scenario import SCENARIO_SCHEMA_VERSION, ScenarioError, parse_scenario
 from tests.conftest import shipped_files
 from tests.planner.llm.test_llm_engine import synthetic_model
 
@@ -33,7 +33,7 @@ CHAT = {
 
 def test_generative_scenarios_are_validated_and_version_1_files_still_read() -> None:
     sc = parse_scenario(CHAT)
-    assert sc.schema_version == 3 and sc.llm is not None
+    assert sc.schema_version == SCENARIO_SCHEMA_VERSION and sc.llm is not None
     bad = [
         (
             {**CHAT, "slo": [{"metric": "latency", "percentile": 99, "threshold_ms": 1}]},
@@ -47,7 +47,7 @@ def test_generative_scenarios_are_validated_and_version_1_files_still_read() -> 
         with pytest.raises(ScenarioError, match=msg):
             parse_scenario(data)
     old = {"schema_version": 1, "name": "x", "arrivals": {"process": "poisson", "rate_rps": 1}, "requests": 5}
-    assert parse_scenario(old).schema_version == 3
+    assert parse_scenario(old).schema_version == SCENARIO_SCHEMA_VERSION
 
 
 def test_token_lengths_follow_the_scenario_and_the_scale_is_applied_and_stated() -> None:
