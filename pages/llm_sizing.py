@@ -51,6 +51,7 @@ def _table(plan: LlmPlan) -> pd.DataFrame:
                     if o.prefix_hit_share is None
                     else f"{o.prefix_hit_share:.1%}"
                 ),
+                "router": o.router or ("prefix-aware" if o.prefix_caching else "least-outstanding"),
                 "replica": o.replica,
                 "replicas": o.replicas,
                 "deployed (N+k, headroom)": o.replicas_deployed,

@@ -45,6 +45,7 @@ FLAGS = {
     "max_num_batched_tokens": "--max-num-batched-tokens",
     "chunked_prefill": "--chunked-prefill",
     "prefix_caching": "--prefix-caching",
+    "llm_routers": "--router",
     "kv_blocks": "--kv-blocks",
     "benchmarks": "--benchmarks",
     "any_model": "--any-model",
@@ -63,7 +64,10 @@ def size(
         "on_demand", help="on_demand | reserved (1-year term) | reserved_3y | owned (capex + hosting + power)"
     ),
     router: str = typer.Option(
-        None, help="central | random | round-robin | least-outstanding (default central; batch scenarios)"
+        None,
+        help="batch: central | random | round-robin | least-outstanding (default central); generative: a comma "
+        "list of round-robin, least-outstanding, least-kv, prefix-aware (with --prefix-caching on) sized side by "
+        "side (default least-outstanding, prefix-aware with the cache)",
     ),
     rank_by: str = typer.Option(
         None, help="monthly_cost | cost_per_1k | tokens_per_joule (default monthly_cost; batch scenarios)"
@@ -162,7 +166,10 @@ def size(
             redundancy=Redundancy(spares, headroom),
             max_replicas=max_replicas,
             requests=requests,
-            router=router,
+            router=router if sc.llm is None else None,
+            llm_routers=tuple(r.strip() for r in router.split(",") if r.strip())
+            if router is not None and sc.llm is not None
+            else None,
             rank_by=rank_by,
             max_batches=_list(max_batch, int, "--max-batch"),
             max_delays_ms=_list(max_delay_ms, float, "--max-delay-ms"),

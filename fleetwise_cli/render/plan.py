@@ -13,11 +13,12 @@ from planner.llm.sizing import LlmPlan, LlmSized
 
 
 def _cache(o: LlmSized) -> str:
-    """What the prefix cache did, as the prefill cell says it (nothing with the cache off)."""
+    """What the prefix cache did and the router chosen, as the prefill cell says them (nothing by default)."""
+    routed = f"; routed {o.router}" if o.router else ""
     if not o.prefix_caching:
-        return ""
+        return routed
     hit = "-" if o.prefix_hit_share is None else f"{o.prefix_hit_share:.0%}"
-    return f"; prefix cache, {hit} of prompt tokens cached"
+    return f"; prefix cache, {hit} of prompt tokens cached{routed}"
 
 
 def print_llm_plan(plan: LlmPlan, as_json: bool) -> None:

@@ -63,15 +63,22 @@ class LlmOption:
     max_num_batched_tokens: int
     chunked_prefill: bool
     prefix_caching: bool = False  # vLLM's automatic prefix caching, routed prefix-aware
+    router: str | None = None  # None: least-outstanding, or prefix-aware with the cache
 
     @property
     def label(self) -> str:
         chunk = "chunked" if self.chunked_prefill else "whole prompts"
         cache = ", prefix cache" if self.prefix_caching else ""
+        routed = f", routed {self.router}" if self.router else ""
         return (
             f"{self.precision}, max_num_seqs {self.max_num_seqs}, {self.max_num_batched_tokens} tokens/step, "
-            f"{chunk}{cache}"
+            f"{chunk}{cache}{routed}"
         )
+
+
+def default_router(prefix_caching: bool) -> str:
+    """The router an option is simulated with when none is chosen."""
+    return "prefix-aware" if prefix_caching else "least-outstanding"
 
 
 class LlmSized(ResultModel):
@@ -89,6 +96,7 @@ class LlmSized(ResultModel):
     # prefix caching on (routed prefix-aware): the share of prompt tokens found cached at the sized count
     prefix_caching: bool = False
     prefix_hit_share: float | None = None
+    router: str | None = None  # chosen to compare routers (None: the default for its cache)
     replicas: int | None  # the fewest meeting every SLO
     replicas_deployed: int | None = None  # after the redundancy policy: what is bought and costed
     redundancy: str = "none (N+0)"
@@ -124,9 +132,10 @@ class LlmSized(ResultModel):
     def label(self) -> str:
         prefill = "chunked" if self.chunked_prefill else "whole"
         cache = " prefix-cache" if self.prefix_caching else ""
+        routed = f" {self.router}" if self.router else ""
         return (
             f"{self.shown_device} {self.precision} seqs {self.max_num_seqs} tok {self.max_num_batched_tokens} "
-            f"{prefill}{cache}"
+            f"{prefill}{cache}{routed}"
         )
 
 
@@ -154,7 +163,7 @@ def _cache_words(o: LlmSized) -> str:
         if o.prefix_hit_share is None
         else f", {o.prefix_hit_share:.0%} of prompt tokens cached (simulated)"
     )
-    return f", prefix caching routed prefix-aware{hit}"
+    return f", prefix caching routed {o.router or default_router(True)}{hit}"
 
 
 def _meets(r: LlmResult) -> bool:
@@ -173,19 +182,27 @@ def _worst(r: LlmResult) -> tuple[float, str]:
 
 
 class ReplicaCounts:
-    """One option's simulations by replica count (least-outstanding routing; prefix-aware with the prefix
-    cache), each count simulated once: the replica searches of sizing and of the SLO explorer's ladders probe
-    counts through it."""
+    """One option's simulations by replica count (its router: by default least-outstanding, prefix-aware with the
+    prefix cache), each count simulated once: the replica searches of sizing and of the SLO explorer's ladders
+    probe counts through it."""
 
-    def __init__(self, sc: Scenario, run: Source, model: StepModel, cfg: EngineConfig, requests: int) -> None:
+    def __init__(
+        self,
+        sc: Scenario,
+        run: Source,
+        model: StepModel,
+        cfg: EngineConfig,
+        requests: int,
+        router: str | None = None,
+    ) -> None:
         self.sc, self.run, self.model, self.cfg, self.requests = sc, run, model, cfg, requests
+        self.router = router or default_router(cfg.prefix_caching)
         self._done: dict[int, LlmResult] = {}
 
     def __call__(self, n: int) -> LlmResult:
         if n not in self._done:
-            router = "prefix-aware" if self.cfg.prefix_caching else "least-outstanding"
             self._done[n] = run_llm_simulation(
-                self.sc, self.model, self.cfg, n, router, self.run, self.requests
+                self.sc, self.model, self.cfg, n, self.router, self.run, self.requests
             )
         return self._done[n]
 
@@ -220,7 +237,7 @@ def size_option(
         source_kv_blocks(run, opt.precision, 16, kv_blocks),
         opt.prefix_caching,
     )
-    sim = ReplicaCounts(sc, run, model, cfg, requests)
+    sim = ReplicaCounts(sc, run, model, cfg, requests, opt.router)
     search = smallest_passing(sim.verdict, 1, max_replicas)
     hi, lo = search.replicas or 0, search.last_failing
     stuck: str | None = None
@@ -260,6 +277,7 @@ def size_option(
         kv_blocks=cfg.kv_blocks,
         prefix_caching=opt.prefix_caching,
         prefix_hit_share=best.prefix_hit_share,
+        router=opt.router,
         replicas=hi or None,
         replicas_deployed=deployed,
         redundancy=redundancy.label(),
@@ -382,6 +400,7 @@ def size_llm(
     any_model: bool = False,
     profiles: tuple[str, ...] = (),
     prefix_caching: tuple[bool, ...] = (False,),
+    routers: tuple[str | None, ...] = (None,),
 ) -> LlmPlan:
     """Size every option (and every imported benchmark); rank by monthly cost among those meeting the SLOs.
 
@@ -425,6 +444,12 @@ def size_llm(
         loaded.append((p, run))
     if not loaded and not keep_benchmarks:
         raise LlmSizingError("no evidence of the scenario's model: " + "; ".join(notes))
+    if "prefix-aware" in routers and True not in prefix_caching:
+        raise LlmSizingError("router prefix-aware matches cached prefixes: size it with prefix caching on")
+    if "prefix-aware" in routers and False in prefix_caching:
+        notes.append(
+            "prefix-aware routing is sized with the prefix cache only (it has nothing to match without)"
+        )
     from_bench: list[BenchSized] = []
     if keep_benchmarks:
         offered = OfferedLoad.of(sc)  # the scenario drawn once for every benchmark
@@ -443,9 +468,11 @@ def size_llm(
                 what = "assumed profile" if is_assumed(run) else "run"
                 notes.append(f"{what} {run.short_id()} has no LLM point at {prec}")
                 continue
-            grid = itertools.product(max_num_seqs, max_num_batched_tokens, chunked, prefix_caching)
-            for seqs, tokens, ch, cache in grid:
-                opt = LlmOption(path, prec, seqs, tokens, ch, cache)
+            grid = itertools.product(max_num_seqs, max_num_batched_tokens, chunked, prefix_caching, routers)
+            for seqs, tokens, ch, cache, router in grid:
+                if router == "prefix-aware" and not cache:  # nothing to match without a cache
+                    continue
+                opt = LlmOption(path, prec, seqs, tokens, ch, cache, router)
                 tasks.append(LlmTask(opt, sc, book, pricing, requests, max_replicas, kv_blocks, redundancy))
     for task, got in zip(tasks, in_workers(size_task, tasks, jobs, progress, executor), strict=True):
         if isinstance(got, str):

@@ -66,7 +66,7 @@ def llm_ladder(sc: Scenario, o: LlmSized, requests: int = 3000, max_replicas: in
     cfg = EngineConfig(
         o.max_num_seqs, o.max_num_batched_tokens, o.chunked_prefill, 16, o.kv_blocks, o.prefix_caching
     )
-    sim = ReplicaCounts(sc, run, model, cfg, requests)
+    sim = ReplicaCounts(sc, run, model, cfg, requests, o.router)
     lo, hi = 0, 1
     while not sim(hi).stable:
         lo, hi = hi, hi * 2

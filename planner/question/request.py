@@ -42,6 +42,7 @@ GENERATIVE_ONLY = (
     "max_num_batched_tokens",
     "chunked_prefill",
     "prefix_caching",
+    "llm_routers",
     "kv_blocks",
     "benchmarks",
     "any_model",
@@ -73,6 +74,7 @@ class SizingRequest:
     max_num_batched_tokens: tuple[int, ...] | None = None
     chunked_prefill: tuple[bool, ...] | None = None
     prefix_caching: tuple[bool, ...] | None = None
+    llm_routers: tuple[str, ...] | None = None  # compared side by side (default: by the cache)
     kv_blocks: int | None = None
     benchmarks: tuple[EngineBenchmark, ...] = ()
     any_model: bool = False  # keep evidence of another model than the scenario names, labelled so
@@ -141,6 +143,18 @@ class SizingRequest:
                 raise SizingError(f"{label(f)} values must be >= 1")
         if self.kv_blocks is not None and self.kv_blocks < 1:
             raise SizingError(f"{label('kv_blocks')} must be >= 1, got {self.kv_blocks}")
+        for r in self.llm_routers or ():
+            try:
+                router_for(r, "LLM")
+            except RouterError as exc:
+                raise SizingError(f"{label('llm_routers')}: {exc}") from None
+        if "prefix-aware" in [router_for(r, "LLM") for r in self.llm_routers or ()] and True not in (
+            self.prefix_caching or (False,)
+        ):
+            raise SizingError(
+                f"{label('llm_routers')} prefix-aware matches cached prefixes: give {label('prefix_caching')} on "
+                "(or on,off)"
+            )
 
     def batch_question(self) -> Question:
         """The batch sizing question, defaults filled in."""
@@ -194,4 +208,7 @@ def answer(
         any_model=req.any_model,
         profiles=req.profiles,
         prefix_caching=req.prefix_caching or (False,),
+        routers=tuple(dict.fromkeys(router_for(r, "LLM") for r in req.llm_routers))
+        if req.llm_routers
+        else (None,),
     )

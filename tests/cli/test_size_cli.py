@@ -191,7 +191,6 @@ TINY_CHAT = REPO / "scenarios" / "llm" / "tiny-chat.yaml"
 @pytest.mark.parametrize(
     "extra",
     [
-        ["--router", "jsq"],
         ["--rank-by", "tokens_per_joule"],
         ["--max-batch", "4"],
         ["--max-delay-ms", "5"],
@@ -203,6 +202,14 @@ TINY_CHAT = REPO / "scenarios" / "llm" / "tiny-chat.yaml"
 def test_a_batch_option_on_a_generative_scenario_is_refused_not_dropped(extra: list[str]) -> None:
     res = CliRunner().invoke(app, ["size", "--scenario", str(TINY_CHAT), "--runs", str(LLM_RUN), *extra])
     assert res.exit_code == 2 and f"{extra[0]} does not apply to a generative (LLM) scenario" in res.output
+
+
+def test_a_batch_router_on_a_generative_scenario_is_refused_in_one_line() -> None:
+    """A generative scenario takes --router as the LLM routers to compare; a batch-only one is refused."""
+    res = CliRunner().invoke(
+        app, ["size", "--scenario", str(TINY_CHAT), "--runs", str(LLM_RUN), "--router", "central"]
+    )
+    assert res.exit_code == 2 and "router 'central' does not apply to LLM serving" in res.output, res.output
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import json
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -277,3 +278,51 @@ def test_with_the_cache_input_tokens_count_as_computed(llm_run_file: Path, tmp_p
     assert on.computed_prompt_share == pytest.approx(1 / 21)
     off = run_llm_simulation(sc, step_model(run), EngineConfig(kv_blocks=4000), 1, "round-robin", run, 1500)
     assert off.computed_prompt_share is None
+
+
+def test_sizing_compares_routers_side_by_side_and_refuses_prefix_routing_without_the_cache(
+    llm_run_file: Path, tmp_path: Path
+) -> None:
+    """16 system prompts of 20 blocks, more than one replica's 400 blocks hold: routed by prefix a replica keeps
+    its prompts cached, round robin spreads every prompt over every replica and finds less (80% against 52% of
+    prompt tokens cached: 2 replicas against 3)."""
+    from planner.llm.sizing import size_llm
+
+    data = _shared_prefix_scenario(tmp_path, 400.0)
+    which = np.random.default_rng(7).integers(0, 16, 1500)  # no period a round robin could split evenly
+    rows = [
+        {"timestamp": i * 1000.0 / 400.0, "input_length": 21 * 32, "output_length": 8,
+         "hash_ids": [int(which[i]) * 100 + j for j in range(20)] + [10**6 + i]}
+        for i in range(1500)
+    ]  # fmt: skip
+    Path(data["arrivals"]["path"]).write_text("\n".join(json.dumps(r) for r in rows))
+    sc = parse_scenario(data)
+    plan = size_llm(
+        sc, [str(llm_run_file)], None, (64,), (2048,), (True,), BOOK, "on_demand", requests=1500,
+        kv_blocks=400, prefix_caching=(True,), routers=("round-robin", "prefix-aware"),
+    )  # fmt: skip
+    by = {o.router: o for o in plan.options}
+    assert set(by) == {"round-robin", "prefix-aware"} and len({o.label for o in plan.options}) == 2
+    rr, pa = by["round-robin"], by["prefix-aware"]
+    assert rr.prefix_hit_share is not None and pa.prefix_hit_share is not None
+    assert pa.prefix_hit_share > rr.prefix_hit_share
+    assert pa.replicas is not None and rr.replicas is not None and pa.replicas < rr.replicas
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(
+        app,
+        [
+            "size",
+            "--scenario",
+            str(tmp_path / "s.yaml"),
+            "--runs",
+            str(llm_run_file),
+            "--router",
+            "prefix-aware",
+        ],
+    )
+    assert res.exit_code == 2 and "--router prefix-aware matches cached prefixes" in res.output, res.output
+    res = CliRunner().invoke(
+        app,
+        ["size", "--scenario", str(tmp_path / "s.yaml"), "--runs", str(llm_run_file), "--router", "fastest"],
+    )
+    assert res.exit_code == 2 and "unknown LLM router 'fastest'" in res.output, res.output
