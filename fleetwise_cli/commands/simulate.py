@@ -11,6 +11,7 @@ from fleetwise_cli.errors import fail
 from fleetwise_cli.render.llm_simulation import print_llm_result
 from fleetwise_cli.render.simulation import print_result
 from measure.run import Run, RunFileError, load_run
+from planner.llm.disagg import KvLink, Pool
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import run_llm_simulation
 from planner.llm.steps import StepModelError, step_model
@@ -33,8 +34,10 @@ def simulate_llm(
     requests: int | None,
     seed: int | None,
     as_json: bool,
+    pd: dict[str, float | int | None] | None = None,
 ) -> None:
-    """Build the step model and engine knobs from the run and the options, simulate, print."""
+    """Build the step model and engine knobs from the run and the options, simulate, print; with `pd` (decode
+    replicas and the link), the replicas are the prefill pool and the decode pool is of the same shape."""
     model = step_model(run, precision)
     try:
         route = router_for(router or "round-robin", "LLM")
@@ -51,13 +54,48 @@ def simulate_llm(
         kv_blocks=blocks,
         prefix_caching=bool(cfg_args["prefix_caching"]),
     )
+    decode, link = None, None
+    if pd is not None:
+        decode = Pool(model, cfg, int(pd["decode_replicas"] or 0), route)
+        link = _link(run, model.precision, pd)
     result = run_llm_simulation(
-        sc, model, cfg, replicas, route, run, requests, seed, {"kv_blocks_from": how, "run": run.id}
+        sc,
+        model,
+        cfg,
+        replicas,
+        route,
+        run,
+        requests,
+        seed,
+        {"kv_blocks_from": how, "run": run.id},
+        decode,
+        link,
     )
     if as_json:
         write_json(result.model_dump(mode="json"))
         return
     print_llm_result(result)
+
+
+def _link(run: Run, precision: str, pd: dict[str, float | int | None]) -> KvLink:
+    """The KV link as given; KV bytes per token as given or from the run's memory facts at the precision."""
+    if pd["gbps"] is None:
+        raise EngineError("--decode-replicas needs the link between the pools: --kv-link-gbps (GB/s)")
+    per = pd["kv_bytes_per_token"]
+    how = "KV bytes per token given (--kv-bytes-per-token)"
+    if per is None:
+        mem = next((m for m in run.llm.memory if m.precision == precision), None) if run.llm else None
+        if mem is None:
+            raise EngineError(
+                f"run {run.short_id()} does not record KV bytes per token at {precision}: give --kv-bytes-per-token"
+            )
+        per, how = mem.kv_bytes_per_token, f"KV bytes per token from the run ({mem.kv_method})"
+    return KvLink(
+        float(pd["gbps"]),
+        float(pd["latency_ms"] or 0.0),
+        float(per),
+        f"stated: {pd['gbps']:g} GB/s and {pd['latency_ms'] or 0:g} ms a transfer; {how}",
+    )
 
 
 def simulate(
@@ -106,6 +144,23 @@ def simulate(
         help="LLM: vLLM's automatic prefix caching, matched on the prefixes a Mooncake trace names (default off)",
         rich_help_panel="LLM",
     ),
+    decode_replicas: int = typer.Option(
+        None,
+        help="LLM: disaggregate: --replicas prefill and this many decode replicas (same shape and knobs), each "
+        "request's KV sent between them",
+        rich_help_panel="LLM disaggregated",
+    ),
+    kv_link_gbps: float = typer.Option(
+        None, help="LLM disaggregated: each prefill replica's link, GB/s", rich_help_panel="LLM disaggregated"
+    ),
+    kv_link_latency_ms: float = typer.Option(
+        None, help="LLM disaggregated: fixed time a transfer (default 0)", rich_help_panel="LLM disaggregated"
+    ),
+    kv_bytes_per_token: float = typer.Option(
+        None,
+        help="LLM disaggregated: KV bytes a token (default: the run's, at the precision)",
+        rich_help_panel="LLM disaggregated",
+    ),
 ) -> None:
     """Simulate a serving fleet: latency percentiles, throughput, utilization, energy and SLOs."""
     try:
@@ -128,7 +183,24 @@ def simulate(
                 "kv_blocks": kv_blocks,
                 "prefix_caching": bool(prefix_caching),
             }
-            simulate_llm(loaded, sc, precision, replicas, router, knobs, requests, seed, as_json)
+            link_given = (kv_link_gbps, kv_link_latency_ms, kv_bytes_per_token)
+            if decode_replicas is None and any(v is not None for v in link_given):
+                raise EngineError(
+                    "--kv-link-* and --kv-bytes-per-token describe a disaggregated fleet: give --decode-replicas"
+                )
+            if decode_replicas is not None and not 1 <= decode_replicas <= 10_000:
+                raise EngineError(f"--decode-replicas must be in 1..10000, got {decode_replicas}")
+            pd: dict[str, float | int | None] | None = (
+                None
+                if decode_replicas is None
+                else {
+                    "decode_replicas": decode_replicas,
+                    "gbps": kv_link_gbps,
+                    "latency_ms": kv_link_latency_ms,
+                    "kv_bytes_per_token": kv_bytes_per_token,
+                }
+            )
+            simulate_llm(loaded, sc, precision, replicas, router, knobs, requests, seed, as_json, pd)
             return
         llm_only = {
             "--max-num-seqs": max_num_seqs,
@@ -136,6 +208,10 @@ def simulate(
             "--block-size": block_size,
             "--kv-blocks": kv_blocks,
             "--prefix-caching": prefix_caching,
+            "--decode-replicas": decode_replicas,
+            "--kv-link-gbps": kv_link_gbps,
+            "--kv-link-latency-ms": kv_link_latency_ms,
+            "--kv-bytes-per-token": kv_bytes_per_token,
         }
         wrong = [k for k, v in llm_only.items() if v is not None]
         if wrong:  # refused, never silently dropped

@@ -15,6 +15,7 @@ import pandas as pd
 
 from measure.run import PhaseEnergy, Run
 from measure.run.types import ResultModel
+from planner.llm.disagg import KvLink, Pool, simulate_pd
 from planner.llm.engine import EngineConfig, LlmRequests, simulate
 from planner.llm.roofline import LlmProfile
 from planner.llm.steps import StepModel
@@ -173,11 +174,27 @@ def run_llm_simulation(
     requests: int | None = None,
     seed: int | None = None,
     extra_inputs: dict[str, object] | None = None,
+    decode: Pool | None = None,
+    link: KvLink | None = None,
 ) -> LlmResult:
-    """Simulate and summarise; the SLOs are the scenario's."""
+    """Simulate and summarise; the SLOs are the scenario's. With a decode pool, `replicas`, `cfg` and `router`
+    are the prefill pool's and each request's KV crosses `link` (disagg.py)."""
     reqs, window, notes = llm_requests(sc, requests, seed)
     s = sc.seed if seed is None else seed
-    tr = simulate(reqs, model, cfg, replicas, router, seed=s)
+    pools = replicas
+    if decode is None:
+        tr = simulate(reqs, model, cfg, replicas, router, seed=s)
+        side = tr
+    else:
+        pd = simulate_pd(reqs, Pool(model, cfg, replicas, router), decode, link, s)
+        tr, side = pd.trace, pd.prefill or pd.trace
+        pools += decode.replicas
+        link_ms = pd.link_s * 1000.0
+        notes.append(
+            f"disaggregated: {replicas} prefill and {decode.replicas} decode replicas ({decode.router}); each KV "
+            f"over its prefill replica's link ({link.source if link else '-'}): median {np.median(link_ms):.3g} ms, "
+            f"p99 {np.percentile(link_ms, 99):.3g} ms, waiting included; utilisation and steps count both pools"
+        )
     n = reqs.arrival_s.size
     skip = int(n * sc.warmup_fraction)
     keep = slice(skip, n)
@@ -191,9 +208,12 @@ def run_llm_simulation(
     span = float(np.nanmax(tr.finish_s) - reqs.arrival_s[0]) if n else 0.0
     stable = queues_stable(reqs, tr.first_s, window)
     warnings = list(notes) + list(model.notes)
-    if tr.beyond_grid_steps:
+    both = (tr,) if side is tr else (tr, side)  # the steps of every pool
+    steps, beyond = sum(t.steps for t in both), sum(t.beyond_grid_steps for t in both)
+    busy, prefill_busy = sum(t.busy_s for t in both), sum(t.prefill_busy_s for t in both)
+    if beyond:
         warnings.append(
-            f"optimistic: {tr.beyond_grid_steps:,} of {tr.steps:,} steps ran beyond the measured grid (batch, "
+            f"optimistic: {beyond:,} of {steps:,} steps ran beyond the measured grid (batch, "
             "context or prefill tokens) and were timed at its edge"
         )
     if not stable:
@@ -237,6 +257,15 @@ def run_llm_simulation(
             "scenario": sc.name,
             "replicas": replicas,
             "router": router,
+            **(
+                {
+                    "decode_replicas": decode.replicas,
+                    "decode_router": decode.router,
+                    "kv_link": asdict(link) if link else None,
+                }
+                if decode is not None
+                else {}
+            ),
             **asdict(cfg),  # the engine knobs, by their vLLM names
             "seed": s,
             **(extra_inputs or {}),
@@ -258,9 +287,9 @@ def run_llm_simulation(
         goodput_rps=float(good.mean() * n / window) if sc.slo and window > 0 and good.size else None,
         input_tokens_per_s=float(reqs.prompt.sum() / span) if span > 0 else 0.0,
         output_tokens_per_s=float(reqs.output.sum() / span) if span > 0 else 0.0,
-        utilization=float(min(1.0, tr.busy_s / (replicas * span))) if span > 0 else 0.0,
+        utilization=float(min(1.0, busy / (pools * span))) if span > 0 else 0.0,
         kv_cache_utilization=float(tr.kv_used_time / tr.busy_s) if tr.busy_s > 0 else 0.0,
-        prefill_busy_share=float(tr.prefill_busy_s / tr.busy_s) if tr.busy_s > 0 else 0.0,
+        prefill_busy_share=float(prefill_busy / busy) if busy > 0 else 0.0,
         preemptions=int(tr.preempted.sum()),
         prefix_hit_share=tr.prefix_hit_tokens / tr.prefix_queried_tokens
         if cfg.prefix_caching and tr.prefix_queried_tokens
@@ -269,8 +298,8 @@ def run_llm_simulation(
         computed_prompt_share=float(1 - tr.cached_tokens[keep].sum() / in_tok.sum())
         if tr.cached_tokens is not None and in_tok.sum() > 0
         else None,
-        steps=tr.steps,
-        steps_beyond_measured_grid=tr.beyond_grid_steps,
+        steps=steps,
+        steps_beyond_measured_grid=beyond,
         energy_j_per_request=e_req,
         energy_j_per_output_token=e_tok,
         energy_prefill_share=share,

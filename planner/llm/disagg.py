@@ -1,0 +1,159 @@
+"""Disaggregated prefill and decode: a prefill pool and a decode pool, each of its own replica shape, knobs and
+router, with each request's KV sent from one to the other.
+
+A request is routed to a prefill replica and prefilled there as a one-token request (vLLM's P/D proxies ask
+the prefill instance for max_tokens 1); when its prefill ends, its blocks are freed and its KV is sent over that
+replica's link (one transfer at a time, first come first served: KV bytes / bandwidth + a fixed latency; the
+bytes from the model shape and precision, or stated). The decode pool's router then picks a replica, which
+admits the request with every prompt token but the last already computed (the transferred KV), computes that
+one token to produce the first output token, as vLLM's KV connectors do, and decodes the rest. TTFT therefore
+holds the prefill, the link and the decode replica's queue and first step. A preempted request on the decode
+side is recomputed there, as vLLM does.
+
+Blocks on the prefill side are freed when its prefill ends: the transfer is modelled as time on the link, not as
+blocks held (vLLM's NIXL connector keeps them until the decode side has read them; with a fast link the
+difference is a transfer's time). One pool (no decode pool) is the aggregated engine: `simulate` itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from planner.llm.engine import LlmRequests, route, simulate
+from planner.llm.replica import MAX_SIM_STEPS, EngineConfig, EngineError, Replica, Seq, Trace, WorkBudgetError
+from planner.llm.steps import StepModel
+
+MAX_LINK_GB_PER_S = 10_000.0  # beyond any interconnect shipped (NVLink 5 is 1.8 TB/s a GPU)
+
+
+@dataclass(frozen=True)
+class KvLink:
+    """How a prefill replica sends a request's KV to the decode pool."""
+
+    gb_per_s: float  # 1e9 bytes a second, one transfer at a time per prefill replica
+    latency_ms: float  # fixed per transfer (connection, handshake, the proxy's hop)
+    kv_bytes_per_token: float  # of the whole model at its precision (every layer's K and V)
+    source: str  # how these are known: measured, the model shape, or stated
+
+    def __post_init__(self) -> None:
+        if not 0 < self.gb_per_s <= MAX_LINK_GB_PER_S or not math.isfinite(self.gb_per_s):
+            raise EngineError(
+                f"link bandwidth must be in (0, {MAX_LINK_GB_PER_S:g}] GB/s, got {self.gb_per_s}"
+            )
+        if not 0 <= self.latency_ms <= 60_000 or not math.isfinite(self.latency_ms):
+            raise EngineError(f"link latency must be in 0..60000 ms, got {self.latency_ms}")
+        if not 0 < self.kv_bytes_per_token <= 1e9 or not math.isfinite(self.kv_bytes_per_token):
+            raise EngineError(f"KV bytes per token must be in (0, 1e9], got {self.kv_bytes_per_token}")
+
+    def seconds(self, tokens: int) -> float:
+        """Time on the link for a prompt's KV."""
+        return self.latency_ms / 1000.0 + tokens * self.kv_bytes_per_token / (self.gb_per_s * 1e9)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One pool: its step times, knobs, replica count and router."""
+
+    model: StepModel
+    cfg: EngineConfig
+    replicas: int
+    router: str = "least-outstanding"
+
+
+@dataclass
+class PdTrace:
+    """A disaggregated run: what the client saw per request (`trace`: first token from the decode side, finish,
+    inter-token gaps), the prefill pool's own steps (`prefill`: its first_s is when each prefill ended), and the
+    seconds each request's KV waited for and spent on its link."""
+
+    trace: Trace
+    prefill: Trace | None
+    link_s: np.ndarray
+
+
+class PrefillReplica(Replica):
+    """A replica of the prefill pool: a request that has produced its one token hands its KV on."""
+
+    handoff: Callable[[Replica, Seq], None] | None = None
+
+    def _release(self, seq: Seq) -> None:
+        super()._release(seq)
+        if self.handoff is not None:
+            self.handoff(self, seq)
+
+
+def simulate_pd(
+    reqs: LlmRequests, prefill: Pool, decode: Pool | None, link: KvLink | None, seed: int = 0
+) -> PdTrace:
+    """Replay the requests through a prefill pool and a decode pool; with no decode pool, the aggregated engine
+    (`simulate`, unchanged)."""
+    if decode is None:
+        tr = simulate(reqs, prefill.model, prefill.cfg, prefill.replicas, prefill.router, seed)
+        return PdTrace(tr, None, np.zeros(reqs.arrival_s.size))
+    if link is None:
+        raise EngineError("a decode pool needs the KV link between the pools")
+    if prefill.cfg.prefix_caching or decode.cfg.prefix_caching:
+        raise EngineError("prefix caching is not modelled with disaggregated pools yet")
+    n = reqs.arrival_s.size
+    prompts, outputs, arrivals = reqs.prompt.tolist(), reqs.output.tolist(), reqs.arrival_s.tolist()
+    for p, o in zip(prompts, outputs, strict=True):
+        why = prefill.cfg.check(p, 1) or decode.cfg.check(p, o)
+        if why:
+            raise EngineError(why)
+    tokens = int(reqs.prompt.sum(dtype=np.int64))
+    fewest = max(-(-tokens // prefill.cfg.max_num_batched_tokens), int(reqs.output.max(initial=0)))
+    if fewest > MAX_SIM_STEPS:
+        raise WorkBudgetError(f"{n:,} requests take at least {fewest:,} engine steps, over {MAX_SIM_STEPS:,}")
+    env = simpy.Environment()
+    rng_p, rng_d = np.random.default_rng(seed).spawn(2)
+
+    def new_trace() -> Trace:
+        return Trace(np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64))
+
+    tp, td = new_trace(), new_trace()
+    p_pool: list[Replica] = [
+        PrefillReplica(env, prefill.cfg, prefill.model, tp, rng_p) for _ in range(prefill.replicas)
+    ]
+    d_pool = [Replica(env, decode.cfg, decode.model, td, rng_d) for _ in range(decode.replicas)]
+    pick_p, pick_d = route(prefill.router, p_pool), route(decode.router, d_pool)
+    links = {id(r): simpy.Resource(env, capacity=1) for r in p_pool}
+    link_s = np.zeros(n)
+    hop_s = prefill.model.request_overhead_ms / 1000.0  # the proxy's round trip to the prefill server
+
+    def send(replica: Replica, seq: Seq) -> Generator[simpy.Event, None, None]:
+        start = env.now
+        with links[id(replica)].request() as turn:
+            yield turn
+            yield env.timeout(hop_s + link.seconds(seq.prompt))
+        link_s[seq.idx] = env.now - start
+        got = Seq(seq.idx, seq.prompt, outputs[seq.idx])
+        got.computed = seq.prompt - 1  # the transferred KV: the last prompt token is computed here
+        pick_d(seq.idx, got).submit(got)
+
+    def handoff(replica: Replica, seq: Seq) -> None:
+        env.process(send(replica, seq))
+
+    for r in p_pool:
+        assert isinstance(r, PrefillReplica)
+        r.handoff = handoff
+
+    def source() -> Generator[simpy.Event, None, None]:
+        for i in range(n):
+            wait = arrivals[i] - env.now
+            if wait > 0:
+                yield env.timeout(wait)
+            seq = Seq(i, prompts[i], 1)
+            pick_p(i, seq).submit(seq)
+
+    env.process(source())
+    env.run()
+    overhead_s = decode.model.request_overhead_ms / 1000.0
+    if overhead_s:  # the client's round trip to the decode side, as in the aggregated engine
+        td.first_s += overhead_s
+        td.finish_s += overhead_s
+    return PdTrace(td, tp, link_s)

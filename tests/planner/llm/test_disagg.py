@@ -1,0 +1,103 @@
+"""Disaggregated prefill and decode: one pool is the aggregated engine; a lone request's TTFT is its prefill,
+its link time and the decode side's first step, exactly; transfers on one link queue; bounds refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner.llm.disagg import KvLink, Pool, simulate_pd
+from planner.llm.engine import EngineConfig, EngineError, LlmRequests, simulate
+from tests.planner.llm.test_llm_engine import synthetic_model
+
+CFG = EngineConfig(max_num_seqs=64, max_num_batched_tokens=2048, kv_blocks=10_000)
+LINK = KvLink(gb_per_s=1.0, latency_ms=2.0, kv_bytes_per_token=131_072, source="stated")
+
+
+def _ms(model: object, batch: int, context: float, prefill: int) -> float:
+    return model.step_ms(np.random.default_rng(0), batch, context, prefill)[0]  # type: ignore[attr-defined]
+
+
+def test_one_pool_is_the_aggregated_engine_bit_for_bit() -> None:
+    rng = np.random.default_rng(5)
+    reqs = LlmRequests(np.sort(rng.uniform(0, 2, 200)), rng.integers(16, 900, 200), rng.integers(1, 40, 200))
+    model = synthetic_model(spread=0.2)
+    pd = simulate_pd(reqs, Pool(model, CFG, 3, "least-outstanding"), None, None, seed=9)
+    agg = simulate(reqs, model, CFG, 3, "least-outstanding", seed=9)
+    assert np.array_equal(pd.trace.first_s, agg.first_s) and np.array_equal(pd.trace.finish_s, agg.finish_s)
+    assert list(pd.trace.itl_ms) == list(agg.itl_ms) and pd.trace.steps == agg.steps
+
+
+def test_a_lone_requests_ttft_is_its_prefill_its_link_and_the_decode_sides_first_step() -> None:
+    model = synthetic_model()  # no spread: every step its median
+    reqs = LlmRequests(np.zeros(1), np.array([256]), np.array([5]))
+    pd = simulate_pd(reqs, Pool(model, CFG, 1), Pool(model, CFG, 1), LINK)
+    transfer = 0.002 + 256 * 131_072 / 1e9
+    first = (_ms(model, 0, 0, 256) + _ms(model, 0, 0, 1)) / 1000 + transfer
+    assert pd.link_s[0] == pytest.approx(transfer, abs=1e-12)
+    assert pd.trace.first_s[0] == pytest.approx(first, abs=1e-12)
+    assert pd.prefill is not None and pd.prefill.first_s[0] == pytest.approx(_ms(model, 0, 0, 256) / 1000)
+    # four decode steps of one sequence over the 256-token prompt and what it generated
+    decode = sum(_ms(model, 1, c, 0) for c in (256, 257, 258, 259)) / 1000
+    assert pd.trace.finish_s[0] == pytest.approx(first + decode, abs=1e-12)
+    assert pd.trace.prefill_tokens == 1 and pd.prefill.prefill_tokens == 256  # the decode side computed one
+
+
+def test_ttft_moves_by_exactly_the_transfer_time_and_one_link_sends_one_kv_at_a_time() -> None:
+    model = synthetic_model()
+    one = LlmRequests(np.zeros(1), np.array([512]), np.array([3]))
+    slow = KvLink(0.1, 2.0, 131_072, "stated")
+    a = simulate_pd(one, Pool(model, CFG, 1), Pool(model, CFG, 1), LINK)
+    b = simulate_pd(one, Pool(model, CFG, 1), Pool(model, CFG, 1), slow)
+    assert b.trace.first_s[0] - a.trace.first_s[0] == pytest.approx(slow.seconds(512) - LINK.seconds(512))
+    two = LlmRequests(np.zeros(2), np.array([256, 256]), np.array([3, 3]))
+    pd = simulate_pd(two, Pool(model, CFG, 1), Pool(model, CFG, 2), slow)
+    # prefilled in one step, the second KV waits for the first on the prefill replica's link
+    assert pd.link_s.tolist() == pytest.approx([slow.seconds(256), 2 * slow.seconds(256)])
+
+
+def test_pools_size_their_own_work_and_bad_links_are_refused() -> None:
+    rng = np.random.default_rng(3)
+    reqs = LlmRequests(np.sort(rng.uniform(0, 1, 300)), rng.integers(16, 600, 300), rng.integers(1, 30, 300))
+    model = synthetic_model(spread=0.1)
+    pd = simulate_pd(reqs, Pool(model, CFG, 2), Pool(model, CFG, 3, "least-kv"), LINK, seed=1)
+    assert np.isfinite(pd.trace.finish_s).all() and (pd.trace.first_s >= pd.link_s + reqs.arrival_s).all()
+    assert pd.prefill is not None and pd.prefill.prefill_tokens == int(reqs.prompt.sum())
+    assert pd.trace.prefill_tokens == 300 + int(sum(reqs.prompt[pd.trace.preempted > 0]))
+    for bad in ({"gb_per_s": 0.0}, {"latency_ms": -1.0}, {"kv_bytes_per_token": 0.0}):
+        with pytest.raises(EngineError):
+            KvLink(**{"gb_per_s": 1.0, "latency_ms": 0.0, "kv_bytes_per_token": 1.0, "source": "x", **bad})  # type: ignore[arg-type]
+    with pytest.raises(EngineError, match="needs the KV link"):
+        simulate_pd(reqs, Pool(model, CFG, 1), Pool(model, CFG, 1), None)
+
+
+def test_fleetwise_simulate_disaggregates_on_a_shipped_run_and_refuses_a_link_without_pools() -> None:
+    """tiny-chat on the shipped vLLM run: one prefill and one decode replica against one aggregated replica;
+    decode steps no longer carry prefill chunks, so TPOT's tail falls, and TTFT pays the link."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fleetwise_cli.main import app
+    from tests.conftest import REPO
+
+    run = str(REPO / "data" / "runs" / "llm-engine-cpu-20261206T112537Z-69d44a28d1eb.json")
+    base = ["simulate", "--run", run, "--scenario", str(REPO / "scenarios" / "llm" / "tiny-chat.yaml"),
+            "--kv-blocks", "8192", "--block-size", "128", "--router", "least-outstanding", "--requests", "800",
+            "--json"]  # fmt: skip
+    agg = json.loads(CliRunner().invoke(app, base).output)
+    res = CliRunner().invoke(
+        app, [*base, "--decode-replicas", "1", "--kv-link-gbps", "50", "--kv-bytes-per-token", "8192"]
+    )
+    assert res.exit_code == 0, res.output
+    pd = json.loads(res.output)
+    assert pd["inputs"]["decode_replicas"] == 1 and pd["inputs"]["kv_link"]["gb_per_s"] == 50
+    assert pd["tpot_ms"]["p99"] < agg["tpot_ms"]["p99"] and pd["ttft_ms"]["p50"] > agg["ttft_ms"]["p50"]
+    assert any(w.startswith("disaggregated: 1 prefill and 1 decode") for w in pd["warnings"])
+    for extra, said in (
+        (["--kv-link-gbps", "5"], "give --decode-replicas"),
+        (["--decode-replicas", "1"], "--kv-link-gbps"),
+        (["--decode-replicas", "1", "--kv-link-gbps", "5"], "does not record KV bytes per token"),
+    ):
+        bad = CliRunner().invoke(app, [*base, *extra])
+        assert bad.exit_code == 2 and said in bad.output, bad.output
