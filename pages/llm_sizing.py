@@ -54,6 +54,9 @@ def _table(plan: LlmPlan) -> pd.DataFrame:
                 "router": o.router or ("prefix-aware" if o.prefix_caching else "least-outstanding"),
                 "replica": o.replica,
                 "replicas": o.replicas,
+                "prefill + decode": f"{o.prefill_replicas} + {o.decode_replicas}"
+                if o.prefill_replicas
+                else ("-" if o.disaggregated else "aggregated"),
                 "deployed (N+k, headroom)": o.replicas_deployed,
                 "devices (priced)": o.devices_deployed,
                 "meets SLO": o.meets_slo,

@@ -46,6 +46,10 @@ FLAGS = {
     "chunked_prefill": "--chunked-prefill",
     "prefix_caching": "--prefix-caching",
     "llm_routers": "--router",
+    "disaggregated": "--disaggregated",
+    "kv_link_gbps": "--kv-link-gbps",
+    "kv_link_latency_ms": "--kv-link-latency-ms",
+    "kv_bytes_per_token": "--kv-bytes-per-token",
     "kv_blocks": "--kv-blocks",
     "benchmarks": "--benchmarks",
     "any_model": "--any-model",
@@ -121,6 +125,20 @@ def size(
     chunked_prefill: str = typer.Option(
         None, help="LLM runs: on, off or on,off (default on)", rich_help_panel="LLM"
     ),
+    disaggregated: str = typer.Option(
+        None,
+        help="generative: off | on | on,off: prefill and decode pools of the option's shape, the split of "
+        "replicas searched, beside aggregated (needs --kv-link-gbps)",
+    ),
+    kv_link_gbps: float = typer.Option(
+        None, help="generative, disaggregated: each prefill replica's link, GB/s"
+    ),
+    kv_link_latency_ms: float = typer.Option(
+        None, help="generative, disaggregated: fixed time a KV transfer (default 0)"
+    ),
+    kv_bytes_per_token: float = typer.Option(
+        None, help="generative, disaggregated: KV bytes a token (default: the run's or profile's)"
+    ),
     prefix_caching: str = typer.Option(
         None,
         help="LLM runs: vLLM's prefix caching, routed prefix-aware, on the prefixes a Mooncake trace names: on, "
@@ -182,6 +200,12 @@ def size(
             prefix_caching=parse_switches(prefix_caching, "--prefix-caching", False)
             if prefix_caching is not None
             else None,
+            disaggregated=parse_switches(disaggregated, "--disaggregated", False)
+            if disaggregated is not None
+            else None,
+            kv_link_gbps=kv_link_gbps,
+            kv_link_latency_ms=kv_link_latency_ms,
+            kv_bytes_per_token=kv_bytes_per_token,
             kv_blocks=kv_blocks,
             any_model=any_model,
         )

@@ -15,6 +15,12 @@ from planner.llm.sizing import LlmPlan, LlmSized
 def _cache(o: LlmSized) -> str:
     """What the prefix cache did and the router chosen, as the prefill cell says them (nothing by default)."""
     routed = f"; routed {o.router}" if o.router else ""
+    if o.disaggregated:
+        routed += (
+            f"; disaggregated {o.prefill_replicas} prefill + {o.decode_replicas} decode"
+            if o.prefill_replicas
+            else "; disaggregated"
+        )
     if not o.prefix_caching:
         return routed
     hit = "-" if o.prefix_hit_share is None else f"{o.prefix_hit_share:.0%}"

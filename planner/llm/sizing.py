@@ -23,6 +23,7 @@ from planner.fleet.prices import HOURS_PER_MONTH, Electricity, PriceBook, PriceE
 from planner.fleet.redundancy import Redundancy
 from planner.llm.bench_curve import group_benchmarks
 from planner.llm.bench_sizing import BenchSized, OfferedLoad, size_from_curve
+from planner.llm.disagg import KvLink, Pool
 from planner.llm.engine import EngineConfig, EngineError
 from planner.llm.model_match import benchmark_mismatch, profile_mismatch, run_mismatch
 from planner.llm.roofline import LlmProfile, LlmProfileError, load_llm_profile
@@ -33,6 +34,7 @@ from planner.llm.sources import (
     load_source,
     source_device,
     source_kv_blocks,
+    source_kv_bytes,
     source_precisions,
     source_price,
     source_shape,
@@ -64,15 +66,17 @@ class LlmOption:
     chunked_prefill: bool
     prefix_caching: bool = False  # vLLM's automatic prefix caching, routed prefix-aware
     router: str | None = None  # None: least-outstanding, or prefix-aware with the cache
+    link: KvLink | None = None  # set: prefill and decode pools of this shape, the split searched
 
     @property
     def label(self) -> str:
         chunk = "chunked" if self.chunked_prefill else "whole prompts"
         cache = ", prefix cache" if self.prefix_caching else ""
         routed = f", routed {self.router}" if self.router else ""
+        split = ", disaggregated" if self.link else ""
         return (
             f"{self.precision}, max_num_seqs {self.max_num_seqs}, {self.max_num_batched_tokens} tokens/step, "
-            f"{chunk}{cache}{routed}"
+            f"{chunk}{cache}{routed}{split}"
         )
 
 
@@ -97,6 +101,9 @@ class LlmSized(ResultModel):
     prefix_caching: bool = False
     prefix_hit_share: float | None = None
     router: str | None = None  # chosen to compare routers (None: the default for its cache)
+    disaggregated: bool = False  # prefill and decode pools: `replicas` is their sum
+    prefill_replicas: int | None = None
+    decode_replicas: int | None = None
     replicas: int | None  # the fewest meeting every SLO
     replicas_deployed: int | None = None  # after the redundancy policy: what is bought and costed
     redundancy: str = "none (N+0)"
@@ -133,9 +140,10 @@ class LlmSized(ResultModel):
         prefill = "chunked" if self.chunked_prefill else "whole"
         cache = " prefix-cache" if self.prefix_caching else ""
         routed = f" {self.router}" if self.router else ""
+        split = " disaggregated" if self.disaggregated else ""
         return (
             f"{self.shown_device} {self.precision} seqs {self.max_num_seqs} tok {self.max_num_batched_tokens} "
-            f"{prefill}{cache}{routed}"
+            f"{prefill}{cache}{routed}{split}"
         )
 
 
@@ -155,7 +163,17 @@ class LlmPlan(ResultModel):
 
 
 def _cache_words(o: LlmSized) -> str:
-    """How the answer names a prefix-cached option: the cache and the share it found (simulated)."""
+    """How the answer names a prefix-cached or disaggregated option: the cache and the share it found
+    (simulated), the split."""
+    split = (
+        f", disaggregated: {o.prefill_replicas} prefill + {o.decode_replicas} decode replicas"
+        if o.disaggregated and o.prefill_replicas
+        else ""
+    )
+    return split + _cached(o)
+
+
+def _cached(o: LlmSized) -> str:
     if not o.prefix_caching:
         return ""
     hit = (
@@ -237,14 +255,21 @@ def size_option(
         source_kv_blocks(run, opt.precision, 16, kv_blocks),
         opt.prefix_caching,
     )
-    sim = ReplicaCounts(sc, run, model, cfg, requests, opt.router)
-    search = smallest_passing(sim.verdict, 1, max_replicas)
-    hi, lo = search.replicas or 0, search.last_failing
-    stuck: str | None = None
-    if search.stuck_at is not None:  # a lone request's steps already exceed the SLO
-        ratio, label = _worst(sim(search.stuck_at))
-        stuck = f"more replicas do not help: {label} stays {ratio:.2f}x its threshold at {search.stuck_at} replicas"
-    best = sim(hi) if hi else sim(max(lo, 1))
+    split: tuple[int, int] | None = None
+    if opt.link is not None:
+        searched = split_search(sc, run, model, cfg, requests, opt.router, opt.link, max_replicas)
+        split, best, simulations, stuck = searched.split, searched.result, searched.simulations, searched.why
+        hi, lo = (sum(split), 0) if split else (0, max_replicas)
+    else:
+        sim = ReplicaCounts(sc, run, model, cfg, requests, opt.router)
+        search = smallest_passing(sim.verdict, 1, max_replicas)
+        hi, lo = search.replicas or 0, search.last_failing
+        stuck = None
+        if search.stuck_at is not None:  # a lone request's steps already exceed the SLO
+            ratio, label = _worst(sim(search.stuck_at))
+            stuck = f"more replicas do not help: {label} stays {ratio:.2f}x its threshold at {search.stuck_at} replicas"
+        best = sim(hi) if hi else sim(max(lo, 1))
+        simulations = sim.simulations
     priced, not_priced, entry, price = None, None, None, None
     try:
         found = source_price(book, run)
@@ -252,7 +277,12 @@ def size_option(
         priced, entry = price.usd_per_hour, found.device
     except PriceError as exc:
         not_priced = f"not priced: {exc}"
-    deployed = redundancy.apply(hi) if hi else None
+    # disaggregated: each pool gets the redundancy policy (a spare prefill and a spare decode replica for N+1)
+    deployed = (
+        (redundancy.apply(split[0]) + redundancy.apply(split[1]) if split else redundancy.apply(hi))
+        if hi
+        else None
+    )
     shape = source_shape(run)
     devices = deployed * shape.devices if deployed else None  # a replica of 8 GPUs costs 8 GPU-hours an hour
     monthly = priced * devices * HOURS_PER_MONTH if priced is not None and devices else None
@@ -278,6 +308,9 @@ def size_option(
         prefix_caching=opt.prefix_caching,
         prefix_hit_share=best.prefix_hit_share,
         router=opt.router,
+        disaggregated=opt.link is not None,
+        prefill_replicas=split[0] if split else None,
+        decode_replicas=split[1] if split else None,
         replicas=hi or None,
         replicas_deployed=deployed,
         redundancy=redundancy.label(),
@@ -286,7 +319,7 @@ def size_option(
         devices_deployed=devices,
         meets_slo=bool(hi),
         why=None if hi else stuck or f"SLOs not met with {lo} replicas (the --max-replicas limit)",
-        simulations=sim.simulations,
+        simulations=simulations,
         slo={c.slo: c.observed_ms for c in best.slo},
         goodput_rps=best.goodput_rps,
         monthly_cost_usd=monthly,
@@ -305,6 +338,104 @@ def size_option(
             *best.warnings,
         ],
     )
+
+
+def _link_for(
+    run: Source, precision: str, given: tuple[float, float, float | None] | None
+) -> tuple[KvLink | None, str]:
+    """The KV link of a disaggregated option: bandwidth and latency as given, KV bytes as given or the run's."""
+    if given is None:
+        return None, "no KV link given (--kv-link-gbps)"
+    gbps, latency, per = given
+    how = "KV bytes per token given"
+    if per is None:
+        per, how = source_kv_bytes(run, precision)
+        if per is None:
+            return None, f"{how}: give --kv-bytes-per-token"
+    try:
+        return KvLink(gbps, latency, per, f"{gbps:g} GB/s, {latency:g} ms a transfer; {how}"), ""
+    except EngineError as exc:
+        return None, str(exc)
+
+
+MAX_SPLIT_SIMULATIONS = 200  # one disaggregated option's search: each is a whole simulation
+
+
+@dataclass
+class SplitFound:
+    """A split search: the fewest replicas in all (prefill, decode) meeting every SLO, the result there (or at
+    the last split tried), the simulations run, and why none was found."""
+
+    split: tuple[int, int] | None
+    result: LlmResult
+    simulations: int
+    why: str | None
+
+
+def split_search(
+    sc: Scenario,
+    run: Source,
+    model: StepModel,
+    cfg: EngineConfig,
+    requests: int,
+    router: str | None,
+    link: KvLink,
+    max_replicas: int,
+) -> SplitFound:
+    """For each prefill count P from 1, the fewest decode replicas that meet every SLO (gallop and bisect, as for
+    one pool); stop once P alone reaches the best total found. Ties at the same total: the split whose worst SLO
+    is furthest inside its threshold."""
+    route = router or default_router(cfg.prefix_caching)
+    done: dict[tuple[int, int], LlmResult] = {}
+
+    def sim(p: int, d: int) -> LlmResult:
+        if (p, d) not in done:
+            if len(done) >= MAX_SPLIT_SIMULATIONS:
+                raise _SplitBudget
+            done[(p, d)] = run_llm_simulation(
+                sc, model, cfg, p, route, run, requests, None, None, Pool(model, cfg, d, route), link
+            )
+        return done[(p, d)]
+
+    best: tuple[int, int] | None = None
+    last = (1, 1)
+    try:
+        for p in range(1, max_replicas):
+            cap = (sum(best) if best else max_replicas) - p
+            if cap < 1:
+                break
+            found = smallest_passing(
+                lambda d, p=p: _verdict(sim(p, d)),  # type: ignore[misc]
+                1,
+                cap,
+            )
+            last = (p, found.replicas or max(found.last_failing, 1))
+            if found.replicas is not None:
+                cand = (p, found.replicas)
+                if (
+                    best is None
+                    or sum(cand) < sum(best)
+                    or (sum(cand) == sum(best) and _worst(sim(*cand))[0] < _worst(sim(*best))[0])
+                ):
+                    best = cand
+    except _SplitBudget:
+        if best is None:
+            return SplitFound(
+                None, sim(*last), len(done), f"no split met the SLOs in {MAX_SPLIT_SIMULATIONS} simulations"
+            )
+    if best is None:
+        return SplitFound(
+            None, sim(*last), len(done), f"no split of up to {max_replicas} replicas met the SLOs"
+        )
+    return SplitFound(best, sim(*best), len(done), None)
+
+
+class _SplitBudget(Exception):
+    """The split search ran its simulations."""
+
+
+def _verdict(r: LlmResult) -> Verdict:
+    return Verdict(_meets(r), r.stable, _worst(r)[0] if r.stable else float("inf"), r.utilization)
 
 
 def _energy_cost(run: Source, r: LlmResult, devices: int, el: Electricity) -> tuple[float | None, str]:
@@ -401,6 +532,8 @@ def size_llm(
     profiles: tuple[str, ...] = (),
     prefix_caching: tuple[bool, ...] = (False,),
     routers: tuple[str | None, ...] = (None,),
+    disaggregated: tuple[bool, ...] = (False,),
+    kv_link: tuple[float, float, float | None] | None = None,
 ) -> LlmPlan:
     """Size every option (and every imported benchmark); rank by monthly cost among those meeting the SLOs.
 
@@ -468,11 +601,20 @@ def size_llm(
                 what = "assumed profile" if is_assumed(run) else "run"
                 notes.append(f"{what} {run.short_id()} has no LLM point at {prec}")
                 continue
-            grid = itertools.product(max_num_seqs, max_num_batched_tokens, chunked, prefix_caching, routers)
-            for seqs, tokens, ch, cache, router in grid:
+            links: list[KvLink | None] = [None] if False in disaggregated else []
+            if True in disaggregated:
+                link, why = _link_for(run, prec, kv_link)
+                if link is None:
+                    notes.append(f"{run.short_id()} at {prec}: not sized disaggregated: {why}")
+                else:
+                    links.append(link)
+            grid = itertools.product(
+                max_num_seqs, max_num_batched_tokens, chunked, prefix_caching, routers, links
+            )
+            for seqs, tokens, ch, cache, router, lk in grid:
                 if router == "prefix-aware" and not cache:  # nothing to match without a cache
                     continue
-                opt = LlmOption(path, prec, seqs, tokens, ch, cache, router)
+                opt = LlmOption(path, prec, seqs, tokens, ch, cache, router, lk)
                 tasks.append(LlmTask(opt, sc, book, pricing, requests, max_replicas, kv_blocks, redundancy))
     for task, got in zip(tasks, in_workers(size_task, tasks, jobs, progress, executor), strict=True):
         if isinstance(got, str):

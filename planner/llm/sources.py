@@ -63,3 +63,14 @@ def source_price(book: PriceBook, src: Source) -> DevicePrice:
         key = src.sheet.price_key
         return book.by_key(key) if key else book.for_hardware(src.sheet.name)
     return book.for_run(src)
+
+
+def source_kv_bytes(src: Source, precision: str) -> tuple[float | None, str]:
+    """KV bytes a token at the precision, and how known: the profile's shape, or the run's memory facts (an
+    engine run measured through a client has none)."""
+    if isinstance(src, LlmProfile):
+        return float(src.shape.kv_bytes_per_token(precision)), "from the assumed profile's model shape"
+    mem = next((m for m in src.llm.memory if m.precision == precision), None) if src.llm else None
+    if mem is None:
+        return None, f"run {src.short_id()} does not record KV bytes per token at {precision}"
+    return float(mem.kv_bytes_per_token), f"from the run ({mem.kv_method})"

@@ -43,6 +43,10 @@ GENERATIVE_ONLY = (
     "chunked_prefill",
     "prefix_caching",
     "llm_routers",
+    "disaggregated",
+    "kv_link_gbps",
+    "kv_link_latency_ms",
+    "kv_bytes_per_token",
     "kv_blocks",
     "benchmarks",
     "any_model",
@@ -75,6 +79,10 @@ class SizingRequest:
     chunked_prefill: tuple[bool, ...] | None = None
     prefix_caching: tuple[bool, ...] | None = None
     llm_routers: tuple[str, ...] | None = None  # compared side by side (default: by the cache)
+    disaggregated: tuple[bool, ...] | None = None  # prefill and decode pools, the split searched
+    kv_link_gbps: float | None = None
+    kv_link_latency_ms: float | None = None
+    kv_bytes_per_token: float | None = None
     kv_blocks: int | None = None
     benchmarks: tuple[EngineBenchmark, ...] = ()
     any_model: bool = False  # keep evidence of another model than the scenario names, labelled so
@@ -143,6 +151,23 @@ class SizingRequest:
                 raise SizingError(f"{label(f)} values must be >= 1")
         if self.kv_blocks is not None and self.kv_blocks < 1:
             raise SizingError(f"{label('kv_blocks')} must be >= 1, got {self.kv_blocks}")
+        split = True in (self.disaggregated or ())
+        link_given = [
+            f for f in ("kv_link_gbps", "kv_link_latency_ms", "kv_bytes_per_token") if self.given(f)
+        ]
+        if link_given and not split:
+            raise SizingError(
+                f"{', '.join(label(f) for f in link_given)} describe(s) disaggregated pools: give "
+                f"{label('disaggregated')} on (or on,off)"
+            )
+        if split and self.kv_link_gbps is None:
+            raise SizingError(
+                f"{label('disaggregated')} on needs the KV link between the pools: {label('kv_link_gbps')}"
+            )
+        if split and True in (self.prefix_caching or ()):
+            raise SizingError(
+                f"{label('disaggregated')} and {label('prefix_caching')} together are not modelled yet: size them apart"
+            )
         for r in self.llm_routers or ():
             try:
                 router_for(r, "LLM")
@@ -211,4 +236,8 @@ def answer(
         routers=tuple(dict.fromkeys(router_for(r, "LLM") for r in req.llm_routers))
         if req.llm_routers
         else (None,),
+        disaggregated=req.disaggregated or (False,),
+        kv_link=(req.kv_link_gbps, req.kv_link_latency_ms or 0.0, req.kv_bytes_per_token)
+        if req.kv_link_gbps is not None
+        else None,
     )

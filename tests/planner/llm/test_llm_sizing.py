@@ -326,3 +326,45 @@ def test_sizing_compares_routers_side_by_side_and_refuses_prefix_routing_without
         ["size", "--scenario", str(tmp_path / "s.yaml"), "--runs", str(llm_run_file), "--router", "fastest"],
     )
     assert res.exit_code == 2 and "unknown LLM router 'fastest'" in res.output, res.output
+
+
+def test_a_disaggregated_option_is_the_fewest_replicas_over_every_split_and_priced_per_device(
+    llm_run_file: Path,
+) -> None:
+    """The split search's answer, held to brute force: every (prefill, decode) split of fewer replicas misses an
+    SLO; the option is costed for prefill + decode devices and the answer names the split."""
+    from measure.run import load_run
+    from planner.llm.disagg import KvLink, Pool
+    from planner.llm.steps import step_model
+
+    run = load_run(llm_run_file)
+    sc = parse_scenario({**CHAT, "arrivals": {"process": "poisson", "rate_rps": 400}})  # 2 + 3 replicas
+    link = KvLink(50.0, 0.5, 65_536, "stated")
+    opt = LlmOption(str(llm_run_file), "fp32", 8, 2048, True, link=link)
+    got = size_option(sc, opt, run, BOOK, "on_demand", 1500, 64, kv_blocks=4000)
+    assert got.meets_slo and got.disaggregated and got.prefill_replicas and got.decode_replicas
+    assert got.replicas == got.prefill_replicas + got.decode_replicas > 3
+    assert got.monthly_cost_usd == pytest.approx(got.replicas * 2.0 * 730)
+    model, cfg = step_model(run, "fp32"), EngineConfig(8, 2048, True, 16, 4000)
+
+    def meets(p: int, d: int) -> bool:
+        r = run_llm_simulation(sc, model, cfg, p, "least-outstanding", run, 1500, None, None,
+                               Pool(model, cfg, d, "least-outstanding"), link)  # fmt: skip
+        return r.stable and all(c.met for c in r.slo)
+
+    assert meets(got.prefill_replicas, got.decode_replicas)
+    for total in range(2, got.replicas):
+        assert not any(meets(p, total - p) for p in range(1, total)), total
+
+
+def test_disaggregated_sizing_is_refused_without_a_link_or_with_the_prefix_cache(llm_run_file: Path) -> None:
+    chat = REPO / "scenarios" / "llm" / "tiny-chat.yaml"
+    base = ["size", "--scenario", str(chat), "--runs", str(llm_run_file)]
+    for extra, said in (
+        (["--kv-link-gbps", "50"], "--kv-link-gbps describe(s) disaggregated pools"),
+        (["--disaggregated", "on"], "needs the KV link between the pools: --kv-link-gbps"),
+        (["--disaggregated", "on", "--kv-link-gbps", "5", "--prefix-caching", "on"], "not modelled yet"),
+        (["--disaggregated", "sometimes", "--kv-link-gbps", "5"], "--disaggregated takes on, off or on,off"),
+    ):
+        res = CliRunner().invoke(app, [*base, *extra])
+        assert res.exit_code == 2 and said in res.output, res.output
