@@ -14,6 +14,7 @@ import typer
 from fleetwise_cli.commands.campaign import campaign
 from fleetwise_cli.commands.compare import compare
 from fleetwise_cli.commands.compare_plans import compare_plans_cmd
+from fleetwise_cli.commands.day import day
 from fleetwise_cli.commands.import_benchmark import import_cmd
 from fleetwise_cli.commands.measure import measure_cmd
 from fleetwise_cli.commands.runs import runs_cmd, show_cmd
@@ -52,6 +53,7 @@ app.add_typer(schema_app, name="schema")
 
 app.command("simulate")(simulate)
 app.command("size")(size)
+app.command("day")(day)
 app.command("compare")(compare)
 app.command("compare-plans")(compare_plans_cmd)
 app.command("validate")(validate)

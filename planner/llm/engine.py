@@ -141,11 +141,13 @@ def simulate(
     seed: int = 0,
     record_starts: bool = False,
     concurrency: int | None = None,
+    scale_ups: tuple[tuple[float, int], ...] = (),
 ) -> Trace:
     """Replay the requests through `replicas` engines; every request runs to its last token.
 
     With `concurrency`, the arrival times are ignored: that many clients each send their next request (in
-    order) the moment one of theirs finishes, from time 0 (closed loop); `Trace.sent_s` says when each left."""
+    order) the moment one of theirs finishes, from time 0 (closed loop); `Trace.sent_s` says when each left.
+    `scale_ups`: (time s, replicas) that join the pool then (started engines: empty, ready), routed to from then."""
     n = reqs.arrival_s.size
     for p, o in zip(reqs.prompt.tolist(), reqs.output.tolist(), strict=True):
         why = cfg.check(p, o)
@@ -171,8 +173,18 @@ def simulate(
         make = cached_seq_maker(reqs.prefix_ids, reqs.prefix_block_tokens, cfg.block_size)
     else:
         pool = [Replica(env, cfg, model, trace, rng) for _ in range(replicas)]
-    pick = route(router, pool)
+    pick = route(router, pool)  # the router reads `pool` as it is at each arrival: joined replicas count
     arrivals, prompts, outputs = reqs.arrival_s.tolist(), reqs.prompt.tolist(), reqs.output.tolist()
+
+    def join(at: float, k: int) -> Generator[simpy.Event, None, None]:
+        yield env.timeout(at)
+        kind = CachingReplica if cfg.prefix_caching else Replica
+        pool.extend(kind(env, cfg, model, trace, rng) for _ in range(k))
+
+    for at, k in scale_ups:
+        if not (0 <= at < 1e9 and 0 < k <= 10_000):
+            raise EngineError(f"a scale-up adds 1..10000 replicas at 0..1e9 s, got {k} at {at}")
+        env.process(join(at, k))
 
     def source() -> Generator[simpy.Event, None, None]:
         for i in range(n):

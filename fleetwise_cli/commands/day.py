@@ -1,0 +1,121 @@
+"""`fleetwise day`: an LLM fleet over a diurnal day, sized hour by hour, with the engine's start-up time through
+every up-ramp (planner/llm/day.py)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from fleetwise_cli.common import out, write_json
+from fleetwise_cli.errors import fail
+from measure.run import RunFileError, load_run
+from planner.fleet.prices import PRICINGS, PriceError, load_prices
+from planner.fleet.redundancy import Redundancy
+from planner.llm.day import DayError, LlmDay, plan_day
+from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
+from planner.llm.sources import source_price, source_shape
+from planner.llm.steps import StepModelError, step_model
+from planner.serving.routing import RouterError, router_for
+from planner.traffic.scenario import ScenarioError, load_scenario
+
+
+def day(
+    scenario: Path = typer.Option(..., "--scenario", help="a generative scenario with diurnal arrivals"),
+    run: Path = typer.Option(..., "--run", help="the measured LLM run whose step times serve it"),
+    precision: str = typer.Option(None, help="the run's precision (needed when it has several)"),
+    startup_s: str = typer.Option(
+        "0,90", help="engine start-up times to compare, s (model load, graph capture): each gets its own day"
+    ),
+    cooldown_s: float = typer.Option(300.0, help="how long surplus replicas are kept after demand falls, s"),
+    ramp_s: float = typer.Option(300.0, help="seconds of each up-ramp simulated (the new hour's first)"),
+    router: str = typer.Option("least-outstanding", help="round-robin | least-outstanding | least-kv"),
+    max_num_seqs: int = typer.Option(256, help="the engine's max_num_seqs"),
+    max_num_batched_tokens: int = typer.Option(8192, help="the engine's token budget per step"),
+    block_size: int = typer.Option(16, help="KV block size in tokens"),
+    kv_blocks: int = typer.Option(None, help="KV blocks per replica (default: the run's)"),
+    spares: int = typer.Option(0, help="N+k spare replicas every hour"),
+    requests: int = typer.Option(1500, help="requests each hour's sizing simulates"),
+    prices: Path = typer.Option(Path("data/prices.yaml"), help="price book YAML"),
+    pricing: str = typer.Option("on_demand", help="on_demand | reserved | reserved_3y | owned"),
+    as_json: bool = typer.Option(False, "--json", help="the day as JSON on stdout"),
+) -> None:
+    """Size an LLM fleet hour by hour over a diurnal day; device-hours, cost and SLO misses through the
+    up-ramps at each engine start-up time."""
+    try:
+        sc = load_scenario(scenario)
+        if sc.llm is None:
+            raise ScenarioError(
+                f"scenario {sc.name} has no llm block: `fleetwise day` plans generative traffic"
+            )
+        r = load_run(run)
+        model = step_model(r, precision)
+        blocks, _ = kv_blocks_from_run(r, model.precision, block_size, kv_blocks)
+        cfg = EngineConfig(max_num_seqs, max_num_batched_tokens, True, block_size, blocks)
+        route = router_for(router, "LLM")
+        if route == "prefix-aware":
+            raise RouterError("prefix-aware routing needs the prefix cache, which a day does not model yet")
+        starts = tuple(float(x) for x in startup_s.split(",") if x.strip())
+        if not 100 <= requests <= 100_000 or not 0 <= spares <= 100:
+            raise DayError("--requests in 100..100000 and --spares in 0..100")
+        if pricing not in PRICINGS:
+            raise DayError(f"unknown pricing {pricing!r}: use {', '.join(PRICINGS)}")
+        book = load_prices(prices)
+        usd = None
+        with contextlib.suppress(
+            PriceError
+        ):  # no price for the device: sized, not costed (the table says so)
+            usd = source_price(book, r).price(pricing).usd_per_hour  # type: ignore[arg-type]
+        plan = plan_day(
+            sc, r, model, cfg, route, starts, cooldown_s, Redundancy(spares, 0.0), usd,
+            source_shape(r).devices, requests, ramp_s,
+        )  # fmt: skip
+    except (
+        ScenarioError,
+        RunFileError,
+        StepModelError,
+        EngineError,
+        RouterError,
+        DayError,
+        ValueError,
+    ) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        write_json(plan.model_dump(mode="json"))
+        return
+    _print(plan)
+
+
+def _print(d: LlmDay) -> None:
+    out.print(escape(f"{d.scenario}: {'; '.join(d.slos)}; routed {d.router}"), highlight=False)
+    t = Table(title="replicas by hour (sized at each hour's rate; running with the spares)")
+    for col in ("hour", "req/s", "sized", "running"):
+        t.add_column(col)
+    for h in d.hours:
+        t.add_row(f"{h.hour:02d}", f"{h.rate_rps:.3g}", str(h.replicas), str(h.running))
+    out.print(t)
+    s = Table(title="the day by engine start-up time")
+    for col in (
+        "start-up s",
+        "device-hours a day",
+        "$ a day",
+        "$ a month (30.4 days)",
+        "up-ramps",
+        "requests missing an SLO in the ramps",
+    ):
+        s.add_column(col)
+    for key, hours in d.device_hours_per_day.items():
+        ramps = [x for x in d.ramps if f"{x.startup_s:g}" == key]
+        usd = d.usd_per_day.get(key)
+        missed, total = sum(x.missed for x in ramps), sum(x.requests for x in ramps)
+        s.add_row(
+            key, f"{hours:,.1f}", "not priced" if usd is None else f"${usd:,.0f}",
+            "not priced" if usd is None else f"${usd * 30.4:,.0f}", str(len(ramps)),
+            f"{missed:,} of {total:,} ({missed / total:.1%})" if total else "-",
+        )  # fmt: skip
+    out.print(s)
+    for n in d.notes:
+        out.print(f"note: {escape(n)}", highlight=False, soft_wrap=True)

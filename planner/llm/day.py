@@ -1,0 +1,216 @@
+"""An LLM fleet over a diurnal day: sized hour by hour, scaled with demand, with the engine's start-up time
+counted through every ramp.
+
+Each distinct hourly rate is sized like a steady scenario (Poisson at that rate: the fewest replicas meeting
+every SLO). The policy is an hourly schedule scaled reactively: at an hour whose sized count is higher, the new
+replicas are started at the hour's first second and serve after the start-up time (model load, graph capture);
+at an hour whose count is lower, the surplus is kept for the cooldown. Device-hours count what runs: the sized
+replicas, starting replicas while they start, cooling ones while they cool, and the redundancy policy's spares.
+
+Every up-ramp is simulated: a lead-in at the hour before's rate on its replicas, then the new rate with the new
+replicas joining after the start-up time. The requests of the new hour's first `ramp_s` seconds that miss a
+latency SLO (TTFT, TPOT or E2E over its threshold) are counted beside the same window with no start-up delay;
+a percentile SLO is a share, so the misses say how far above its 1% (p99) the ramp's requests went.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from measure.run.types import ResultModel
+from planner.fleet.redundancy import Redundancy
+from planner.llm.engine import EngineConfig, LlmRequests, simulate
+from planner.llm.simulation import llm_requests
+from planner.llm.sizing import ReplicaCounts, Source
+from planner.llm.steps import StepModel
+from planner.serving.search import smallest_passing
+from planner.traffic.scenario import Diurnal, Poisson, Scenario
+
+LEAD_S = 60.0  # the hour before's traffic ahead of a ramp, so the window opens on busy replicas
+
+
+class DayError(ValueError):
+    """A scenario or policy a day cannot be planned for, in one line."""
+
+
+class HourRow(ResultModel):
+    """One hour of the day: its rate, the replicas sized for it and those running with the spares."""
+
+    hour: int
+    rate_rps: float
+    replicas: int  # sized: the fewest meeting every SLO at this rate
+    running: int  # with the redundancy policy
+
+
+class RampRow(ResultModel):
+    """One up-ramp simulated at a start-up time."""
+
+    into_hour: int
+    replicas_before: int
+    replicas_after: int
+    startup_s: float
+    requests: int  # of the new hour's first ramp_s seconds
+    missed: int  # of them over a latency SLO's threshold
+    missed_share: float
+
+
+class LlmDay(ResultModel):
+    """The day: hours, device-hours and cost by start-up time, and every up-ramp's SLO misses."""
+
+    scenario: str
+    slos: list[str]
+    router: str
+    startup_s: list[float]
+    cooldown_s: float
+    ramp_s: float
+    hours: list[HourRow]
+    device_hours_per_day: dict[str, float]  # by start-up time (s, as text): running, starting and cooling
+    usd_per_day: dict[str, float | None]
+    ramps: list[RampRow]
+    notes: list[str]
+
+
+def _steady(sc: Scenario, rate: float, requests: int) -> Scenario:
+    return sc.model_copy(
+        update={
+            "arrivals": Poisson(process="poisson", rate_rps=rate),
+            "requests": requests,
+            "duration_s": None,
+            "growth": 1.0,
+        }
+    )
+
+
+def plan_day(
+    sc: Scenario,
+    run: Source,
+    model: StepModel,
+    cfg: EngineConfig,
+    router: str,
+    startups_s: tuple[float, ...],
+    cooldown_s: float = 300.0,
+    redundancy: Redundancy = Redundancy(),
+    usd_per_device_hour: float | None = None,
+    devices_per_replica: int = 1,
+    requests: int = 1500,
+    ramp_s: float = 300.0,
+    max_replicas: int = 256,
+) -> LlmDay:
+    """Size every hour, then simulate every up-ramp at each start-up time."""
+    a = sc.arrivals
+    if not isinstance(a, Diurnal):
+        raise DayError(f"scenario {sc.name}: a day is planned from diurnal arrivals (hourly_multipliers)")
+    if not sc.slo:
+        raise DayError(f"scenario {sc.name} has no SLO to size each hour for")
+    if not startups_s or any(not 0 <= s <= 3600 for s in startups_s):
+        raise DayError("start-up times must be in 0..3600 s")
+    if not 0 <= cooldown_s <= 3600 or not 30 <= ramp_s <= 3600:
+        raise DayError("cooldown in 0..3600 s and ramp window in 30..3600 s")
+    rates = [a.peak_rate_rps * m * sc.growth for m in a.hourly_multipliers]
+    sized: dict[float, int] = {}
+    for rate in sorted(set(rates), reverse=True):
+        if rate <= 0:
+            sized[rate] = 0
+            continue
+        counts = ReplicaCounts(_steady(sc, rate, requests), run, model, cfg, requests, router)
+        found = smallest_passing(counts.verdict, 1, max_replicas)
+        if found.replicas is None:
+            raise DayError(f"{rate:.4g} req/s: no count up to {max_replicas} replicas meets the SLOs")
+        sized[rate] = found.replicas
+    hours = [
+        HourRow(hour=h, rate_rps=r, replicas=sized[r], running=redundancy.apply(sized[r]))
+        for h, r in enumerate(rates)
+    ]
+    notes = [
+        f"each hour sized on {requests:,} Poisson requests at its rate; a day is 24 hours of the multipliers",
+        f"up-ramps: {LEAD_S:g} s of the hour before's rate on its replicas, then {ramp_s:g} s of the new hour's "
+        "with the new replicas serving after the start-up time",
+    ]
+    device_hours: dict[str, float] = {}
+    usd: dict[str, float | None] = {}
+    ramps: list[RampRow] = []
+    for startup in startups_s:
+        total = 0.0
+        for h in range(24):
+            now, nxt = hours[h].running, hours[(h + 1) % 24].running
+            total += now  # the hour's running replicas
+            if nxt > now:
+                total += (nxt - now) * startup / 3600.0  # started at the next hour's first second
+            elif nxt < now:
+                total += (now - nxt) * cooldown_s / 3600.0  # kept for the cooldown
+        key = f"{startup:g}"
+        device_hours[key] = total * devices_per_replica
+        usd[key] = (
+            total * devices_per_replica * usd_per_device_hour if usd_per_device_hour is not None else None
+        )
+        for h in range(24):
+            before, after = hours[h], hours[(h + 1) % 24]
+            if after.running > before.running and after.rate_rps > 0:
+                ramps.append(_ramp(sc, model, cfg, router, before, after, startup, ramp_s))
+    return LlmDay(
+        scenario=sc.name,
+        slos=[f"{s.metric} p{s.percentile:g} <= {s.threshold_ms:g} ms" for s in sc.slo],
+        router=router,
+        startup_s=list(startups_s),
+        cooldown_s=cooldown_s,
+        ramp_s=ramp_s,
+        hours=hours,
+        device_hours_per_day=device_hours,
+        usd_per_day=usd,
+        ramps=ramps,
+        notes=notes,
+    )
+
+
+def _ramp(
+    sc: Scenario,
+    model: StepModel,
+    cfg: EngineConfig,
+    router: str,
+    before: HourRow,
+    after: HourRow,
+    startup: float,
+    ramp_s: float,
+) -> RampRow:
+    rng = np.random.default_rng(sc.seed + after.hour)
+    lead = np.zeros(0)
+    if before.rate_rps > 0:
+        lead = np.cumsum(rng.exponential(1.0 / before.rate_rps, int(before.rate_rps * LEAD_S * 1.5) + 10))
+        lead = lead[lead < LEAD_S]
+    new = LEAD_S + np.cumsum(rng.exponential(1.0 / after.rate_rps, int(after.rate_rps * ramp_s * 1.5) + 10))
+    t = np.concatenate([lead, new[new < LEAD_S + ramp_s]])
+    if t.size == 0:
+        raise DayError(f"hour {after.hour}: no request in the ramp window")
+    lengths, _, _ = llm_requests(
+        _steady(sc, after.rate_rps, int(t.size)), int(t.size), seed=sc.seed + after.hour
+    )
+    ready = LEAD_S + startup
+    joins: tuple[tuple[float, int], ...] = ()
+    if before.running == 0:  # from nothing: requests wait at the router until the first replicas are up
+        sent, start = np.maximum(t, ready), after.running
+    else:
+        sent, start = t, before.running
+        joins = ((ready, after.running - start),)
+    tr = simulate(
+        LlmRequests(sent, lengths.prompt, lengths.output), model, cfg, start, router, sc.seed, scale_ups=joins
+    )
+    mine = t >= LEAD_S
+    ttft = (tr.first_s - t)[mine] * 1000.0
+    e2e = (tr.finish_s - t)[mine] * 1000.0
+    out = lengths.output[mine]
+    tpot = np.where(out > 1, (e2e - ttft) / np.maximum(out - 1, 1), 0.0)
+    bad = np.zeros(ttft.size, dtype=bool)
+    for s in sc.slo:
+        value = {"ttft": ttft, "e2e": e2e, "tpot": tpot}.get(s.metric)
+        if value is not None:
+            bad |= value > s.threshold_ms
+    n = int(mine.sum())
+    return RampRow(
+        into_hour=after.hour,
+        replicas_before=before.running,
+        replicas_after=after.running,
+        startup_s=startup,
+        requests=n,
+        missed=int(bad.sum()),
+        missed_share=float(bad.mean()) if n else 0.0,
+    )
