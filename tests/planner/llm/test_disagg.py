@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from planner.llm.disagg import KvLink, Pool, simulate_pd
 from planner.llm.engine import EngineConfig, EngineError, LlmRequests, simulate
@@ -101,3 +103,52 @@ def test_fleetwise_simulate_disaggregates_on_a_shipped_run_and_refuses_a_link_wi
     ):
         bad = CliRunner().invoke(app, [*base, *extra])
         assert bad.exit_code == 2 and said in bad.output, bad.output
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 10),
+    seed=st.integers(0, 10_000),
+    budget=st.sampled_from([64, 128, 512]),
+    kv_blocks=st.integers(30, 80),
+    gbps=st.floats(0.001, 10.0),
+    latency_ms=st.floats(0.0, 5.0),
+)
+def test_one_prefill_and_one_decode_replica_follow_a_plain_reference_of_the_same_rules(
+    n: int, seed: int, budget: int, kv_blocks: int, gbps: float, latency_ms: float
+) -> None:
+    """The plain reference scheduler (test_llm_engine.reference) run twice: the prefill replica on one-token
+    requests, then, after each KV's turn on the link (first come, first served), the decode replica on requests
+    that arrive with all but their last prompt token computed. Same first tokens and finishes, to the float."""
+    from tests.planner.llm.test_llm_engine import reference
+
+    model = synthetic_model()
+    rng = np.random.default_rng(seed)
+    arrival = np.sort(rng.uniform(0, 0.05, n)).tolist()
+    prompt = rng.integers(1, 120, n).tolist()
+    output = rng.integers(1, 30, n).tolist()
+    cfg = EngineConfig(max_num_seqs=4, max_num_batched_tokens=budget, block_size=8, kv_blocks=kv_blocks)
+    if any(cfg.check(p, o) for p, o in zip(prompt, output, strict=True)):
+        return
+    link = KvLink(gbps, latency_ms, 4096, "stated")
+    pd = simulate_pd(
+        LlmRequests(np.array(arrival), np.array(prompt), np.array(output)),
+        Pool(model, cfg, 1),
+        Pool(model, cfg, 1),
+        link,
+    )
+    pre: dict[str, list[float]] = {}
+    reference(arrival, prompt, [1] * n, model, cfg, times=pre)
+    done = pre["finish"]  # prefill ends: each KV joins the link's queue in that order
+    sent, free_at = [0.0] * n, 0.0
+    for i in sorted(range(n), key=lambda i: (done[i], i)):
+        free_at = max(free_at, done[i]) + link.seconds(prompt[i])
+        sent[i] = free_at
+    order = sorted(range(n), key=lambda i: sent[i])
+    dec: dict[str, list[float]] = {}
+    reference([sent[i] for i in order], [prompt[i] for i in order], [output[i] for i in order], model, cfg,
+              done0=[prompt[i] - 1 for i in order], times=dec)  # fmt: skip
+    assert pd.prefill is not None and pd.prefill.finish_s.tolist() == pytest.approx(done, abs=1e-12)
+    for k, i in enumerate(order):
+        assert pd.trace.first_s[i] == pytest.approx(dec["first"][k], abs=1e-12)
+        assert pd.trace.finish_s[i] == pytest.approx(dec["finish"][k], abs=1e-12)

@@ -138,13 +138,22 @@ def test_without_mixed_points_a_mixed_step_costs_decode_plus_prefill_and_says_so
 
 
 def reference(
-    arrival: list[float], prompt: list[int], output: list[int], model: StepModel, cfg: EngineConfig
+    arrival: list[float],
+    prompt: list[int],
+    output: list[int],
+    model: StepModel,
+    cfg: EngineConfig,
+    done0: list[int] | None = None,
+    times: dict[str, list[float]] | None = None,
 ) -> tuple[list[float], list[int]]:
     """The same rules as planner.llm.engine, as a plain loop over steps (no SimPy): step start times and
-    preemptions per request. Step times are deterministic in these tests (constant samples)."""
+    preemptions per request. Step times are deterministic in these tests (constant samples). `done0`: prompt
+    tokens each request arrives with already computed (a KV sent from elsewhere); `times` gets each request's
+    first-token and finish times ("first", "finish")."""
     rng = np.random.default_rng(0)
     n = len(arrival)
-    state = [{"done": 0, "gen": 0, "target": prompt[i], "blocks": 0} for i in range(n)]
+    state = [{"done": (done0 or [0] * n)[i], "gen": 0, "target": prompt[i], "blocks": 0} for i in range(n)]
+    first, finish = [float("nan")] * n, [float("nan")] * n
     waiting: deque[int] = deque()
     running: list[int] = []
     free = cfg.kv_blocks
@@ -214,11 +223,16 @@ def reference(
             if not dec and s["done"] < s["target"]:
                 continue
             s["gen"] += 1
+            if s["gen"] == 1:
+                first[i] = t
             if s["gen"] >= output[i]:
                 running.remove(i)
                 free += s["blocks"]
                 s["blocks"] = 0
                 finished += 1
+                finish[i] = t
+    if times is not None:
+        times["first"], times["finish"] = first, finish
     return starts, preempts
 
 
