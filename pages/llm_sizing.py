@@ -146,6 +146,35 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
             "(a Mooncake trace's prefix blocks). Pick both to size the capacity with and without it side by side.",
         )
         pricing = c2.selectbox("Pricing", list(PRICINGS), key="llm_pricing", persist_state="session")
+        c1, c2, c3, c4 = st.columns(4)
+        split = c1.multiselect(
+            "Prefill / decode",
+            ["aggregated", "disaggregated"],
+            default=["aggregated"],
+            key="llm_split",
+            persist_state="session",
+            help="Disaggregated: a prefill pool and a decode pool of the option's shape, each request's KV sent "
+            "between them; the split of replicas is searched. Pick both to compare.",
+        )
+        link_gbps = c2.number_input(
+            "KV link GB/s (disaggregated)",
+            0.001,
+            10_000.0,
+            50.0,
+            key="llm_link_gbps",
+            persist_state="session",
+        )
+        link_ms = c3.number_input(
+            "KV link ms a transfer", 0.0, 60_000.0, 0.5, key="llm_link_ms", persist_state="session"
+        )
+        kv_bytes = c4.number_input(
+            "KV bytes a token (0: the run's)",
+            0,
+            1_000_000_000,
+            0,
+            key="llm_kv_bytes",
+            persist_state="session",
+        )
         c1, c2 = st.columns(2)
         kv = c1.number_input(
             "KV blocks of 16 tokens per replica (0: from the run or profile)",
@@ -177,6 +206,8 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
         "max_num_batched_tokens": sorted(tokens),
         "chunked": sorted(c == "on" for c in chunked),
         "prefix_caching": sorted(c == "on" for c in prefix),
+        "disaggregated": sorted(c == "disaggregated" for c in split),
+        "kv_link": [float(link_gbps), float(link_ms), float(kv_bytes) or None],
         "pricing": pricing,
         "kv_blocks": int(kv) or None,
         "spares": spares,
@@ -193,10 +224,11 @@ def show_llm_sizing(scenario: Scenario, cat: Catalog) -> None:
             or not tokens
             or not chunked
             or not prefix
+            or not split
         ):
             st.error(
                 "Pick a run, an assumed profile or a benchmark, and at least one max_num_seqs, "
-                "max_num_batched_tokens, prefill mode and prefix-caching setting."
+                "max_num_batched_tokens, prefill mode, prefix-caching setting and prefill / decode mode."
             )
             return
         st.session_state["llm_params"] = current
@@ -284,6 +316,10 @@ def llm_plan_for(params: dict[str, Any]) -> LlmPlan:
             max_num_batched_tokens=tuple(params["max_num_batched_tokens"]) or None,
             chunked_prefill=tuple(params["chunked"]) or None,
             prefix_caching=tuple(params.get("prefix_caching", [False])) or None,
+            disaggregated=tuple(params.get("disaggregated", [False])) or None,
+            kv_link_gbps=params["kv_link"][0] if True in params.get("disaggregated", []) else None,
+            kv_link_latency_ms=params["kv_link"][1] if True in params.get("disaggregated", []) else None,
+            kv_bytes_per_token=params["kv_link"][2] if True in params.get("disaggregated", []) else None,
             kv_blocks=params["kv_blocks"],
             benchmarks=tuple(import_file(b) for b in params.get("benchmarks", [])),
             max_replicas=256,

@@ -670,3 +670,19 @@ def test_two_plans_saved_from_the_sizing_page_are_compared_side_by_side(
     dollars = lambda v: float(v.strip("$").replace(",", ""))  # noqa: E731
     assert dollars(owned["3-year total $"]) == pytest.approx(dollars(owned["monthly $"]) * 36, rel=1e-3)
     assert dollars(owned["monthly $"]) < dollars(rented["monthly $"])
+
+
+def test_the_llm_sizing_form_sizes_aggregated_and_disaggregated_side_by_side(data: Path) -> None:
+    at = app()
+    at.switch_page("pages/sizing.py").run()
+    at.selectbox(key="sz_scenario").set_value("tiny-chat").run()
+    at.multiselect(key="llm_prec").set_value(["fp32"])
+    at.multiselect(key="llm_seqs").set_value([64])
+    at.multiselect(key="llm_tokens").set_value([2048])
+    at.multiselect(key="llm_split").set_value(["aggregated", "disaggregated"])
+    at.number_input(key="llm_kv_bytes").set_value(8192)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    modes = sorted(table["prefill + decode"].tolist())
+    assert "aggregated" in modes and any(" + " in m for m in modes), modes
