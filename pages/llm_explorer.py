@@ -22,7 +22,7 @@ from planner.fleet.tradeoff import PERCENTILE_KEYS
 from planner.llm.bench_curve import curve_points, replicas_at
 from planner.llm.bench_sizing import BenchSized
 from planner.llm.sizing import LlmSized
-from planner.llm.tradeoff import LadderTask, LlmLadder, ladder_task, replicas_for, why_not
+from planner.llm.tradeoff import LadderTask, LlmLadder, ladder_task, replicas_for, rung_for, why_not
 from planner.traffic.scenario import Scenario, Slo, parse_scenario
 from planner.workers import in_workers
 
@@ -130,13 +130,17 @@ def _simulated(params: dict[str, Any], sc: Scenario, sized: list[LlmSized]) -> N
     ttft, tpot = thresholds["ttft"], thresholds["tpot"]
     rows = []
     for lad in ladders:
-        n = replicas_for(lad, pct, ttft, tpot)
+        rung = rung_for(lad, pct, ttft, tpot)
+        n = None if rung is None else rung.replicas
         per = lad.monthly_per_replica_usd
         monthly = n * per if n is not None and per is not None else None
         rows.append(
             {
                 "option": lad.label,
                 "replicas": n,
+                "prefill + decode": f"{rung.prefill_replicas} + {rung.decode_replicas}"
+                if rung is not None and rung.prefill_replicas
+                else "",
                 "monthly $": money(monthly),
                 "$/1M output, all-in": money(
                     monthly / lad.output_tokens_per_month * 1e6
@@ -173,7 +177,9 @@ def _simulated(params: dict[str, Any], sc: Scenario, sized: list[LlmSized]) -> N
                 "option": html.escape(lad.label),
                 f"p{pct:g} TTFT ms": getattr(r.ttft_ms, field),
                 f"p{pct:g} TPOT ms": getattr(r.tpot_ms, field),
-                "replicas": r.replicas,
+                "replicas": f"{r.prefill_replicas}+{r.decode_replicas}"
+                if r.prefill_replicas
+                else str(r.replicas),
             }
             for lad in ladders
             for r in lad.rungs
@@ -185,7 +191,7 @@ def _simulated(params: dict[str, Any], sc: Scenario, sized: list[LlmSized]) -> N
         y=f"p{pct:g} TPOT ms",
         color="option",
         text="replicas",
-        title="TTFT against TPOT at each simulated replica count (labels: replicas)",
+        title="TTFT against TPOT at each simulated replica count (labels: replicas; prefill+decode when split)",
     )
     fig.add_vline(x=ttft, line_dash="dash")
     fig.add_hline(y=tpot, line_dash="dash")

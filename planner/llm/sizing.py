@@ -104,6 +104,7 @@ class LlmSized(ResultModel):
     disaggregated: bool = False  # prefill and decode pools: `replicas` is their sum
     prefill_replicas: int | None = None
     decode_replicas: int | None = None
+    kv_link: tuple[float, float, float] | None = None  # disaggregated: GB/s, ms a transfer, KV bytes a token
     replicas: int | None  # the fewest meeting every SLO
     replicas_deployed: int | None = None  # after the redundancy policy: what is bought and costed
     redundancy: str = "none (N+0)"
@@ -311,6 +312,7 @@ def size_option(
         disaggregated=opt.link is not None,
         prefill_replicas=split[0] if split else None,
         decode_replicas=split[1] if split else None,
+        kv_link=(opt.link.gb_per_s, opt.link.latency_ms, opt.link.kv_bytes_per_token) if opt.link else None,
         replicas=hi or None,
         replicas_deployed=deployed,
         redundancy=redundancy.label(),

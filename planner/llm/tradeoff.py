@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 from measure.run.types import ResultModel
 from planner.fleet.tradeoff import PERCENTILE_KEYS
+from planner.llm.disagg import KvLink, Pool
 from planner.llm.engine import EngineConfig
-from planner.llm.simulation import LlmResult
-from planner.llm.sizing import SECONDS_PER_MONTH, LlmSized, ReplicaCounts
+from planner.llm.simulation import LlmResult, run_llm_simulation
+from planner.llm.sizing import SECONDS_PER_MONTH, LlmSized, ReplicaCounts, Source, default_router
 from planner.llm.sources import load_source, source_step_model
+from planner.llm.steps import StepModel
 from planner.serving.simulation import Summary
 from planner.traffic.scenario import Scenario
 
@@ -25,9 +27,11 @@ METRICS = ("ttft", "tpot")
 
 
 class LlmRung(ResultModel):
-    """One simulated replica count."""
+    """One simulated replica count (disaggregated: one split of it)."""
 
     replicas: int
+    prefill_replicas: int | None = None
+    decode_replicas: int | None = None
     ttft_ms: Summary
     tpot_ms: Summary
     goodput_rps: float | None
@@ -66,6 +70,8 @@ def llm_ladder(sc: Scenario, o: LlmSized, requests: int = 3000, max_replicas: in
     cfg = EngineConfig(
         o.max_num_seqs, o.max_num_batched_tokens, o.chunked_prefill, 16, o.kv_blocks, o.prefix_caching
     )
+    if o.disaggregated:
+        return _split_ladder(sc, o, run, model, cfg, requests)
     sim = ReplicaCounts(sc, run, model, cfg, requests, o.router)
     lo, hi = 0, 1
     while not sim(hi).stable:
@@ -92,6 +98,41 @@ def llm_ladder(sc: Scenario, o: LlmSized, requests: int = 3000, max_replicas: in
     return _ladder(o, rungs, sim.simulations, lo, sim(hi), plateau)
 
 
+SPLIT_TOTALS = 4  # a disaggregated ladder: every split of the sized total and of the next three
+
+
+def _split_ladder(
+    sc: Scenario, o: LlmSized, run: Source, model: StepModel, cfg: EngineConfig, requests: int
+) -> LlmLadder:
+    """Every (prefill, decode) split of the sized total and the next SPLIT_TOTALS - 1 totals: the TTFT-TPOT
+    frontier a split buys, rung by rung (fewest replicas first)."""
+    if o.kv_link is None or not o.replicas:
+        return LlmLadder(
+            label=o.label, monthly_per_replica_usd=None, output_tokens_per_month=0.0, rungs=[], simulations=0,
+            unstable_below=0, plateau=False,
+        )  # fmt: skip
+    link = KvLink(*o.kv_link, "the option's")
+    route = o.router or default_router(cfg.prefix_caching)
+    rungs: list[LlmRung] = []
+    last: LlmResult | None = None
+    for total in range(o.replicas, o.replicas + SPLIT_TOTALS):
+        for p in range(1, total):
+            r = run_llm_simulation(
+                sc, model, cfg, p, route, run, requests, None, None, Pool(model, cfg, total - p, route), link
+            )
+            last = r
+            if r.stable and r.ttft_ms is not None and r.tpot_ms is not None:
+                rungs.append(
+                    LlmRung(
+                        replicas=total, prefill_replicas=p, decode_replicas=total - p, ttft_ms=r.ttft_ms,
+                        tpot_ms=r.tpot_ms, goodput_rps=r.goodput_rps,
+                    )
+                )  # fmt: skip
+    sims = sum(t - 1 for t in range(o.replicas, o.replicas + SPLIT_TOTALS))
+    assert last is not None
+    return _ladder(o, rungs, sims, 0, last, False)
+
+
 def _ladder(o: LlmSized, rungs: list[LlmRung], sims: int, lo: int, r: LlmResult, plateau: bool) -> LlmLadder:
     per = o.monthly_cost_usd / o.replicas if o.monthly_cost_usd is not None and o.replicas else None
     out_month = r.offered_rps * (r.output_tokens_per_s / r.throughput_rps if r.throughput_rps else 0.0)
@@ -106,17 +147,19 @@ def _ladder(o: LlmSized, rungs: list[LlmRung], sims: int, lo: int, r: LlmResult,
     )
 
 
-def replicas_for(lad: LlmLadder, percentile: float, ttft_ms: float, tpot_ms: float) -> int | None:
-    """The fewest simulated replicas meeting both thresholds at the percentile (None: none on the ladder)."""
+def rung_for(lad: LlmLadder, percentile: float, ttft_ms: float, tpot_ms: float) -> LlmRung | None:
+    """The fewest simulated replicas (disaggregated: that split) meeting both thresholds at the percentile."""
     key = PERCENTILE_KEYS[percentile]
     return next(
-        (
-            r.replicas
-            for r in lad.rungs
-            if getattr(r.ttft_ms, key) <= ttft_ms and getattr(r.tpot_ms, key) <= tpot_ms
-        ),
+        (r for r in lad.rungs if getattr(r.ttft_ms, key) <= ttft_ms and getattr(r.tpot_ms, key) <= tpot_ms),
         None,
     )
+
+
+def replicas_for(lad: LlmLadder, percentile: float, ttft_ms: float, tpot_ms: float) -> int | None:
+    """The fewest simulated replicas meeting both thresholds at the percentile (None: none on the ladder)."""
+    r = rung_for(lad, percentile, ttft_ms, tpot_ms)
+    return None if r is None else r.replicas
 
 
 def why_not(lad: LlmLadder, percentile: float, ttft_ms: float, tpot_ms: float) -> str:

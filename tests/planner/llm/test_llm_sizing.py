@@ -368,3 +368,26 @@ def test_disaggregated_sizing_is_refused_without_a_link_or_with_the_prefix_cache
     ):
         res = CliRunner().invoke(app, [*base, *extra])
         assert res.exit_code == 2 and said in res.output, res.output
+
+
+def test_the_slo_explorer_ladder_of_a_disaggregated_option_holds_every_split(llm_run_file: Path) -> None:
+    """Its rungs are the splits of the sized total and the next three; at the scenario's own TTFT threshold the
+    fewest rung is the sized total."""
+    from measure.run import load_run
+    from planner.llm.disagg import KvLink
+    from planner.llm.tradeoff import llm_ladder, rung_for
+
+    run = load_run(llm_run_file)
+    sc = parse_scenario({**CHAT, "arrivals": {"process": "poisson", "rate_rps": 400}})
+    opt = LlmOption(str(llm_run_file), "fp32", 8, 2048, True, link=KvLink(50.0, 0.5, 65_536, "stated"))
+    got = size_option(sc, opt, run, BOOK, "on_demand", 1500, 64, kv_blocks=4000)
+    assert got.replicas is not None and got.kv_link == (50.0, 0.5, 65_536)
+    lad = llm_ladder(sc, got, 1500)
+    totals = {r.replicas for r in lad.rungs}
+    assert totals <= set(range(got.replicas, got.replicas + 4)) and got.replicas in totals
+    assert all(
+        r.prefill_replicas and r.prefill_replicas + (r.decode_replicas or 0) == r.replicas for r in lad.rungs
+    )
+    ttft = next(s.threshold_ms for s in sc.slo if s.metric == "ttft")
+    best = rung_for(lad, 99, ttft, 1e9)
+    assert best is not None and best.replicas == got.replicas
