@@ -71,6 +71,23 @@ def _question(sc: Scenario, plan: LlmPlan) -> list[str]:
     return lines
 
 
+def _prefill(o: LlmSized) -> str:
+    """The prefill cell: chunked or whole, the prefix cache and the router chosen, the prefill / decode split."""
+    cell = "chunked" if o.chunked_prefill else "whole"
+    if o.prefix_caching:
+        hit = "" if o.prefix_hit_share is None else f", {o.prefix_hit_share:.0%} cached"
+        cell += f"; prefix cache{hit}"
+    if o.router:
+        cell += f"; routed {o.router}"
+    if o.disaggregated:
+        cell += (
+            f"; {o.prefill_replicas} prefill + {o.decode_replicas} decode"
+            if o.prefill_replicas
+            else "; disaggregated"
+        )
+    return cell
+
+
 def _options(plan: LlmPlan) -> list[str]:
     head = (
         "| device | replica | precision | max_num_seqs | tokens/step | prefill | replicas | deployed | devices | "
@@ -82,7 +99,7 @@ def _options(plan: LlmPlan) -> list[str]:
         figs = ", ".join(f"{k.split(' <=')[0]} {v:.3g}" for k, v in o.slo.items() if v is not None)
         lines.append(
             f"| {esc(o.shown_device)} | {esc(o.replica)} | {o.precision} | {o.max_num_seqs} | {o.max_num_batched_tokens} | "
-            f"{'chunked' if o.chunked_prefill else 'whole'} | {o.replicas or '-'} | {o.replicas_deployed or '-'} | "
+            f"{_prefill(o)} | {o.replicas or '-'} | {o.replicas_deployed or '-'} | "
             f"{o.devices_deployed or '-'} | "
             f"{'yes' if o.meets_slo else 'no: ' + esc(o.why or '')} | {esc(figs)} | "
             f"{'not priced' if o.not_priced else money(o.monthly_cost_usd)} | {money(o.usd_per_1m_input_tokens)} | "

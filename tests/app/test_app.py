@@ -686,3 +686,10 @@ def test_the_llm_sizing_form_sizes_aggregated_and_disaggregated_side_by_side(dat
     table = at.dataframe[0].value
     modes = sorted(table["prefill + decode"].tolist())
     assert "aggregated" in modes and any(" + " in m for m in modes), modes
+    at.switch_page("pages/slo_explorer.py").run()  # both modes' ladders: the split rungs labelled P+D
+    assert not at.exception, at.exception
+    explored = at.dataframe[0].value
+    assert any(" + " in str(v) for v in explored["prefill + decode"]), explored
+    at.switch_page("pages/report.py").run()
+    assert not at.exception, at.exception
+    assert " prefill + " in shown(at.markdown[-1].value)  # the report names the split
