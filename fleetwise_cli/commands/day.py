@@ -97,24 +97,27 @@ def _print(d: LlmDay) -> None:
     for h in d.hours:
         t.add_row(f"{h.hour:02d}", f"{h.rate_rps:.3g}", str(h.replicas), str(h.running))
     out.print(t)
-    s = Table(title="the day by engine start-up time")
+    s = Table(title="the day by engine start-up time: reactive scale-up, or the new replicas pre-warmed")
     for col in (
         "start-up s",
-        "device-hours a day",
-        "$ a day",
+        "reactive: device-hours a day",
         "$ a month (30.4 days)",
-        "up-ramps",
-        "requests missing an SLO in the ramps",
+        "requests over an SLO in the up-ramps",
+        "pre-warmed: device-hours a day",
+        "$ a month",
     ):
         s.add_column(col)
+
+    def month(usd: float | None) -> str:
+        return "not priced" if usd is None else f"${usd * 30.4:,.0f}"
+
     for key, hours in d.device_hours_per_day.items():
         ramps = [x for x in d.ramps if f"{x.startup_s:g}" == key]
-        usd = d.usd_per_day.get(key)
         missed, total = sum(x.missed for x in ramps), sum(x.requests for x in ramps)
         s.add_row(
-            key, f"{hours:,.1f}", "not priced" if usd is None else f"${usd:,.0f}",
-            "not priced" if usd is None else f"${usd * 30.4:,.0f}", str(len(ramps)),
-            f"{missed:,} of {total:,} ({missed / total:.1%})" if total else "-",
+            key, f"{hours:,.2f}", month(d.usd_per_day.get(key)),
+            f"{missed:,} of {total:,} ({missed / total:.1%}) in {len(ramps)} ramp(s)" if total else "no up-ramp",
+            f"{d.prewarmed_device_hours_per_day[key]:,.2f}", month(d.prewarmed_usd_per_day.get(key)),
         )  # fmt: skip
     out.print(s)
     for n in d.notes:

@@ -2,10 +2,12 @@
 counted through every ramp.
 
 Each distinct hourly rate is sized like a steady scenario (Poisson at that rate: the fewest replicas meeting
-every SLO). The policy is an hourly schedule scaled reactively: at an hour whose sized count is higher, the new
-replicas are started at the hour's first second and serve after the start-up time (model load, graph capture);
-at an hour whose count is lower, the surplus is kept for the cooldown. Device-hours count what runs: the sized
-replicas, starting replicas while they start, cooling ones while they cool, and the redundancy policy's spares.
+every SLO). Two policies of the same hourly schedule are costed: reactive (at an hour whose sized count is
+higher, the new replicas start at the hour's first second and serve after the start-up time: model load, graph
+capture) and pre-warmed (they start that long before the hour, so they serve from its first second). At an hour
+whose count is lower, the surplus is kept for the cooldown. Device-hours count what runs: each hour's replicas
+with the redundancy policy's spares, cooling ones while they cool, and, pre-warmed, starting ones while they
+start ahead of their hour. A reactive start-up is inside its hour: it costs SLO misses, not device-hours.
 
 Every up-ramp is simulated: a lead-in at the hour before's rate on its replicas, then the new rate with the new
 replicas joining after the start-up time. The requests of the new hour's first `ramp_s` seconds that miss a
@@ -64,8 +66,10 @@ class LlmDay(ResultModel):
     cooldown_s: float
     ramp_s: float
     hours: list[HourRow]
-    device_hours_per_day: dict[str, float]  # by start-up time (s, as text): running, starting and cooling
+    device_hours_per_day: dict[str, float]  # reactive, by start-up time (s, as text): running and cooling
     usd_per_day: dict[str, float | None]
+    prewarmed_device_hours_per_day: dict[str, float]  # and the replicas started ahead of their hour
+    prewarmed_usd_per_day: dict[str, float | None]
     ramps: list[RampRow]
     notes: list[str]
 
@@ -128,21 +132,30 @@ def plan_day(
     ]
     device_hours: dict[str, float] = {}
     usd: dict[str, float | None] = {}
+    warm_hours: dict[str, float] = {}
+    warm_usd: dict[str, float | None] = {}
     ramps: list[RampRow] = []
-    for startup in startups_s:
-        total = 0.0
-        for h in range(24):
-            now, nxt = hours[h].running, hours[(h + 1) % 24].running
-            total += now  # the hour's running replicas
-            if nxt > now:
-                total += (nxt - now) * startup / 3600.0  # started at the next hour's first second
-            elif nxt < now:
-                total += (now - nxt) * cooldown_s / 3600.0  # kept for the cooldown
-        key = f"{startup:g}"
-        device_hours[key] = total * devices_per_replica
-        usd[key] = (
-            total * devices_per_replica * usd_per_device_hour if usd_per_device_hour is not None else None
+
+    def cost(replica_hours: float) -> float | None:
+        return (
+            replica_hours * devices_per_replica * usd_per_device_hour
+            if usd_per_device_hour is not None
+            else None
         )
+
+    base = 0.0
+    up = 0  # replicas started over the day
+    for h in range(24):
+        now, nxt = hours[h].running, hours[(h + 1) % 24].running
+        base += now  # the hour's running replicas
+        if nxt < now:
+            base += (now - nxt) * cooldown_s / 3600.0  # kept for the cooldown
+        up += max(0, nxt - now)
+    for startup in startups_s:
+        key = f"{startup:g}"
+        warm = base + up * startup / 3600.0
+        device_hours[key], usd[key] = base * devices_per_replica, cost(base)
+        warm_hours[key], warm_usd[key] = warm * devices_per_replica, cost(warm)
         for h in range(24):
             before, after = hours[h], hours[(h + 1) % 24]
             if after.running > before.running and after.rate_rps > 0:
@@ -157,6 +170,8 @@ def plan_day(
         hours=hours,
         device_hours_per_day=device_hours,
         usd_per_day=usd,
+        prewarmed_device_hours_per_day=warm_hours,
+        prewarmed_usd_per_day=warm_usd,
         ramps=ramps,
         notes=notes,
     )

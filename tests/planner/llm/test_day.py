@@ -42,10 +42,12 @@ def test_hours_are_sized_and_a_slow_start_up_misses_slos_through_the_ramp() -> N
     )
     night, peak = d.hours[0].replicas, d.hours[8].replicas
     assert peak > night >= 1 and all(h.replicas == (peak if 8 <= h.hour < 18 else night) for h in d.hours)
-    # device-hours: every hour's replicas, the starting ones while they start, the surplus through the cooldown
-    base = 10 * peak + 14 * night
-    assert d.device_hours_per_day["0"] == pytest.approx(base + (peak - night) * 600 / 3600)
-    assert d.device_hours_per_day["90"] == pytest.approx(base + (peak - night) * (600 + 90) / 3600)
+    # device-hours: every hour's replicas and the surplus through the cooldown; a reactive start-up is inside its
+    # hour, a pre-warmed one runs that long ahead of it
+    base = 10 * peak + 14 * night + (peak - night) * 600 / 3600
+    assert d.device_hours_per_day["0"] == d.device_hours_per_day["90"] == pytest.approx(base)
+    assert d.prewarmed_device_hours_per_day["0"] == pytest.approx(base)
+    assert d.prewarmed_device_hours_per_day["90"] == pytest.approx(base + (peak - night) * 90 / 3600)
     (r0,) = [r for r in d.ramps if r.startup_s == 0]
     (r90,) = [r for r in d.ramps if r.startup_s == 90]
     assert r0.into_hour == r90.into_hour == 8 and r0.requests == r90.requests > 0
