@@ -62,6 +62,25 @@ def test_the_tiny_engine_streams_one_chunk_per_token(folder: Path, engine: str) 
         "stream": True,
         "stream_options": {"include_usage": True},  # OpenAI's rule: usage in a stream only when asked
     }
+    joined = []
+    for _ in range(3):  # a stream that fell behind joins texts: one that kept up shows one chunk a token
+        texts, usage = _stream(engine, body)
+        # random weights may end on the end-of-sequence token early: then fewer tokens, and usage says so
+        assert 1 <= usage["completion_tokens"] <= 12
+        assert (
+            1 <= len(texts) <= usage["completion_tokens"]
+        )  # every chunk carries text; no token is sent twice
+        joined.append(usage["completion_tokens"] - len(texts))
+        if joined[-1] in (0, 1):  # the stop token is counted without text
+            break
+    if patience(1.0) == 1.0:
+        # one chunk per token while the stream keeps up; on a busy machine transformers serve joins the texts
+        # of a stream that fell behind into one event (read_queue_outputs), which fleetwise records as a usage
+        # mismatch: three tries, and a load burst the 1-minute load average has not caught yet, pass on one
+        assert joined[-1] in (0, 1), joined
+
+
+def _stream(engine: str, body: dict) -> tuple[list[dict], dict]:  # type: ignore[type-arg]
     req = urllib.request.Request(
         f"{engine}/v1/completions",
         data=json.dumps(body).encode(),
@@ -74,15 +93,7 @@ def test_the_tiny_engine_streams_one_chunk_per_token(folder: Path, engine: str) 
             if line.startswith("data: ") and line != "data: [DONE]":
                 chunks.append(json.loads(line[6:]))
     texts = [c for c in chunks if c["choices"] and c["choices"][0].get("text")]
-    usage = next(c["usage"] for c in chunks if c.get("usage"))
-    # random weights may end on the end-of-sequence token early: then fewer tokens, and usage says so
-    assert 1 <= usage["completion_tokens"] <= 12
-    assert 1 <= len(texts) <= usage["completion_tokens"]  # every chunk carries text; no token is sent twice
-    if patience(1.0) == 1.0:
-        # one chunk per token while the stream keeps up (the stop token is counted without text); on a busy
-        # machine transformers serve joins the texts of a stream that fell behind into one event
-        # (read_queue_outputs), which fleetwise records as a usage mismatch
-        assert usage["completion_tokens"] - len(texts) in (0, 1)
+    return texts, next(c["usage"] for c in chunks if c.get("usage"))
 
 
 def test_fleetwise_measures_the_engine_prefill_by_prompt_and_decode_by_concurrency(
