@@ -11,7 +11,7 @@ from fleetwise_cli.errors import fail
 from fleetwise_cli.render.llm_simulation import print_llm_result
 from fleetwise_cli.render.simulation import print_result
 from measure.run import Run, RunFileError, load_run
-from planner.llm.disagg import KvLink, Pool
+from planner.llm.disagg import KvLink, decode_pool
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.simulation import run_llm_simulation
 from planner.llm.steps import StepModelError, step_model
@@ -56,7 +56,7 @@ def simulate_llm(
     )
     decode, link = None, None
     if pd is not None:
-        decode = Pool(model, cfg, int(pd["decode_replicas"] or 0), route)
+        decode = decode_pool(model, cfg, int(pd["decode_replicas"] or 0), route)
         link = _link(run, model.precision, pd)
     result = run_llm_simulation(
         sc,

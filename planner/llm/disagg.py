@@ -12,19 +12,22 @@ side is recomputed there, as vLLM does.
 
 Blocks on the prefill side are freed when its prefill ends: the transfer is modelled as time on the link, not as
 blocks held (vLLM's NIXL connector keeps them until the decode side has read them; with a fast link the
-difference is a transfer's time). One pool (no decode pool) is the aggregated engine: `simulate` itself.
+difference is a transfer's time). The prefill pool may run vLLM's prefix cache (and prefix-aware routing, as
+llm-d routes to prefill pods): only a prompt's uncached suffix is prefilled, and the whole prompt's KV is sent.
+One pool (no decode pool) is the aggregated engine: `simulate` itself.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import simpy
 
 from planner.llm.engine import LlmRequests, route, simulate
+from planner.llm.engine_cached import CachingReplica, cached_seq_maker
 from planner.llm.replica import MAX_SIM_STEPS, EngineConfig, EngineError, Replica, Seq, Trace, WorkBudgetError
 from planner.llm.steps import StepModel
 
@@ -65,6 +68,17 @@ class Pool:
     router: str = "least-outstanding"
 
 
+def decode_pool(model: StepModel, cfg: EngineConfig, replicas: int, router: str) -> Pool:
+    """The decode pool of an option's shape: no prefix cache (the prefill pool's finds the prefixes), routed
+    least-outstanding where the option routes by prefix."""
+    return Pool(
+        model,
+        replace(cfg, prefix_caching=False),
+        replicas,
+        "least-outstanding" if router == "prefix-aware" else router,
+    )
+
+
 @dataclass
 class PdTrace:
     """A disaggregated run: what the client saw per request (`trace`: first token from the decode side, finish,
@@ -87,6 +101,10 @@ class PrefillReplica(Replica):
             self.handoff(self, seq)
 
 
+class CachingPrefillReplica(PrefillReplica, CachingReplica):
+    """A prefill replica with vLLM's prefix cache (the router can send a request where its prefix is)."""
+
+
 def simulate_pd(
     reqs: LlmRequests, prefill: Pool, decode: Pool | None, link: KvLink | None, seed: int = 0
 ) -> PdTrace:
@@ -97,8 +115,10 @@ def simulate_pd(
         return PdTrace(tr, None, np.zeros(reqs.arrival_s.size))
     if link is None:
         raise EngineError("a decode pool needs the KV link between the pools")
-    if prefill.cfg.prefix_caching or decode.cfg.prefix_caching:
-        raise EngineError("prefix caching is not modelled with disaggregated pools yet")
+    if decode.cfg.prefix_caching:
+        raise EngineError(
+            "a decode pool's prefix cache is not modelled (the prefill pool's is): turn it off there"
+        )
     n = reqs.arrival_s.size
     prompts, outputs, arrivals = reqs.prompt.tolist(), reqs.output.tolist(), reqs.arrival_s.tolist()
     for p, o in zip(prompts, outputs, strict=True):
@@ -116,8 +136,14 @@ def simulate_pd(
         return Trace(np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64))
 
     tp, td = new_trace(), new_trace()
+    kind: type[PrefillReplica] = PrefillReplica
+    make: Callable[[int, int, int], Seq] = Seq
+    if prefill.cfg.prefix_caching:  # the prefill pool's cache: only the uncached suffix is prefilled there
+        tp.cached_tokens = np.zeros(n, dtype=np.int64)
+        kind = CachingPrefillReplica
+        make = cached_seq_maker(reqs.prefix_ids, reqs.prefix_block_tokens, prefill.cfg.block_size)
     p_pool: list[Replica] = [
-        PrefillReplica(env, prefill.cfg, prefill.model, tp, rng_p) for _ in range(prefill.replicas)
+        kind(env, prefill.cfg, prefill.model, tp, rng_p) for _ in range(prefill.replicas)
     ]
     d_pool = [Replica(env, decode.cfg, decode.model, td, rng_d) for _ in range(decode.replicas)]
     pick_p, pick_d = route(prefill.router, p_pool), route(decode.router, d_pool)
@@ -147,11 +173,13 @@ def simulate_pd(
             wait = arrivals[i] - env.now
             if wait > 0:
                 yield env.timeout(wait)
-            seq = Seq(i, prompts[i], 1)
+            seq = make(i, prompts[i], 1)
             pick_p(i, seq).submit(seq)
 
     env.process(source())
     env.run()
+    for r in p_pool:
+        r.add_counts(tp)
     overhead_s = decode.model.request_overhead_ms / 1000.0
     if overhead_s:  # the client's round trip to the decode side, as in the aggregated engine
         td.first_s += overhead_s

@@ -239,7 +239,7 @@ def run_llm_simulation(
     e_req = e_tok = share = tpj_out = tpj_all = None
     if pre_j is not None and dec_j is not None:
         # a cached prompt token is not computed: it costs no prefill energy
-        computed = in_tok - (tr.cached_tokens[keep] if tr.cached_tokens is not None else 0)
+        computed = in_tok - (side.cached_tokens[keep] if side.cached_tokens is not None else 0)
         e = computed * pre_j + out_tok * dec_j
         e_req, e_tok = float(e.mean()), float(e.sum() / out_tok.sum())
         share = float((computed * pre_j).sum() / e.sum())
@@ -291,12 +291,12 @@ def run_llm_simulation(
         kv_cache_utilization=float(tr.kv_used_time / tr.busy_s) if tr.busy_s > 0 else 0.0,
         prefill_busy_share=float(prefill_busy / busy) if busy > 0 else 0.0,
         preemptions=int(tr.preempted.sum()),
-        prefix_hit_share=tr.prefix_hit_tokens / tr.prefix_queried_tokens
-        if cfg.prefix_caching and tr.prefix_queried_tokens
+        prefix_hit_share=side.prefix_hit_tokens / side.prefix_queried_tokens
+        if cfg.prefix_caching and side.prefix_queried_tokens
         else None,
-        prefix_evicted_blocks=tr.prefix_evicted_blocks if cfg.prefix_caching else None,
-        computed_prompt_share=float(1 - tr.cached_tokens[keep].sum() / in_tok.sum())
-        if tr.cached_tokens is not None and in_tok.sum() > 0
+        prefix_evicted_blocks=side.prefix_evicted_blocks if cfg.prefix_caching else None,
+        computed_prompt_share=float(1 - side.cached_tokens[keep].sum() / in_tok.sum())
+        if side.cached_tokens is not None and in_tok.sum() > 0
         else None,
         steps=steps,
         steps_beyond_measured_grid=beyond,

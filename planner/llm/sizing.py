@@ -23,7 +23,7 @@ from planner.fleet.prices import HOURS_PER_MONTH, Electricity, PriceBook, PriceE
 from planner.fleet.redundancy import Redundancy
 from planner.llm.bench_curve import group_benchmarks
 from planner.llm.bench_sizing import BenchSized, OfferedLoad, size_from_curve
-from planner.llm.disagg import KvLink, Pool
+from planner.llm.disagg import KvLink, decode_pool
 from planner.llm.engine import EngineConfig, EngineError
 from planner.llm.model_match import benchmark_mismatch, profile_mismatch, run_mismatch
 from planner.llm.roofline import LlmProfile, LlmProfileError, load_llm_profile
@@ -395,7 +395,7 @@ def split_search(
             if len(done) >= MAX_SPLIT_SIMULATIONS:
                 raise _SplitBudget
             done[(p, d)] = run_llm_simulation(
-                sc, model, cfg, p, route, run, requests, None, None, Pool(model, cfg, d, route), link
+                sc, model, cfg, p, route, run, requests, None, None, decode_pool(model, cfg, d, route), link
             )
         return done[(p, d)]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from measure.run.types import ResultModel
 from planner.fleet.tradeoff import PERCENTILE_KEYS
-from planner.llm.disagg import KvLink, Pool
+from planner.llm.disagg import KvLink, decode_pool
 from planner.llm.engine import EngineConfig
 from planner.llm.simulation import LlmResult, run_llm_simulation
 from planner.llm.sizing import SECONDS_PER_MONTH, LlmSized, ReplicaCounts, Source, default_router
@@ -118,7 +118,17 @@ def _split_ladder(
     for total in range(o.replicas, o.replicas + SPLIT_TOTALS):
         for p in range(1, total):
             r = run_llm_simulation(
-                sc, model, cfg, p, route, run, requests, None, None, Pool(model, cfg, total - p, route), link
+                sc,
+                model,
+                cfg,
+                p,
+                route,
+                run,
+                requests,
+                None,
+                None,
+                decode_pool(model, cfg, total - p, route),
+                link,
             )
             last = r
             if r.stable and r.ttft_ms is not None and r.tpot_ms is not None:

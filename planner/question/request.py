@@ -164,10 +164,6 @@ class SizingRequest:
             raise SizingError(
                 f"{label('disaggregated')} on needs the KV link between the pools: {label('kv_link_gbps')}"
             )
-        if split and True in (self.prefix_caching or ()):
-            raise SizingError(
-                f"{label('disaggregated')} and {label('prefix_caching')} together are not modelled yet: size them apart"
-            )
         for r in self.llm_routers or ():
             try:
                 router_for(r, "LLM")

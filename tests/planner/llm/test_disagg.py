@@ -152,3 +152,21 @@ def test_one_prefill_and_one_decode_replica_follow_a_plain_reference_of_the_same
     for k, i in enumerate(order):
         assert pd.trace.first_s[i] == pytest.approx(dec["first"][k], abs=1e-12)
         assert pd.trace.finish_s[i] == pytest.approx(dec["finish"][k], abs=1e-12)
+
+
+def test_the_prefill_pool_finds_prefixes_as_an_aggregated_replica_does_and_sends_the_whole_prompt() -> None:
+    """Requests a second apart sharing 20 of 21 blocks in 4 families: the prefill replica's cache finds exactly the
+    blocks an aggregated replica finds, its link carries every prompt token, and a decode pool's own cache is
+    refused (not modelled)."""
+    ids = tuple((*(100 * (i % 4) + j for j in range(20)), 10_000 + i) for i in range(24))
+    reqs = LlmRequests(np.arange(24.0), np.full(24, 21 * 16), np.full(24, 4), ids, 16)
+    model = synthetic_model()
+    cached = EngineConfig(max_num_seqs=64, max_num_batched_tokens=2048, kv_blocks=10_000, prefix_caching=True)
+    agg = simulate(reqs, model, cached, 1, "prefix-aware")
+    pd = simulate_pd(reqs, Pool(model, cached, 1, "prefix-aware"), Pool(model, CFG, 1), LINK)
+    assert pd.prefill is not None and pd.prefill.cached_tokens is not None and agg.cached_tokens is not None
+    assert pd.prefill.cached_tokens.tolist() == agg.cached_tokens.tolist() == [0] * 4 + [320] * 20
+    assert pd.prefill.prefill_tokens == 24 * 336 - 20 * 320  # only the uncached suffixes were prefilled
+    assert pd.link_s[0] == pytest.approx(LINK.seconds(336))  # the whole prompt's KV crosses the link
+    with pytest.raises(EngineError, match="decode pool's prefix cache"):
+        simulate_pd(reqs, Pool(model, cached, 1), Pool(model, cached, 1), LINK)

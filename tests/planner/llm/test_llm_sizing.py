@@ -357,13 +357,12 @@ def test_a_disaggregated_option_is_the_fewest_replicas_over_every_split_and_pric
         assert not any(meets(p, total - p) for p in range(1, total)), total
 
 
-def test_disaggregated_sizing_is_refused_without_a_link_or_with_the_prefix_cache(llm_run_file: Path) -> None:
+def test_disaggregated_sizing_is_refused_without_a_link(llm_run_file: Path) -> None:
     chat = REPO / "scenarios" / "llm" / "tiny-chat.yaml"
     base = ["size", "--scenario", str(chat), "--runs", str(llm_run_file)]
     for extra, said in (
         (["--kv-link-gbps", "50"], "--kv-link-gbps describe(s) disaggregated pools"),
         (["--disaggregated", "on"], "needs the KV link between the pools: --kv-link-gbps"),
-        (["--disaggregated", "on", "--kv-link-gbps", "5", "--prefix-caching", "on"], "not modelled yet"),
         (["--disaggregated", "sometimes", "--kv-link-gbps", "5"], "--disaggregated takes on, off or on,off"),
     ):
         res = CliRunner().invoke(app, [*base, *extra])
