@@ -372,15 +372,20 @@ def test_the_compare_page_starts_from_batch_runs_and_takes_llm_runs_without_curv
     assert any("LLM runs are compared" in c.value for c in at.caption)
 
 
-def test_a_generative_scenario_is_sized_on_llm_runs_with_ttft_and_tpot_slos(data: Path) -> None:
+def _tiny_chat_form() -> AppTest:
+    """The sizing page on tiny-chat, the LLM form at fp32, max_num_seqs 64 and 2,048 tokens a step."""
     at = app()
     at.switch_page("pages/sizing.py").run()
-    pick = at.selectbox(key="sz_scenario")
-    pick.set_value("tiny-chat").run()
+    at.selectbox(key="sz_scenario").set_value("tiny-chat").run()
     assert not at.exception, at.exception
     at.multiselect(key="llm_prec").set_value(["fp32"])
     at.multiselect(key="llm_seqs").set_value([64])
     at.multiselect(key="llm_tokens").set_value([2048])
+    return at
+
+
+def test_a_generative_scenario_is_sized_on_llm_runs_with_ttft_and_tpot_slos(data: Path) -> None:
+    at = _tiny_chat_form()
     at.button[0].click().run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
@@ -393,12 +398,7 @@ def test_a_generative_scenario_is_sized_on_llm_runs_with_ttft_and_tpot_slos(data
 
 
 def test_the_llm_sizing_form_sizes_with_and_without_the_prefix_cache_side_by_side(data: Path) -> None:
-    at = app()
-    at.switch_page("pages/sizing.py").run()
-    at.selectbox(key="sz_scenario").set_value("tiny-chat").run()
-    at.multiselect(key="llm_prec").set_value(["fp32"])
-    at.multiselect(key="llm_seqs").set_value([64])
-    at.multiselect(key="llm_tokens").set_value([2048])
+    at = _tiny_chat_form()
     at.multiselect(key="llm_prefix").set_value(["on", "off"])
     at.button[0].click().run()
     assert not at.exception, at.exception
@@ -419,12 +419,7 @@ def test_a_generative_plan_is_priced_in_session_explored_on_ttft_and_tpot_and_re
     book["devices"] = [d for d in book["devices"] if d["device"] != "cpu-2vcpu-amd-vm"]  # a machine it lacks
     (data / "prices.yaml").write_text(yaml.safe_dump(book))
     monkeypatch.setenv("FLEETWISE_PRICES", str(data / "prices.yaml"))
-    at = app()
-    at.switch_page("pages/sizing.py").run()
-    at.selectbox(key="sz_scenario").set_value("tiny-chat").run()
-    at.multiselect(key="llm_prec").set_value(["fp32"])
-    at.multiselect(key="llm_seqs").set_value([64])
-    at.multiselect(key="llm_tokens").set_value([2048])
+    at = _tiny_chat_form()
     at.button[0].click().run()
     assert not at.exception, at.exception
     # the unpriced CPU priced for this session: the plan gets costs, labelled user-supplied
@@ -673,12 +668,7 @@ def test_two_plans_saved_from_the_sizing_page_are_compared_side_by_side(
 
 
 def test_the_llm_sizing_form_sizes_aggregated_and_disaggregated_side_by_side(data: Path) -> None:
-    at = app()
-    at.switch_page("pages/sizing.py").run()
-    at.selectbox(key="sz_scenario").set_value("tiny-chat").run()
-    at.multiselect(key="llm_prec").set_value(["fp32"])
-    at.multiselect(key="llm_seqs").set_value([64])
-    at.multiselect(key="llm_tokens").set_value([2048])
+    at = _tiny_chat_form()
     at.multiselect(key="llm_split").set_value(["aggregated", "disaggregated"])
     at.number_input(key="llm_kv_bytes").set_value(8192)
     at.button[0].click().run()
