@@ -270,6 +270,17 @@ def _cached_point(
     return p
 
 
+def _edge_reader(plan: EnginePlan, edges: list[tuple[float, Scrape | str]]) -> Callable[[], None]:
+    """What a steady window's edge runs: the engine's /metrics read, stamped at the middle of the read."""
+
+    def read() -> None:
+        t = time.perf_counter()
+        got = scrape(plan.endpoint)
+        edges.append(((t + time.perf_counter()) / 2, got))
+
+    return read
+
+
 def _window_counters(loop: LoopResult, edges: list[tuple[float, Scrape | str]]) -> EngineCounters | None:
     """The counters over the steady window: read as it opened and as it closed (None when it never closed)."""
     if len(edges) != 2:
@@ -326,12 +337,7 @@ def execute_engine(
                 if progress is not None:
                     progress.point_started(req.precision, c, prompt)
                 edges: list[tuple[float, Scrape | str]] = []
-
-                def read(edges: list[tuple[float, Scrape | str]] = edges) -> None:
-                    t = time.perf_counter()
-                    got = scrape(plan.endpoint)
-                    edges.append(((t + time.perf_counter()) / 2, got))
-
+                read = _edge_reader(plan, edges)
                 loop = run_setting(
                     plan, prompt, c, 1_000_000 * (i + 1) + 1000 * c, None if no_metrics else read
                 )
@@ -345,13 +351,8 @@ def execute_engine(
                     progress.point_done(points[-1])
         for j, cached in enumerate((0, *req.cached_prefixes) if req.cached_prefixes else ()):
             edges = []
-
-            def read_c(edges: list[tuple[float, Scrape | str]] = edges) -> None:
-                t = time.perf_counter()
-                got = scrape(plan.endpoint)
-                edges.append(((t + time.perf_counter()) / 2, got))
-
-            loop = run_cached(plan, cached, req.cached_suffix, 7_000 + j, None if no_metrics else read_c)
+            read = _edge_reader(plan, edges)
+            loop = run_cached(plan, cached, req.cached_suffix, 7_000 + j, None if no_metrics else read)
             try:
                 points.append(
                     _cached_point(plan, cached, req.cached_suffix, loop, _window_counters(loop, edges))

@@ -22,7 +22,7 @@ import numpy as np
 from measure.run.types import ResultModel
 from planner.fleet.redundancy import Redundancy
 from planner.llm.engine import EngineConfig, LlmRequests, simulate
-from planner.llm.simulation import llm_requests
+from planner.llm.simulation import llm_requests, meets_slos
 from planner.llm.sizing import ReplicaCounts, Source
 from planner.llm.steps import StepModel
 from planner.serving.search import smallest_passing
@@ -210,15 +210,10 @@ def _ramp(
         LlmRequests(sent, lengths.prompt, lengths.output), model, cfg, start, router, sc.seed, scale_ups=joins
     )
     mine = t >= LEAD_S
-    ttft = (tr.first_s - t)[mine] * 1000.0
-    e2e = (tr.finish_s - t)[mine] * 1000.0
+    ttft, e2e = (tr.first_s - t)[mine], (tr.finish_s - t)[mine]
     out = lengths.output[mine]
     tpot = np.where(out > 1, (e2e - ttft) / np.maximum(out - 1, 1), 0.0)
-    bad = np.zeros(ttft.size, dtype=bool)
-    for s in sc.slo:
-        value = {"ttft": ttft, "e2e": e2e, "tpot": tpot}.get(s.metric)
-        if value is not None:
-            bad |= value > s.threshold_ms
+    bad = ~meets_slos(sc.slo, ttft, e2e, tpot)
     n = int(mine.sum())
     return RampRow(
         into_hour=after.hour,

@@ -26,9 +26,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import simpy
 
-from planner.llm.engine import LlmRequests, route, simulate
+from planner.llm.engine import LlmRequests, check_step_budget, route, simulate
 from planner.llm.engine_cached import CachingReplica, cached_seq_maker
-from planner.llm.replica import MAX_SIM_STEPS, EngineConfig, EngineError, Replica, Seq, Trace, WorkBudgetError
+from planner.llm.replica import EngineConfig, EngineError, Replica, Seq, Trace
 from planner.llm.steps import StepModel
 
 MAX_LINK_GB_PER_S = 10_000.0  # beyond any interconnect shipped (NVLink 5 is 1.8 TB/s a GPU)
@@ -125,10 +125,7 @@ def simulate_pd(
         why = prefill.cfg.check(p, 1) or decode.cfg.check(p, o)
         if why:
             raise EngineError(why)
-    tokens = int(reqs.prompt.sum(dtype=np.int64))
-    fewest = max(-(-tokens // prefill.cfg.max_num_batched_tokens), int(reqs.output.max(initial=0)))
-    if fewest > MAX_SIM_STEPS:
-        raise WorkBudgetError(f"{n:,} requests take at least {fewest:,} engine steps, over {MAX_SIM_STEPS:,}")
+    check_step_budget(n, int(reqs.prompt.sum(dtype=np.int64)), prefill.cfg, reqs)  # the prefill pool's share
     env = simpy.Environment()
     rng_p, rng_d = np.random.default_rng(seed).spawn(2)
 

@@ -96,6 +96,17 @@ class LlmRequests:
         check_work(n, int(self.prompt.sum(dtype=np.int64)), int(self.output.sum(dtype=np.int64)))
 
 
+def check_step_budget(n: int, tokens: int, cfg: EngineConfig, reqs: LlmRequests) -> None:
+    """Refuse before simulating work that takes more engine steps than MAX_SIM_STEPS: no step holds more than
+    max_num_batched_tokens tokens, and a request's output takes a step a token."""
+    fewest = max(-(-tokens // cfg.max_num_batched_tokens), int(reqs.output.max(initial=0)))
+    if fewest > MAX_SIM_STEPS:
+        raise WorkBudgetError(
+            f"{n:,} requests of {tokens:,} tokens at max_num_batched_tokens {cfg.max_num_batched_tokens:,} "
+            f"take at least {fewest:,} engine steps, over the budget of {MAX_SIM_STEPS:,}"
+        )
+
+
 def route(kind: str, replicas: list[Replica]) -> Callable[[int, Seq], Replica]:
     """The router: round robin, fewest outstanding requests, lowest KV-cache use (ties: lowest index), or the
     longest cached prefix within a load guard (replicas with a prefix cache only)."""
@@ -153,13 +164,9 @@ def simulate(
         why = cfg.check(p, o)
         if why:
             raise EngineError(why)
-    tokens = int(reqs.prompt.sum(dtype=np.int64)) + int(reqs.output.sum(dtype=np.int64))
-    fewest = max(-(-tokens // cfg.max_num_batched_tokens), int(reqs.output.max(initial=0)))
-    if fewest > MAX_SIM_STEPS:  # no step holds more than max_num_batched_tokens tokens
-        raise WorkBudgetError(
-            f"{n:,} requests of {tokens:,} tokens at max_num_batched_tokens {cfg.max_num_batched_tokens:,} "
-            f"take at least {fewest:,} engine steps, over the budget of {MAX_SIM_STEPS:,}"
-        )
+    check_step_budget(
+        n, int(reqs.prompt.sum(dtype=np.int64)) + int(reqs.output.sum(dtype=np.int64)), cfg, reqs
+    )
     env = simpy.Environment()
     trace = Trace(
         np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64), record_starts=record_starts

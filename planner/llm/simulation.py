@@ -21,7 +21,7 @@ from planner.llm.roofline import LlmProfile
 from planner.llm.steps import StepModel
 from planner.serving.simulation import SloCheck, Summary, batch_means_ci, slo_check, summarise_s
 from planner.traffic.arrivals import MAX_REQUESTS, arrival_times, draw_sizes, trace_column
-from planner.traffic.scenario import FromTrace, Scenario, ScenarioError, Trace
+from planner.traffic.scenario import FromTrace, Scenario, ScenarioError, Slo, Trace
 from planner.traffic.sessions import synthetic_prefixes
 
 UNSTABLE_GROWTH = 2.0  # in-system requests at the end of the window vs its first half: queues grow
@@ -154,6 +154,17 @@ def _phase_j(run: Run | LlmProfile, precision: str) -> tuple[float | None, float
     return None, None, f"energy unavailable: {why.removeprefix('energy unavailable: ')}"
 
 
+def meets_slos(slos: list[Slo], ttft_s: np.ndarray, e2e_s: np.ndarray, tpot_s: np.ndarray) -> np.ndarray:
+    """Per request, whether its TTFT, E2E and TPOT (0 for a one-token answer) are within every such SLO's
+    threshold (ITL is per token: checked on its own)."""
+    good = np.ones(ttft_s.size, dtype=bool)
+    values = {"ttft": ttft_s, "e2e": e2e_s, "tpot": tpot_s}
+    for x in slos:
+        if x.metric in values:
+            good &= values[x.metric] * 1000.0 <= x.threshold_ms
+    return good
+
+
 def queues_stable(reqs: LlmRequests, first_s: np.ndarray, window: float) -> bool:
     """False when the requests still waiting for their first token keep growing over the window."""
     grid = np.linspace(0, window, 21)[1:]
@@ -227,14 +238,9 @@ def run_llm_simulation(
         warnings.append("prefix caching is on, but the traffic names no prefixes: no prompt is found cached")
     values = {"ttft": ttft, "tpot": tpot, "e2e": e2e, "itl": itl}
     checks = [slo_check(x, values[x.metric]) for x in sc.slo]
-    good = np.ones(arr.size, dtype=bool)
-    for x in sc.slo:
-        if x.metric in ("ttft", "e2e"):
-            good &= values[x.metric] * 1000.0 <= x.threshold_ms
-        elif x.metric == "tpot":
-            per = np.zeros(arr.size)
-            per[multi] = tpot
-            good &= per * 1000.0 <= x.threshold_ms
+    per = np.zeros(arr.size)
+    per[multi] = tpot
+    good = meets_slos(sc.slo, ttft, e2e, per)
     pre_j, dec_j, energy_note = _phase_j(run, model.precision)
     e_req = e_tok = share = tpj_out = tpj_all = None
     if pre_j is not None and dec_j is not None:
