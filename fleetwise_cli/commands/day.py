@@ -4,6 +4,7 @@ every up-ramp (planner/llm/day.py)."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -15,6 +16,7 @@ from fleetwise_cli.errors import fail
 from measure.run import RunFileError, load_run
 from planner.fleet.prices import PRICINGS, PriceError, load_prices
 from planner.fleet.redundancy import Redundancy
+from planner.llm.autoscale import autoscale_policy
 from planner.llm.day import DayError, LlmDay, plan_day
 from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
 from planner.llm.sources import source_price, source_shape
@@ -38,6 +40,19 @@ def day(
     block_size: int = typer.Option(16, help="KV block size in tokens"),
     kv_blocks: int = typer.Option(None, help="KV blocks per replica (default: the run's)"),
     spares: int = typer.Option(0, help="N+k spare replicas every hour"),
+    autoscale: str = typer.Option(
+        None,
+        help="also the day under a reactive autoscaler, METRIC:TARGET per replica: concurrency (requests in "
+        "flight), queue (waiting requests) or kv (KV-cache use, 0..1), e.g. concurrency:16; concurrency:auto "
+        "aims at what the peak hour's sized replicas hold",
+    ),
+    interval_s: float = typer.Option(15.0, help="the autoscaler reads its metric this often, s"),
+    window_s: float = typer.Option(
+        None,
+        help="seconds of each hour the autoscaled day simulates, the rest counted at the window's second half "
+        "(default: the whole day in one piece up to 300,000 requests, else 600; 3600: in one piece)",
+    ),
+    max_replicas: int = typer.Option(256, help="the most replicas an hour may size or the autoscaler start"),
     requests: int = typer.Option(1500, help="requests each hour's sizing simulates"),
     prices: Path = typer.Option(Path("data/prices.yaml"), help="price book YAML"),
     pricing: str = typer.Option("on_demand", help="on_demand | reserved | reserved_3y | owned"),
@@ -59,6 +74,11 @@ def day(
         if route == "prefix-aware":
             raise RouterError("prefix-aware routing needs the prefix cache, which a day does not model yet")
         starts = tuple(float(x) for x in startup_s.split(",") if x.strip())
+        policy, auto = None, False
+        if autoscale is not None:
+            policy, auto = autoscale_policy(
+                autoscale, interval_s=interval_s, cooldown_s=cooldown_s, max_replicas=max_replicas
+            )
         if not 100 <= requests <= 100_000 or not 0 <= spares <= 100:
             raise DayError("--requests in 100..100000 and --spares in 0..100")
         if pricing not in PRICINGS:
@@ -71,7 +91,7 @@ def day(
             usd = source_price(book, r).price(pricing).usd_per_hour  # type: ignore[arg-type]
         plan = plan_day(
             sc, r, model, cfg, route, starts, cooldown_s, Redundancy(spares, 0.0), usd,
-            source_shape(r).devices, requests, ramp_s,
+            source_shape(r).devices, requests, ramp_s, max_replicas, policy, window_s, auto,
         )  # fmt: skip
     except (
         ScenarioError,
@@ -94,8 +114,14 @@ def _print(d: LlmDay) -> None:
     t = Table(title="replicas by hour (sized at each hour's rate; running with the spares)")
     for col in ("hour", "req/s", "sized", "running"):
         t.add_column(col)
-    for h in d.hours:
-        t.add_row(f"{h.hour:02d}", f"{h.rate_rps:.3g}", str(h.replicas), str(h.running))
+    for a in d.autoscaled:
+        t.add_column(f"autoscaled, start-up {a.policy.startup_s:g} s: mean replicas (window misses)")
+    for i, h in enumerate(d.hours):
+        auto = [
+            f"{a.hours[i].mean_replicas:.2f} ({a.hours[i].missed:,} of {a.hours[i].requests:,})"
+            for a in d.autoscaled
+        ]
+        t.add_row(f"{h.hour:02d}", f"{h.rate_rps:.3g}", str(h.replicas), str(h.running), *auto)
     out.print(t)
     s = Table(title="the day by engine start-up time: reactive scale-up, or the new replicas pre-warmed")
     for col in (
@@ -120,5 +146,30 @@ def _print(d: LlmDay) -> None:
             f"{d.prewarmed_device_hours_per_day[key]:,.2f}", month(d.prewarmed_usd_per_day.get(key)),
         )  # fmt: skip
     out.print(s)
+    if d.autoscaled:
+        _print_autoscaled(d, month)
     for n in d.notes:
         out.print(f"note: {escape(n)}", highlight=False, soft_wrap=True)
+
+
+def _print_autoscaled(d: LlmDay, month: Callable[[float | None], str]) -> None:
+    a0 = d.autoscaled[0]
+    out.print(escape(f"autoscaler: {a0.policy.label()}"), highlight=False)
+    s = Table(
+        title="the day under the autoscaler, by engine start-up time (against the hourly schedule above)"
+    )
+    for col in (
+        "start-up s",
+        "device-hours a day",
+        "$ a month (30.4 days)",
+        "requests over an SLO a day",
+        "scale-ups / downs",
+    ):
+        s.add_column(col)
+    for a in d.autoscaled:
+        share = a.missed_per_day / a.requests_per_day if a.requests_per_day else 0.0
+        s.add_row(
+            f"{a.policy.startup_s:g}", f"{a.device_hours_per_day or 0.0:,.2f}", month(a.usd_per_day),
+            f"{a.missed_per_day:,.0f} of {a.requests_per_day:,.0f} ({share:.2%})", f"{a.scale_ups} / {a.scale_downs}",
+        )  # fmt: skip
+    out.print(s)

@@ -18,21 +18,19 @@ a percentile SLO is a share, so the misses say how far above its 1% (p99) the ra
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
 from measure.run.types import ResultModel
 from planner.fleet.redundancy import Redundancy
+from planner.llm.autoscale import AutoscalePolicy
+from planner.llm.day_autoscaled import AutoscaledDay, autoscaled_day, check_window, default_window
+from planner.llm.day_windows import LEAD_S, DayError, steady, window_requests
 from planner.llm.engine import EngineConfig, LlmRequests, simulate
-from planner.llm.simulation import llm_requests, meets_slos
+from planner.llm.simulation import meets_slos
 from planner.llm.sizing import ReplicaCounts, Source
 from planner.llm.steps import StepModel
 from planner.serving.search import smallest_passing
-from planner.traffic.scenario import Diurnal, Poisson, Scenario
-
-LEAD_S = 60.0  # the hour before's traffic ahead of a ramp, so the window opens on busy replicas
-
-
-class DayError(ValueError):
-    """A scenario or policy a day cannot be planned for, in one line."""
+from planner.traffic.scenario import Diurnal, Scenario
 
 
 class HourRow(ResultModel):
@@ -72,17 +70,9 @@ class LlmDay(ResultModel):
     prewarmed_usd_per_day: dict[str, float | None]
     ramps: list[RampRow]
     notes: list[str]
-
-
-def _steady(sc: Scenario, rate: float, requests: int) -> Scenario:
-    return sc.model_copy(
-        update={
-            "arrivals": Poisson(process="poisson", rate_rps=rate),
-            "requests": requests,
-            "duration_s": None,
-            "growth": 1.0,
-        }
-    )
+    autoscaled: list[AutoscaledDay] = Field(
+        default_factory=list
+    )  # under a reactive autoscaler, by start-up time (with `autoscale`)
 
 
 def plan_day(
@@ -99,8 +89,14 @@ def plan_day(
     requests: int = 1500,
     ramp_s: float = 300.0,
     max_replicas: int = 256,
+    autoscale: AutoscalePolicy | None = None,
+    window_s: float | None = None,
+    target_from_peak: bool = False,
 ) -> LlmDay:
-    """Size every hour, then simulate every up-ramp at each start-up time."""
+    """Size every hour, then simulate every up-ramp at each start-up time; with `autoscale` (its start-up
+    time replaced by each of `startups_s`), the day under that autoscaler too, in `window_s` windows an hour
+    (default: the whole day in one piece where it fits, else 600 s). `target_from_peak`: a concurrency target
+    set to the requests in flight per replica that the peak hour's sized count holds (Little's law)."""
     a = sc.arrivals
     if not isinstance(a, Diurnal):
         raise DayError(f"scenario {sc.name}: a day is planned from diurnal arrivals (hourly_multipliers)")
@@ -111,16 +107,24 @@ def plan_day(
     if not 0 <= cooldown_s <= 3600 or not 30 <= ramp_s <= 3600:
         raise DayError("cooldown in 0..3600 s and ramp window in 30..3600 s")
     rates = [a.peak_rate_rps * m * sc.growth for m in a.hourly_multipliers]
+    window = window_s if window_s is not None else default_window(sc, rates)
+    if autoscale is not None:
+        for s in startups_s:
+            check_window(autoscale.model_copy(update={"startup_s": s}), window)
     sized: dict[float, int] = {}
+    in_flight = 0.0  # per replica, at the peak hour's sized count
     for rate in sorted(set(rates), reverse=True):
         if rate <= 0:
             sized[rate] = 0
             continue
-        counts = ReplicaCounts(_steady(sc, rate, requests), run, model, cfg, requests, router)
+        counts = ReplicaCounts(steady(sc, rate, requests), run, model, cfg, requests, router)
         found = smallest_passing(counts.verdict, 1, max_replicas)
         if found.replicas is None:
             raise DayError(f"{rate:.4g} req/s: no count up to {max_replicas} replicas meets the SLOs")
         sized[rate] = found.replicas
+        e2e = counts(found.replicas).e2e_ms
+        if not in_flight and e2e is not None:
+            in_flight = rate * e2e.mean / 1000.0 / found.replicas
     hours = [
         HourRow(hour=h, rate_rps=r, replicas=sized[r], running=redundancy.apply(sized[r]))
         for h, r in enumerate(rates)
@@ -160,7 +164,30 @@ def plan_day(
             before, after = hours[h], hours[(h + 1) % 24]
             if after.running > before.running and after.rate_rps > 0:
                 ramps.append(_ramp(sc, model, cfg, router, before, after, startup, ramp_s))
+    autoscaled = []
+    if autoscale is not None:
+        notes.append(
+            "autoscaled: the day simulated in one piece, the pool carried from hour to hour; N+k spares added"
+            if window >= 3600
+            else f"autoscaled: each hour simulated for its first {window:g} s after {LEAD_S:g} s of the hour "
+            "before, the rest of the hour counted at the window's second half (replicas and SLO misses); N+k "
+            "spares added. Where a noisy metric makes the pool creep for hours, windows fall short of the whole "
+            "day (docs/planner.md)"
+        )
+        if target_from_peak:
+            if autoscale.metric != "concurrency" or in_flight <= 0:
+                raise DayError("an auto target is a concurrency one, set from a peak hour with traffic")
+            autoscale = autoscale.model_copy(update={"target": in_flight})
+            notes.append(
+                f"autoscaler target: {in_flight:.3g} requests in flight per replica, what the peak hour's sized "
+                f"{sized[max(rates)]} replica(s) hold (Little's law: rate x mean E2E / replicas)"
+            )
+        for startup in startups_s:
+            policy = autoscale.model_copy(update={"startup_s": startup})
+            day = autoscaled_day(sc, model, cfg, router, rates, policy, hours[-1].replicas, window)
+            autoscaled.append(day.priced(redundancy.spares, devices_per_replica, usd_per_device_hour))
     return LlmDay(
+        autoscaled=autoscaled,
         scenario=sc.name,
         slos=[f"{s.metric} p{s.percentile:g} <= {s.threshold_ms:g} ms" for s in sc.slo],
         router=router,
@@ -187,18 +214,9 @@ def _ramp(
     startup: float,
     ramp_s: float,
 ) -> RampRow:
-    rng = np.random.default_rng(sc.seed + after.hour)
-    lead = np.zeros(0)
-    if before.rate_rps > 0:
-        lead = np.cumsum(rng.exponential(1.0 / before.rate_rps, int(before.rate_rps * LEAD_S * 1.5) + 10))
-        lead = lead[lead < LEAD_S]
-    new = LEAD_S + np.cumsum(rng.exponential(1.0 / after.rate_rps, int(after.rate_rps * ramp_s * 1.5) + 10))
-    t = np.concatenate([lead, new[new < LEAD_S + ramp_s]])
+    t, lengths = window_requests(sc, before.rate_rps, after.rate_rps, ramp_s, sc.seed + after.hour)
     if t.size == 0:
         raise DayError(f"hour {after.hour}: no request in the ramp window")
-    lengths, _, _ = llm_requests(
-        _steady(sc, after.rate_rps, int(t.size)), int(t.size), seed=sc.seed + after.hour
-    )
     ready = LEAD_S + startup
     joins: tuple[tuple[float, int], ...] = ()
     if before.running == 0:  # from nothing: requests wait at the router until the first replicas are up

@@ -12,6 +12,7 @@ import numpy as np
 import simpy
 
 from measure.run import Run, Unavailable
+from planner.llm.autoscale import Autoscaler
 from planner.llm.engine_cached import CachedSeq, CachingReplica, cached_seq_maker
 from planner.llm.replica import (
     MAX_SIM_STEPS,
@@ -153,12 +154,16 @@ def simulate(
     record_starts: bool = False,
     concurrency: int | None = None,
     scale_ups: tuple[tuple[float, int], ...] = (),
+    autoscaler: Autoscaler | None = None,
+    record_itl: bool = True,
 ) -> Trace:
     """Replay the requests through `replicas` engines; every request runs to its last token.
 
     With `concurrency`, the arrival times are ignored: that many clients each send their next request (in
     order) the moment one of theirs finishes, from time 0 (closed loop); `Trace.sent_s` says when each left.
-    `scale_ups`: (time s, replicas) that join the pool then (started engines: empty, ready), routed to from then."""
+    `scale_ups`: (time s, replicas) that join the pool then (started engines: empty, ready), routed to from then.
+    `autoscaler`: starts and drains replicas as it reads the pool (planner/llm/autoscale.py; open loop only).
+    `record_itl` off: no inter-token gaps kept (TTFT and E2E are; a day's worth of tokens would not fit)."""
     n = reqs.arrival_s.size
     for p, o in zip(reqs.prompt.tolist(), reqs.output.tolist(), strict=True):
         why = cfg.check(p, o)
@@ -169,7 +174,11 @@ def simulate(
     )
     env = simpy.Environment()
     trace = Trace(
-        np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=np.int64), record_starts=record_starts
+        np.full(n, np.nan),
+        np.full(n, np.nan),
+        np.zeros(n, dtype=np.int64),
+        record_starts=record_starts,
+        record_itl=record_itl,
     )
     rng = np.random.default_rng(seed)
     overhead_s = model.request_overhead_ms / 1000.0
@@ -183,10 +192,20 @@ def simulate(
     pick = route(router, pool)  # the router reads `pool` as it is at each arrival: joined replicas count
     arrivals, prompts, outputs = reqs.arrival_s.tolist(), reqs.prompt.tolist(), reqs.output.tolist()
 
+    every = list(pool)  # a drained replica leaves `pool` but its counters still count
+
+    def spawn() -> Replica:
+        every.append((CachingReplica if cfg.prefix_caching else Replica)(env, cfg, model, trace, rng))
+        return every[-1]
+
     def join(at: float, k: int) -> Generator[simpy.Event, None, None]:
         yield env.timeout(at)
-        kind = CachingReplica if cfg.prefix_caching else Replica
-        pool.extend(kind(env, cfg, model, trace, rng) for _ in range(k))
+        pool.extend(spawn() for _ in range(k))
+
+    if autoscaler is not None:
+        if concurrency is not None or scale_ups:
+            raise EngineError("an autoscaled pool is replayed open loop, without scheduled scale-ups")
+        autoscaler.attach(env, pool, spawn)
 
     for at, k in scale_ups:
         if not (0 <= at < 1e9 and 0 < k <= 10_000):
@@ -233,7 +252,7 @@ def simulate(
         for _ in range(min(concurrency, n)):
             send_next()
     env.run()
-    for r in pool:
+    for r in every:
         r.add_counts(trace)
     if overhead_s:  # latency outside the engine's steps (an engine run's round trip): every request pays it
         trace.first_s += overhead_s

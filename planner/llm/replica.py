@@ -96,6 +96,7 @@ class Trace:
     prefill_tokens: int = 0
     decode_tokens: int = 0
     record_starts: bool = False
+    record_itl: bool = True  # off: a day of requests keeps no 16 bytes a token
     sent_s: np.ndarray | None = None  # closed loop: when each request was sent
     # prefix caching (summed over replicas): prompt tokens looked up and found cached on admission, evictions
     prefix_queried_tokens: int = 0
@@ -251,7 +252,7 @@ class Replica:
                     continue  # a chunk of a longer prefill: no token yet
                 if seq.generated == 0:
                     trace.first_s[seq.idx] = now
-                else:
+                elif trace.record_itl:
                     trace.itl_ms.append((now - seq.last_s) * 1000.0)
                     trace.itl_request.append(seq.idx)
                 seq.generated += 1

@@ -4,16 +4,23 @@ replicas that join a running engine pool."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
+from fleetwise_cli.commands.day import _print
+from fleetwise_cli.common import out
 from fleetwise_cli.main import app
-from planner.llm.day import DayError, plan_day
+from planner.fleet.plan import Question, make_plan
+from planner.llm.day import DayError, LlmDay, plan_day
 from planner.llm.engine import EngineConfig, LlmRequests, simulate
+from planner.llm.steps import step_model
 from planner.traffic.scenario import parse_scenario
 from tests.conftest import REPO, make_run
+from tests.planner.fleet.test_sizing import book, profile
 from tests.planner.llm.test_llm_engine import _point, synthetic_model
 
 MULTS = [0.2] * 8 + [1.0] * 10 + [0.2] * 6  # night, a ten-hour peak, evening
@@ -92,3 +99,76 @@ def test_fleetwise_day_on_the_shipped_vllm_run() -> None:
     assert slow > fast
     bad = CliRunner().invoke(app, [*args[:2], str(REPO / "scenarios" / "llm" / "tiny-chat.yaml"), *args[3:]])
     assert bad.exit_code == 2 and "diurnal arrivals" in bad.output, bad.output
+
+
+def test_fleetwise_day_under_an_autoscaler(tmp_path: Path) -> None:
+    """The shipped vLLM run on tiny-chat-day's shape at 4 req/s peak, in 330 s windows: a day for each start-up
+    time beside the schedule, its misses counted; a policy out of range is one line and exit 2."""
+    sc = yaml.safe_load((REPO / "scenarios" / "llm" / "tiny-chat-day.yaml").read_text())
+    sc["arrivals"]["peak_rate_rps"] = 4
+    path = tmp_path / "day.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    run = REPO / "data" / "runs" / "llm-engine-cpu-20261206T112537Z-69d44a28d1eb.json"
+    args = ["day", "--scenario", str(path), "--run", str(run), "--kv-blocks", "8192", "--block-size", "128",
+            "--max-num-batched-tokens", "2048", "--startup-s", "0,60", "--cooldown-s", "120",
+            "--autoscale", "concurrency:auto", "--window-s", "330"]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert [a["policy"]["startup_s"] for a in d["autoscaled"]] == [0, 60]
+    # auto: what the peak hour's sized replica holds in flight (4 req/s x tens of ms: well under one request)
+    target = d["autoscaled"][0]["policy"]["target"]
+    assert 0.01 < target < 1 and any(f"{target:.3g} requests in flight" in n for n in d["notes"])
+    for a in d["autoscaled"]:
+        assert len(a["hours"]) == 24 and a["window_s"] == 330 and a["device_hours_per_day"] >= 24
+        assert a["requests_per_day"] == pytest.approx(4 * sum(sc["arrivals"]["hourly_multipliers"]) * 3600)
+        assert max(h["mean_replicas"] for h in a["hours"]) > min(h["mean_replicas"] for h in a["hours"])
+    with out.capture() as cap:  # the table the command prints, from the same day
+        _print(LlmDay.model_validate(d))
+    assert (
+        "the day under the autoscaler" in cap.get()
+        and f"requests in flight per replica -> {target:g}" in cap.get()
+    )
+    for extra, why in ((["--autoscale", "nope:1"], "METRIC:TARGET"), (["--window-s", "100"], "window")):
+        bad = CliRunner().invoke(app, [*args, *extra])
+        assert bad.exit_code == 2 and why in bad.output, bad.output
+
+
+def test_the_llm_day_and_the_batch_planner_agree_on_a_day_both_can_express(tmp_path: Path) -> None:
+    """One request at a time, 10 ms each: a batch profile at max_batch 1, and an engine that runs one sequence
+    whose single token takes one 10 ms prefill step. Both planners size the same diurnal day (0, 25, 250 and
+    125 req/s, p99 latency <= 200 ms) with their own simulators and searches; with no start-up and no cooldown
+    the LLM day's device-hours are the batch planner's autoscaled ones, hour for hour."""
+    mult = [0.0] * 6 + [0.1] * 6 + [1.0] * 6 + [0.5] * 6
+    arrivals = {"process": "diurnal", "peak_rate_rps": 250, "hourly_multipliers": mult}
+    batch_sc = parse_scenario(
+        {
+            "name": "day",
+            "arrivals": arrivals,
+            "duration_s": 86_400,
+            "slo": [{"percentile": 99, "threshold_ms": 200}],
+        }
+    )
+    path = profile(tmp_path, "det", {"dist": "deterministic", "ms": 10})
+    q = Question(scenario=batch_sc, runs=(), profiles=(path,), max_batches=(1,), max_delays_ms=(0.0,))
+    (batch,) = make_plan(q, book(det=2.0)).options
+    llm_sc = parse_scenario(
+        {
+            "name": "day",
+            "arrivals": arrivals,
+            "llm": {"prompt": {"dist": "fixed", "value": 64}, "output": {"dist": "fixed", "value": 1}},
+            "slo": [{"metric": "e2e", "percentile": 99, "threshold_ms": 200}],
+            "requests": 4000,
+        }
+    )
+    steps = [_point("prefill", 1, 10.0, seq=s) for s in (16, 64, 256)]
+    steps += [_point("decode", 1, 10.0, ctx=c) for c in (64, 512)]
+    run = make_run(steps)
+    cfg = EngineConfig(max_num_seqs=1, max_num_batched_tokens=256, kv_blocks=1000)
+    d = plan_day(llm_sc, run, step_model(run), cfg, "least-outstanding", (0.0,), cooldown_s=0, requests=4000)
+    assert (
+        [h.replicas for h in d.hours]
+        == [h.replicas for h in batch.hourly]
+        == [0] * 6 + [1] * 6 + [3] * 6 + [2] * 6
+    )
+    assert d.device_hours_per_day["0"] == batch.device_hours_per_day_autoscaled == 36
