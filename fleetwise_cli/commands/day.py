@@ -13,7 +13,7 @@ from rich.table import Table
 
 from fleetwise_cli.common import out, write_json
 from fleetwise_cli.errors import fail
-from measure.run import RunFileError, load_run
+from measure.run import EngineStartup, Run, RunFileError, Unavailable, load_run
 from planner.fleet.prices import PRICINGS, PriceError, load_prices
 from planner.fleet.redundancy import Redundancy
 from planner.llm.autoscale import autoscale_policy
@@ -30,7 +30,9 @@ def day(
     run: Path = typer.Option(..., "--run", help="the measured LLM run whose step times serve it"),
     precision: str = typer.Option(None, help="the run's precision (needed when it has several)"),
     startup_s: str = typer.Option(
-        "0,90", help="engine start-up times to compare, s (model load, graph capture): each gets its own day"
+        "0,90",
+        help="engine start-up times to compare, s (model load, graph capture), each its own day; `run`: the "
+        "start-up the run timed (measure --endpoint --engine-pid)",
     ),
     cooldown_s: float = typer.Option(300.0, help="how long surplus replicas are kept after demand falls, s"),
     ramp_s: float = typer.Option(300.0, help="seconds of each up-ramp simulated (the new hour's first)"),
@@ -73,7 +75,7 @@ def day(
         route = router_for(router, "LLM")
         if route == "prefix-aware":
             raise RouterError("prefix-aware routing needs the prefix cache, which a day does not model yet")
-        starts = tuple(float(x) for x in startup_s.split(",") if x.strip())
+        starts, said = _startups(startup_s, r)
         policy, auto = None, False
         if autoscale is not None:
             policy, auto = autoscale_policy(
@@ -103,10 +105,35 @@ def day(
         ValueError,
     ) as exc:
         raise fail(str(exc)) from None
+    if said:
+        plan = plan.model_copy(update={"notes": [*plan.notes, said]})
     if as_json:
         write_json(plan.model_dump(mode="json"))
         return
     _print(plan)
+
+
+def _startups(text: str, run: Run) -> tuple[tuple[float, ...], str | None]:
+    """The start-up times to compare, `run` read from the run's timed start-up; and a note saying so."""
+    values, said = [], None
+    for x in (x.strip() for x in text.split(",")):
+        if x == "run":
+            got = run.llm.engine.startup if run.llm is not None and run.llm.engine is not None else None
+            if not isinstance(got, EngineStartup):
+                why = (
+                    got.unavailable
+                    if isinstance(got, Unavailable)
+                    else "it was measured without --engine-pid"
+                )
+                raise DayError(f"--startup-s run: run {run.short_id()} has no timed start-up ({why})")
+            values.append(got.seconds)
+            said = f"start-up {got.seconds:g} s: timed by run {run.short_id()} ({got.how})"
+        elif x:
+            try:
+                values.append(float(x))
+            except ValueError:
+                raise DayError(f"--startup-s: {x!r} is not a number of seconds or `run`") from None
+    return tuple(values), said
 
 
 def _print(d: LlmDay) -> None:

@@ -143,6 +143,15 @@ def measure_cmd(
     cached_suffix: int = typer.Option(
         None, help="the tokens each of those prefills computes (default 64)", rich_help_panel="LLM engine"
     ),
+    engine_pid: int = typer.Option(
+        None,
+        help="also time the engine's start-up: the process id of an engine on this machine that is starting "
+        "now (run measure as you start it); from its start to its first answer and first token",
+        rich_help_panel="LLM engine",
+    ),
+    startup_timeout: float = typer.Option(
+        900.0, help="how long to wait for that engine to answer, seconds", rich_help_panel="LLM engine"
+    ),
 ) -> None:
     """Measure steady-state latency/throughput curves across precision and batch size; write a run file.
 
@@ -179,7 +188,11 @@ def measure_cmd(
         tuple(engine_param),
         cached_prefix,
         cached_suffix,
+        engine_pid,
+        startup_timeout,
     )
+    if endpoint is None and engine_pid is not None:
+        raise fail("--engine-pid times a serving engine's start-up: give --endpoint")
     if endpoint is None and (cached_prefix is not None or cached_suffix is not None):
         raise fail(
             "--cached-prefix and --cached-suffix time a serving engine's prefix cache: give --endpoint"

@@ -47,6 +47,8 @@ class LlmOptions:
     engine_param: tuple[str, ...] = ()
     cached_prefix: str | None = None
     cached_suffix: int | None = None
+    engine_pid: int | None = None
+    startup_timeout: float = 900.0
 
 
 def grid_from(opts: LlmOptions) -> LlmGrid:
@@ -124,9 +126,11 @@ def measure_engine(
         DEFAULT_CONCURRENCIES,
         DEFAULT_PROMPTS,
         EngineRequest,
+        check_request,
         plan_engine,
         remote_stack,
     )
+    from measure.engine_client.startup import time_startup
 
     # torch-free: measuring an engine is an HTTP client, and must work on a machine without torch
     bad = (EndpointError, SweepError, PrecisionError, WorkloadError, RunFileError, ValueError)
@@ -158,6 +162,10 @@ def measure_engine(
             cached_suffix=64 if opts.cached_suffix is None else opts.cached_suffix,
         )
         check_output_dir(out_dir)
+        startup = None
+        if opts.engine_pid is not None:  # before anything else reaches the engine: it is coming up now
+            err.print(f"waiting for engine process {opts.engine_pid} to answer (start-up timing)")
+            startup = time_startup(check_request(req), req.model, opts.engine_pid, opts.startup_timeout)
 
         def stack(ep: Endpoint) -> Stack:
             if not ep.loopback:
@@ -170,6 +178,8 @@ def measure_engine(
             return capture_stack(parse_device(device), "engine (served on this machine)")
 
         plan = plan_engine(req, stack, ["fleetwise", *sys.argv[1:]])
+        if startup is not None:
+            plan.info = plan.info.model_copy(update={"startup": startup})
     except bad as exc:
         raise fail(str(exc)) from None
 

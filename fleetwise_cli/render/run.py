@@ -377,6 +377,17 @@ def print_llm(run: Run) -> None:
             highlight=False,
             soft_wrap=True,
         )
+        if isinstance(e.startup, Unavailable):
+            out.print(escape(f"engine start-up: not timed ({e.startup.unavailable})"), highlight=False)
+        elif e.startup is not None:
+            out.print(
+                escape(
+                    f"engine start-up: {e.startup.seconds:.1f} s to the first token "
+                    f"({e.startup.answered_after_s:.1f} s to its first answer; {e.startup.how})"
+                ),
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def _engine_knobs(run: Run) -> EngineConfig:

@@ -34,6 +34,9 @@ every change):
   8 - prefill behind a cached prefix: `Point.cached_tokens` (a prefill point whose prompt began with that many
       tokens the engine had cached: seq_len tokens computed, TTFT timed). Migrating a version-7 file sets it
       to null: an uncached prefill.
+  9 - the engine's start-up: `EngineInfo.startup` (process start to its first answer and to the first token of
+      its first request, timed by `measure --endpoint --engine-pid`; or why not). Migrating a version-8 file
+      sets it to null: not asked.
 
 The id is the sha256 of the file's canonical JSON without `id`, verified against the content as stored (before
 migration), so evidence keeps its identity when the model later gains fields.
@@ -48,6 +51,7 @@ from measure.run.llm_facts import (
     ONE_DEVICE,
     Count,
     EngineInfo,
+    EngineStartup,
     LlmFacts,
     LlmGrid,
     MemoryFacts,
@@ -161,6 +165,7 @@ __all__ = [
     "EnergyMethod",
     "EngineCounters",
     "EngineInfo",
+    "EngineStartup",
     "EngineStats",
     "FileModel",
     "IdlePower",

@@ -86,6 +86,19 @@ class PhaseEnergy(FileModel):
 ParamScalar = str | int | float | bool
 
 
+class EngineStartup(FileModel):
+    """How long the engine took to come up, timed from outside: from its process's start (the kernel's
+    record) to its first answer and to the first token of its first request."""
+
+    seconds: float = Field(
+        ge=0, le=86_400, description="process start to the first token of the first request"
+    )
+    answered_after_s: float = Field(
+        ge=0, le=86_400, description="process start to its first GET /v1/models answer"
+    )
+    how: str = Field(max_length=300, description="the process, and what was sent")
+
+
 class EngineInfo(FileModel):
     """What a serving engine says about itself, and what the user told us about it."""
 
@@ -95,6 +108,9 @@ class EngineInfo(FileModel):
     version: str | Unavailable = Field(description="GET /version when the server has one")
     params: dict[str, ParamScalar] = Field(
         default_factory=dict, description="--engine-param key=value as given: engine, max_num_seqs, ..."
+    )
+    startup: EngineStartup | Unavailable | None = Field(
+        default=None, description="measured with --engine-pid (or why not); null: not asked"
     )
 
     @field_validator("params")

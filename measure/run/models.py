@@ -141,7 +141,7 @@ class SweepSpec(FileModel):
 class Run(FileModel):
     """A measured run: context plus points; `id` is the hash of everything else (content-addressed)."""
 
-    schema_version: Literal[8] = SCHEMA_VERSION
+    schema_version: Literal[9] = SCHEMA_VERSION
     id: str = Field(default="", description="sha256 of the canonical JSON of every other field")
     created_at: CreatedAt
     fleetwise_version: str

@@ -17,7 +17,7 @@ from pydantic import (
     Field,
 )
 
-SCHEMA_VERSION: Final = 8
+SCHEMA_VERSION: Final = 9
 METHODOLOGY_VERSION = 1
 RAW_LATENCY_CAP = 2000
 WARMUP_LATENCY_CAP = 500

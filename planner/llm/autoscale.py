@@ -51,7 +51,7 @@ class AutoscalePolicy(ResultModel):
         """The policy in words, all but its start-up time (which a day compares)."""
         what = {"concurrency": "requests in flight", "queue": "waiting requests", "kv": "KV-cache use"}
         return (
-            f"{what[self.metric]} per replica -> {self.target:g}, read every {self.interval_s:g} s "
+            f"{what[self.metric]} per replica -> {self.target:.3g}, read every {self.interval_s:g} s "
             f"(±{self.tolerance:.0%}); scale-down after {self.cooldown_s:g} s "
             f"stable; {self.min_replicas}..{self.max_replicas} replicas"
         )

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from fleetwise_cli.commands.day import _print
 from fleetwise_cli.common import out
 from fleetwise_cli.main import app
+from measure.run import EngineStartup, load_run, save_run
 from planner.fleet.plan import Question, make_plan
 from planner.llm.day import DayError, LlmDay, plan_day
 from planner.llm.engine import EngineConfig, LlmRequests, simulate
@@ -127,7 +128,7 @@ def test_fleetwise_day_under_an_autoscaler(tmp_path: Path) -> None:
         _print(LlmDay.model_validate(d))
     assert (
         "the day under the autoscaler" in cap.get()
-        and f"requests in flight per replica -> {target:g}" in cap.get()
+        and f"requests in flight per replica -> {target:.3g}" in cap.get()
     )
     for extra, why in ((["--autoscale", "nope:1"], "METRIC:TARGET"), (["--window-s", "100"], "window")):
         bad = CliRunner().invoke(app, [*args, *extra])
@@ -172,3 +173,23 @@ def test_the_llm_day_and_the_batch_planner_agree_on_a_day_both_can_express(tmp_p
         == [0] * 6 + [1] * 6 + [3] * 6 + [2] * 6
     )
     assert d.device_hours_per_day["0"] == batch.device_hours_per_day_autoscaled == 36
+
+
+def test_the_day_takes_the_start_up_the_run_timed(tmp_path: Path) -> None:
+    shipped = REPO / "data" / "runs" / "llm-engine-cpu-20261206T112537Z-69d44a28d1eb.json"
+    r = load_run(shipped)
+    assert r.llm is not None and r.llm.engine is not None
+    timed = EngineStartup(seconds=42.5, answered_after_s=40.0, how="process 7: a test's figure")
+    llm = r.llm.model_copy(update={"engine": r.llm.engine.model_copy(update={"startup": timed})})
+    path = save_run(r.model_copy(update={"llm": llm}).with_id(), tmp_path)
+    sc = yaml.safe_load((REPO / "scenarios" / "llm" / "tiny-chat-day.yaml").read_text())
+    sc["arrivals"]["peak_rate_rps"] = 4
+    (tmp_path / "day.yaml").write_text(yaml.safe_dump(sc))
+    args = ["day", "--scenario", str(tmp_path / "day.yaml"), "--kv-blocks", "8192", "--block-size", "128",
+            "--max-num-batched-tokens", "2048", "--startup-s", "0,run", "--json", "--run"]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, str(path)])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["startup_s"] == [0, 42.5] and any("timed by run" in n for n in d["notes"])
+    bad = CliRunner().invoke(app, [*args, str(shipped)])
+    assert bad.exit_code == 2 and "no timed start-up (it was measured without --engine-pid)" in bad.output
