@@ -2,17 +2,17 @@
 router, with each request's KV sent from one to the other.
 
 A request is routed to a prefill replica and prefilled there as a one-token request (vLLM's P/D proxies ask
-the prefill instance for max_tokens 1); when its prefill ends, its blocks are freed and its KV is sent over that
-replica's link (one transfer at a time, first come first served: KV bytes / bandwidth + a fixed latency; the
+the prefill instance for max_tokens 1); when its prefill ends, its KV is sent over that replica's link (one transfer at a time, first come first served: KV bytes / bandwidth + a fixed latency; the
 bytes from the model shape and precision, or stated). The decode pool's router then picks a replica, which
 admits the request with every prompt token but the last already computed (the transferred KV), computes that
 one token to produce the first output token, as vLLM's KV connectors do, and decodes the rest. TTFT therefore
 holds the prefill, the link and the decode replica's queue and first step. A preempted request on the decode
 side is recomputed there, as vLLM does.
 
-Blocks on the prefill side are freed when its prefill ends: the transfer is modelled as time on the link, not as
-blocks held (vLLM's NIXL connector keeps them until the decode side has read them; with a fast link the
-difference is a transfer's time). The prefill pool may run vLLM's prefix cache (and prefix-aware routing, as
+The prefill side holds a request's blocks until its transfer has ended, as vLLM's NIXL and Mooncake connectors
+do (`request_finished` delays the free until the decode side has read them): a slow link, or a queue on it,
+takes KV-cache room from the prefills behind it, and a prefill replica whose waiting request does not fit
+waits for a transfer to end. The prefill pool may run vLLM's prefix cache (and prefix-aware routing, as
 llm-d routes to prefill pods): only a prompt's uncached suffix is prefilled, and the whole prompt's KV is sent.
 One pool (no decode pool) is the aggregated engine: `simulate` itself.
 """
@@ -91,14 +91,33 @@ class PdTrace:
 
 
 class PrefillReplica(Replica):
-    """A replica of the prefill pool: a request that has produced its one token hands its KV on."""
+    """A replica of the prefill pool: a request that has produced its one token hands its KV on, and its blocks
+    stay held until the transfer has ended (vLLM's NIXL and Mooncake connectors free them once the decode side
+    has read them)."""
 
-    handoff: Callable[[Replica, Seq], None] | None = None
+    handoff: Callable[[PrefillReplica, Seq], None] | None = None
+    _freed: simpy.Event | None = None
+    sending = 0  # requests whose KV is on its way out, their blocks held
 
     def _release(self, seq: Seq) -> None:
+        if self.handoff is None:
+            super()._release(seq)
+            return
+        self.sending += 1
+        self.handoff(self, seq)
+
+    def transferred(self, seq: Seq) -> None:
+        """The decode side has the request's KV: its blocks go back (to the prefix cache, where there is one)."""
+        self.sending -= 1
         super()._release(seq)
-        if self.handoff is not None:
-            self.handoff(self, seq)
+        if self._freed is not None and not self._freed.triggered:
+            self._freed.succeed()
+
+    def stalled(self) -> simpy.Event | None:
+        if not self.sending:
+            return None
+        self._freed = self.env.event()
+        return self._freed
 
 
 class CachingPrefillReplica(PrefillReplica, CachingReplica):
@@ -148,17 +167,18 @@ def simulate_pd(
     link_s = np.zeros(n)
     hop_s = prefill.model.request_overhead_ms / 1000.0  # the proxy's round trip to the prefill server
 
-    def send(replica: Replica, seq: Seq) -> Generator[simpy.Event, None, None]:
+    def send(replica: PrefillReplica, seq: Seq) -> Generator[simpy.Event, None, None]:
         start = env.now
         with links[id(replica)].request() as turn:
             yield turn
             yield env.timeout(hop_s + link.seconds(seq.prompt))
         link_s[seq.idx] = env.now - start
+        replica.transferred(seq)
         got = Seq(seq.idx, seq.prompt, outputs[seq.idx])
         got.computed = seq.prompt - 1  # the transferred KV: the last prompt token is computed here
         pick_d(seq.idx, got).submit(got)
 
-    def handoff(replica: Replica, seq: Seq) -> None:
+    def handoff(replica: PrefillReplica, seq: Seq) -> None:
         env.process(send(replica, seq))
 
     for r in p_pool:

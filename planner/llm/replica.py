@@ -148,6 +148,10 @@ class Replica:
         """Computed prompt tokens x cached tokens before them, over a step (none without a prefix cache)."""
         return 0
 
+    def stalled(self) -> simpy.Event | None:
+        """An event that frees blocks this replica is waiting for, where some are held (None: none are)."""
+        return None
+
     def _release(self, seq: Seq) -> None:
         """A finished sequence's blocks go back to the pool."""
         self.free += seq.blocks
@@ -216,8 +220,12 @@ class Replica:
                 not plan
             ):  # the step preempted its only sequence: schedule again at once (it fits an empty cache)
                 plan = self.schedule()
-            if not plan:  # cannot happen after EngineConfig.check; never a busy loop
-                raise EngineError("the scheduler found nothing to run with work waiting")
+            if not plan:  # blocks held elsewhere (a KV on its way out): wait for them, never a busy loop
+                stall = self.stalled()
+                if stall is None:  # cannot happen after EngineConfig.check
+                    raise EngineError("the scheduler found nothing to run with work waiting")
+                yield stall
+                continue
             decodes = [s for s, _, d in plan if d]
             prefill = sum(n for _, n, d in plan if not d)
             context = sum(s.computed for s in decodes) / len(decodes) if decodes else 0.0

@@ -58,6 +58,22 @@ def test_ttft_moves_by_exactly_the_transfer_time_and_one_link_sends_one_kv_at_a_
     assert pd.link_s.tolist() == pytest.approx([slow.seconds(256), 2 * slow.seconds(256)])
 
 
+def test_a_prefill_replica_holds_a_kv_until_its_transfer_ends() -> None:
+    """Room for one 256-token prompt (16 blocks of 16 in 20): the second prefill waits for the first KV to cross
+    a slow link, as vLLM's connectors free the prefill side's blocks once the decode side has read them; with
+    room for both it prefills at once."""
+    model, slow = synthetic_model(), KvLink(0.1, 2.0, 131_072, "stated")
+    two = LlmRequests(np.array([0.0, 0.001]), np.array([256, 256]), np.array([3, 3]))
+    tight = EngineConfig(max_num_seqs=64, max_num_batched_tokens=256, kv_blocks=20)
+    held = simulate_pd(two, Pool(model, tight, 1), Pool(model, CFG, 1), slow)
+    roomy = simulate_pd(two, Pool(model, CFG, 1), Pool(model, CFG, 1), slow)
+    assert held.prefill is not None and roomy.prefill is not None
+    prefill_s = _ms(model, 0, 0, 256) / 1000
+    first_sent = held.prefill.first_s[0] + slow.seconds(256)
+    assert held.prefill.first_s[1] == pytest.approx(first_sent + prefill_s, abs=1e-12)
+    assert roomy.prefill.first_s[1] < first_sent
+
+
 def test_pools_size_their_own_work_and_bad_links_are_refused() -> None:
     rng = np.random.default_rng(3)
     reqs = LlmRequests(np.sort(rng.uniform(0, 1, 300)), rng.integers(16, 600, 300), rng.integers(1, 30, 300))
@@ -118,8 +134,9 @@ def test_one_prefill_and_one_decode_replica_follow_a_plain_reference_of_the_same
     n: int, seed: int, budget: int, kv_blocks: int, gbps: float, latency_ms: float
 ) -> None:
     """The plain reference scheduler (test_llm_engine.reference) run twice: the prefill replica on one-token
-    requests, then, after each KV's turn on the link (first come, first served), the decode replica on requests
-    that arrive with all but their last prompt token computed. Same first tokens and finishes, to the float."""
+    requests, each holding its blocks until its KV's turn on the link (first come, first served) has ended, then
+    the decode replica on requests that arrive then with all but their last prompt token computed. Same first
+    tokens and finishes, to the float."""
     from tests.planner.llm.test_llm_engine import reference
 
     model = synthetic_model()
@@ -137,13 +154,16 @@ def test_one_prefill_and_one_decode_replica_follow_a_plain_reference_of_the_same
         Pool(model, cfg, 1),
         link,
     )
+    sent, link_free = [0.0] * n, [0.0]
+
+    def on_link(i: int, done: float) -> float:  # a finished prefill's KV joins the link's queue; blocks held
+        link_free[0] = max(link_free[0], done) + link.seconds(prompt[i])
+        sent[i] = link_free[0]
+        return sent[i]
+
     pre: dict[str, list[float]] = {}
-    reference(arrival, prompt, [1] * n, model, cfg, times=pre)
-    done = pre["finish"]  # prefill ends: each KV joins the link's queue in that order
-    sent, free_at = [0.0] * n, 0.0
-    for i in sorted(range(n), key=lambda i: (done[i], i)):
-        free_at = max(free_at, done[i]) + link.seconds(prompt[i])
-        sent[i] = free_at
+    reference(arrival, prompt, [1] * n, model, cfg, times=pre, hold=on_link)
+    done = pre["finish"]
     order = sorted(range(n), key=lambda i: sent[i])
     dec: dict[str, list[float]] = {}
     reference([sent[i] for i in order], [prompt[i] for i in order], [output[i] for i in order], model, cfg,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -145,11 +146,13 @@ def reference(
     cfg: EngineConfig,
     done0: list[int] | None = None,
     times: dict[str, list[float]] | None = None,
+    hold: Callable[[int, float], float] | None = None,
 ) -> tuple[list[float], list[int]]:
     """The same rules as planner.llm.engine, as a plain loop over steps (no SimPy): step start times and
     preemptions per request. Step times are deterministic in these tests (constant samples). `done0`: prompt
     tokens each request arrives with already computed (a KV sent from elsewhere); `times` gets each request's
-    first-token and finish times ("first", "finish")."""
+    first-token and finish times ("first", "finish"). `hold(i, t)`: when request i, finished at t, gives its
+    blocks back (a prefill replica holding them until its KV has crossed the link)."""
     rng = np.random.default_rng(0)
     n = len(arrival)
     state = [{"done": (done0 or [0] * n)[i], "gen": 0, "target": prompt[i], "blocks": 0} for i in range(n)]
@@ -161,10 +164,13 @@ def reference(
     starts: list[float] = []
     t, nxt, finished = 0.0, 0, 0
     blocks = lambda tokens: math.ceil(tokens / cfg.block_size)  # noqa: E731
+    pending: list[tuple[float, int]] = []  # (when, blocks) held until then
     while finished < n:
         while nxt < n and arrival[nxt] <= t:
             waiting.append(nxt)
             nxt += 1
+        free += sum(b for r, b in pending if r <= t)
+        pending = [(r, b) for r, b in pending if r > t]
         if not running and not waiting:
             t = arrival[nxt]
             continue
@@ -210,7 +216,9 @@ def reference(
             free -= s["blocks"]
             plan.append((i, take, False))
             budget -= take
-        if not plan:  # a step that preempted its only sequence schedules again at once
+        if not plan:  # a step that preempted its only sequence schedules again at once; held blocks: wait
+            if not preempted and pending:  # nothing fits until a held block comes back
+                t = max(t, min(r for r, _ in pending))
             continue
         decs = [i for i, _, d in plan if d]
         ctx = sum(state[i]["done"] for i in decs) / len(decs) if decs else 0.0
@@ -227,7 +235,10 @@ def reference(
                 first[i] = t
             if s["gen"] >= output[i]:
                 running.remove(i)
-                free += s["blocks"]
+                if hold is None:
+                    free += s["blocks"]
+                else:
+                    pending.append((hold(i, t), s["blocks"]))
                 s["blocks"] = 0
                 finished += 1
                 finish[i] = t
