@@ -20,6 +20,7 @@ from pages.common import (
     shipped_scenarios,
     source_badge,
 )
+from pages.llm_day import show_llm_day
 from pages.llm_sizing import show_llm_sizing
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.options import DEFAULT_MAX_BATCHES, DEFAULT_MAX_DELAYS_MS
@@ -48,6 +49,7 @@ st.caption(
 cat = catalog()
 if scenario.llm is not None:  # generative requests: sized on LLM runs by the engine model
     show_llm_sizing(scenario, cat)
+    show_llm_day(scenario, cat)
     st.stop()
 # one question per model: the planner buys devices for one workload; other models' runs never enter its answer
 models = sorted({s.run.workload.name for s in cat.runs if not s.run.is_llm})

@@ -3,7 +3,6 @@ every up-ramp (planner/llm/day.py)."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,15 +12,13 @@ from rich.table import Table
 
 from fleetwise_cli.common import out, write_json
 from fleetwise_cli.errors import fail
-from measure.run import EngineStartup, Run, RunFileError, Unavailable, load_run
-from planner.fleet.prices import PRICINGS, PriceError, load_prices
-from planner.fleet.redundancy import Redundancy
-from planner.llm.autoscale import autoscale_policy
-from planner.llm.day import DayError, LlmDay, plan_day
-from planner.llm.engine import EngineConfig, EngineError, kv_blocks_from_run
-from planner.llm.sources import source_price, source_shape
-from planner.llm.steps import StepModelError, step_model
-from planner.serving.routing import RouterError, router_for
+from measure.run import RunFileError, load_run
+from planner.fleet.prices import PriceError, load_prices
+from planner.llm.day import DayError, LlmDay
+from planner.llm.day_request import DayRequest, answer_day
+from planner.llm.engine import EngineError
+from planner.llm.steps import StepModelError
+from planner.serving.routing import RouterError
 from planner.traffic.scenario import ScenarioError, load_scenario
 
 
@@ -64,37 +61,12 @@ def day(
     up-ramps at each engine start-up time."""
     try:
         sc = load_scenario(scenario)
-        if sc.llm is None:
-            raise ScenarioError(
-                f"scenario {sc.name} has no llm block: `fleetwise day` plans generative traffic"
-            )
-        r = load_run(run)
-        model = step_model(r, precision)
-        blocks, _ = kv_blocks_from_run(r, model.precision, block_size, kv_blocks)
-        cfg = EngineConfig(max_num_seqs, max_num_batched_tokens, True, block_size, blocks)
-        route = router_for(router, "LLM")
-        if route == "prefix-aware":
-            raise RouterError("prefix-aware routing needs the prefix cache, which a day does not model yet")
-        starts, said = _startups(startup_s, r)
-        policy, auto = None, False
-        if autoscale is not None:
-            policy, auto = autoscale_policy(
-                autoscale, interval_s=interval_s, cooldown_s=cooldown_s, max_replicas=max_replicas
-            )
-        if not 100 <= requests <= 100_000 or not 0 <= spares <= 100:
-            raise DayError("--requests in 100..100000 and --spares in 0..100")
-        if pricing not in PRICINGS:
-            raise DayError(f"unknown pricing {pricing!r}: use {', '.join(PRICINGS)}")
-        book = load_prices(prices)
-        usd = None
-        with contextlib.suppress(
-            PriceError
-        ):  # no price for the device: sized, not costed (the table says so)
-            usd = source_price(book, r).price(pricing).usd_per_hour  # type: ignore[arg-type]
-        plan = plan_day(
-            sc, r, model, cfg, route, starts, cooldown_s, Redundancy(spares, 0.0), usd,
-            source_shape(r).devices, requests, ramp_s, max_replicas, policy, window_s, auto,
+        req = DayRequest(
+            sc, load_run(run), precision, startup_s, cooldown_s, ramp_s, router, max_num_seqs,
+            max_num_batched_tokens, block_size, kv_blocks, spares, autoscale, interval_s, window_s,
+            max_replicas, requests, pricing,
         )  # fmt: skip
+        plan = answer_day(req, load_prices(prices))
     except (
         ScenarioError,
         RunFileError,
@@ -102,38 +74,14 @@ def day(
         EngineError,
         RouterError,
         DayError,
+        PriceError,
         ValueError,
     ) as exc:
         raise fail(str(exc)) from None
-    if said:
-        plan = plan.model_copy(update={"notes": [*plan.notes, said]})
     if as_json:
         write_json(plan.model_dump(mode="json"))
         return
     _print(plan)
-
-
-def _startups(text: str, run: Run) -> tuple[tuple[float, ...], str | None]:
-    """The start-up times to compare, `run` read from the run's timed start-up; and a note saying so."""
-    values, said = [], None
-    for x in (x.strip() for x in text.split(",")):
-        if x == "run":
-            got = run.llm.engine.startup if run.llm is not None and run.llm.engine is not None else None
-            if not isinstance(got, EngineStartup):
-                why = (
-                    got.unavailable
-                    if isinstance(got, Unavailable)
-                    else "it was measured without --engine-pid"
-                )
-                raise DayError(f"--startup-s run: run {run.short_id()} has no timed start-up ({why})")
-            values.append(got.seconds)
-            said = f"start-up {got.seconds:g} s: timed by run {run.short_id()} ({got.how})"
-        elif x:
-            try:
-                values.append(float(x))
-            except ValueError:
-                raise DayError(f"--startup-s: {x!r} is not a number of seconds or `run`") from None
-    return tuple(values), said
 
 
 def _print(d: LlmDay) -> None:

@@ -24,9 +24,8 @@ from measure.run.types import ResultModel
 from planner.fleet.redundancy import Redundancy
 from planner.llm.autoscale import AutoscalePolicy
 from planner.llm.day_autoscaled import AutoscaledDay, autoscaled_day, check_window, default_window
-from planner.llm.day_windows import LEAD_S, DayError, steady, window_requests
+from planner.llm.day_windows import LEAD_S, DayError, over_slo, steady, window_requests
 from planner.llm.engine import EngineConfig, LlmRequests, simulate
-from planner.llm.simulation import meets_slos
 from planner.llm.sizing import ReplicaCounts, Source
 from planner.llm.steps import StepModel
 from planner.serving.search import smallest_passing
@@ -228,10 +227,7 @@ def _ramp(
         LlmRequests(sent, lengths.prompt, lengths.output), model, cfg, start, router, sc.seed, scale_ups=joins
     )
     mine = t >= LEAD_S
-    ttft, e2e = (tr.first_s - t)[mine], (tr.finish_s - t)[mine]
-    out = lengths.output[mine]
-    tpot = np.where(out > 1, (e2e - ttft) / np.maximum(out - 1, 1), 0.0)
-    bad = ~meets_slos(sc.slo, ttft, e2e, tpot)
+    bad = over_slo(sc, t, tr, lengths.output)[mine]
     n = int(mine.sum())
     return RampRow(
         into_hour=after.hour,

@@ -16,9 +16,9 @@ import numpy as np
 
 from measure.run.types import ResultModel
 from planner.llm.autoscale import AutoscalePolicy, Autoscaler
-from planner.llm.day_windows import LEAD_S, DayError, steady, window_requests
+from planner.llm.day_windows import LEAD_S, DayError, over_slo, steady, window_requests
 from planner.llm.engine import MAX_SIM_OUTPUT_TOKENS, EngineConfig, LlmRequests, simulate
-from planner.llm.simulation import llm_requests, meets_slos
+from planner.llm.simulation import llm_requests
 from planner.llm.steps import StepModel
 from planner.traffic.scenario import Scenario
 
@@ -153,10 +153,7 @@ def _whole(
         LlmRequests(t, lengths.prompt, lengths.output), model, cfg, held, router, sc.seed,
         autoscaler=scaler, record_itl=False,
     )  # fmt: skip
-    ttft, e2e = tr.first_s - t, tr.finish_s - t
-    out = lengths.output
-    tpot = np.where(out > 1, (e2e - ttft) / np.maximum(out - 1, 1), 0.0)
-    bad = ~meets_slos(sc.slo, ttft, e2e, tpot)
+    bad = over_slo(sc, t, tr, lengths.output)
     rows = []
     for h, rate in enumerate(rates):
         a, b = h * 3600.0, (h + 1) * 3600.0
@@ -200,10 +197,7 @@ def _window(
         autoscaler=scaler, record_itl=False,
     )  # fmt: skip
     mine = t >= LEAD_S
-    ttft, e2e = (tr.first_s - t)[mine], (tr.finish_s - t)[mine]
-    out = lengths.output[mine]
-    tpot = np.where(out > 1, (e2e - ttft) / np.maximum(out - 1, 1), 0.0)
-    bad = ~meets_slos(sc.slo, ttft, e2e, tpot)
+    bad = over_slo(sc, t, tr, lengths.output)[mine]
     half = t[mine] >= LEAD_S + window_s / 2
     steady = float(bad[half].mean()) if half.any() else 0.0
     window_hours = scaler.device_s(LEAD_S, end) / 3600.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.llm.engine import LlmRequests
-from planner.llm.simulation import llm_requests
+from planner.llm.engine import LlmRequests, Trace
+from planner.llm.simulation import llm_requests, meets_slos
 from planner.traffic.scenario import Poisson, Scenario
 
 LEAD_S = 60.0  # the hour before's traffic ahead of a ramp, so the window opens on busy replicas
@@ -45,3 +45,10 @@ def window_requests(
         return t, LlmRequests(t, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     lengths, _, _ = llm_requests(steady(sc, rate_rps or before_rps, int(t.size)), int(t.size), seed=seed)
     return t, lengths
+
+
+def over_slo(sc: Scenario, sent: np.ndarray, tr: Trace, output: np.ndarray) -> np.ndarray:
+    """Per request, whether it went over a latency SLO's threshold (TTFT, TPOT or E2E), timed from `sent`."""
+    ttft, e2e = tr.first_s - sent, tr.finish_s - sent
+    tpot = np.where(output > 1, (e2e - ttft) / np.maximum(output - 1, 1), 0.0)
+    return ~meets_slos(sc.slo, ttft, e2e, tpot)

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import REPO, make_run, shipped_files
@@ -683,3 +684,30 @@ def test_the_llm_sizing_form_sizes_aggregated_and_disaggregated_side_by_side(dat
     at.switch_page("pages/report.py").run()
     assert not at.exception, at.exception
     assert " prefill + " in shown(at.markdown[-1].value)  # the report names the split
+
+
+def test_a_diurnal_generative_scenario_plans_its_day_under_the_sizing_form(data: Path) -> None:
+    """tiny-chat-day at a 4 req/s peak on the shipped vLLM run: the day section plans the hourly schedule at two
+    start-up times (the table's device-hours and ramp misses, a chart of replicas by hour); a start-up that is
+    not a number is one visible line."""
+    day = data / "scenarios" / "llm" / "tiny-chat-day.yaml"
+    sc = yaml.safe_load(day.read_text())
+    sc["arrivals"]["peak_rate_rps"] = 4
+    day.write_text(yaml.safe_dump(sc))
+    at = app()
+    at.switch_page("pages/sizing.py").run()
+    at.selectbox(key="sz_scenario").set_value("tiny-chat-day").run()
+    assert not at.exception, at.exception
+    run = next(o for o in at.selectbox(key="day_run").options if o.startswith("69d44a28d1eb"))
+    at.selectbox(key="day_run").set_value(run)
+    at.text_input(key="day_startups").set_value("0,60")
+    next(b for b in at.button if b.label == "Plan the day").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[-1].value
+    assert list(table["start-up s"]) == ["0", "0", "60", "60"]
+    assert (table["device-hours a day"] >= 24).all()  # at least one replica every hour
+    assert any(c.value.startswith("each hour sized") for c in at.caption)
+    assert at.get("plotly_chart")
+    at.text_input(key="day_startups").set_value("0,soon")
+    next(b for b in at.button if b.label == "Plan the day").click().run()
+    assert any("'soon' is not a number" in e.value for e in at.error), [e.value for e in at.error]
