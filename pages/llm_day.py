@@ -78,6 +78,11 @@ def show_llm_day(scenario: Scenario, cat: Catalog) -> None:
             key="day_target",
             persist_state="session",
         )
+        prefix = st.checkbox(
+            "Prefix caching, routed prefix-aware (what the scenario's llm.prefix says prompts share)",
+            key="day_prefix",
+            persist_state="session",
+        )
         submitted = st.form_submit_button("Plan the day")
     params = {
         "scenario": scenario.model_dump(mode="json"),
@@ -89,6 +94,7 @@ def show_llm_day(scenario: Scenario, cat: Catalog) -> None:
         "block_size": int(block),
         "kv_blocks": int(kv) or None,
         "spares": int(spares),
+        "prefix_caching": bool(prefix),
         "autoscale": None
         if metric == "off"
         else metric
@@ -126,6 +132,8 @@ def day_for(params: dict[str, Any], cat: Catalog) -> LlmDay:
             block_size=params["block_size"],
             kv_blocks=params["kv_blocks"],
             spares=params["spares"],
+            prefix_caching=params.get("prefix_caching", False),
+            router="prefix-aware" if params.get("prefix_caching") else "least-outstanding",
             autoscale=params["autoscale"],
         )
         return answer_day(req, price_book())

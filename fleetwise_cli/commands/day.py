@@ -33,11 +33,16 @@ def day(
     ),
     cooldown_s: float = typer.Option(300.0, help="how long surplus replicas are kept after demand falls, s"),
     ramp_s: float = typer.Option(300.0, help="seconds of each up-ramp simulated (the new hour's first)"),
-    router: str = typer.Option("least-outstanding", help="round-robin | least-outstanding | least-kv"),
+    router: str = typer.Option(
+        "least-outstanding", help="round-robin | least-outstanding | least-kv | prefix-aware (with the cache)"
+    ),
     max_num_seqs: int = typer.Option(256, help="the engine's max_num_seqs"),
     max_num_batched_tokens: int = typer.Option(8192, help="the engine's token budget per step"),
     block_size: int = typer.Option(16, help="KV block size in tokens"),
     kv_blocks: int = typer.Option(None, help="KV blocks per replica (default: the run's)"),
+    prefix_caching: bool = typer.Option(
+        False, help="vLLM's prefix cache on every replica (the scenario's llm.prefix says what prompts share)"
+    ),
     spares: int = typer.Option(0, help="N+k spare replicas every hour"),
     autoscale: str = typer.Option(
         None,
@@ -63,7 +68,7 @@ def day(
         sc = load_scenario(scenario)
         req = DayRequest(
             sc, load_run(run), precision, startup_s, cooldown_s, ramp_s, router, max_num_seqs,
-            max_num_batched_tokens, block_size, kv_blocks, spares, autoscale, interval_s, window_s,
+            max_num_batched_tokens, block_size, kv_blocks, prefix_caching, spares, autoscale, interval_s, window_s,
             max_replicas, requests, pricing,
         )  # fmt: skip
         plan = answer_day(req, load_prices(prices))

@@ -17,6 +17,8 @@ a percentile SLO is a share, so the misses say how far above its 1% (p99) the ra
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from pydantic import Field
 
@@ -25,7 +27,7 @@ from planner.fleet.redundancy import Redundancy
 from planner.llm.autoscale import AutoscalePolicy
 from planner.llm.day_autoscaled import AutoscaledDay, autoscaled_day, check_window, default_window
 from planner.llm.day_windows import LEAD_S, DayError, over_slo, steady, window_requests
-from planner.llm.engine import EngineConfig, LlmRequests, simulate
+from planner.llm.engine import EngineConfig, simulate
 from planner.llm.sizing import ReplicaCounts, Source
 from planner.llm.steps import StepModel
 from planner.serving.search import smallest_passing
@@ -223,9 +225,7 @@ def _ramp(
     else:
         sent, start = t, before.running
         joins = ((ready, after.running - start),)
-    tr = simulate(
-        LlmRequests(sent, lengths.prompt, lengths.output), model, cfg, start, router, sc.seed, scale_ups=joins
-    )
+    tr = simulate(replace(lengths, arrival_s=sent), model, cfg, start, router, sc.seed, scale_ups=joins)
     mine = t >= LEAD_S
     bad = over_slo(sc, t, tr, lengths.output)[mine]
     n = int(mine.sum())

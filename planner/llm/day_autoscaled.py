@@ -16,8 +16,8 @@ import numpy as np
 
 from measure.run.types import ResultModel
 from planner.llm.autoscale import AutoscalePolicy, Autoscaler
-from planner.llm.day_windows import LEAD_S, DayError, over_slo, steady, window_requests
-from planner.llm.engine import MAX_SIM_OUTPUT_TOKENS, EngineConfig, LlmRequests, simulate
+from planner.llm.day_windows import LEAD_S, DayError, over_slo, requests_at, steady, window_requests
+from planner.llm.engine import MAX_SIM_OUTPUT_TOKENS, EngineConfig, simulate
 from planner.llm.simulation import llm_requests
 from planner.llm.steps import StepModel
 from planner.traffic.scenario import Scenario
@@ -147,12 +147,9 @@ def _whole(
     n = int(t.size)
     if n == 0:
         raise DayError("a day without a request")
-    lengths, _, _ = llm_requests(steady(sc, n / 86400.0, n), n, seed=sc.seed + 3000)
+    lengths = requests_at(sc, t, n / 86400.0, sc.seed + 3000)
     scaler = Autoscaler(policy, held, 86400.0)
-    tr = simulate(
-        LlmRequests(t, lengths.prompt, lengths.output), model, cfg, held, router, sc.seed,
-        autoscaler=scaler, record_itl=False,
-    )  # fmt: skip
+    tr = simulate(lengths, model, cfg, held, router, sc.seed, autoscaler=scaler, record_itl=False)
     bad = over_slo(sc, t, tr, lengths.output)
     rows = []
     for h, rate in enumerate(rates):
@@ -192,10 +189,7 @@ def _window(
     t, lengths = window_requests(sc, before_rps, rate_rps, window_s, seed)
     end = LEAD_S + window_s
     scaler = Autoscaler(policy, held, end)
-    tr = simulate(
-        LlmRequests(t, lengths.prompt, lengths.output), model, cfg, held, router, sc.seed,
-        autoscaler=scaler, record_itl=False,
-    )  # fmt: skip
+    tr = simulate(lengths, model, cfg, held, router, sc.seed, autoscaler=scaler, record_itl=False)
     mine = t >= LEAD_S
     bad = over_slo(sc, t, tr, lengths.output)[mine]
     half = t[mine] >= LEAD_S + window_s / 2

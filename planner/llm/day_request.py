@@ -34,6 +34,7 @@ class DayRequest:
     max_num_batched_tokens: int = 8192
     block_size: int = 16
     kv_blocks: int | None = None
+    prefix_caching: bool = False
     spares: int = 0
     autoscale: str | None = None
     interval_s: float = 15.0
@@ -77,10 +78,12 @@ def answer_day(req: DayRequest, book: PriceBook) -> LlmDay:
         raise DayError(f"unknown pricing {req.pricing!r}: use {', '.join(PRICINGS)}")
     model = step_model(r, req.precision)
     blocks, _ = kv_blocks_from_run(r, model.precision, req.block_size, req.kv_blocks)
-    cfg = EngineConfig(req.max_num_seqs, req.max_num_batched_tokens, True, req.block_size, blocks)
+    cfg = EngineConfig(
+        req.max_num_seqs, req.max_num_batched_tokens, True, req.block_size, blocks, req.prefix_caching
+    )
     route = router_for(req.router, "LLM")
-    if route == "prefix-aware":
-        raise RouterError("prefix-aware routing needs the prefix cache, which a day does not model yet")
+    if route == "prefix-aware" and not req.prefix_caching:
+        raise RouterError("prefix-aware routing needs the prefix cache: turn it on (--prefix-caching)")
     starts, said = startups_from(req.startups, r)
     policy, auto = None, False
     if req.autoscale:

@@ -8,6 +8,7 @@ import numpy as np
 from planner.llm.engine import LlmRequests, Trace
 from planner.llm.simulation import llm_requests, meets_slos
 from planner.traffic.scenario import Poisson, Scenario
+from planner.traffic.sessions import synthetic_prefixes
 
 LEAD_S = 60.0  # the hour before's traffic ahead of a ramp, so the window opens on busy replicas
 
@@ -41,10 +42,27 @@ def window_requests(
             t = start + np.cumsum(gaps)
             parts.append(t[t < start + span])
     t = np.concatenate(parts) if parts else np.zeros(0)
-    if t.size == 0:
-        return t, LlmRequests(t, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-    lengths, _, _ = llm_requests(steady(sc, rate_rps or before_rps, int(t.size)), int(t.size), seed=seed)
-    return t, lengths
+    return t, requests_at(sc, t, rate_rps or before_rps, seed)
+
+
+def requests_at(sc: Scenario, t: np.ndarray, rate_rps: float, seed: int) -> LlmRequests:
+    """The scenario's lengths for arrivals `t` (drawn as at a steady `rate_rps`) and, where it states shared
+    prefixes (`llm.prefix`), its system prompts and sessions dealt over these very arrivals."""
+    n = int(t.size)
+    if n == 0:
+        return LlmRequests(t, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    llm = sc.llm
+    assert llm is not None  # a day plans generative traffic
+    plain = (
+        sc if llm.prefix is None else sc.model_copy(update={"llm": llm.model_copy(update={"prefix": None})})
+    )
+    lengths, _, _ = llm_requests(steady(plain, rate_rps, n), n, seed=seed)
+    if llm.prefix is None:
+        return LlmRequests(t, lengths.prompt, lengths.output)
+    prompt, ids, block, _ = synthetic_prefixes(
+        llm.prefix, t, lengths.prompt, lengths.output, np.random.default_rng(seed + 1), llm.scale
+    )
+    return LlmRequests(t, prompt, lengths.output, ids, block)
 
 
 def over_slo(sc: Scenario, sent: np.ndarray, tr: Trace, output: np.ndarray) -> np.ndarray:

@@ -193,3 +193,31 @@ def test_the_day_takes_the_start_up_the_run_timed(tmp_path: Path) -> None:
     assert d["startup_s"] == [0, 42.5] and any("timed by run" in n for n in d["notes"])
     bad = CliRunner().invoke(app, [*args, str(shipped)])
     assert bad.exit_code == 2 and "no timed start-up (it was measured without --engine-pid)" in bad.output
+
+
+def test_a_day_of_chat_sessions_needs_fewer_replicas_with_the_prefix_cache(tmp_path: Path) -> None:
+    """tiny-chat-sessions' shared system prompts and multi-turn sessions over a day peaking at its 40 req/s: with
+    the prefix cache (routed prefix-aware) the peak hours need fewer replicas than without, on the shipped vLLM
+    run; the ramp's requests carry the sessions' prefixes too."""
+    sc = yaml.safe_load((REPO / "scenarios" / "llm" / "tiny-chat-sessions.yaml").read_text())
+    sc["arrivals"] = {
+        "process": "diurnal",
+        "peak_rate_rps": 40,
+        "hourly_multipliers": [0.25] * 8 + [1.0] * 16,
+    }
+    path = tmp_path / "sessions-day.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    run = REPO / "data" / "runs" / "llm-engine-cpu-20261206T112537Z-69d44a28d1eb.json"
+    args = ["day", "--scenario", str(path), "--run", str(run), "--kv-blocks", "8192", "--block-size", "128",
+            "--max-num-batched-tokens", "2048", "--startup-s", "0", "--json"]  # fmt: skip
+    days = {}
+    for cache in (False, True):
+        extra = ["--prefix-caching", "--router", "prefix-aware"] if cache else []
+        res = CliRunner().invoke(app, [*args, *extra])
+        assert res.exit_code == 0, res.output
+        days[cache] = json.loads(res.output)
+    peak = {c: d["hours"][12]["replicas"] for c, d in days.items()}
+    assert peak[True] < peak[False], peak
+    assert days[True]["device_hours_per_day"]["0"] < days[False]["device_hours_per_day"]["0"]
+    bad = CliRunner().invoke(app, [*args, "--router", "prefix-aware"])
+    assert bad.exit_code == 2 and "needs the prefix cache" in bad.output
