@@ -10,7 +10,7 @@ from typing import Any, cast
 import pandas as pd
 import streamlit as st
 
-from pages.common import cached, line, price_book
+from pages.common import JOBS, cached, line, price_book
 from planner.evidence.catalog import Catalog
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.report import money
@@ -135,6 +135,7 @@ def day_for(params: dict[str, Any], cat: Catalog) -> LlmDay:
             prefix_caching=params.get("prefix_caching", False),
             router="prefix-aware" if params.get("prefix_caching") else "least-outstanding",
             autoscale=params["autoscale"],
+            jobs=JOBS,
         )
         return answer_day(req, price_book())
 

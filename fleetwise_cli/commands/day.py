@@ -3,6 +3,7 @@ every up-ramp (planner/llm/day.py)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +60,9 @@ def day(
     max_replicas: int = typer.Option(256, help="the most replicas an hour may size or the autoscaler start"),
     requests: int = typer.Option(1500, help="requests each hour's sizing simulates"),
     prices: Path = typer.Option(Path("data/prices.yaml"), help="price book YAML"),
+    jobs: int = typer.Option(
+        0, help="processes for the autoscaled days, one per start-up time (0: one per CPU)"
+    ),
     pricing: str = typer.Option("on_demand", help="on_demand | reserved | reserved_3y | owned"),
     as_json: bool = typer.Option(False, "--json", help="the day as JSON on stdout"),
 ) -> None:
@@ -69,7 +73,7 @@ def day(
         req = DayRequest(
             sc, load_run(run), precision, startup_s, cooldown_s, ramp_s, router, max_num_seqs,
             max_num_batched_tokens, block_size, kv_blocks, prefix_caching, spares, autoscale, interval_s, window_s,
-            max_replicas, requests, pricing,
+            max_replicas, requests, pricing, jobs if jobs > 0 else (os.cpu_count() or 1),
         )  # fmt: skip
         plan = answer_day(req, load_prices(prices))
     except (

@@ -25,13 +25,20 @@ from pydantic import Field
 from measure.run.types import ResultModel
 from planner.fleet.redundancy import Redundancy
 from planner.llm.autoscale import AutoscalePolicy
-from planner.llm.day_autoscaled import AutoscaledDay, autoscaled_day, check_window, default_window
+from planner.llm.day_autoscaled import (
+    AutoDayTask,
+    AutoscaledDay,
+    check_window,
+    default_window,
+    run_autoscaled_day,
+)
 from planner.llm.day_windows import LEAD_S, DayError, over_slo, steady, window_requests
 from planner.llm.engine import EngineConfig, simulate
 from planner.llm.sizing import ReplicaCounts, Source
 from planner.llm.steps import StepModel
 from planner.serving.search import smallest_passing
 from planner.traffic.scenario import Diurnal, Scenario
+from planner.workers import in_workers
 
 
 class HourRow(ResultModel):
@@ -93,11 +100,13 @@ def plan_day(
     autoscale: AutoscalePolicy | None = None,
     window_s: float | None = None,
     target_from_peak: bool = False,
+    jobs: int = 1,
 ) -> LlmDay:
     """Size every hour, then simulate every up-ramp at each start-up time; with `autoscale` (its start-up
     time replaced by each of `startups_s`), the day under that autoscaler too, in `window_s` windows an hour
     (default: the whole day in one piece where it fits, else 600 s). `target_from_peak`: a concurrency target
-    set to the requests in flight per replica that the peak hour's sized count holds (Little's law)."""
+    set to the requests in flight per replica that the peak hour's sized count holds (Little's law). The
+    autoscaled days (one per start-up time) run in `jobs` processes."""
     a = sc.arrivals
     if not isinstance(a, Diurnal):
         raise DayError(f"scenario {sc.name}: a day is planned from diurnal arrivals (hourly_multipliers)")
@@ -183,9 +192,10 @@ def plan_day(
                 f"autoscaler target: {in_flight:.3g} requests in flight per replica, what the peak hour's sized "
                 f"{sized[max(rates)]} replica(s) hold (Little's law: rate x mean E2E / replicas)"
             )
-        for startup in startups_s:
-            policy = autoscale.model_copy(update={"startup_s": startup})
-            day = autoscaled_day(sc, model, cfg, router, rates, policy, hours[-1].replicas, window)
+        policies = [autoscale.model_copy(update={"startup_s": x}) for x in startups_s]
+        start = hours[-1].replicas
+        tasks = [AutoDayTask(sc, model, cfg, router, rates, p, start, window) for p in policies]
+        for day in in_workers(run_autoscaled_day, tasks, jobs, None):
             autoscaled.append(day.priced(redundancy.spares, devices_per_replica, usd_per_device_hour))
     return LlmDay(
         autoscaled=autoscaled,

@@ -12,6 +12,8 @@ SLO are counted; the hour's rest is taken to miss as the window's steady half do
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from measure.run.types import ResultModel
@@ -82,6 +84,34 @@ def check_window(policy: AutoscalePolicy, window_s: float) -> None:
             f"a {window_s:g} s window cannot show the autoscaler settle: it must be {need:g}..3600 s "
             "(the cooldown or the start-up, and two readings)"
         )
+
+
+@dataclass(frozen=True)
+class AutoDayTask:
+    """One autoscaled day, as a worker process gets it."""
+
+    scenario: Scenario
+    model: StepModel
+    cfg: EngineConfig
+    router: str
+    rates: list[float]
+    policy: AutoscalePolicy
+    start: int
+    window_s: float
+
+    @property
+    def option(self) -> AutoDayTask:  # what planner.workers names a task by on the progress bar
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"the day autoscaled, start-up {self.policy.startup_s:g} s"
+
+
+def run_autoscaled_day(task: AutoDayTask) -> AutoscaledDay:
+    """autoscaled_day of one task (what a worker runs)."""
+    t = task
+    return autoscaled_day(t.scenario, t.model, t.cfg, t.router, t.rates, t.policy, t.start, t.window_s)
 
 
 def autoscaled_day(

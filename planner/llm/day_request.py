@@ -42,6 +42,7 @@ class DayRequest:
     max_replicas: int = 256
     requests: int = 1500
     pricing: str = "on_demand"
+    jobs: int = 1  # processes for the autoscaled days (one per start-up time)
 
 
 def startups_from(text: str, run: Run) -> tuple[tuple[float, ...], str | None]:
@@ -96,5 +97,6 @@ def answer_day(req: DayRequest, book: PriceBook) -> LlmDay:
     plan = plan_day(
         sc, r, model, cfg, route, starts, req.cooldown_s, Redundancy(req.spares, 0.0), usd,
         source_shape(r).devices, req.requests, req.ramp_s, req.max_replicas, policy, req.window_s, auto,
+        req.jobs,
     )  # fmt: skip
     return plan.model_copy(update={"notes": [*plan.notes, said]}) if said else plan
