@@ -67,7 +67,7 @@ def autoscale_policy(text: str, **knobs: float) -> tuple[AutoscalePolicy, bool]:
     except ValidationError as exc:
         e = exc.errors()[0]
         where = ".".join(str(x) for x in e["loc"]) or "policy"
-        raise ValueError(f"autoscaler {where}: {e['msg']}") from None
+        raise ValueError(f"autoscaler {where}: {str(e['msg']).removeprefix('Value error, ')}") from None
     return policy, target is None
 
 
