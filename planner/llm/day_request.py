@@ -45,10 +45,16 @@ class DayRequest:
     jobs: int = 1  # processes for the autoscaled days (one per start-up time)
 
 
+MAX_STARTUPS = 8  # each start-up time is its own day: its ramps and, autoscaled, every hour simulated again
+
+
 def startups_from(text: str, run: Run) -> tuple[tuple[float, ...], str | None]:
     """The start-up times to compare, `run` read from the run's timed start-up; and a note saying so."""
     values, said = [], None
-    for x in (x.strip() for x in text.split(",")):
+    parts = [x.strip() for x in text[:1000].split(",") if x.strip()]
+    if not parts or len(parts) > MAX_STARTUPS or len(text) > 1000:
+        raise DayError(f"--startup-s: 1 to {MAX_STARTUPS} start-up times, comma-separated")
+    for x in parts:
         if x == "run":
             got = run.llm.engine.startup if run.llm is not None and run.llm.engine is not None else None
             if not isinstance(got, EngineStartup):

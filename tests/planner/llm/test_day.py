@@ -17,6 +17,7 @@ from fleetwise_cli.main import app
 from measure.run import EngineStartup, load_run, save_run
 from planner.fleet.plan import Question, make_plan
 from planner.llm.day import DayError, LlmDay, plan_day
+from planner.llm.day_request import startups_from
 from planner.llm.engine import EngineConfig, LlmRequests, simulate
 from planner.llm.steps import step_model
 from planner.traffic.scenario import parse_scenario
@@ -221,3 +222,12 @@ def test_a_day_of_chat_sessions_needs_fewer_replicas_with_the_prefix_cache(tmp_p
     assert days[True]["device_hours_per_day"]["0"] < days[False]["device_hours_per_day"]["0"]
     bad = CliRunner().invoke(app, [*args, "--router", "prefix-aware"])
     assert bad.exit_code == 2 and "needs the prefix cache" in bad.output
+
+
+def test_start_up_times_are_bounded_in_number_and_length() -> None:
+    """Each start-up time is a day of simulations: a form or a command line cannot ask for a thousand."""
+    r = load_run(REPO / "data" / "runs" / "llm-engine-cpu-20261206T112537Z-69d44a28d1eb.json")
+    assert startups_from("0, 30,90", r) == ((0.0, 30.0, 90.0), None)
+    for text in ("", " , ", ",".join(["1"] * 9), "1" * 2000):
+        with pytest.raises(DayError, match="1 to 8 start-up times"):
+            startups_from(text, r)
