@@ -37,22 +37,26 @@ class CacheCounts:
 class PrefixCache:
     """Blocks 0..n-1, their reference counts and keys, the free queue in vLLM's order, the key index."""
 
-    __slots__ = ("block_size", "by_key", "counts", "free_queue", "key_of", "ref")
+    __slots__ = ("block_size", "blocks", "by_key", "counts", "free_queue", "fresh", "key_of", "ref")
 
     def __init__(self, blocks: int, block_size: int) -> None:
         if blocks < 1 or block_size < 1:
             raise PrefixCacheError("a prefix cache needs at least one block of at least one token")
-        self.block_size = block_size
-        self.ref = [0] * blocks
-        self.key_of: list[Hashable | None] = [None] * blocks
+        self.block_size, self.blocks = block_size, blocks
+        # vLLM's queue starts as blocks 0..n-1 and takes from its head, so the blocks never used are always
+        # taken first, in order: they are a counter here, and memory follows the blocks used, not the pool's
+        # size (a pool of two billion blocks costs nothing until it is filled)
+        self.fresh = 0  # blocks 0..fresh-1 have been used; ref and key_of hold them
+        self.ref: list[int] = []
+        self.key_of: list[Hashable | None] = []
         self.by_key: dict[Hashable, dict[int, None]] = {}  # key -> the blocks holding it, oldest first
-        self.free_queue: OrderedDict[int, None] = OrderedDict.fromkeys(range(blocks))
+        self.free_queue: OrderedDict[int, None] = OrderedDict()  # used blocks nobody holds, in vLLM's order
         self.counts = CacheCounts()
 
     @property
     def num_free(self) -> int:
         """Blocks a new allocation can take: never used, freed, or cached and held by no request."""
-        return len(self.free_queue)
+        return self.blocks - self.fresh + len(self.free_queue)
 
     def lookup(self, keys: Sequence[Hashable], prompt_tokens: int) -> list[int]:
         """The blocks of the longest run of leading keys in the pool, at most (prompt_tokens - 1) // block_size
@@ -89,11 +93,19 @@ class PrefixCache:
             self.ref[b] += 1
 
     def allocate(self, n: int) -> list[int]:
-        """n blocks from the head of the free queue, each with one reference; a cached one is evicted."""
-        if n > len(self.free_queue):
-            raise PrefixCacheError(f"{n} blocks asked of a pool with {len(self.free_queue)} free")
+        """n blocks from the head of the free queue (never-used blocks first, in order), each with one
+        reference; a cached one is evicted."""
+        if n > self.num_free:
+            raise PrefixCacheError(f"{n} blocks asked of a pool with {self.num_free} free")
         out = []
         for _ in range(n):
+            if self.fresh < self.blocks:
+                b = self.fresh
+                self.fresh += 1
+                self.ref.append(1)
+                self.key_of.append(None)
+                out.append(b)
+                continue
             b, _ = self.free_queue.popitem(last=False)
             key = self.key_of[b]
             if key is not None:

@@ -253,3 +253,23 @@ def test_a_measured_cost_of_attending_over_the_cache_lengthens_exactly_the_cache
     assert np.array_equal(
         simulate(reqs, plain, off, seed=3).first_s, simulate(reqs, costly, off, seed=3).first_s
     )
+
+
+def test_a_pool_of_billions_of_blocks_costs_what_it_holds() -> None:
+    """--kv-blocks 2000000000 with the cache on: the pool is a counter until used (it was a list a block, 16 GB
+    before the first request), and behaves as a small pool does while it is not full."""
+    import tracemalloc
+
+    tracemalloc.start()
+    big = PrefixCache(2_000_000_000, 16)
+    got = big.allocate(5)
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert size < 1_000_000 and got == [0, 1, 2, 3, 4] and big.num_free == 2_000_000_000 - 5
+    small = PrefixCache(10, 16)
+    assert small.allocate(5) == got
+    for pool in (big, small):
+        pool.register(1, "k")
+        pool.free(got)
+    assert big.lookup(["k"], 100) == small.lookup(["k"], 100) == [1]  # freed, still cached
+    assert big.allocate(3) == [5, 6, 7] and small.allocate(3) == [5, 6, 7]  # never-used blocks first
