@@ -79,8 +79,12 @@ def answer_day(req: DayRequest, book: PriceBook) -> LlmDay:
     sc, r = req.scenario, req.run
     if sc.llm is None:
         raise ScenarioError(f"scenario {sc.name} has no llm block: a day plans generative traffic")
-    if not 100 <= req.requests <= 100_000 or not 0 <= req.spares <= 100:
-        raise DayError("requests in 100..100000 and spares in 0..100")
+    if (
+        not 100 <= req.requests <= 100_000
+        or not 0 <= req.spares <= 100
+        or not 1 <= req.max_replicas <= 10_000
+    ):
+        raise DayError("requests in 100..100000, spares in 0..100 and max replicas in 1..10000")
     if req.pricing not in PRICINGS:
         raise DayError(f"unknown pricing {req.pricing!r}: use {', '.join(PRICINGS)}")
     model = step_model(r, req.precision)
