@@ -83,10 +83,11 @@ async def stream_completion(
     max_tokens: int,
     timeout_s: float,
     clock: Callable[[], float] = time.perf_counter,
+    ignore_eos: bool = False,
 ) -> StreamResult:
     """POST /v1/completions with stream=true on a pooled connection; the arrival time of every chunk that
     carries text (as http.stream_completion)."""
-    body = completion_body(model, prompt, max_tokens)
+    body = completion_body(model, prompt, max_tokens, ignore_eos)
     res = StreamResult(sent=clock())
     try:
         async with asyncio.timeout(timeout_s):

@@ -199,18 +199,20 @@ def prompt_text(words: int, seed: int) -> str:
 Prompt = str | list[int]  # text, or token ids (exact lengths and shared prefixes; vLLM takes both)
 
 
-def completion_body(model: str, prompt: Prompt, max_tokens: int) -> bytes:
-    """The streamed completion request every client sends (greedy, usage in the last chunk)."""
-    return json.dumps(
-        {
-            "model": model,
-            "prompt": prompt,
-            "max_tokens": max_tokens,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "temperature": 0.0,
-        }
-    ).encode()
+def completion_body(model: str, prompt: Prompt, max_tokens: int, ignore_eos: bool = False) -> bytes:
+    """The streamed completion request every client sends (greedy, usage in the last chunk); `ignore_eos`
+    (vLLM's extension) holds every answer to max_tokens where an engine accepts it."""
+    body: dict[str, object] = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0.0,
+    }
+    if ignore_eos:
+        body["ignore_eos"] = True
+    return json.dumps(body).encode()
 
 
 def stream_completion(

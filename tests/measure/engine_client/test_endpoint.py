@@ -447,3 +447,12 @@ def test_an_engine_served_tensor_parallel_8_records_a_replica_of_eight_devices(
     )
     assert bad.exit_code == 2 and "tensor_parallel_size must be an integer" in bad.output
     assert not (tmp_path / "b").exists() or not list((tmp_path / "b").glob("*.json"))
+
+
+def test_ignore_eos_is_sent_only_when_asked() -> None:
+    """vLLM holds an answer to max_tokens with ignore_eos; transformers serve refuses the key, so it is opt-in."""
+    from measure.engine_client.http import completion_body
+
+    plain, held = json.loads(completion_body("m", "a b", 4)), json.loads(completion_body("m", "a b", 4, True))
+    assert "ignore_eos" not in plain and held["ignore_eos"] is True
+    assert {k: v for k, v in held.items() if k != "ignore_eos"} == plain
