@@ -182,7 +182,7 @@ def plan_day(
             else f"autoscaled: each hour simulated for its first {window:g} s after {LEAD_S:g} s of the hour "
             "before, the rest of the hour counted at the window's second half (replicas and SLO misses); N+k "
             "spares added. Where a noisy metric makes the pool creep for hours, windows fall short of the whole "
-            "day (docs/planner.md)"
+            "day (docs/llm-serving.md)"
         )
         if target_from_peak:
             if autoscale.metric != "concurrency" or in_flight <= 0:

@@ -30,8 +30,10 @@ class AutoHour(ResultModel):
 
     hour: int
     rate_rps: float
-    replicas_from: int  # serving or starting as the hour began
-    replicas_to: int  # serving or starting at the window's end
+    replicas_from: int  # serving or starting as the hour began (the whole day: draining ones too)
+    replicas_to: (
+        int  # serving or starting at the window's end (the whole day: at the hour's end, draining too)
+    )
     mean_replicas: float  # holding a device, over the hour
     scale_ups: int  # decisions in the window
     scale_downs: int
