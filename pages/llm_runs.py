@@ -145,6 +145,17 @@ def show_llm(run: Run) -> None:
         params = ", ".join(f"{k}={v}" for k, v in e.params.items()) or "none given"
         version = _why(e.version) or e.version
         st.caption(esc(f"Engine {e.url}, model {e.model}; version: {version}; engine params: {params}", 2000))
+        untimed = _why(e.startup)
+        if untimed:
+            st.caption(esc(f"Engine start-up: not timed ({untimed})", 1000))
+        elif e.startup is not None:
+            st.caption(
+                esc(
+                    f"Engine start-up: {e.startup.seconds:.1f} s to the first token, {e.startup.answered_after_s:.1f} "  # type: ignore[union-attr]
+                    f"s to its first answer ({e.startup.how}); `fleetwise day --startup-s run` plans with it",  # type: ignore[union-attr]
+                    1000,
+                )
+            )
 
 
 def _pair(lo: float | None, hi: float | None) -> str:

@@ -711,3 +711,23 @@ def test_a_diurnal_generative_scenario_plans_its_day_under_the_sizing_form(data:
     at.text_input(key="day_startups").set_value("0,soon")
     next(b for b in at.button if b.label == "Plan the day").click().run()
     assert any("'soon' is not a number" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_an_engine_runs_timed_start_up_is_shown_with_it(data: Path) -> None:
+    """A run measured with --engine-pid shows its start-up beside the engine's self-description; the shipped
+    one, measured without it, says nothing of a start-up."""
+    from measure.run import EngineStartup, load_run, save_run
+
+    shipped = load_run(REPO / "data" / "runs" / "llm-engine-cpu-20261206T112537Z-69d44a28d1eb.json")
+    assert shipped.llm is not None and shipped.llm.engine is not None
+    timed = EngineStartup(seconds=30.3, answered_after_s=30.2, how="process 7: a test's figure")
+    llm = shipped.llm.model_copy(update={"engine": shipped.llm.engine.model_copy(update={"startup": timed})})
+    run = save_run(shipped.model_copy(update={"llm": llm}).with_id(), data / "runs")
+    at = app()
+    pick = at.selectbox(key="run_pick")
+    for short, said in ((load_run(run).short_id(), True), (shipped.short_id(), False)):
+        pick.set_value(next(o for o in pick.options if o.startswith(short))).run()
+        assert not at.exception, at.exception
+        shown = [c.value for c in at.caption if "Engine start-up" in c.value]
+        assert bool(shown) == said and (not said or "30.3 s to the first token" in shown[0]), shown
+        pick = at.selectbox(key="run_pick")
