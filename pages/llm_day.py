@@ -158,6 +158,7 @@ def _show(d: LlmDay) -> None:
         y="replicas",
         color="policy",
         markers=True,
+        line_shape="hv",  # a count holds through its hour
         title="Replicas by hour (the autoscaler's: mean replicas holding a device)",
     )
     st.plotly_chart(fig)
@@ -199,6 +200,8 @@ def _show(d: LlmDay) -> None:
             }
         )
     st.dataframe(pd.DataFrame(rows), hide_index=True)
+    if all(v is None for v in d.usd_per_day.values()):
+        st.caption("Not priced: the price book has no price for the run's device (sized, not costed).")
     if d.autoscaled:
         st.caption(esc(f"Autoscaler: {d.autoscaled[0].policy.label()}.", 1000))
     for n in d.notes:

@@ -708,6 +708,7 @@ def test_a_diurnal_generative_scenario_plans_its_day_under_the_sizing_form(data:
     assert (table["device-hours a day"] >= 24).all()  # at least one replica every hour
     assert any(c.value.startswith("each hour sized") for c in at.caption)
     assert at.get("plotly_chart")
+    assert any(c.value.startswith("Not priced") for c in at.caption)  # the engine run's device has no price
     at.text_input(key="day_startups").set_value("0,soon")
     next(b for b in at.button if b.label == "Plan the day").click().run()
     assert any("'soon' is not a number" in e.value for e in at.error), [e.value for e in at.error]
