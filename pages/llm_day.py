@@ -14,7 +14,7 @@ from pages.common import JOBS, cached, line, price_book
 from planner.evidence.catalog import Catalog
 from planner.fleet.escape import md_escape as esc
 from planner.fleet.report import money
-from planner.llm.day import LlmDay
+from planner.llm.day import DAYS_PER_MONTH, LlmDay
 from planner.llm.day_request import DayRequest, answer_day
 from planner.traffic.scenario import Diurnal, Scenario, parse_scenario
 
@@ -165,14 +165,13 @@ def _show(d: LlmDay) -> None:
     rows = []
     for key, device_hours in d.device_hours_per_day.items():
         usd = d.usd_per_day.get(key)
-        ramps = [x for x in d.ramps if f"{x.startup_s:g}" == key]
-        missed, total = sum(x.missed for x in ramps), sum(x.requests for x in ramps)
+        missed, total, _ = d.ramp_misses(key)
         rows.append(
             {
                 "start-up s": key,
                 "policy": "hourly schedule, reactive",
                 "device-hours a day": round(device_hours, 2),
-                "$ a month": money(None if usd is None else usd * 30.4),
+                "$ a month": money(None if usd is None else usd * DAYS_PER_MONTH),
                 "requests over an SLO": f"{missed:,} of {total:,} in the up-ramps ({missed / total:.1%})"
                 if total
                 else "no up-ramp",
@@ -184,19 +183,18 @@ def _show(d: LlmDay) -> None:
                 "start-up s": key,
                 "policy": "hourly schedule, pre-warmed",
                 "device-hours a day": round(d.prewarmed_device_hours_per_day[key], 2),
-                "$ a month": money(None if warm is None else warm * 30.4),
+                "$ a month": money(None if warm is None else warm * DAYS_PER_MONTH),
                 "requests over an SLO": "none from start-up",
             }
         )
     for a in d.autoscaled:
-        share = a.missed_per_day / a.requests_per_day if a.requests_per_day else 0.0
         rows.append(
             {
                 "start-up s": f"{a.policy.startup_s:g}",
                 "policy": f"autoscaler ({a.scale_ups} ups, {a.scale_downs} downs)",
                 "device-hours a day": round(a.device_hours_per_day or 0.0, 2),
-                "$ a month": money(None if a.usd_per_day is None else a.usd_per_day * 30.4),
-                "requests over an SLO": f"{a.missed_per_day:,.0f} of {a.requests_per_day:,.0f} a day ({share:.2%})",
+                "$ a month": money(None if a.usd_per_day is None else a.usd_per_day * DAYS_PER_MONTH),
+                "requests over an SLO": f"{a.missed_per_day:,.0f} of {a.requests_per_day:,.0f} a day ({a.missed_share:.2%})",
             }
         )
     st.dataframe(pd.DataFrame(rows), hide_index=True)

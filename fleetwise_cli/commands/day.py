@@ -15,7 +15,7 @@ from fleetwise_cli.common import out, write_json
 from fleetwise_cli.errors import fail
 from measure.run import RunFileError, load_run
 from planner.fleet.prices import PriceError, load_prices
-from planner.llm.day import DayError, LlmDay
+from planner.llm.day import DAYS_PER_MONTH, DayError, LlmDay
 from planner.llm.day_request import DayRequest, answer_day
 from planner.llm.engine import EngineError
 from planner.llm.steps import StepModelError
@@ -111,7 +111,7 @@ def _print(d: LlmDay) -> None:
     for col in (
         "start-up s",
         "reactive: device-hours a day",
-        "$ a month (30.4 days)",
+        f"$ a month ({DAYS_PER_MONTH:g} days)",
         "requests over an SLO in the up-ramps",
         "pre-warmed: device-hours a day",
         "$ a month",
@@ -119,14 +119,13 @@ def _print(d: LlmDay) -> None:
         s.add_column(col)
 
     def month(usd: float | None) -> str:
-        return "not priced" if usd is None else f"${usd * 30.4:,.0f}"
+        return "not priced" if usd is None else f"${usd * DAYS_PER_MONTH:,.0f}"
 
     for key, hours in d.device_hours_per_day.items():
-        ramps = [x for x in d.ramps if f"{x.startup_s:g}" == key]
-        missed, total = sum(x.missed for x in ramps), sum(x.requests for x in ramps)
+        missed, total, ramps = d.ramp_misses(key)
         s.add_row(
             key, f"{hours:,.2f}", month(d.usd_per_day.get(key)),
-            f"{missed:,} of {total:,} ({missed / total:.1%}) in {len(ramps)} ramp(s)" if total else "no up-ramp",
+            f"{missed:,} of {total:,} ({missed / total:.1%}) in {ramps} ramp(s)" if total else "no up-ramp",
             f"{d.prewarmed_device_hours_per_day[key]:,.2f}", month(d.prewarmed_usd_per_day.get(key)),
         )  # fmt: skip
     out.print(s)
@@ -145,15 +144,14 @@ def _print_autoscaled(d: LlmDay, month: Callable[[float | None], str]) -> None:
     for col in (
         "start-up s",
         "device-hours a day",
-        "$ a month (30.4 days)",
+        f"$ a month ({DAYS_PER_MONTH:g} days)",
         "requests over an SLO a day",
         "scale-ups / downs",
     ):
         s.add_column(col)
     for a in d.autoscaled:
-        share = a.missed_per_day / a.requests_per_day if a.requests_per_day else 0.0
         s.add_row(
             f"{a.policy.startup_s:g}", f"{a.device_hours_per_day or 0.0:,.2f}", month(a.usd_per_day),
-            f"{a.missed_per_day:,.0f} of {a.requests_per_day:,.0f} ({share:.2%})", f"{a.scale_ups} / {a.scale_downs}",
+            f"{a.missed_per_day:,.0f} of {a.requests_per_day:,.0f} ({a.missed_share:.2%})", f"{a.scale_ups} / {a.scale_downs}",
         )  # fmt: skip
     out.print(s)

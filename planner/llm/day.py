@@ -40,6 +40,8 @@ from planner.serving.search import smallest_passing
 from planner.traffic.scenario import Diurnal, Scenario
 from planner.workers import in_workers
 
+DAYS_PER_MONTH = 30.4  # what a day's cost is multiplied by, in the CLI's table and the app's
+
 
 class HourRow(ResultModel):
     """One hour of the day: its rate, the replicas sized for it and those running with the spares."""
@@ -82,6 +84,11 @@ class LlmDay(ResultModel):
         default_factory=list
     )  # under a reactive autoscaler, by start-up time (with `autoscale`)
 
+    def ramp_misses(self, startup: str) -> tuple[int, int, int]:
+        """At a start-up time (s, as text): the up-ramps' requests over an SLO, their requests, the ramps."""
+        ramps = [x for x in self.ramps if f"{x.startup_s:g}" == startup]
+        return sum(x.missed for x in ramps), sum(x.requests for x in ramps), len(ramps)
+
 
 def plan_day(
     sc: Scenario,
@@ -117,8 +124,9 @@ def plan_day(
     if not 0 <= cooldown_s <= 3600 or not 30 <= ramp_s <= 3600:
         raise DayError("cooldown in 0..3600 s and ramp window in 30..3600 s")
     rates = [a.peak_rate_rps * m * sc.growth for m in a.hourly_multipliers]
-    window = window_s if window_s is not None else default_window(sc, rates)
+    window = 3600.0  # the autoscaled day's, when there is one
     if autoscale is not None:
+        window = window_s if window_s is not None else default_window(sc, rates)
         for s in startups_s:
             check_window(autoscale.model_copy(update={"startup_s": s}), window)
     sized: dict[float, int] = {}

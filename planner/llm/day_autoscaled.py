@@ -18,7 +18,15 @@ import numpy as np
 
 from measure.run.types import ResultModel
 from planner.llm.autoscale import AutoscalePolicy, Autoscaler
-from planner.llm.day_windows import LEAD_S, DayError, over_slo, requests_at, steady, window_requests
+from planner.llm.day_windows import (
+    LEAD_S,
+    DayError,
+    over_slo,
+    poisson_segments,
+    requests_at,
+    steady,
+    window_requests,
+)
 from planner.llm.engine import MAX_SIM_OUTPUT_TOKENS, EngineConfig, simulate
 from planner.llm.simulation import llm_requests
 from planner.llm.steps import StepModel
@@ -56,6 +64,11 @@ class AutoscaledDay(ResultModel):
     missed_per_day: float  # the windows' misses, and the rest of each hour at its steady half's share
     scale_ups: int
     scale_downs: int
+
+    @property
+    def missed_share(self) -> float:
+        """The day's requests over an SLO, as a share of its requests."""
+        return self.missed_per_day / self.requests_per_day if self.requests_per_day else 0.0
 
     def priced(
         self, spares: int, devices_per_replica: int, usd_per_device_hour: float | None
@@ -169,13 +182,8 @@ def _whole(
     held: int,
 ) -> list[AutoHour]:
     """The day as one simulation: no window, the pool's state carried through every hour."""
-    rng = np.random.default_rng(sc.seed + 3000)
-    parts = []
-    for h, rate in enumerate(rates):
-        if rate > 0:
-            t = h * 3600.0 + np.cumsum(rng.exponential(1.0 / rate, int(rate * 3600 * 1.2) + 50))
-            parts.append(t[t < (h + 1) * 3600.0])
-    t = np.concatenate(parts) if parts else np.zeros(0)
+    hours = [(h * 3600.0, rate, 3600.0) for h, rate in enumerate(rates)]
+    t = poisson_segments(np.random.default_rng(sc.seed + 3000), hours, over=1.2, extra=50)
     n = int(t.size)
     if n == 0:
         raise DayError("a day without a request")

@@ -3,6 +3,8 @@ scenario, and a window of requests that opens on the hour before's rate."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from planner.llm.engine import LlmRequests, Trace
@@ -34,15 +36,26 @@ def window_requests(
 ) -> tuple[np.ndarray, LlmRequests]:
     """Poisson arrivals: LEAD_S s at the hour before's rate, then `window_s` s at the new one (from LEAD_S); the
     scenario's lengths for them."""
-    rng = np.random.default_rng(seed)
-    parts = []
-    for start, rate, span in ((0.0, before_rps, LEAD_S), (LEAD_S, rate_rps, window_s)):
-        if rate > 0:
-            gaps = rng.exponential(1.0 / rate, int(rate * span * 1.5) + 10)
-            t = start + np.cumsum(gaps)
-            parts.append(t[t < start + span])
-    t = np.concatenate(parts) if parts else np.zeros(0)
+    segments = ((0.0, before_rps, LEAD_S), (LEAD_S, rate_rps, window_s))
+    t = poisson_segments(np.random.default_rng(seed), segments)
     return t, requests_at(sc, t, rate_rps or before_rps, seed)
+
+
+def poisson_segments(
+    rng: np.random.Generator,
+    segments: Sequence[tuple[float, float, float]],
+    over: float = 1.5,
+    extra: int = 10,
+) -> np.ndarray:
+    """Poisson arrival times over consecutive (start s, rate req/s, span s) segments: each draws
+    rate x span x `over` + `extra` gaps (enough to pass its end) and keeps those before it; a rate of 0 draws
+    none."""
+    parts = []
+    for start, rate, span in segments:
+        if rate > 0:
+            t = start + np.cumsum(rng.exponential(1.0 / rate, int(rate * span * over) + extra))
+            parts.append(t[t < start + span])
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def requests_at(sc: Scenario, t: np.ndarray, rate_rps: float, seed: int) -> LlmRequests:
